@@ -1,0 +1,145 @@
+// Package store keeps the perfusion record. A Backend (store/postgres, the
+// system of record, or store/sqlite, the embedded default) offers plain
+// storage primitives inside transactions; Store builds the record's rules on
+// them once — lifecycle, idempotency, the ledger, verification — so every
+// backend behaves the same and one conformance suite (store/storetest)
+// proves it.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+)
+
+// ErrDuplicate is returned by Tx inserts when the row's key already exists.
+// The Store turns it into an idempotent resend or a conflict.
+var ErrDuplicate = errors.New("store: duplicate key")
+
+// Backend is one database holding perfusion records.
+type Backend interface {
+	Reader
+	// ReadWrite runs fn in one transaction and commits it. On a
+	// serialization failure or deadlock the backend may roll back and call fn
+	// again, so fn must keep no state across calls. An error from fn rolls
+	// the transaction back and is returned unchanged.
+	ReadWrite(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+	// Ready reports whether the database is reachable and migrated.
+	Ready(ctx context.Context) error
+	// Name is "postgres" or "sqlite".
+	Name() string
+	// Close releases the backend's connections.
+	Close() error
+}
+
+// Tx is the set of writes (and reads needed to decide them) inside one
+// transaction. Every table it inserts into is append-only in the database
+// itself; only the case state row and the source watermarks change.
+type Tx interface {
+	// InsertCase stores a new case: its header, state and head. ErrDuplicate
+	// when the id exists.
+	InsertCase(ctx context.Context, c *charting.Case) error
+	// LockCase reads a case's header and state (not details or signatures)
+	// and locks it until the transaction ends, serialising writes per case.
+	// charting.ErrNotFound when it does not exist.
+	LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, error)
+	// UpdateCaseState writes status, started_at, closed_at, closed_by,
+	// details_version and head of a locked case.
+	UpdateCaseState(ctx context.Context, c *charting.Case) error
+	// InsertDetails stores a details version. ErrDuplicate on a reused version.
+	InsertDetails(ctx context.Context, caseID uuid.UUID, d charting.DetailsVersion) error
+	// GetEntry reads one entry; charting.ErrNotFound when absent.
+	GetEntry(ctx context.Context, caseID, entryID uuid.UUID) (*charting.Entry, error)
+	// SupersededBy returns the id of the entry that supersedes entryID, or
+	// uuid.Nil.
+	SupersededBy(ctx context.Context, caseID, entryID uuid.UUID) (uuid.UUID, error)
+	// InsertEntry stores an entry. ErrDuplicate when its id exists in the
+	// case, or when another entry already supersedes the same entry.
+	InsertEntry(ctx context.Context, e *charting.Entry) error
+	// GetSampleBlock returns the stored block of a batch; charting.ErrNotFound
+	// when absent.
+	GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID string, seq int64) ([]byte, error)
+	// InsertSampleBatch stores a batch. ErrDuplicate when (case, source,
+	// sequence) exists.
+	InsertSampleBatch(ctx context.Context, b *SampleBatchRow) error
+	// SourceWatermark returns the highest sequence w of the source such that
+	// every batch 1..w is stored; 0 when none is.
+	SourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string) (int64, error)
+	// SetSourceWatermark records a new watermark.
+	SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string, w int64) error
+	// InsertSignature stores a signature. ErrDuplicate on a reused number.
+	InsertSignature(ctx context.Context, s *charting.Signature) error
+	// AppendLink stores a ledger link. ErrDuplicate when the sequence exists.
+	AppendLink(ctx context.Context, l *charting.Link) error
+}
+
+// Reader reads committed data.
+type Reader interface {
+	// GetCase reads a case with its current details and signatures.
+	GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error)
+	// ListCases returns cases matching f, ordered by scheduled start
+	// descending then id descending, at most f.Limit of them, each with its
+	// current details and signatures.
+	ListCases(ctx context.Context, f CaseFilter) ([]charting.Case, error)
+	// DetailsVersions returns every details version of a case, oldest first.
+	DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error)
+	// Entries returns every entry of a case (history included), in the
+	// order they were recorded.
+	Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error)
+	// Signatures returns a case's signatures by number.
+	Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error)
+	// ScanSampleBatches calls fn for each stored batch of the case that
+	// matches f, ordered by first sample time, then source and sequence.
+	// It stops at fn's first error and returns it.
+	ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f SampleFilter, fn func(*SampleBatchRow) error) error
+	// Links returns ledger links with sequence > after, in order, at most
+	// limit of them (limit <= 0: all).
+	Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error)
+	// SourceWatermarks returns the watermark of every source of a case.
+	SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error)
+}
+
+// SampleBatchRow is a stored sample batch: the batch's identity, its
+// summary for range queries, and its samples as a samplecodec block.
+type SampleBatchRow struct {
+	CaseID      uuid.UUID
+	SourceID    string
+	Seq         int64
+	RecordedAt  time.Time
+	Actor       string
+	MinTimeMs   int64
+	MaxTimeMs   int64
+	SampleCount int
+	Block       []byte
+}
+
+// SampleFilter selects sample batches. Zero values select everything.
+type SampleFilter struct {
+	SourceID string
+	// Batches whose time range overlaps [FromMs, ToMs) are returned;
+	// ToMs == 0 means no upper bound.
+	FromMs, ToMs int64
+}
+
+// CaseFilter selects cases. Zero values match anything.
+type CaseFilter struct {
+	Status charting.Status
+	Site   string
+	Room   string
+	From   time.Time // scheduled start >= From
+	To     time.Time // scheduled start < To
+	Limit  int
+	// After continues a listing after the case with this scheduled start
+	// and id (keyset pagination).
+	After *CaseCursor
+}
+
+// CaseCursor is a position in a case listing.
+type CaseCursor struct {
+	ScheduledStart time.Time
+	ID             uuid.UUID
+}
