@@ -42,6 +42,7 @@ type Content struct {
 
 // VerifyInput is everything stored for one case.
 type VerifyInput struct {
+	Status     Status
 	Head       Head
 	Signatures []Signature
 	Links      []Link // in sequence order
@@ -103,6 +104,11 @@ func Verify(in VerifyInput) VerifyResult {
 		res.Bad = &BadLink{Seq: in.Head.Seq, Problem: ProblemHeadMismatch, Detail: "the case's recorded ledger head is not the end of the chain"}
 		return res
 	}
+	if want := statusFromLinks(in.Links); in.Status != want {
+		res.Bad = &BadLink{Seq: in.Head.Seq, Problem: ProblemHeadMismatch,
+			Detail: fmt.Sprintf("the case's status is %s but its ledger says %s", in.Status, want)}
+		return res
+	}
 	for _, s := range in.Signatures {
 		if h, ok := hashAt[s.CoversSeq]; !ok || h != s.CoversHash {
 			res.Bad = &BadLink{Seq: s.CoversSeq, Kind: LinkSignature, Ref: fmt.Sprint(s.Number), Problem: ProblemHeadMismatch,
@@ -127,4 +133,25 @@ func uncovered(content map[string]Content, used map[string]bool) *BadLink {
 	c := content[keys[0]]
 	return &BadLink{Kind: c.Kind, Ref: c.Ref, Problem: ProblemUncoveredContent,
 		Detail: fmt.Sprintf("%d stored datum(s) are covered by no link", len(keys))}
+}
+
+// statusFromLinks derives the lifecycle state the ledger proves, so a status
+// edited behind the service's back (a signed case reopened) is detected.
+func statusFromLinks(links []Link) Status {
+	st := StatusPlanned
+	for _, l := range links {
+		switch l.Kind {
+		case LinkSignature:
+			st = StatusSigned
+		case LinkCaseClosed:
+			if st != StatusSigned {
+				st = StatusClosed
+			}
+		case LinkEntry, LinkCorrection, LinkSamples:
+			if st == StatusPlanned {
+				st = StatusInProgress
+			}
+		}
+	}
+	return st
 }

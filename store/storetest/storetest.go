@@ -1,0 +1,82 @@
+// Package storetest is the conformance suite every store backend runs: one
+// set of behaviours, checked the same way on PostgreSQL and on the embedded
+// SQLite store, in the spirit of trillian's storage tests. A backend that
+// cannot offer a behaviour names it in Harness.Exceptions with the reason;
+// the suite then reports that test as skipped with that reason, never as
+// passed.
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"perfusion/store"
+)
+
+// Harness adapts one backend to the suite.
+type Harness struct {
+	// Open returns a fresh, migrated, empty backend. The harness closes it
+	// when the test ends.
+	Open func(t *testing.T) store.Backend
+	// Exec runs one plain SQL statement directly on the backend's database
+	// with append-only enforcement in force, as any database user could.
+	// Placeholders are $1, $2, …
+	Exec func(t *testing.T, b store.Backend, sql string, args ...any) error
+	// Tamper runs one SQL statement with append-only enforcement bypassed,
+	// as an administrator with direct access could, and fails the test if
+	// the statement fails. Placeholders are $1, $2, …
+	Tamper func(t *testing.T, b store.Backend, sql string, args ...any)
+	// Exceptions maps a test name to why this backend cannot offer it.
+	Exceptions map[string]string
+}
+
+type test struct {
+	name string
+	fn   func(t *testing.T, h *Harness)
+}
+
+// Run runs the whole suite as subtests of t.
+func Run(t *testing.T, h Harness) {
+	tests := []test{
+		{"CreateAndGetCase", testCreateAndGetCase},
+		{"CreateCaseIdempotent", testCreateCaseIdempotent},
+		{"ListCasesFiltersAndPages", testListCases},
+		{"DetailsVersioned", testDetailsVersioned},
+		{"Lifecycle", testLifecycle},
+		{"EntryIdempotent", testEntryIdempotent},
+		{"LateEntryFlagged", testLateEntry},
+		{"CorrectionsKeepHistory", testCorrections},
+		{"InvalidInputStoresNothing", testInvalidInputStoresNothing},
+		{"SamplesShuffledAndDuplicated", testSamplesShuffled},
+		{"SamplesInvalidReadingsKept", testInvalidReadings},
+		{"SamplesConflictingResend", testSampleConflict},
+		{"SamplesGroupCommitAcrossCases", testGroupCommit},
+		{"QuerySamples", testQuerySamples},
+		{"AuditTrail", testAuditTrail},
+		{"VerifyIntactRecord", testVerifyIntact},
+		{"TamperEntryDetected", testTamperEntry},
+		{"TamperSamplesDetected", testTamperSamples},
+		{"TamperCaseHeaderDetected", testTamperCaseHeader},
+		{"TamperStatusDetected", testTamperStatus},
+		{"UncoveredContentDetected", testUncoveredContent},
+		{"DeletedContentDetected", testDeletedContent},
+		{"AppendOnlyEnforced", testAppendOnly},
+		{"ConcurrentWriters", testConcurrentWriters},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if why, ok := h.Exceptions[tc.name]; ok {
+				t.Skipf("%s: not offered by this backend: %s", tc.name, why)
+			}
+			tc.fn(t, &h)
+		})
+	}
+}
+
+// newStore opens a fresh backend with a controllable clock.
+func newStore(t *testing.T, h *Harness) (*store.Store, store.Backend, *clock) {
+	t.Helper()
+	b := h.Open(t)
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	return store.New(b, store.Config{Now: clk.now}), b, clk
+}
