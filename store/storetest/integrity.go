@@ -103,7 +103,7 @@ func testAuditTrail(t *testing.T, h *Harness) {
 		}
 		prev = l.Hash
 	}
-	if links[8].Reason != "mis-keyed" || links[3].Actor != "gw" {
+	if links[8].Reason != "mis-keyed" || links[3].Actor != "gateway-1" {
 		t.Fatalf("correction reason %q, samples actor %q", links[8].Reason, links[3].Actor)
 	}
 	page, err := s.AuditTrail(context.Background(), cc.c.ID, 4, 3)

@@ -1,0 +1,84 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"perfusion/charting"
+	"perfusion/store"
+)
+
+// SQLSTATE codes the backend reacts to.
+const (
+	codeUniqueViolation      = "23505"
+	codeForeignKeyViolation  = "23503"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+)
+
+// dbError is a database error stripped for display: its message names the
+// operation, the SQLSTATE and the constraint, never the server's message,
+// which can quote the offending values (for example "invalid input syntax
+// for type uuid: \"…\"" or a row in DETAIL) and values here are patient
+// data. The original *pgconn.PgError stays reachable through errors.As for
+// code that needs the SQLSTATE (retries, tests, server-side diagnostics).
+type dbError struct {
+	pg *pgconn.PgError
+}
+
+func (e *dbError) Error() string {
+	msg := "database error SQLSTATE " + e.pg.Code
+	if e.pg.ConstraintName != "" {
+		msg += " on constraint " + e.pg.ConstraintName
+	}
+	// Our own triggers' messages name only the operation and table.
+	if e.pg.Code == "P0001" && IsAppendOnlyViolation(e.pg) {
+		msg += ": " + e.pg.Message
+	}
+	return msg
+}
+
+func (e *dbError) Unwrap() error { return e.pg }
+
+// safeErr replaces a server error with its display-safe form; other errors
+// (network, context) carry no values and pass through.
+func safeErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return &dbError{pg: pe}
+	}
+	return err
+}
+
+// wrap turns err from operation op into the store's vocabulary: no rows
+// becomes charting.ErrNotFound, a unique violation store.ErrDuplicate, a
+// missing referenced row (the case, or the entry a correction names)
+// charting.ErrNotFound. Everything else is made display-safe.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("postgres: %s: %w", op, charting.ErrNotFound)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case codeUniqueViolation:
+			return fmt.Errorf("postgres: %s: %w (%w)", op, store.ErrDuplicate, &dbError{pg: pe})
+		case codeForeignKeyViolation:
+			return fmt.Errorf("postgres: %s: referenced row %w (%w)", op, charting.ErrNotFound, &dbError{pg: pe})
+		}
+	}
+	return fmt.Errorf("postgres: %s: %w", op, safeErr(err))
+}
+
+// retryable reports whether a transaction that failed with err may simply
+// be run again: the database rolled it back because of a concurrent one.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == codeSerializationFailure || pe.Code == codeDeadlockDetected)
+}

@@ -1,0 +1,262 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"perfusion/charting"
+	"perfusion/store"
+)
+
+// Retry policy of ReadWrite. Serialization failures and deadlocks are
+// transient: the database rolled one transaction back so another could
+// proceed, and running it again usually succeeds at once. A few attempts
+// with short, jittered, growing pauses (so colliding writers spread out)
+// keep the added latency in the tens of milliseconds; anything that still
+// fails after that is reported rather than hidden behind a long stall of a
+// clinical write.
+const (
+	maxAttempts  = 5
+	retryBase    = 5 * time.Millisecond
+	retryBackoff = 100 * time.Millisecond // cap of one pause
+)
+
+// ReadWrite runs fn in one READ COMMITTED transaction and commits it,
+// retrying the whole transaction (fn included) up to maxAttempts times on a
+// serialization failure (40001) or deadlock (40P01).
+//
+// READ COMMITTED is enough because writes are serialised per case by
+// LockCase's SELECT … FOR UPDATE on the case row: every write of a case
+// takes that lock first, and under READ COMMITTED each later statement sees
+// everything committed by the previous holder of the lock. Stricter levels
+// would add serialization failures (REPEATABLE READ fails a FOR UPDATE on a
+// row changed since the snapshot) without protecting anything more.
+// Transactions that lock several cases (group commit of samples) take the
+// locks in a fixed order, so deadlocks are rare; when one does happen the
+// retry resolves it.
+func (b *Backend) ReadWrite(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := b.readWriteOnce(ctx, fn)
+		if err == nil || attempt >= maxAttempts || !retryable(err) {
+			return err
+		}
+		pause := min(retryBase<<(attempt-1), retryBackoff)
+		pause = pause/2 + rand.N(pause/2+1) // jitter: half fixed, half random
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (b *Backend) readWriteOnce(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("postgres: begin transaction: %w", safeErr(err))
+	}
+	defer func() {
+		// A no-op after Commit. On failure it returns the connection to a
+		// clean state; an error here means the connection is closed and
+		// will not be reused, so there is nothing more to do.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+	}()
+	if err := fn(ctx, &pgTx{tx: tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", safeErr(err))
+	}
+	return nil
+}
+
+// pgTx implements store.Tx on one pgx transaction.
+//
+// Inserts use INSERT … ON CONFLICT DO NOTHING and report ErrDuplicate when
+// no row was inserted, instead of letting a unique violation abort the
+// transaction: the caller may decide the duplicate is fine (an idempotent
+// resend) and go on writing in the same transaction. Without a conflict
+// target DO NOTHING covers every unique index, including the one that lets
+// an entry be superseded only once.
+type pgTx struct {
+	tx pgx.Tx
+}
+
+const caseColumns = `case_id, kind, site, room, scheduled_start, created_at, created_by,
+	status, started_at, closed_at, closed_by, details_version, head_seq, head_hash`
+
+// InsertCase stores a new case's header and state.
+func (t *pgTx) InsertCase(ctx context.Context, c *charting.Case) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO cases (`+caseColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT DO NOTHING`,
+		c.ID, string(c.Kind), c.Site, c.Room, c.ScheduledStart, c.CreatedAt, c.CreatedBy,
+		string(c.Status), nullTime(c.StartedAt), nullTime(c.ClosedAt), c.ClosedBy, c.DetailsVersion, c.Head.Seq, c.Head.Hash[:])
+	return inserted("insert case", tag.RowsAffected(), err)
+}
+
+// LockCase reads a case's header and state with SELECT … FOR UPDATE, which
+// holds the row lock until the transaction ends and so serialises all
+// writes to the case.
+func (t *pgTx) LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+	c, err := scanCase(t.tx.QueryRow(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return nil, wrap("lock case", err)
+	}
+	return c, nil
+}
+
+// UpdateCaseState writes the mutable state of a locked case. The database
+// refuses any change to the header and any step backwards of the state.
+func (t *pgTx) UpdateCaseState(ctx context.Context, c *charting.Case) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE cases SET status = $2, started_at = $3, closed_at = $4, closed_by = $5,
+		details_version = $6, head_seq = $7, head_hash = $8 WHERE case_id = $1`,
+		c.ID, string(c.Status), nullTime(c.StartedAt), nullTime(c.ClosedAt), c.ClosedBy, c.DetailsVersion, c.Head.Seq, c.Head.Hash[:])
+	if err != nil {
+		return wrap("update case state", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: update case state: %w", charting.ErrNotFound)
+	}
+	return nil
+}
+
+// InsertDetails stores one details version.
+func (t *pgTx) InsertDetails(ctx context.Context, caseID uuid.UUID, d charting.DetailsVersion) error {
+	doc, err := json.Marshal(d.Details)
+	if err != nil {
+		return fmt.Errorf("postgres: insert details: encode: %w", err)
+	}
+	tag, err := t.tx.Exec(ctx, `INSERT INTO case_details (case_id, version, details, reason, actor, recorded_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+		caseID, d.Version, doc, d.Reason, d.Actor, d.RecordedAt)
+	return inserted("insert details", tag.RowsAffected(), err)
+}
+
+const entryColumns = `entry_id, case_id, kind, occurred_at, recorded_at, late, author, supersedes, reason, void, detail`
+
+// GetEntry reads one entry of a case.
+func (t *pgTx) GetEntry(ctx context.Context, caseID, entryID uuid.UUID) (*charting.Entry, error) {
+	e, err := scanEntry(t.tx.QueryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = $2`, caseID, entryID))
+	if err != nil {
+		return nil, wrap("get entry", err)
+	}
+	return e, nil
+}
+
+// SupersededBy finds the entry that supersedes entryID, using the unique
+// index that allows one such entry at most.
+func (t *pgTx) SupersededBy(ctx context.Context, caseID, entryID uuid.UUID) (uuid.UUID, error) {
+	var by uuid.UUID
+	err := t.tx.QueryRow(ctx, `SELECT entry_id FROM entries WHERE case_id = $1 AND supersedes = $2`, caseID, entryID).Scan(&by)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, nil
+	}
+	if err != nil {
+		return uuid.Nil, wrap("superseded by", err)
+	}
+	return by, nil
+}
+
+// InsertEntry stores an entry. A correction naming an entry that does not
+// exist in the case is refused by a foreign key (charting.ErrNotFound).
+func (t *pgTx) InsertEntry(ctx context.Context, e *charting.Entry) error {
+	detail, err := json.Marshal(e.Detail)
+	if err != nil {
+		return fmt.Errorf("postgres: insert entry: encode: %w", err)
+	}
+	tag, err := t.tx.Exec(ctx, `INSERT INTO entries (case_id, entry_id, kind, occurred_at, recorded_at, late, author, supersedes, reason, void, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+		e.CaseID, e.ID, string(e.Kind), e.OccurredAt, e.RecordedAt, e.Late, e.Author, nullUUID(e.Supersedes), e.Reason, e.Void, detail)
+	return inserted("insert entry", tag.RowsAffected(), err)
+}
+
+// GetSampleBlock reads the stored block of one batch.
+func (t *pgTx) GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID string, seq int64) ([]byte, error) {
+	var block []byte
+	err := t.tx.QueryRow(ctx, `SELECT block FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq = $3`,
+		caseID, sourceID, seq).Scan(&block)
+	if err != nil {
+		return nil, wrap("get sample block", err)
+	}
+	return block, nil
+}
+
+// InsertSampleBatch stores one batch.
+func (t *pgTx) InsertSampleBatch(ctx context.Context, b *store.SampleBatchRow) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO sample_batches (case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		b.CaseID, b.SourceID, b.Seq, b.RecordedAt, b.Actor, b.MinTimeMs, b.MaxTimeMs, b.SampleCount, b.Block)
+	return inserted("insert sample batch", tag.RowsAffected(), err)
+}
+
+// SourceWatermark reads a source's watermark, 0 when none is recorded.
+func (t *pgTx) SourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string) (int64, error) {
+	var w int64
+	err := t.tx.QueryRow(ctx, `SELECT watermark FROM sample_sources WHERE case_id = $1 AND source_id = $2`, caseID, sourceID).Scan(&w)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrap("source watermark", err)
+	}
+	return w, nil
+}
+
+// SetSourceWatermark records a watermark, creating the source's row on
+// first use.
+func (t *pgTx) SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string, w int64) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO sample_sources (case_id, source_id, watermark) VALUES ($1, $2, $3)
+		ON CONFLICT (case_id, source_id) DO UPDATE SET watermark = EXCLUDED.watermark`, caseID, sourceID, w)
+	return wrap("set source watermark", err)
+}
+
+// InsertSignature stores one signature.
+func (t *pgTx) InsertSignature(ctx context.Context, s *charting.Signature) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO signatures (case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		s.CaseID, s.Number, s.Signer, s.DisplayName, string(s.Meaning), s.SignedAt, s.CoversSeq, s.CoversHash[:])
+	return inserted("insert signature", tag.RowsAffected(), err)
+}
+
+// AppendLink stores one ledger link.
+func (t *pgTx) AppendLink(ctx context.Context, l *charting.Link) error {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO ledger (case_id, seq, kind, ref, actor, reason, recorded_at, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		l.CaseID, l.Seq, string(l.Kind), l.Ref, l.Actor, l.Reason, l.RecordedAt, l.PrevHash[:], l.Hash[:])
+	return inserted("append ledger link", tag.RowsAffected(), err)
+}
+
+// inserted maps the outcome of an INSERT … ON CONFLICT DO NOTHING.
+func inserted(op string, rows int64, err error) error {
+	if err != nil {
+		return wrap(op, err)
+	}
+	if rows == 0 {
+		return fmt.Errorf("postgres: %s: %w", op, store.ErrDuplicate)
+	}
+	return nil
+}
+
+// nullTime stores the zero time (not yet started or closed) as NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// nullUUID stores uuid.Nil (an entry that supersedes nothing) as NULL.
+func nullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id
+}

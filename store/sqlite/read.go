@@ -1,0 +1,422 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+	"perfusion/store"
+)
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+var caseCols = []string{"case_id", "kind", "site", "room", "scheduled_start", "created_at", "created_by",
+	"status", "started_at", "closed_at", "closed_by", "details_version", "head_seq", "head_hash"}
+
+// caseColumns is the column list scanCase reads.
+var caseColumns = strings.Join(caseCols, ", ")
+
+// caseColumnsOf is caseColumns qualified by a table alias.
+func caseColumnsOf(alias string) string {
+	return alias + "." + strings.Join(caseCols, ", "+alias+".")
+}
+
+// scanCase reads caseColumns (with extra destinations appended after them).
+func scanCase(row scanner, extra ...any) (*charting.Case, error) {
+	var (
+		c                               charting.Case
+		id, closedBy                    sql.NullString
+		start, created, started, closed sql.NullInt64
+		kind, status                    string
+		headHash                        []byte
+	)
+	dest := append([]any{&id, &kind, &c.Site, &c.Room, &start, &created, &c.CreatedBy,
+		&status, &started, &closed, &closedBy, &c.DetailsVersion, &c.Head.Seq, &headHash}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.ID, err = parseUUID(id, "case id"); err != nil {
+		return nil, err
+	}
+	c.Kind, c.Status = charting.Kind(kind), charting.Status(status)
+	c.ScheduledStart, c.CreatedAt = fromMicros(start), fromMicros(created)
+	c.StartedAt, c.ClosedAt, c.ClosedBy = fromMicros(started), fromMicros(closed), closedBy.String
+	if c.Head.Hash, err = toHash(headHash, "case head hash"); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+const entryColumns = `case_id, entry_id, kind, occurred_at, recorded_at, late, author, supersedes, reason, void, detail`
+
+func scanEntry(row scanner) (*charting.Entry, error) {
+	var (
+		e                       charting.Entry
+		caseID, entryID, supers sql.NullString
+		kind, detail            string
+		occurred, recorded      sql.NullInt64
+	)
+	if err := row.Scan(&caseID, &entryID, &kind, &occurred, &recorded, &e.Late, &e.Author, &supers, &e.Reason, &e.Void, &detail); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.CaseID, err = parseUUID(caseID, "case id"); err != nil {
+		return nil, err
+	}
+	if e.ID, err = parseUUID(entryID, "entry id"); err != nil {
+		return nil, err
+	}
+	if e.Supersedes, err = parseUUID(supers, "superseded entry id"); err != nil {
+		return nil, err
+	}
+	e.Kind = charting.EntryKind(kind)
+	e.OccurredAt, e.RecordedAt = fromMicros(occurred), fromMicros(recorded)
+	if err := json.Unmarshal([]byte(detail), &e.Detail); err != nil {
+		return nil, decodeErr("entry detail", err)
+	}
+	// JSON keeps the instant but not necessarily the location; the record's
+	// times are UTC.
+	if m := e.Detail.ArtifactMark; m != nil {
+		m.Start, m.End = charting.NormTime(m.Start), charting.NormTime(m.End)
+	}
+	return &e, nil
+}
+
+// GetCase reads a case with its current details and signatures, all from
+// one snapshot.
+func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+	var out *charting.Case
+	err := b.readTx(ctx, func(q *sql.Tx) error {
+		cs, err := b.casesWhere(ctx, q, `c.case_id = ?`, []any{id.String()}, "")
+		if err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			return notFound("get case")
+		}
+		out = &cs[0]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListCases returns the cases matching f, newest scheduled start first,
+// continuing after f.After (keyset pagination: stable under concurrent
+// inserts, and each page costs the same).
+func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(cond string, a ...any) {
+		conds = append(conds, cond)
+		args = append(args, a...)
+	}
+	if f.Status != "" {
+		add(`c.status = ?`, string(f.Status))
+	}
+	if f.Site != "" {
+		add(`c.site = ?`, f.Site)
+	}
+	if f.Room != "" {
+		add(`c.room = ?`, f.Room)
+	}
+	if !f.From.IsZero() {
+		add(`c.scheduled_start >= ?`, micros(f.From))
+	}
+	if !f.To.IsZero() {
+		add(`c.scheduled_start < ?`, micros(f.To))
+	}
+	if a := f.After; a != nil {
+		start := micros(a.ScheduledStart)
+		add(`(c.scheduled_start < ? OR (c.scheduled_start = ? AND c.case_id < ?))`, start, start, a.ID.String())
+	}
+	where := `1 = 1`
+	if len(conds) > 0 {
+		where = strings.Join(conds, ` AND `)
+	}
+	limit := ""
+	if f.Limit > 0 {
+		limit = ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	var out []charting.Case
+	err := b.readTx(ctx, func(q *sql.Tx) error {
+		var err error
+		out, err = b.casesWhere(ctx, q, where, args, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// casesWhere reads cases with their current details, then their
+// signatures in one more query.
+func (b *Backend) casesWhere(ctx context.Context, q *sql.Tx, where string, args []any, limit string) ([]charting.Case, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+caseColumnsOf("c")+`, d.details
+		FROM cases c LEFT JOIN case_details d ON d.case_id = c.case_id AND d.version = c.details_version
+		WHERE `+where+`
+		ORDER BY c.scheduled_start DESC, c.case_id DESC`+limit, args...)
+	if err != nil {
+		return nil, wrap("list cases", err)
+	}
+	defer rows.Close()
+	var (
+		out   []charting.Case
+		index = make(map[uuid.UUID]int)
+	)
+	for rows.Next() {
+		var details sql.NullString
+		c, err := scanCase(rows, &details)
+		if err != nil {
+			return nil, wrap("list cases", err)
+		}
+		if details.Valid {
+			if err := json.Unmarshal([]byte(details.String), &c.Details); err != nil {
+				return nil, decodeErr("case details", err)
+			}
+		}
+		index[c.ID] = len(out)
+		out = append(out, *c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list cases", err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]any, 0, len(out))
+	for _, c := range out {
+		ids = append(ids, c.ID.String())
+	}
+	sigs, err := signaturesWhere(ctx, q, `case_id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sigs {
+		c := &out[index[s.CaseID]]
+		c.Signatures = append(c.Signatures, s)
+	}
+	return out, nil
+}
+
+// readTx runs fn in a read transaction, so several statements see one
+// snapshot of the database.
+func (b *Backend) readTx(ctx context.Context, fn func(q *sql.Tx) error) error {
+	q, err := b.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return wrap("begin read", err)
+	}
+	defer q.Rollback()
+	return fn(q)
+}
+
+// DetailsVersions returns every details version of a case, oldest first.
+func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT version, details, reason, actor, recorded_at
+		FROM case_details WHERE case_id = ? ORDER BY version`, caseID.String())
+	if err != nil {
+		return nil, wrap("details versions", err)
+	}
+	defer rows.Close()
+	var out []charting.DetailsVersion
+	for rows.Next() {
+		var (
+			d        charting.DetailsVersion
+			js       string
+			recorded sql.NullInt64
+		)
+		if err := rows.Scan(&d.Version, &js, &d.Reason, &d.Actor, &recorded); err != nil {
+			return nil, wrap("details versions", err)
+		}
+		if err := json.Unmarshal([]byte(js), &d.Details); err != nil {
+			return nil, decodeErr("case details", err)
+		}
+		d.RecordedAt = fromMicros(recorded)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("details versions", err)
+	}
+	return out, nil
+}
+
+// Entries returns every entry of a case in the order they were recorded.
+// That order is insertion order, which the rowid keeps: rows are never
+// deleted, so SQLite assigns each new row a rowid above every existing one.
+func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = ? ORDER BY rowid`, caseID.String())
+	if err != nil {
+		return nil, wrap("entries", err)
+	}
+	defer rows.Close()
+	var out []charting.Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, wrap("entries", err)
+		}
+		out = append(out, *e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("entries", err)
+	}
+	return out, nil
+}
+
+// Signatures returns a case's signatures by number.
+func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	return signaturesWhere(ctx, b.r, `case_id = ?`, []any{caseID.String()})
+}
+
+func signaturesWhere(ctx context.Context, q queryer, where string, args []any) ([]charting.Signature, error) {
+	rows, err := q.QueryContext(ctx, `SELECT case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash
+		FROM signatures WHERE `+where+` ORDER BY case_id, number`, args...)
+	if err != nil {
+		return nil, wrap("signatures", err)
+	}
+	defer rows.Close()
+	var out []charting.Signature
+	for rows.Next() {
+		var (
+			s       charting.Signature
+			caseID  sql.NullString
+			meaning string
+			signed  sql.NullInt64
+			hash    []byte
+		)
+		if err := rows.Scan(&caseID, &s.Number, &s.Signer, &s.DisplayName, &meaning, &signed, &s.CoversSeq, &hash); err != nil {
+			return nil, wrap("signatures", err)
+		}
+		if s.CaseID, err = parseUUID(caseID, "case id"); err != nil {
+			return nil, err
+		}
+		if s.CoversHash, err = toHash(hash, "signature hash"); err != nil {
+			return nil, err
+		}
+		s.Meaning, s.SignedAt = charting.SignatureMeaning(meaning), fromMicros(signed)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("signatures", err)
+	}
+	return out, nil
+}
+
+// ScanSampleBatches streams the batches of a case overlapping the filter's
+// time range, ordered by first sample time, source and sequence, calling fn
+// for each as it is read; a case's blocks are never all in memory at once.
+func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
+	query := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block
+		FROM sample_batches WHERE case_id = ?`
+	args := []any{caseID.String()}
+	if f.SourceID != "" {
+		query += ` AND source_id = ?`
+		args = append(args, f.SourceID)
+	}
+	if f.ToMs != 0 {
+		query += ` AND min_time_ms < ?`
+		args = append(args, f.ToMs)
+	}
+	if f.FromMs != 0 {
+		query += ` AND max_time_ms >= ?`
+		args = append(args, f.FromMs)
+	}
+	query += ` ORDER BY min_time_ms, source_id, seq`
+	rows, err := b.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return wrap("scan sample batches", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &store.SampleBatchRow{CaseID: caseID}
+		var recorded sql.NullInt64
+		if err := rows.Scan(&r.SourceID, &r.Seq, &recorded, &r.Actor, &r.MinTimeMs, &r.MaxTimeMs, &r.SampleCount, &r.Block); err != nil {
+			return wrap("scan sample batches", err)
+		}
+		r.RecordedAt = fromMicros(recorded)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return wrap("scan sample batches", rows.Err())
+}
+
+// Links returns ledger links after a sequence, in order.
+func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+	query := `SELECT seq, kind, ref, actor, reason, recorded_at, prev_hash, hash
+		FROM ledger WHERE case_id = ? AND seq > ? ORDER BY seq`
+	args := []any{caseID.String(), after}
+	if limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := b.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("links", err)
+	}
+	defer rows.Close()
+	var out []charting.Link
+	for rows.Next() {
+		var (
+			l          = charting.Link{CaseID: caseID}
+			kind       string
+			recorded   sql.NullInt64
+			prev, hash []byte
+		)
+		if err := rows.Scan(&l.Seq, &kind, &l.Ref, &l.Actor, &l.Reason, &recorded, &prev, &hash); err != nil {
+			return nil, wrap("links", err)
+		}
+		l.Kind, l.RecordedAt = charting.LinkKind(kind), fromMicros(recorded)
+		if l.PrevHash, err = toHash(prev, "link previous hash"); err != nil {
+			return nil, err
+		}
+		if l.Hash, err = toHash(hash, "link hash"); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("links", err)
+	}
+	return out, nil
+}
+
+// SourceWatermarks returns the watermark of every source of a case.
+func (b *Backend) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT source_id, watermark FROM sample_sources WHERE case_id = ?`, caseID.String())
+	if err != nil {
+		return nil, wrap("source watermarks", err)
+	}
+	defer rows.Close()
+	out := make(map[string]int64)
+	for rows.Next() {
+		var (
+			src string
+			w   int64
+		)
+		if err := rows.Scan(&src, &w); err != nil {
+			return nil, wrap("source watermarks", err)
+		}
+		out[src] = w
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("source watermarks", err)
+	}
+	return out, nil
+}
+
+var _ store.Backend = (*Backend)(nil)
