@@ -132,3 +132,16 @@ func TestDownsampler(t *testing.T) {
 		t.Fatalf("bucket 4 = %+v", got[2])
 	}
 }
+
+func TestNULRejected(t *testing.T) {
+	e := Entry{ID: uuid.New(), CaseID: uuid.New(), OccurredAt: time.Now(), Detail: EntryDetail{Note: &Note{Text: "a\x00b"}}}
+	if err := ValidateEntry(DefaultCatalogue(), &e, time.Now()); err == nil {
+		t.Fatal("a note with NUL was accepted")
+	}
+	d := Details{Patient: Patient{FamilyName: "x\x00"}}
+	var v Violations
+	d.Validate("details.", &v)
+	if len(v) != 1 || v[0].Field != "details" {
+		t.Fatalf("details with NUL: %+v", v)
+	}
+}

@@ -1,6 +1,7 @@
 package charting
 
 import (
+	"strings"
 	"time"
 )
 
@@ -153,4 +154,5 @@ func (d *Details) Validate(prefix string, v *Violations) {
 		}
 	}
 	checkLen(v, prefix+"procedure.description", d.Procedure.Description, 1000)
+	rejectNUL(v, strings.TrimSuffix(prefix, "."), d)
 }

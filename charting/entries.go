@@ -203,6 +203,7 @@ func ValidateEntry(cat *Catalogue, e *Entry, now time.Time) error {
 		e.Kind = kinds[0]
 		validateDetail(cat, e.Detail, &v)
 	}
+	rejectNUL(&v, "entry", e.Detail)
 	return v.Err()
 }
 

@@ -1,6 +1,7 @@
 package charting
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"time"
@@ -14,6 +15,16 @@ func finiteIn(x, lo, hi float64) bool {
 
 func fieldIndex(field string, i int) string {
 	return field + "[" + strconv.Itoa(i) + "]"
+}
+
+// rejectNUL adds a violation when any text in x contains U+0000.
+// PostgreSQL cannot store it in text or JSON, and no clinical text needs it,
+// so both stores refuse it up front with a clear error.
+func rejectNUL(v *Violations, field string, x any) {
+	b, err := canonicalJSON(x)
+	if err != nil || bytes.Contains(b, []byte(`\u0000`)) {
+		v.Add(field, "text must not contain NUL characters")
+	}
 }
 
 // checkLen rejects text that is too long or not valid UTF-8.
