@@ -28,6 +28,14 @@ type Backend interface {
 	// again, so fn must keep no state across calls. An error from fn rolls
 	// the transaction back and is returned unchanged.
 	ReadWrite(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+	// Snapshot runs fn with a Reader whose every read sees one consistent,
+	// committed state of the database (a read-only transaction), so several
+	// reads can be combined without seeing a write half-way. fn must not keep
+	// the Reader after it returns. The Reader is not safe for concurrent
+	// use, and ScanSampleBatches' callback must not read through it (one
+	// transaction is one connection, busy while the scan streams). An error
+	// from fn is returned unchanged.
+	Snapshot(ctx context.Context, fn func(ctx context.Context, r Reader) error) error
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error
 	// Name is "postgres" or "sqlite".

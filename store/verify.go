@@ -25,26 +25,45 @@ func (v *Verification) OK() bool { return v.Bad == nil }
 // VerifyRecord re-reads every stored datum of the case, re-encodes it
 // canonically and re-computes the chain. It trusts no stored hash but the
 // ones it compares against: content digests are always recomputed.
+//
+// Every read is made in one snapshot of the database: a case written while
+// it is verified must not show a link without its content, or content
+// without its link, which would be reported as tampering that did not
+// happen.
 func (s *Store) VerifyRecord(ctx context.Context, caseID uuid.UUID) (*Verification, error) {
-	c, err := s.b.GetCase(ctx, caseID)
+	var out *Verification
+	err := s.b.Snapshot(ctx, func(ctx context.Context, r Reader) error {
+		var err error
+		out, err = verifyRecord(ctx, r, caseID)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verify record: %w", err)
 	}
-	links, err := s.b.Links(ctx, caseID, 0, 0)
+	return out, nil
+}
+
+// verifyRecord verifies a case through r, which must read one snapshot.
+func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID) (*Verification, error) {
+	c, err := r.GetCase(ctx, caseID)
 	if err != nil {
-		return nil, fmt.Errorf("verify record: %w", err)
+		return nil, err
 	}
-	var out Verification
-	content, err := s.recordContent(ctx, c, &out)
+	links, err := r.Links(ctx, caseID, 0, 0)
 	if err != nil {
-		return nil, fmt.Errorf("verify record: %w", err)
+		return nil, err
+	}
+	out := new(Verification)
+	content, err := recordContent(ctx, r, c, out)
+	if err != nil {
+		return nil, err
 	}
 	out.VerifyResult = charting.Verify(charting.VerifyInput{Status: c.Status, Head: c.Head, Signatures: c.Signatures, Links: links, Content: content})
-	return &out, nil
+	return out, nil
 }
 
 // recordContent gathers the digest of every stored datum by content key.
-func (s *Store) recordContent(ctx context.Context, c *charting.Case, out *Verification) (map[string]charting.Content, error) {
+func recordContent(ctx context.Context, r Reader, c *charting.Case, out *Verification) (map[string]charting.Content, error) {
 	content := make(map[string]charting.Content)
 	put := func(kind charting.LinkKind, ref string, d charting.Hash, bad error) {
 		content[charting.ContentKey(kind, ref)] = charting.Content{Kind: kind, Ref: ref, Digest: d, Unreadable: bad}
@@ -53,14 +72,14 @@ func (s *Store) recordContent(ctx context.Context, c *charting.Case, out *Verifi
 	if !c.ClosedAt.IsZero() {
 		put(charting.LinkCaseClosed, "", charting.DigestClose(c.ID, c.ClosedAt, c.ClosedBy), nil)
 	}
-	versions, err := s.b.DetailsVersions(ctx, c.ID)
+	versions, err := r.DetailsVersions(ctx, c.ID)
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range versions {
 		put(charting.LinkDetails, strconv.FormatInt(d.Version, 10), charting.DigestDetails(c.ID, d), nil)
 	}
-	entries, err := s.b.Entries(ctx, c.ID)
+	entries, err := r.Entries(ctx, c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +90,7 @@ func (s *Store) recordContent(ctx context.Context, c *charting.Case, out *Verifi
 	for _, sig := range c.Signatures {
 		put(charting.LinkSignature, strconv.FormatInt(sig.Number, 10), charting.DigestSignature(sig), nil)
 	}
-	err = s.b.ScanSampleBatches(ctx, c.ID, SampleFilter{}, func(row *SampleBatchRow) error {
+	err = r.ScanSampleBatches(ctx, c.ID, SampleFilter{}, func(row *SampleBatchRow) error {
 		ref := charting.SampleRef(row.SourceID, row.Seq)
 		series, err := samplecodec.DecodeBlock(row.Block)
 		if err != nil {

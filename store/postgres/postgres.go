@@ -105,8 +105,9 @@ func (b *Backend) Ready(ctx context.Context) error {
 	return b.CheckSchema(ctx)
 }
 
-// querier is what both the pool (reads) and a transaction (writes) offer,
-// so row-reading helpers serve both.
+// querier is what both the pool (reads) and a transaction (writes, and the
+// read-only transaction of a Snapshot) offer, so row-reading code serves
+// all of them.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"perfusion/charting"
 	"perfusion/store"
@@ -23,17 +24,102 @@ const caseWithDetails = `SELECT c.case_id, c.kind, c.site, c.room, c.scheduled_s
 	c.status, c.started_at, c.closed_at, c.closed_by, c.details_version, c.head_seq, c.head_hash, d.details
 	FROM cases c LEFT JOIN case_details d ON d.case_id = c.case_id AND d.version = c.details_version`
 
-// snapshot runs fn in a read-only REPEATABLE READ transaction, so a case,
-// its details and its signatures are read from one consistent snapshot
-// rather than straddling a concurrent sign-off.
-func (b *Backend) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+// snapshotOptions begin the transactions that read one consistent state:
+// REPEATABLE READ takes one snapshot at the first statement and keeps it to
+// the end, and READ ONLY both documents and enforces that nothing is
+// written through a Reader.
+var snapshotOptions = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+
+// Snapshot runs fn with a Reader bound to one read-only REPEATABLE READ
+// transaction, so all of fn's reads see the same committed state. A read
+// only transaction under REPEATABLE READ never fails to serialise, so there
+// is nothing to retry. An error from fn is returned unchanged.
+func (b *Backend) Snapshot(ctx context.Context, fn func(ctx context.Context, r store.Reader) error) error {
+	tx, err := b.pool.BeginTx(ctx, snapshotOptions)
+	if err != nil {
+		return fmt.Errorf("postgres: begin snapshot: %w", safeErr(err))
+	}
+	defer func() {
+		// Ends the snapshot, also after a panic in fn; a no-op after Commit.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+	}()
+	if err := fn(ctx, reader{q: tx}); err != nil {
+		return err
+	}
+	// Nothing was written; committing just ends the transaction cleanly.
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: end snapshot: %w", safeErr(err))
+	}
+	return nil
 }
+
+// reader implements store.Reader on a querier: the pool for the Backend's
+// own reads, or the transaction of a Snapshot.
+type reader struct {
+	q querier
+}
+
+var _ store.Reader = reader{}
+
+// consistent runs fn on a querier that reads one snapshot: a new read-only
+// REPEATABLE READ transaction when r reads the pool, r's own transaction
+// when r already is one (nesting a transaction would be an error, and is
+// not needed: a Snapshot is consistent throughout).
+func (r reader) consistent(ctx context.Context, fn func(q querier) error) error {
+	if pool, ok := r.q.(*pgxpool.Pool); ok {
+		return pgx.BeginTxFunc(ctx, pool, snapshotOptions, func(tx pgx.Tx) error { return fn(tx) })
+	}
+	return fn(r.q)
+}
+
+// The Backend's reads go straight to the pool, each in its own statement
+// (or, for GetCase and ListCases, its own snapshot).
 
 // GetCase reads a case with its current details and signatures.
 func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+	return reader{q: b.pool}.GetCase(ctx, id)
+}
+
+// ListCases lists cases newest first with keyset pagination.
+func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
+	return reader{q: b.pool}.ListCases(ctx, f)
+}
+
+// DetailsVersions returns every details version of a case, oldest first.
+func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
+	return reader{q: b.pool}.DetailsVersions(ctx, caseID)
+}
+
+// Entries returns every entry of a case in the order they were recorded.
+func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
+	return reader{q: b.pool}.Entries(ctx, caseID)
+}
+
+// Signatures returns a case's signatures by number.
+func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	return reader{q: b.pool}.Signatures(ctx, caseID)
+}
+
+// ScanSampleBatches streams the matching batches of a case to fn.
+func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
+	return reader{q: b.pool}.ScanSampleBatches(ctx, caseID, f, fn)
+}
+
+// Links returns ledger links with sequence > after, in order, at most limit
+// of them (limit <= 0: all).
+func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+	return reader{q: b.pool}.Links(ctx, caseID, after, limit)
+}
+
+// SourceWatermarks returns the watermark of every source of a case.
+func (b *Backend) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
+	return reader{q: b.pool}.SourceWatermarks(ctx, caseID)
+}
+
+// GetCase reads a case with its current details and signatures.
+func (r reader) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
 	var c *charting.Case
-	err := b.snapshot(ctx, func(tx pgx.Tx) error {
+	err := r.consistent(ctx, func(tx querier) error {
 		var err error
 		c, err = scanCaseDetails(tx.QueryRow(ctx, caseWithDetails+` WHERE c.case_id = $1`, id))
 		if err != nil {
@@ -52,7 +138,7 @@ func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, er
 // ListCases lists cases newest first with keyset pagination, in two
 // queries: the cases joined with their current details, then the
 // signatures of all of them at once.
-func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
+func (r reader) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
 	var (
 		where []string
 		args  []any
@@ -90,7 +176,7 @@ func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting
 		q += " LIMIT " + arg(f.Limit)
 	}
 	var out []charting.Case
-	err := b.snapshot(ctx, func(tx pgx.Tx) error {
+	err := r.consistent(ctx, func(tx querier) error {
 		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
@@ -127,8 +213,8 @@ func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting
 }
 
 // DetailsVersions returns every details version of a case, oldest first.
-func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
-	rows, err := b.pool.Query(ctx, `SELECT version, details, reason, actor, recorded_at FROM case_details
+func (r reader) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
+	rows, err := r.q.Query(ctx, `SELECT version, details, reason, actor, recorded_at FROM case_details
 		WHERE case_id = $1 ORDER BY version`, caseID)
 	if err != nil {
 		return nil, wrap("details versions", err)
@@ -154,8 +240,8 @@ func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]char
 }
 
 // Entries returns every entry of a case in the order they were recorded.
-func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
-	rows, err := b.pool.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 ORDER BY entry_no`, caseID)
+func (r reader) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
+	rows, err := r.q.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 ORDER BY entry_no`, caseID)
 	if err != nil {
 		return nil, wrap("entries", err)
 	}
@@ -173,8 +259,8 @@ func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Ent
 }
 
 // Signatures returns a case's signatures by number.
-func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
-	sigs, err := signaturesOf(ctx, b.pool, []uuid.UUID{caseID})
+func (r reader) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	sigs, err := signaturesOf(ctx, r.q, []uuid.UUID{caseID})
 	if err != nil {
 		return nil, wrap("signatures", err)
 	}
@@ -186,7 +272,7 @@ func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.
 // decoded needs to be in memory. The query shape follows the filter so each
 // variant gets its own plan on the (case_id, min_time_ms, source_id, seq)
 // index, which also yields the order without a sort.
-func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
+func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
 	q := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block
 		FROM sample_batches WHERE case_id = $1`
 	args := []any{caseID}
@@ -203,7 +289,7 @@ func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f sto
 		q += " AND max_time_ms >= $" + strconv.Itoa(len(args))
 	}
 	q += " ORDER BY min_time_ms, source_id, seq"
-	rows, err := b.pool.Query(ctx, q, args...)
+	rows, err := r.q.Query(ctx, q, args...)
 	if err != nil {
 		return wrap("scan sample batches", err)
 	}
@@ -226,7 +312,7 @@ func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f sto
 
 // Links returns ledger links with sequence > after, in order, at most limit
 // of them (limit <= 0: all).
-func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+func (r reader) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
 	q := `SELECT seq, kind, ref, actor, reason, recorded_at, prev_hash, hash FROM ledger
 		WHERE case_id = $1 AND seq > $2 ORDER BY seq`
 	args := []any{caseID, after}
@@ -234,7 +320,7 @@ func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limi
 		q += " LIMIT $3"
 		args = append(args, limit)
 	}
-	rows, err := b.pool.Query(ctx, q, args...)
+	rows, err := r.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("links", err)
 	}
@@ -257,8 +343,8 @@ func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limi
 }
 
 // SourceWatermarks returns the watermark of every source of a case.
-func (b *Backend) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
-	rows, err := b.pool.Query(ctx, `SELECT source_id, watermark FROM sample_sources WHERE case_id = $1`, caseID)
+func (r reader) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
+	rows, err := r.q.Query(ctx, `SELECT source_id, watermark FROM sample_sources WHERE case_id = $1`, caseID)
 	if err != nil {
 		return nil, wrap("source watermarks", err)
 	}

@@ -90,12 +90,95 @@ func scanEntry(row scanner) (*charting.Entry, error) {
 	return &e, nil
 }
 
+// Snapshot runs fn with a Reader bound to one read transaction on the read
+// pool. In WAL mode a read transaction sees the database as of its first
+// read until it ends, whatever is committed meanwhile, so all of fn's reads
+// see one committed state; readers never block the writer, nor it them. An
+// error from fn is returned unchanged.
+func (b *Backend) Snapshot(ctx context.Context, fn func(ctx context.Context, r store.Reader) error) error {
+	q, err := b.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return wrap("begin snapshot", err)
+	}
+	// Nothing is written: rolling back just ends the read transaction and
+	// returns the connection to the pool, also after a panic in fn.
+	defer q.Rollback()
+	return fn(ctx, reader{q: q})
+}
+
+// reader implements store.Reader on a queryer: the read pool for the
+// Backend's own reads, or the read transaction of a Snapshot.
+type reader struct {
+	q queryer
+}
+
+var _ store.Reader = reader{}
+
+// consistent runs fn on a queryer that reads one snapshot: a new read
+// transaction when r reads the pool, r's own transaction when r already is
+// one (a Snapshot is consistent throughout).
+func (r reader) consistent(ctx context.Context, fn func(q queryer) error) error {
+	db, ok := r.q.(*sql.DB)
+	if !ok {
+		return fn(r.q)
+	}
+	q, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return wrap("begin read", err)
+	}
+	defer q.Rollback()
+	return fn(q)
+}
+
+// The Backend's reads go straight to the read pool, each in its own
+// statement (or, for GetCase and ListCases, its own read transaction).
+
+// GetCase reads a case with its current details and signatures.
+func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+	return reader{q: b.r}.GetCase(ctx, id)
+}
+
+// ListCases returns the cases matching f, newest scheduled start first.
+func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
+	return reader{q: b.r}.ListCases(ctx, f)
+}
+
+// DetailsVersions returns every details version of a case, oldest first.
+func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
+	return reader{q: b.r}.DetailsVersions(ctx, caseID)
+}
+
+// Entries returns every entry of a case in the order they were recorded.
+func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
+	return reader{q: b.r}.Entries(ctx, caseID)
+}
+
+// Signatures returns a case's signatures by number.
+func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	return reader{q: b.r}.Signatures(ctx, caseID)
+}
+
+// ScanSampleBatches streams the matching batches of a case to fn.
+func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
+	return reader{q: b.r}.ScanSampleBatches(ctx, caseID, f, fn)
+}
+
+// Links returns ledger links after a sequence, in order.
+func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+	return reader{q: b.r}.Links(ctx, caseID, after, limit)
+}
+
+// SourceWatermarks returns the watermark of every source of a case.
+func (b *Backend) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
+	return reader{q: b.r}.SourceWatermarks(ctx, caseID)
+}
+
 // GetCase reads a case with its current details and signatures, all from
 // one snapshot.
-func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+func (r reader) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
 	var out *charting.Case
-	err := b.readTx(ctx, func(q *sql.Tx) error {
-		cs, err := b.casesWhere(ctx, q, `c.case_id = ?`, []any{id.String()}, "")
+	err := r.consistent(ctx, func(q queryer) error {
+		cs, err := casesWhere(ctx, q, `c.case_id = ?`, []any{id.String()}, "")
 		if err != nil {
 			return err
 		}
@@ -114,7 +197,7 @@ func (b *Backend) GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, er
 // ListCases returns the cases matching f, newest scheduled start first,
 // continuing after f.After (keyset pagination: stable under concurrent
 // inserts, and each page costs the same).
-func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
+func (r reader) ListCases(ctx context.Context, f store.CaseFilter) ([]charting.Case, error) {
 	var (
 		conds []string
 		args  []any
@@ -152,9 +235,9 @@ func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting
 		args = append(args, f.Limit)
 	}
 	var out []charting.Case
-	err := b.readTx(ctx, func(q *sql.Tx) error {
+	err := r.consistent(ctx, func(q queryer) error {
 		var err error
-		out, err = b.casesWhere(ctx, q, where, args, limit)
+		out, err = casesWhere(ctx, q, where, args, limit)
 		return err
 	})
 	if err != nil {
@@ -165,7 +248,7 @@ func (b *Backend) ListCases(ctx context.Context, f store.CaseFilter) ([]charting
 
 // casesWhere reads cases with their current details, then their
 // signatures in one more query.
-func (b *Backend) casesWhere(ctx context.Context, q *sql.Tx, where string, args []any, limit string) ([]charting.Case, error) {
+func casesWhere(ctx context.Context, q queryer, where string, args []any, limit string) ([]charting.Case, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+caseColumnsOf("c")+`, d.details
 		FROM cases c LEFT JOIN case_details d ON d.case_id = c.case_id AND d.version = c.details_version
 		WHERE `+where+`
@@ -213,20 +296,9 @@ func (b *Backend) casesWhere(ctx context.Context, q *sql.Tx, where string, args 
 	return out, nil
 }
 
-// readTx runs fn in a read transaction, so several statements see one
-// snapshot of the database.
-func (b *Backend) readTx(ctx context.Context, fn func(q *sql.Tx) error) error {
-	q, err := b.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return wrap("begin read", err)
-	}
-	defer q.Rollback()
-	return fn(q)
-}
-
 // DetailsVersions returns every details version of a case, oldest first.
-func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
-	rows, err := b.r.QueryContext(ctx, `SELECT version, details, reason, actor, recorded_at
+func (r reader) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]charting.DetailsVersion, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT version, details, reason, actor, recorded_at
 		FROM case_details WHERE case_id = ? ORDER BY version`, caseID.String())
 	if err != nil {
 		return nil, wrap("details versions", err)
@@ -257,8 +329,8 @@ func (b *Backend) DetailsVersions(ctx context.Context, caseID uuid.UUID) ([]char
 // Entries returns every entry of a case in the order they were recorded.
 // That order is insertion order, which the rowid keeps: rows are never
 // deleted, so SQLite assigns each new row a rowid above every existing one.
-func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
-	rows, err := b.r.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = ? ORDER BY rowid`, caseID.String())
+func (r reader) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Entry, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = ? ORDER BY rowid`, caseID.String())
 	if err != nil {
 		return nil, wrap("entries", err)
 	}
@@ -278,8 +350,8 @@ func (b *Backend) Entries(ctx context.Context, caseID uuid.UUID) ([]charting.Ent
 }
 
 // Signatures returns a case's signatures by number.
-func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
-	return signaturesWhere(ctx, b.r, `case_id = ?`, []any{caseID.String()})
+func (r reader) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	return signaturesWhere(ctx, r.q, `case_id = ?`, []any{caseID.String()})
 }
 
 func signaturesWhere(ctx context.Context, q queryer, where string, args []any) ([]charting.Signature, error) {
@@ -319,7 +391,7 @@ func signaturesWhere(ctx context.Context, q queryer, where string, args []any) (
 // ScanSampleBatches streams the batches of a case overlapping the filter's
 // time range, ordered by first sample time, source and sequence, calling fn
 // for each as it is read; a case's blocks are never all in memory at once.
-func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
+func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
 	query := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block
 		FROM sample_batches WHERE case_id = ?`
 	args := []any{caseID.String()}
@@ -336,7 +408,7 @@ func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f sto
 		args = append(args, f.FromMs)
 	}
 	query += ` ORDER BY min_time_ms, source_id, seq`
-	rows, err := b.r.QueryContext(ctx, query, args...)
+	rows, err := r.q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return wrap("scan sample batches", err)
 	}
@@ -356,7 +428,7 @@ func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f sto
 }
 
 // Links returns ledger links after a sequence, in order.
-func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+func (r reader) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
 	query := `SELECT seq, kind, ref, actor, reason, recorded_at, prev_hash, hash
 		FROM ledger WHERE case_id = ? AND seq > ? ORDER BY seq`
 	args := []any{caseID.String(), after}
@@ -364,7 +436,7 @@ func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limi
 		query += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := b.r.QueryContext(ctx, query, args...)
+	rows, err := r.q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("links", err)
 	}
@@ -396,8 +468,8 @@ func (b *Backend) Links(ctx context.Context, caseID uuid.UUID, after int64, limi
 }
 
 // SourceWatermarks returns the watermark of every source of a case.
-func (b *Backend) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
-	rows, err := b.r.QueryContext(ctx, `SELECT source_id, watermark FROM sample_sources WHERE case_id = ?`, caseID.String())
+func (r reader) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT source_id, watermark FROM sample_sources WHERE case_id = ?`, caseID.String())
 	if err != nil {
 		return nil, wrap("source watermarks", err)
 	}

@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeletedContentDetected", testDeletedContent},
 		{"AppendOnlyEnforced", testAppendOnly},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"VerifyDuringWrites", testVerifyDuringWrites},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
