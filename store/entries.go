@@ -138,7 +138,11 @@ func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*c
 		if err := tx.InsertEntry(ctx, e); err != nil {
 			return err
 		}
-		if err := appendLink(ctx, tx, c, charting.LinkKindOf(e), e.ID.String(), e.Author, e.Reason, e.RecordedAt, charting.DigestEntry(*e)); err != nil {
+		reason := e.Reason
+		if a := e.Detail.Addendum; a != nil {
+			reason = a.Reason // the audit trail shows why an addendum was needed
+		}
+		if err := appendLink(ctx, tx, c, charting.LinkKindOf(e), e.ID.String(), e.Author, reason, e.RecordedAt, charting.DigestEntry(*e)); err != nil {
 			return err
 		}
 		if e.Kind != charting.EntryAddendum {

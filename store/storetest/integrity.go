@@ -103,8 +103,8 @@ func testAuditTrail(t *testing.T, h *Harness) {
 		}
 		prev = l.Hash
 	}
-	if links[8].Reason != "mis-keyed" || links[3].Actor != "gateway-1" {
-		t.Fatalf("correction reason %q, samples actor %q", links[8].Reason, links[3].Actor)
+	if links[8].Reason != "mis-keyed" || links[3].Actor != "gateway-1" || links[11].Reason != "hand-off" {
+		t.Fatalf("correction reason %q, samples actor %q, addendum reason %q", links[8].Reason, links[3].Actor, links[11].Reason)
 	}
 	page, err := s.AuditTrail(context.Background(), cc.c.ID, 4, 3)
 	if err != nil || len(page) != 3 || page[0].Seq != 5 {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"perfusion/server"
+	"perfusion/store"
+)
+
+// serveConfig is the serve command's configuration.
+type serveConfig struct {
+	*common
+	listen            string
+	migrate           bool
+	shutdownTimeout   time.Duration
+	readinessInterval time.Duration
+}
+
+func (a *app) serveFlags(args []string) (*serveConfig, error) {
+	fs := a.newFlagSet("serve", "[serve] [flags]")
+	env := envFlags{}
+	c := &serveConfig{common: a.commonFlags(fs, env)}
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:7070", "gRPC listen address, plaintext (env "+envListen+")")
+	fs.BoolVar(&c.migrate, "migrate", true,
+		"apply schema migrations at start; with false, refuse to start unless the schema matches (env "+envMigrate+")")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second,
+		"on SIGINT/SIGTERM, how long calls and streams may finish before they are cut (env "+envShutdownTimeout+")")
+	fs.DurationVar(&c.readinessInterval, "readiness-interval", server.DefaultReadinessInterval,
+		"how often database readiness is re-checked for the health service (env "+envReadinessInterval+")")
+	env["listen"], env["migrate"], env["shutdown-timeout"], env["readiness-interval"] = envListen, envMigrate, envShutdownTimeout, envReadinessInterval
+	if err := a.parse(fs, env, args); err != nil {
+		return nil, err
+	}
+	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
+		return nil, usageErrorf("--shutdown-timeout and --readiness-interval must be positive")
+	}
+	return c, nil
+}
+
+// serve runs the server until ctx ends (SIGINT/SIGTERM), then shuts it down
+// gracefully within --shutdown-timeout.
+func (a *app) serve(ctx context.Context, args []string) error {
+	c, err := a.serveFlags(args)
+	if err != nil {
+		return err
+	}
+	if c.version {
+		a.printVersion()
+		return nil
+	}
+	log, err := c.logger(a.stderr)
+	if err != nil {
+		return err
+	}
+	log.Info("perfusiond starting", "version", versionString())
+	db, err := openDatabase(ctx, c.common, log)
+	if err != nil {
+		return err
+	}
+	defer closeDatabase(db, log)
+	if _, err := prepareSchema(ctx, db, c.migrate, log); err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.listen, err)
+	}
+	warnInsecure(log, lis.Addr())
+	srv := server.New(server.Config{
+		Store:             store.New(db, store.Config{}),
+		Logger:            log,
+		Authenticator:     server.HeaderAuthenticator{},
+		ReadinessInterval: c.readinessInterval,
+	})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("listening", "addr", lis.Addr().String())
+	if a.onListen != nil {
+		a.onListen(lis.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	if a.stopSignals != nil {
+		a.stopSignals() // a second signal now ends the process at once
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-served; err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		log.Warn("shutdown deadline passed: open calls and streams were cut; clients resend what was not acknowledged")
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// warnInsecure logs loudly when the plaintext listener is reachable from
+// other machines, and always that authentication is the development-only
+// header: both are fine on a developer's machine and wrong anywhere else.
+func warnInsecure(log *slog.Logger, addr net.Addr) {
+	log.Warn("authentication is the development-only x-perfusion-principal header: any caller can claim any identity; do not use with real patients")
+	if !isLoopback(addr) {
+		log.Warn("!!! LISTENING IN PLAINTEXT ON A NON-LOOPBACK ADDRESS: patient data and identities cross the network unencrypted and unauthenticated; TLS is not implemented yet — listen on 127.0.0.1 or put an authenticating TLS proxy in front !!!",
+			"addr", addr.String())
+	}
+}
+
+// isLoopback reports whether addr can only be reached from this machine.
+// An unspecified address (0.0.0.0, ::) listens on every interface.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+func closeDatabase(db store.Backend, log *slog.Logger) {
+	if err := db.Close(); err != nil {
+		log.Error("close store", "err", err.Error())
+	}
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Principal is the authenticated caller. Its Name becomes the actor of
+// every write (the author of entries, the signer of signatures, the actor
+// on the ledger), so it must identify a person or a device, never a shared
+// account.
+type Principal struct {
+	// Name is the stable identity of the caller, e.g. a staff id or a
+	// device gateway's id. At most MaxPrincipalLen characters.
+	Name string
+}
+
+// MaxPrincipalLen bounds a principal's name; it is stored with every write.
+const MaxPrincipalLen = 128
+
+// Authenticator decides who is calling. Implementations return an error
+// with codes.Unauthenticated (or any error, which the interceptor turns into
+// Unauthenticated) when the caller cannot be identified. Real
+// authentication (JWT, mTLS) will be further implementations of this
+// interface.
+type Authenticator interface {
+	Authenticate(ctx context.Context) (Principal, error)
+}
+
+// PrincipalHeader is the metadata key HeaderAuthenticator reads.
+const PrincipalHeader = "x-perfusion-principal"
+
+// HeaderAuthenticator trusts the caller's own claim in the
+// x-perfusion-principal metadata key.
+//
+// ┌──────────────────────────────────────────────────────────────────────┐
+// │ FOR DEVELOPMENT AND TESTS ONLY. Anyone who can reach the port can    │
+// │ claim to be anyone: the record's authorship and signatures are then  │
+// │ worthless. Never deploy it where real patients are charted; use a    │
+// │ real Authenticator (JWT or mTLS) instead.                            │
+// └──────────────────────────────────────────────────────────────────────┘
+type HeaderAuthenticator struct{}
+
+// Authenticate returns the principal named by the x-perfusion-principal
+// metadata key: exactly one value, 1 to 128 printable characters.
+func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(PrincipalHeader)
+	switch {
+	case len(vals) == 0:
+		return Principal{}, status.Error(codes.Unauthenticated, "missing "+PrincipalHeader+" metadata")
+	case len(vals) > 1:
+		return Principal{}, status.Error(codes.Unauthenticated, PrincipalHeader+" must be given once")
+	}
+	if !validPrincipal(vals[0]) {
+		// The value is not echoed: it is whatever the caller sent.
+		return Principal{}, status.Errorf(codes.Unauthenticated, "%s must be 1 to %d printable characters", PrincipalHeader, MaxPrincipalLen)
+	}
+	return Principal{Name: vals[0]}, nil
+}
+
+func validPrincipal(s string) bool {
+	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxPrincipalLen {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying p, as the authentication
+// interceptor does.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal the authentication interceptor put
+// into ctx.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// actor returns the name of the authenticated caller. A handler reached
+// without one is a wiring bug; refusing the call keeps an anonymous write
+// off the record.
+func actor(ctx context.Context) (string, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.Name == "" {
+		return "", status.Error(codes.Unauthenticated, "no authenticated principal")
+	}
+	return p.Name, nil
+}

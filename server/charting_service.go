@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/charting"
+	"perfusion/store"
+)
+
+// chartingService implements perfusionv1.ChartingService. StreamSamples is
+// in stream.go.
+type chartingService struct {
+	pb.UnimplementedChartingServiceServer
+	h *handlers
+}
+
+// RecordEntry records an operator entry, idempotent on entry_id.
+func (s *chartingService) RecordEntry(ctx context.Context, req *pb.RecordEntryRequest) (*pb.RecordEntryResponse, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p parser
+	p.require("entry", req.GetEntry() != nil)
+	e := p.entryIn("entry.", req.GetEntry(), "entry.case_id")
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	stored, dup, err := s.h.store.RecordEntry(ctx, who, e)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	return &pb.RecordEntryResponse{Entry: entryOut(stored), Duplicate: dup}, nil
+}
+
+// CorrectEntry supersedes an entry with a replacement, or voids it.
+func (s *chartingService) CorrectEntry(ctx context.Context, req *pb.CorrectEntryRequest) (*pb.CorrectEntryResponse, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p parser
+	c := store.Correction{
+		CaseID:     p.id("case_id", req.GetCaseId(), true),
+		EntryID:    p.id("entry_id", req.GetEntryId(), true),
+		Supersedes: p.id("supersedes_entry_id", req.GetSupersedesEntryId(), true),
+		Reason:     req.GetReason(),
+	}
+	switch r := req.GetReplacement(); {
+	case req.GetVoid() && r != nil:
+		p.v.Add("replacement", "a void carries no replacement")
+	case !req.GetVoid() && r == nil:
+		// The store reads a missing replacement as a void; a client that
+		// forgot the replacement must not void an entry by accident.
+		p.v.Add("replacement", "required unless void is set")
+	case r != nil:
+		// Only the replacement's time and detail are read: its ids are the
+		// request's own.
+		c.Replacement = &charting.Entry{OccurredAt: p.time("replacement.occurred_at", r.GetOccurredAt()), Detail: p.detailIn("replacement.", r)}
+	}
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(renameFields(err, correctionFields))
+	}
+	stored, dup, err := s.h.store.CorrectEntry(ctx, who, c)
+	if err != nil {
+		return nil, s.h.fail(renameFields(err, correctionFields))
+	}
+	return &pb.CorrectEntryResponse{Entry: entryOut(stored), Duplicate: dup}, nil
+}
+
+// correctionFields maps the domain's entry field names to
+// CorrectEntryRequest's: the ids are top-level, the rest belongs to the
+// replacement.
+func correctionFields(f string) string {
+	switch {
+	case f == "entry.entry_id":
+		return "entry_id"
+	case f == "entry.case_id":
+		return "case_id"
+	case f == "entry.detail":
+		return "replacement"
+	case strings.HasPrefix(f, "entry."):
+		return "replacement." + strings.TrimPrefix(f, "entry.")
+	}
+	return f
+}
+
+// ListEntries returns the current view of a case's entries, or the history.
+func (s *chartingService) ListEntries(ctx context.Context, req *pb.ListEntriesRequest) (*pb.ListEntriesResponse, error) {
+	var p parser
+	id := p.id("case_id", req.GetCaseId(), true)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	entries, err := s.h.store.ListEntries(ctx, id, req.GetIncludeHistory())
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	out := &pb.ListEntriesResponse{Entries: make([]*pb.Entry, 0, len(entries))}
+	for i := range entries {
+		out.Entries = append(out.Entries, entryOut(&entries[i]))
+	}
+	return out, nil
+}
+
+// QuerySamples returns device data raw or in buckets.
+func (s *chartingService) QuerySamples(ctx context.Context, req *pb.QuerySamplesRequest) (*pb.QuerySamplesResponse, error) {
+	var p parser
+	q := store.SampleQuery{
+		CaseID:   p.id("case_id", req.GetCaseId(), true),
+		Channels: req.GetChannels(),
+		SourceID: req.GetSourceId(),
+		Buckets:  int(req.GetBuckets()),
+	}
+	if t := p.time("start", req.GetStart()); !t.IsZero() {
+		q.FromMs = t.UnixMilli()
+	}
+	if t := p.time("end", req.GetEnd()); !t.IsZero() {
+		q.ToMs = t.UnixMilli()
+	}
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	r, err := s.h.store.QuerySamples(ctx, q)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	return samplesOut(s.h.store.Catalogue(), r), nil
+}

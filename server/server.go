@@ -1,0 +1,184 @@
+// Package server is the gRPC face of the perfusion record: thin handlers for
+// CaseService, ChartingService and RecordService that translate between the
+// API (perfusionv1) and the domain (charting), call store.Store, and map
+// domain errors to gRPC statuses in one place (errors.go). Around them sit
+// an interceptor chain (logging → authentication → recovery), a health
+// service driven by the database's readiness, and server reflection.
+//
+// The handlers hold no state of their own between calls: every rule of the
+// record lives in charting and store, so any number of servers can run
+// behind a load balancer over one database.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	perfusionv1 "perfusion/api/perfusion/v1"
+	"perfusion/store"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	// DefaultReadinessInterval is how often the database's readiness is
+	// re-checked to drive the health service.
+	DefaultReadinessInterval = 5 * time.Second
+	// DefaultMaxMessageSize bounds a single request or response. A sample
+	// batch holds at most 10,000 samples (well under 1 MiB); 16 MiB leaves
+	// room for large raw queries while refusing absurd messages early.
+	DefaultMaxMessageSize = 16 << 20
+)
+
+// Config is everything a Server needs. Only Store is required.
+type Config struct {
+	// Store is the perfusion record every handler reads and writes.
+	Store *store.Store
+	// Logger receives one line per call (method, code, duration,
+	// principal) and internal errors. Nil means slog.Default().
+	Logger *slog.Logger
+	// Authenticator decides who is calling. Nil means HeaderAuthenticator,
+	// which is for development and tests only.
+	Authenticator Authenticator
+	// ReadinessInterval is how often the backend's Ready is checked; 0
+	// means DefaultReadinessInterval.
+	ReadinessInterval time.Duration
+	// Keepalive sets server keepalive pings; the zero value means
+	// DefaultKeepalive().
+	Keepalive keepalive.ServerParameters
+	// KeepaliveEnforcement limits how often clients may ping; the zero
+	// value means DefaultKeepaliveEnforcement().
+	KeepaliveEnforcement keepalive.EnforcementPolicy
+	// MaxMessageSize bounds received and sent messages; 0 means
+	// DefaultMaxMessageSize.
+	MaxMessageSize int
+}
+
+// DefaultKeepalive pings idle connections every 30 s and drops those that do
+// not answer within 10 s, so a gateway whose network vanished mid-stream is
+// noticed and its stream ended instead of lingering for the OS's hours-long
+// TCP timeout.
+func DefaultKeepalive() keepalive.ServerParameters {
+	return keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+}
+
+// DefaultKeepaliveEnforcement lets clients ping every 10 s, even without an
+// active stream, so device gateways can keep their connection warm between
+// batches.
+func DefaultKeepaliveEnforcement() keepalive.EnforcementPolicy {
+	return keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+}
+
+// serviceNames are the services whose health follows the database.
+var serviceNames = []string{
+	perfusionv1.CaseService_ServiceDesc.ServiceName,
+	perfusionv1.ChartingService_ServiceDesc.ServiceName,
+	perfusionv1.RecordService_ServiceDesc.ServiceName,
+}
+
+// Server is a perfusion gRPC server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	grpc   *grpc.Server
+	health *health.Server
+
+	// ctx lives until Shutdown begins; it ends the readiness loop and any
+	// readiness check in flight.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	startOnce sync.Once
+	loopDone  chan struct{} // closed when the readiness loop has returned
+}
+
+// New builds a server from cfg, filling defaults. It starts nothing: Serve
+// does. Every service reports NOT_SERVING until the backend is ready.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = HeaderAuthenticator{}
+	}
+	if cfg.ReadinessInterval <= 0 {
+		cfg.ReadinessInterval = DefaultReadinessInterval
+	}
+	if cfg.Keepalive == (keepalive.ServerParameters{}) {
+		cfg.Keepalive = DefaultKeepalive()
+	}
+	if cfg.KeepaliveEnforcement == (keepalive.EnforcementPolicy{}) {
+		cfg.KeepaliveEnforcement = DefaultKeepaliveEnforcement()
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	chain := newInterceptors(cfg.Logger, cfg.Authenticator)
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAuth, chain.unaryRecovery),
+		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAuth, chain.streamRecovery),
+		grpc.KeepaliveParams(cfg.Keepalive),
+		grpc.KeepaliveEnforcementPolicy(cfg.KeepaliveEnforcement),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
+	)
+	h := &handlers{store: cfg.Store, log: cfg.Logger}
+	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &chartingService{h: h})
+	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
+	s.setServing(false)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s
+}
+
+// Serve accepts connections on lis until Shutdown. It starts the readiness
+// loop that drives the health service. It returns nil after Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	s.startOnce.Do(func() { go s.readinessLoop() })
+	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve gRPC: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the server gracefully: health turns NOT_SERVING first so
+// load balancers stop routing new calls here, then in-flight calls and
+// streams may finish until ctx ends, after which every connection is closed
+// (grpc's Stop). Data a client has not seen acknowledged may be resent to
+// another server: writes are idempotent.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.cancel()
+	s.health.Shutdown()
+	s.startOnce.Do(func() { close(s.loopDone) }) // never served: no loop to wait for
+	<-s.loopDone
+	// The fallback fires when ctx's deadline passes or it is cancelled,
+	// whichever comes first; GracefulStop then returns promptly. No sleep:
+	// a quick drain returns at once.
+	forceStop := context.AfterFunc(ctx, s.grpc.Stop)
+	defer forceStop()
+	s.grpc.GracefulStop()
+}
+
+// setServing sets the overall and every per-service status.
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	for _, name := range serviceNames {
+		s.health.SetServingStatus(name, st)
+	}
+}
