@@ -25,8 +25,11 @@ func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
 // UnmarshalText decodes lowercase or uppercase hex.
 func (h *Hash) UnmarshalText(b []byte) error {
-	n, err := hex.Decode(h[:], b)
-	if err != nil || n != len(h) {
+	// Check the length first: hex.Decode writes past h on longer input.
+	if len(b) != 2*len(h) {
+		return fmt.Errorf("hash must be %d hex characters", 2*len(h))
+	}
+	if _, err := hex.Decode(h[:], b); err != nil {
 		return fmt.Errorf("hash must be %d hex characters", 2*len(h))
 	}
 	return nil

@@ -155,3 +155,15 @@ func TestEntryDigestIgnoresTimeZoneAndNanoseconds(t *testing.T) {
 		t.Fatal("note text not covered")
 	}
 }
+
+func TestParseHashRejectsWrongLengths(t *testing.T) {
+	good := sha256.Sum256(nil)
+	for _, in := range []string{"", "ab", Hash(good).String() + "00", Hash(good).String()[:63], "zz" + Hash(good).String()[2:]} {
+		if _, err := ParseHash(in); err == nil {
+			t.Errorf("ParseHash(%q) accepted", in)
+		}
+	}
+	if h, err := ParseHash(Hash(good).String()); err != nil || h != Hash(good) {
+		t.Fatalf("round trip: %v", err)
+	}
+}

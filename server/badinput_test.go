@@ -348,6 +348,11 @@ func TestBadInput(t *testing.T) {
 					ExpectedLedgerHead: &pb.LedgerHead{Sequence: 3, Hash: "abc"}})
 				return err
 			}},
+			{"sign: over-long expected head", "expected_ledger_head.hash", func() error {
+				_, err := f.e.cases.SignCase(ctx, &pb.SignCaseRequest{CaseId: f.caseID, SignerDisplayName: "P", Meaning: pb.SignatureMeaning_SIGNATURE_MEANING_AUTHORED,
+					ExpectedLedgerHead: &pb.LedgerHead{Sequence: 3, Hash: strings.Repeat("ab", 40)}})
+				return err
+			}},
 			{"addendum: missing text", "text", func() error {
 				_, err := f.e.cases.AddAddendum(ctx, &pb.AddAddendumRequest{CaseId: f.caseID, AddendumId: uuid.NewString(), Reason: "r"})
 				return err
