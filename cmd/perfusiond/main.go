@@ -68,6 +68,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.migrate(ctx, args)
 	case "backup":
 		err = a.backup(ctx, args)
+	case "export":
+		err = a.export(ctx, args)
+	case "import":
+		err = a.importArchives(ctx, args)
 	case "version":
 		a.printVersion()
 	case "help":
@@ -101,6 +105,8 @@ Commands:
   serve      serve gRPC (default)
   migrate    apply the embedded schema migrations and print the schema version
   backup     write a consistent copy of the embedded store (--to FILE)
+  export     write case archives from the selected store (--to DIR [--case ID])
+  import     verify and load case archives into the selected store (--from FILE|DIR)
   version    print the version
 
 Run 'perfusiond <command> -h' for flags.
