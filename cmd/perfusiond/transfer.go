@@ -206,4 +206,3 @@ func archiveFiles(from string) ([]string, error) {
 	}
 	return files, nil
 }
-
