@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -34,11 +35,19 @@ type baselineResult struct {
 	workers    int
 }
 
+// baselineChunk is the rows per COPY. The baseline is the best case for
+// rows, so it must not depend on how the load was cut into cases (a
+// thousand short cases would otherwise mean a thousand small
+// transactions); 100,000 rows is well past where COPY's per-statement cost
+// stops mattering, and still commits as a real bulk loader would.
+const baselineChunk = 100000
+
 // runBaseline loads into a scratch database on baseDSN's server exactly as
 // many samples per case as the run acknowledged, replaying the same
-// simulated signals (same seed, channels and cadence), one row each, with
-// one COPY per case spread over c.baselineWork connections. The index is
-// created before the load, as it would exist during live ingest.
+// simulated signals (same seed, channels and cadence), one row each. The
+// cases are dealt out to c.baselineWork connections, each streaming its
+// cases' rows through COPYs of baselineChunk rows. The index is created
+// before the load, as it would exist during live ingest.
 func runBaseline(ctx context.Context, c *config, baseDSN string, caseIDs []string, perCase []int64, progress io.Writer) (baselineResult, error) {
 	name, dsn, drop, err := createScratchDB(ctx, baseDSN, "perfusion_loadgen_baseline_")
 	if err != nil {
@@ -53,6 +62,20 @@ func runBaseline(ctx context.Context, c *config, baseDSN string, caseIDs []strin
 		return baselineResult{}, fmt.Errorf("baseline schema: %w", err)
 	}
 	workers := min(c.baselineWork, len(caseIDs))
+	shares := make([]*rowSource, workers)
+	var total int64
+	for i, id := range caseIDs {
+		u, err := uuid.Parse(id)
+		if err != nil {
+			return baselineResult{}, err
+		}
+		w := i % workers
+		if shares[w] == nil {
+			shares[w] = &rowSource{c: c}
+		}
+		shares[w].cases = append(shares[w].cases, caseRows{idx: i, id: u, n: perCase[i]})
+		total += perCase[i]
+	}
 	conns := make([]*pgx.Conn, workers)
 	for i := range conns {
 		if conns[i], err = pgx.Connect(ctx, dsn); err != nil {
@@ -60,76 +83,66 @@ func runBaseline(ctx context.Context, c *config, baseDSN string, caseIDs []strin
 		}
 		defer conns[i].Close(context.WithoutCancel(ctx))
 	}
-	var total int64
-	for _, n := range perCase {
-		total += n
-	}
 	fmt.Fprintf(progress, "loadgen: baseline: COPY %d rows into %s over %d connections\n", total, name, workers)
 
-	todo := make(chan int)
-	errc := make(chan error, workers)
+	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for _, conn := range conns {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range todo {
-				id, err := uuid.Parse(caseIDs[i])
-				if err != nil {
-					errc <- err
-					return
-				}
-				src := newRowSource(c, i, id, perCase[i])
-				n, err := conn.CopyFrom(ctx, pgx.Identifier{"samples"}, []string{"case_id", "channel", "t", "value"}, src)
-				if err != nil {
-					errc <- fmt.Errorf("baseline COPY: %w", err)
-					return
-				}
-				if n != perCase[i] {
-					errc <- fmt.Errorf("baseline COPY stored %d rows, want %d", n, perCase[i])
-					return
-				}
-			}
+			errs[w] = copyAll(ctx, conns[w], shares[w])
 		}()
 	}
-feed:
-	for i := range caseIDs {
-		select {
-		case todo <- i:
-		case err = <-errc:
-			break feed
-		}
-	}
-	close(todo)
 	wg.Wait()
 	elapsed := time.Since(start)
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return baselineResult{}, err
-	}
-	select {
-	case err := <-errc:
-		return baselineResult{}, err
-	default:
 	}
 	res := baselineResult{samples: total, elapsed: elapsed, workers: workers}
 	if err := conns[0].QueryRow(ctx, `SELECT pg_table_size('samples'), pg_indexes_size('samples')`).Scan(&res.tableBytes, &res.indexBytes); err != nil {
 		return baselineResult{}, err
 	}
+	var stored int64
+	if err := conns[0].QueryRow(ctx, `SELECT count(*) FROM samples`).Scan(&stored); err != nil || stored != total {
+		return baselineResult{}, fmt.Errorf("baseline stored %d rows, want %d (%v)", stored, total, err)
+	}
 	return res, nil
 }
 
-// rowSource is a pgx.CopyFromSource replaying one case's simulated signals
-// as one row per sample, n rows in all.
+// copyAll streams src through COPYs of at most baselineChunk rows.
+func copyAll(ctx context.Context, conn *pgx.Conn, src *rowSource) error {
+	cols := []string{"case_id", "channel", "t", "value"}
+	for src.more() {
+		src.chunkLeft = baselineChunk
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"samples"}, cols, src); err != nil {
+			return fmt.Errorf("baseline COPY: %w", err)
+		}
+	}
+	return nil
+}
+
+// rowSource is a pgx.CopyFromSource replaying some cases' simulated
+// signals as one row per sample, case after case, and ending each COPY
+// after chunkLeft rows.
 type rowSource struct {
-	caseID   [16]byte
-	srcs     []*source
-	originMs int64
-	ivMs     int64
-	k        int64 // next batch window
-	left     int64
-	pending  []sampleRow
-	row      []any
+	c         *config
+	cases     []caseRows
+	cur       *caseRows
+	srcs      []*source
+	originMs  int64
+	k         int64 // next batch window of the current case
+	pending   []sampleRow
+	row       []any
+	chunkLeft int
+}
+
+// caseRows is one case's share of the baseline: n rows.
+type caseRows struct {
+	idx int
+	id  uuid.UUID
+	n   int64
 }
 
 type sampleRow struct {
@@ -138,23 +151,33 @@ type sampleRow struct {
 	v       float64
 }
 
-func newRowSource(c *config, caseIdx int, id uuid.UUID, n int64) *rowSource {
-	return &rowSource{caseID: id, srcs: caseSources(c, caseIdx, c.waveform),
-		originMs: time.Now().Add(-24 * time.Hour).Truncate(time.Second).UnixMilli(),
-		ivMs:     c.batchInterval.Milliseconds(), left: n}
+// more reports whether rows remain, moving to the next case when the
+// current one is done.
+func (r *rowSource) more() bool {
+	for r.cur == nil || r.cur.n == 0 {
+		if len(r.cases) == 0 {
+			return false
+		}
+		r.cur, r.cases = &r.cases[0], r.cases[1:]
+		r.srcs = caseSources(r.c, r.cur.idx, r.c.waveform)
+		r.originMs = time.Now().Add(-24 * time.Hour).Truncate(time.Second).UnixMilli()
+		r.k, r.pending = 0, r.pending[:0]
+	}
+	return true
 }
 
 // Next advances to the next row, generating the case's next batch window
 // when the current one is used up.
 func (r *rowSource) Next() bool {
-	if r.left <= 0 {
+	if r.chunkLeft <= 0 || !r.more() {
 		return false
 	}
+	ivMs := r.c.batchInterval.Milliseconds()
 	for len(r.pending) == 0 {
-		from := r.originMs + r.k*r.ivMs
+		from := r.originMs + r.k*ivMs
 		r.k++
 		for _, src := range r.srcs {
-			b := src.batch(r.originMs, from, from+r.ivMs)
+			b := src.batch(r.originMs, from, from+ivMs)
 			if b == nil {
 				continue
 			}
@@ -167,8 +190,9 @@ func (r *rowSource) Next() bool {
 	}
 	p := r.pending[0]
 	r.pending = r.pending[1:]
-	r.left--
-	r.row = []any{r.caseID, p.channel, time.UnixMilli(p.t), p.v}
+	r.cur.n--
+	r.chunkLeft--
+	r.row = []any{[16]byte(r.cur.id), p.channel, time.UnixMilli(p.t), p.v}
 	return true
 }
 
