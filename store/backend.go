@@ -83,6 +83,65 @@ type Tx interface {
 	InsertSignature(ctx context.Context, s *charting.Signature) error
 	// AppendLink stores a ledger link. ErrDuplicate when the sequence exists.
 	AppendLink(ctx context.Context, l *charting.Link) error
+
+	// Bulk primitives. A group commit of sample batches from many streams
+	// must cost a number of database round trips that does not grow with
+	// the number of batches, so each of these does for a set of rows what
+	// the single-row methods above do for one, in one statement (or one
+	// pipelined exchange) where the database allows it. Empty input is a
+	// no-op.
+
+	// LockCases is LockCase for several cases: it locks the existing ones
+	// in ascending id order (the byte order of the uuid, which is also
+	// PostgreSQL's uuid order), so that two transactions locking
+	// overlapping sets wait for each other instead of deadlocking, and
+	// returns them by id. Ids that do not exist are absent from the map.
+	LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*charting.Case, error)
+	// SampleBlocks returns the stored block of each of keys that exists;
+	// keys not stored are absent from the map.
+	SampleBlocks(ctx context.Context, keys []SampleKey) (map[SampleKey][]byte, error)
+	// SourceStates returns, for each source, its watermark and the lowest
+	// stored sequence above the watermark (a batch stored out of order),
+	// the zero SourceState for a source with nothing stored.
+	SourceStates(ctx context.Context, keys []SourceKey) (map[SourceKey]SourceState, error)
+	// StoredSeqs returns the stored sequences of a source above after, in
+	// ascending order, at most limit of them.
+	StoredSeqs(ctx context.Context, key SourceKey, after int64, limit int) ([]int64, error)
+	// InsertSampleBatches stores batches. ErrDuplicate when any of them
+	// exists, and the caller must then abandon the transaction: the others
+	// may or may not have been stored in it.
+	InsertSampleBatches(ctx context.Context, rows []*SampleBatchRow) error
+	// AppendLinks stores ledger links, with InsertSampleBatches' contract
+	// for ErrDuplicate.
+	AppendLinks(ctx context.Context, links []charting.Link) error
+	// SetSourceWatermarks records new watermarks, at most one per source.
+	SetSourceWatermarks(ctx context.Context, marks map[SourceKey]int64) error
+	// UpdateCaseStates is UpdateCaseState for several locked cases, at
+	// most once each. charting.ErrNotFound when one does not exist.
+	UpdateCaseStates(ctx context.Context, cases []*charting.Case) error
+}
+
+// SampleKey identifies one sample batch.
+type SampleKey struct {
+	CaseID   uuid.UUID
+	SourceID string
+	Seq      int64
+}
+
+// SourceKey identifies one device source of a case.
+type SourceKey struct {
+	CaseID   uuid.UUID
+	SourceID string
+}
+
+// SourceState is what advancing a source's watermark needs to know.
+type SourceState struct {
+	// Watermark is the highest w such that every batch 1..w is stored.
+	Watermark int64
+	// NextStored is the lowest stored sequence above Watermark, 0 when
+	// there is none: batches arrive in order, so almost always 0, and then
+	// nothing above the watermark needs to be looked up.
+	NextStored int64
 }
 
 // Reader reads committed data.

@@ -30,7 +30,7 @@ func BenchmarkIngest(b *testing.B) {
 		{"postgres", func(tb testing.TB) store.Backend { return pgtest.Open(tb) }},
 	}
 	for _, be := range backends {
-		for _, cases := range []int{1, 50} {
+		for _, cases := range []int{1, 50, 1000} {
 			b.Run(fmt.Sprintf("%s/cases=%d", be.name, cases), func(b *testing.B) {
 				benchIngest(b, be.open(b), cases)
 			})

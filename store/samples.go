@@ -31,120 +31,273 @@ type SampleResult struct {
 // AppendSamples has returned. One batch's invalid content or closed case
 // fails that batch only.
 func (s *Store) AppendSamples(ctx context.Context, actor string, batches []*charting.SampleBatch) []SampleResult {
+	for _, b := range batches {
+		b.Actor = actor
+	}
+	return s.AppendSampleBatches(ctx, batches)
+}
+
+// AppendSampleBatches is AppendSamples for batches sent by different
+// principals, as a server's shared committer gathers them from many
+// streams: each batch is recorded under its own Actor, which the caller
+// sets to the authenticated principal that sent it.
+//
+// The transaction costs a fixed number of database statements whatever the
+// number of batches: the cases are locked together, the sources' resume
+// points read together, the blocks of possible resends fetched together,
+// and the new rows, ledger links, watermarks and case states written
+// together. The rules are those of one batch at a time, applied in a fixed
+// order (cases by id, a case's batches in the order given): a batch is a
+// duplicate when the same content is stored under its (case, source,
+// sequence), also earlier in the same call; a conflict when different
+// content is; refused when the case cannot be charted; otherwise stored
+// with its own ledger link. Each result's watermark is the source's resume
+// point just after that batch.
+func (s *Store) AppendSampleBatches(ctx context.Context, batches []*charting.SampleBatch) []SampleResult {
 	res := make([]SampleResult, len(batches))
 	now := s.clock()
-	blocks := make([][]byte, len(batches))
-	byCase := make(map[uuid.UUID][]int)
-	var ids []uuid.UUID
+	preps := make([]preparedBatch, len(batches))
+	var live []int
 	for i, b := range batches {
 		if err := charting.ValidateBatch(s.cat, b, now); err != nil {
 			res[i].Err = err
 			continue
 		}
-		b.RecordedAt, b.Actor = now, actor
-		blocks[i] = samplecodec.EncodeBlock(b.Series, s.cat.Resolution)
-		byCase[b.CaseID] = append(byCase[b.CaseID], i)
-		ids = append(ids, b.CaseID)
+		if b.Actor == "" {
+			// A programming error of the caller, not the client's fault;
+			// the record must never hold an anonymous write.
+			res[i].Err = errors.New("append samples: batch has no actor")
+			continue
+		}
+		b.RecordedAt = now
+		preps[i] = prepare(b, s.cat)
+		live = append(live, i)
 	}
-	if len(ids) == 0 {
+	if len(live) == 0 {
 		return res
 	}
+	var out []SampleResult
 	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
-		for _, id := range sortedCaseIDs(ids) {
-			if err := s.appendCase(ctx, tx, id, byCase[id], batches, blocks, res); err != nil {
-				return err
-			}
-		}
-		return nil
+		out = make([]SampleResult, len(batches)) // nothing survives a retried attempt
+		return commitSamples(ctx, tx, batches, preps, live, out)
 	})
-	for _, idxs := range byCase {
-		for _, i := range idxs {
-			if err != nil {
-				res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", err)}
-			}
+	for _, i := range live {
+		if err != nil {
+			res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", err)}
+		} else {
+			res[i] = out[i]
 		}
 	}
 	return res
 }
 
-// appendCase stores one case's batches under its lock. Per-batch failures
-// go into res; a returned error aborts the whole transaction.
-func (s *Store) appendCase(ctx context.Context, tx Tx, id uuid.UUID, idxs []int, batches []*charting.SampleBatch, blocks [][]byte, res []SampleResult) error {
-	c, err := tx.LockCase(ctx, id)
-	if errors.Is(err, charting.ErrNotFound) {
-		for _, i := range idxs {
-			res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", charting.ErrNotFound)}
+// preparedBatch is what a valid batch is stored as, computed once before
+// the transaction so a retried transaction does not compute it again.
+type preparedBatch struct {
+	row    SampleBatchRow
+	digest charting.Hash
+}
+
+func prepare(b *charting.SampleBatch, cat *charting.Catalogue) preparedBatch {
+	lo, hi := b.TimeRange()
+	return preparedBatch{
+		row: SampleBatchRow{CaseID: b.CaseID, SourceID: b.SourceID, Seq: b.Seq, RecordedAt: b.RecordedAt, Actor: b.Actor,
+			MinTimeMs: lo, MaxTimeMs: hi, SampleCount: b.SampleCount(), Block: samplecodec.EncodeBlock(b.Series, cat.Resolution)},
+		digest: charting.SampleDigest(b.SourceID, b.Seq, b.Series),
+	}
+}
+
+// commitSamples decides and writes the live batches in tx, putting each
+// batch's outcome into out. A returned error aborts the transaction.
+func commitSamples(ctx context.Context, tx Tx, batches []*charting.SampleBatch, preps []preparedBatch, live []int, out []SampleResult) error {
+	byCase := make(map[uuid.UUID][]int)
+	ids := make([]uuid.UUID, 0, len(live))
+	for _, i := range live {
+		id := batches[i].CaseID
+		if byCase[id] == nil {
+			ids = append(ids, id)
 		}
-		return nil
-	} else if err != nil {
+		byCase[id] = append(byCase[id], i)
+	}
+	ids = sortedCaseIDs(ids)
+	cases, err := tx.LockCases(ctx, ids)
+	if err != nil {
 		return err
 	}
-	changed := false
-	for _, i := range idxs {
+
+	// Resume points of every source written to, then the stored blocks of
+	// those batches that can already be stored: at or below the
+	// watermark, or at or above a batch stored out of order. Batches of a
+	// source that streams in order need no lookup at all.
+	var srcKeys []SourceKey
+	seen := make(map[SourceKey]bool)
+	for _, i := range live {
 		b := batches[i]
-		res[i] = SampleResult{}
-		prev, err := tx.GetSampleBlock(ctx, id, b.SourceID, b.Seq)
-		switch {
-		case err == nil && bytes.Equal(prev, blocks[i]):
-			res[i].Duplicate = true
-		case err == nil:
-			res[i].Err = fmt.Errorf("batch %s: %w", charting.SampleRef(b.SourceID, b.Seq), charting.ErrConflict)
+		k := SourceKey{b.CaseID, b.SourceID}
+		if cases[b.CaseID] != nil && !seen[k] {
+			seen[k] = true
+			srcKeys = append(srcKeys, k)
+		}
+	}
+	states, err := tx.SourceStates(ctx, srcKeys)
+	if err != nil {
+		return err
+	}
+	var probe []SampleKey
+	for _, i := range live {
+		b := batches[i]
+		if cases[b.CaseID] == nil {
 			continue
-		case !errors.Is(err, charting.ErrNotFound):
-			return err
-		default:
-			if err := c.CanChart(); err != nil {
-				res[i].Err = err
-				continue
+		}
+		st := states[SourceKey{b.CaseID, b.SourceID}]
+		if b.Seq <= st.Watermark || (st.NextStored != 0 && b.Seq >= st.NextStored) {
+			probe = append(probe, SampleKey{b.CaseID, b.SourceID, b.Seq})
+		}
+	}
+	stored, err := tx.SampleBlocks(ctx, probe)
+	if err != nil {
+		return err
+	}
+
+	var (
+		rows    []*SampleBatchRow
+		links   []charting.Link
+		changed []*charting.Case
+	)
+	written := make(map[SampleKey][]byte)
+	sources := make(map[SourceKey]*sourceTrack, len(srcKeys))
+	for _, id := range ids {
+		c := cases[id]
+		if c == nil {
+			for _, i := range byCase[id] {
+				out[i] = SampleResult{Err: fmt.Errorf("append samples: %w", charting.ErrNotFound)}
 			}
-			if err := s.insertBatch(ctx, tx, c, b, blocks[i]); err != nil {
+			continue
+		}
+		wrote := false
+		for _, i := range byCase[id] {
+			b, p := batches[i], &preps[i]
+			key := SampleKey{id, b.SourceID, b.Seq}
+			prev, ok := written[key]
+			if !ok {
+				prev, ok = stored[key]
+			}
+			switch {
+			case ok && bytes.Equal(prev, p.row.Block):
+				out[i].Duplicate = true
+			case ok:
+				out[i].Err = fmt.Errorf("batch %s: %w", charting.SampleRef(b.SourceID, b.Seq), charting.ErrConflict)
+				continue
+			default:
+				if err := c.CanChart(); err != nil {
+					out[i].Err = err
+					continue
+				}
+				rows = append(rows, &p.row)
+				l := charting.NextLink(c.ID, c.Head, charting.LinkSamples, charting.SampleRef(b.SourceID, b.Seq), b.Actor, "", b.RecordedAt, p.digest)
+				links = append(links, l)
+				c.Head = charting.Head{Seq: l.Seq, Hash: l.Hash}
+				markStarted(c, b.RecordedAt)
+				written[key] = p.row.Block
+				wrote = true
+			}
+			sk := SourceKey{id, b.SourceID}
+			t := sources[sk]
+			if t == nil {
+				t = &sourceTrack{key: sk, state: states[sk], w: states[sk].Watermark, written: make(map[int64]bool)}
+				sources[sk] = t
+			}
+			if !out[i].Duplicate {
+				t.written[b.Seq] = true
+			}
+			if out[i].Watermark, err = t.advance(ctx, tx, b.Seq); err != nil {
 				return err
 			}
-			changed = true
 		}
-		if res[i].Watermark, err = advanceWatermark(ctx, tx, id, b.SourceID, b.Seq); err != nil {
-			return err
+		if wrote {
+			changed = append(changed, c)
 		}
 	}
-	if !changed {
-		return nil
-	}
-	return tx.UpdateCaseState(ctx, c)
-}
 
-func (s *Store) insertBatch(ctx context.Context, tx Tx, c *charting.Case, b *charting.SampleBatch, block []byte) error {
-	lo, hi := b.TimeRange()
-	row := &SampleBatchRow{CaseID: c.ID, SourceID: b.SourceID, Seq: b.Seq, RecordedAt: b.RecordedAt, Actor: b.Actor,
-		MinTimeMs: lo, MaxTimeMs: hi, SampleCount: b.SampleCount(), Block: block}
-	if err := tx.InsertSampleBatch(ctx, row); err != nil {
+	marks := make(map[SourceKey]int64)
+	for k, t := range sources {
+		if t.w != t.state.Watermark {
+			marks[k] = t.w
+		}
+	}
+	if err := tx.InsertSampleBatches(ctx, rows); err != nil {
 		return err
 	}
-	ref := charting.SampleRef(b.SourceID, b.Seq)
-	if err := appendLink(ctx, tx, c, charting.LinkSamples, ref, b.Actor, "", b.RecordedAt, charting.SampleDigest(b.SourceID, b.Seq, b.Series)); err != nil {
+	if err := tx.AppendLinks(ctx, links); err != nil {
+		return fmt.Errorf("append ledger links: %w", err)
+	}
+	if err := tx.SetSourceWatermarks(ctx, marks); err != nil {
 		return err
 	}
-	markStarted(c, b.RecordedAt)
-	return nil
+	return tx.UpdateCaseStates(ctx, changed)
 }
 
-// advanceWatermark moves the source's watermark past seq and past any
-// batches stored earlier out of order.
-func advanceWatermark(ctx context.Context, tx Tx, caseID uuid.UUID, source string, seq int64) (int64, error) {
-	w, err := tx.SourceWatermark(ctx, caseID, source)
-	if err != nil || seq != w+1 {
-		return w, err
+// storedSeqsPage is how many stored sequences above a watermark are read at
+// a time when a late batch closes a gap: enough for any realistic burst of
+// out-of-order batches in one read, few enough that a pathological source
+// cannot make one lookup large.
+const storedSeqsPage = 512
+
+// sourceTrack follows one source's watermark through a group commit.
+type sourceTrack struct {
+	key     SourceKey
+	state   SourceState    // as read at the start of the transaction
+	w       int64          // the watermark so far
+	written map[int64]bool // sequences stored by this transaction
+	// known holds stored sequences above the original watermark read so
+	// far, all of them up to knownTo (math.MaxInt64 once everything is
+	// read).
+	known   map[int64]bool
+	knownTo int64
+}
+
+// advance moves the watermark past seq and past any batches stored earlier
+// out of order, and returns it.
+func (t *sourceTrack) advance(ctx context.Context, tx Tx, seq int64) (int64, error) {
+	if seq != t.w+1 {
+		return t.w, nil
 	}
-	w = seq
+	t.w = seq
 	for {
-		_, err := tx.GetSampleBlock(ctx, caseID, source, w+1)
-		if errors.Is(err, charting.ErrNotFound) {
-			break
-		} else if err != nil {
-			return 0, err
+		ok, err := t.isStored(ctx, tx, t.w+1)
+		if err != nil || !ok {
+			return t.w, err
 		}
-		w++
+		t.w++
 	}
-	return w, tx.SetSourceWatermark(ctx, caseID, source, w)
+}
+
+// isStored reports whether batch seq (above the original watermark) is
+// stored, by this transaction or before it.
+func (t *sourceTrack) isStored(ctx context.Context, tx Tx, seq int64) (bool, error) {
+	if t.written[seq] {
+		return true, nil
+	}
+	if t.state.NextStored == 0 || seq < t.state.NextStored {
+		return false, nil
+	}
+	if seq > t.knownTo {
+		seqs, err := tx.StoredSeqs(ctx, t.key, seq-1, storedSeqsPage)
+		if err != nil {
+			return false, err
+		}
+		if t.known == nil {
+			t.known = make(map[int64]bool, len(seqs))
+		}
+		for _, q := range seqs {
+			t.known[q] = true
+		}
+		t.knownTo = math.MaxInt64
+		if len(seqs) == storedSeqsPage {
+			t.knownTo = seqs[len(seqs)-1]
+		}
+	}
+	return t.known[seq], nil
 }
 
 // SourcePositions returns the watermark of each source of a case, with 0 for
