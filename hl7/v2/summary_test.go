@@ -1,0 +1,144 @@
+package v2
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+)
+
+func TestControlIDStableAndDistinct(t *testing.T) {
+	a := ControlID("oru-summary", refCaseID, 1)
+	if a != ControlID("oru-summary", refCaseID, 1) {
+		t.Error("not stable")
+	}
+	if len(a) != 20 {
+		t.Errorf("length %d, want 20 (the IHE PCD MSA-2 length)", len(a))
+	}
+	seen := map[string]bool{a: true}
+	for _, other := range []string{
+		ControlID("oru-summary", refCaseID, 2),
+		ControlID("mdm-record", refCaseID, 1),
+		ControlID("oru-summary", uuid.UUID{1}, 1),
+	} {
+		if seen[other] {
+			t.Errorf("collision: %s", other)
+		}
+		seen[other] = true
+	}
+	h := refHeader(1)
+	if err := h.validate(); err != nil {
+		t.Errorf("derived control ID rejected: %v", err)
+	}
+}
+
+func TestSummaryECMOAndASCII(t *testing.T) {
+	s := refSummary()
+	s.Kind = charting.KindECMO
+	s.Patient.FamilyName, s.Patient.GivenName = "Smith", "Jo"
+	s.Notes = nil
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Get("OBR-4"); got != "233573008" {
+		t.Errorf("OBR-4 = %q", got)
+	}
+	if got := m.Get("MSH-18"); got != "" {
+		t.Errorf("MSH-18 = %q for an ASCII message", got)
+	}
+	if got := m.Get("MSH-9.3"); got != "ORU_R01" {
+		t.Errorf("MSH-9 = %q", got)
+	}
+}
+
+func TestSummaryPatientDefaults(t *testing.T) {
+	s := refSummary()
+	s.Patient = charting.Patient{MRN: "1"}
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Segment("PID").Field(5).Component(7); got != "U" {
+		t.Errorf("name type without a name = %q, want U", got)
+	}
+	if got := m.Get("PID-3.5"); got != "MR" {
+		t.Errorf("PID-3.5 = %q", got)
+	}
+}
+
+func TestSummaryRepeatedEventsNumbered(t *testing.T) {
+	s := refSummary()
+	s.Events = append(s.Events, event(9, "09:35", "cross_clamp_on", ""), event(10, "09:40", "cross_clamp_off", "re-clamped for bleeding"))
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []string
+	for _, o := range m.All("OBX") {
+		if o.Field(3).Value() == "event_cross_clamp_on" || o.Field(3).Value() == "event_cross_clamp_off" {
+			subs = append(subs, o.Field(3).Value()+"/"+o.Field(4).Value())
+		}
+	}
+	want := "event_cross_clamp_on/1 event_cross_clamp_off/1 event_cross_clamp_on/2 event_cross_clamp_off/2"
+	if strings.Join(subs, " ") != want {
+		t.Errorf("sub-IDs %v, want %s", subs, want)
+	}
+}
+
+// TestSummaryRejects checks that bad input is refused with an error naming
+// the field, never echoing patient data.
+func TestSummaryRejects(t *testing.T) {
+	secret := "Żółkiewska"
+	for name, mutate := range map[string]func(s *Summary, h *Header){
+		"no MRN":          func(s *Summary, h *Header) { s.Patient.MRN = "" },
+		"bad birth date":  func(s *Summary, h *Header) { s.Patient.BirthDate = "14.03.1956" },
+		"bad sex":         func(s *Summary, h *Header) { s.Patient.Sex = secret },
+		"no case":         func(s *Summary, h *Header) { s.CaseID = uuid.Nil },
+		"bad kind":        func(s *Summary, h *Header) { s.Kind = "vad" },
+		"bad status":      func(s *Summary, h *Header) { s.Status = "P" },
+		"no start":        func(s *Summary, h *Header) { s.BypassStart = time.Time{} },
+		"end before":      func(s *Summary, h *Header) { s.BypassEnd = s.BypassStart.Add(-1) },
+		"unknown metric":  func(s *Summary, h *Header) { s.Metrics[0].Key = secret },
+		"duplicate key":   func(s *Summary, h *Header) { s.Metrics[1].Key = s.Metrics[0].Key },
+		"NaN metric":      func(s *Summary, h *Header) { s.Metrics[0].Value = math.NaN() },
+		"bad channel":     func(s *Summary, h *Header) { s.Metrics[3].Channel = secret },
+		"bad method":      func(s *Summary, h *Header) { s.Metrics[12].Method = "cpb_duration" },
+		"event no detail": func(s *Summary, h *Header) { s.Events[0].Detail = charting.EntryDetail{} },
+		"event bad type":  func(s *Summary, h *Header) { s.Events[0].Detail.Event.Type = secret },
+		"lab not lab":     func(s *Summary, h *Header) { s.Labs[0] = s.Events[0] },
+		"lab twice":       func(s *Summary, h *Header) { s.Labs = append(s.Labs, s.Labs[1]) },
+		"lab analyte":     func(s *Summary, h *Header) { s.Labs[0].Detail.LabResult.Analyte = secret },
+		"lab inf":         func(s *Summary, h *Header) { s.Labs[0].Detail.LabResult.Value = math.Inf(1) },
+		"lab tc":          func(s *Summary, h *Header) { s.Labs[1].Detail.LabResult.TemperatureCorrection = "mosteller_x" },
+		"drug no unit":    func(s *Summary, h *Header) { s.Drugs[0].Unit = "" },
+		"fluid kind":      func(s *Summary, h *Header) { s.Fluids[0].Kind = secret },
+		"blood type":      func(s *Summary, h *Header) { s.BloodProducts[0].Type = secret },
+		"blood negative":  func(s *Summary, h *Header) { s.BloodProducts[0].Units = -1 },
+		"note void":       func(s *Summary, h *Header) { s.Notes[0].Void = true },
+		"note is event":   func(s *Summary, h *Header) { s.Notes[0] = s.Events[0] },
+		"invalid UTF-8":   func(s *Summary, h *Header) { s.Patient.FamilyName = "\xff" + secret },
+		"no sender":       func(s *Summary, h *Header) { h.SendingApplication = HD{} },
+		"no control ID":   func(s *Summary, h *Header) { h.ControlID = "" },
+		"bad control ID":  func(s *Summary, h *Header) { h.ControlID = "a|b" },
+		"no time":         func(s *Summary, h *Header) { h.Time = time.Time{} },
+		"bad processing":  func(s *Summary, h *Header) { h.ProcessingID = "X" },
+	} {
+		s, h := refSummary(), refHeader(1)
+		mutate(s, &h)
+		_, err := BuildSummary(h, s)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		for _, leak := range []string{secret, "00012345", "Zoë", "1956"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("%s: error %q echoes input", name, err)
+			}
+		}
+	}
+}
