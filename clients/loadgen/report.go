@@ -281,6 +281,9 @@ func (r *report) writeText(w io.Writer) error {
 		if bl.SizeRatio > 0 {
 			ratio += fmt.Sprintf(", %.2f× its bytes per sample", bl.SizeRatio)
 		}
+		if r.Ingest.OfferedSamplesPerS > 0 {
+			ratio += " (in real time our rate is capped by the offered load: compare rates with --max-rate)"
+		}
 		p("  ours          %s", ratio)
 	}
 	if q := r.Query; q != nil {
