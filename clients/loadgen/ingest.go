@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,6 +144,11 @@ func startProbe(serverPID int, res *ingestResult) *probe {
 	if serverPID > 0 {
 		p.serverDir = "/proc/" + strconv.Itoa(serverPID)
 		p.serverCPU, p.serverErr = procCPU(p.serverDir)
+		// A wrong --server-pid (a shell wrapping the server, say) would
+		// report a few MiB and no CPU as if they were the server's.
+		if comm, err := os.ReadFile(p.serverDir + "/comm"); err == nil && strings.TrimSpace(string(comm)) != "perfusiond" {
+			res.notes = append(res.notes, fmt.Sprintf("--server-pid %d is %q, not perfusiond: its CPU and RSS may not be the server's", serverPID, strings.TrimSpace(string(comm))))
+		}
 		p.peakRSSScope = "ingest"
 		if err := resetPeakRSS(p.serverDir); err != nil {
 			p.peakRSSScope = "process lifetime"
