@@ -112,11 +112,11 @@ const (
 
 // Ack is a parsed acknowledgement.
 type Ack struct {
-	Code      AckCode
-	ControlID string // MSA-2: MSH-10 of the message acknowledged
+	Code      AckCode // MSA-1
+	ControlID string  // MSA-2: MSH-10 of the message acknowledged
 	// ErrorCode and Severity are ERR-3.1 and ERR-4 of the first ERR, if any.
 	ErrorCode ErrorCode
-	Severity  Severity
+	Severity  Severity // ERR-4
 	// Text is the receiver's explanation: ERR-8 (user message), else ERR-3
 	// text, else MSA-3. It is the receiver's free text and may repeat
 	// message content, patient data included: store it with the message,
@@ -126,8 +126,8 @@ type Ack struct {
 
 // AckError is the error an acknowledgement reports (ERR segment).
 type AckError struct {
-	Code     ErrorCode
-	Severity Severity // empty means SeverityError
+	Code     ErrorCode // ERR-3
+	Severity Severity  // empty means SeverityError
 	// Text is ERR-8, the user message. Do not put message content in it:
 	// the sender may log it.
 	Text string
@@ -153,7 +153,7 @@ func BuildAck(h Header, msg *Message, code AckCode, e *AckError) (*Message, erro
 	}
 	trigger := in.Field(9).Component(2)
 	ack := &Message{}
-	mshSeg := h.msh(Comps("ACK", trigger, "ACK"), nil)
+	mshSeg := h.msh(Comps("ACK", trigger, "ACK"), nil, false)
 	// Echo the version and processing ID, so the receiver reads the ACK
 	// the way it wrote its message.
 	if v := in.Field(12).Value(); v != "" {

@@ -24,9 +24,9 @@ const (
 // name) or UniversalID with UniversalIDType (an OID with "ISO", an EUI-64
 // with "EUI-64") identifies it.
 type HD struct {
-	NamespaceID     string
-	UniversalID     string
-	UniversalIDType string
+	NamespaceID     string // HD-1, a local name
+	UniversalID     string // HD-2, e.g. an OID
+	UniversalIDType string // HD-3, e.g. ISO, EUI-64, DNS
 }
 
 func (h HD) field() Field { return Comps(h.NamespaceID, h.UniversalID, h.UniversalIDType) }
@@ -38,10 +38,10 @@ func (h HD) component() Component { return Subs(h.NamespaceID, h.UniversalID, h.
 // EI is an entity identifier: an ID and the authority that assigned it.
 // OBX-18 uses it to name the equipment that produced an observation.
 type EI struct {
-	EntityID        string
-	NamespaceID     string
-	UniversalID     string
-	UniversalIDType string
+	EntityID        string // EI-1, e.g. a serial number or EUI-64
+	NamespaceID     string // EI-2, e.g. the device model
+	UniversalID     string // EI-3, e.g. the manufacturer's domain or the EUI-64
+	UniversalIDType string // EI-4, e.g. DNS or EUI-64
 }
 
 // EUI64 returns the EI IHE PCD prefers for a device with an IEEE EUI-64
@@ -54,9 +54,9 @@ func (e EI) field() Field { return Comps(e.EntityID, e.NamespaceID, e.UniversalI
 
 // Code is a coded value (CWE): code, display text and coding system.
 type Code struct {
-	Code   string
-	Text   string
-	System string
+	Code   string // CWE-1
+	Text   string // CWE-2, the display text
+	System string // CWE-3, e.g. LN, SCT, MDC, 99PERF
 }
 
 func (c Code) field() Field { return Comps(c.Code, c.Text, c.System) }

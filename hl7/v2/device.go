@@ -19,10 +19,10 @@ func PCD01Profile() Field {
 // DeviceObservation is one device reading: what the device reported on a
 // channel at a time. The unit is the channel's (charting.Channel.Unit).
 type DeviceObservation struct {
-	SourceID string // the data source (device or gateway port) as ingested
-	Channel  string // catalogue key
-	Time     time.Time
-	Value    float64
+	SourceID string    // the data source (device or gateway port) as ingested
+	Channel  string    // catalogue key
+	Time     time.Time // when the device measured it (device clock, as recorded)
+	Value    float64   // in the channel's unit
 	// Invalid marks a reading the device flagged as invalid (e.g. dashes):
 	// it is sent without a value, flagged INV, never as 0.
 	Invalid bool
@@ -30,7 +30,7 @@ type DeviceObservation struct {
 
 // Device describes one data source for its PCD-01 MDS row.
 type Device struct {
-	SourceID string
+	SourceID string // matches DeviceObservation.SourceID
 	// Type is OBX-3 of the MDS row, e.g. an MDC device code; zero means the
 	// local device_mds code (no MDC term exists for a heart-lung machine).
 	Type Code
@@ -42,11 +42,11 @@ type Device struct {
 
 // DeviceReport is the content of a PCD-01 device observation report.
 type DeviceReport struct {
-	Kind         charting.Kind // OBR-4 names the procedure the data belongs to
-	Patient      charting.Patient
-	Visit        Visit
-	Devices      []Device
-	Observations []DeviceObservation
+	Kind         charting.Kind       // OBR-4 names the procedure the data belongs to
+	Patient      charting.Patient    // PID
+	Visit        Visit               // PV1
+	Devices      []Device            // optional: MDS code and equipment ID per source
+	Observations []DeviceObservation // the readings, any order
 	// Catalogue gives codes, units and resolutions; nil means
 	// charting.DefaultCatalogue.
 	Catalogue *charting.Catalogue
@@ -72,7 +72,7 @@ func BuildDeviceReport(h Header, r *DeviceReport) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{Segments: []Segment{h.msh(summaryMessageType(), PCD01Profile()), pidSeg, pv1(r.Visit)}}
+	m := &Message{Segments: []Segment{h.msh(summaryMessageType(), PCD01Profile(), true), pidSeg, pv1(r.Visit)}}
 
 	devices := slices.Clone(r.Devices)
 	for i := range devices {

@@ -93,9 +93,11 @@ func (h Header) validate() error {
 	return nil
 }
 
-// msh builds the MSH segment. MSH-18 is filled later by finish, once the
-// whole message is known.
-func (h Header) msh(msgType Field, profile Field) Segment {
+// msh builds the MSH segment. Messages that expect an answer ask for an
+// accept acknowledgement always and no application acknowledgement
+// (MSH-15 AL, MSH-16 NE, as IHE PCD requires); an ACK asks for none.
+// MSH-18 is filled later by finish, once the whole message is known.
+func (h Header) msh(msgType Field, profile Field, expectAck bool) Segment {
 	pid := h.ProcessingID
 	if pid == "" {
 		pid = Production
@@ -113,6 +115,10 @@ func (h Header) msh(msgType Field, profile Field) Segment {
 	s.SetField(10, Text(h.ControlID))
 	s.SetField(11, Text(string(pid)))
 	s.SetField(12, Text(Version))
+	if expectAck {
+		s.SetField(15, Text("AL"))
+		s.SetField(16, Text("NE"))
+	}
 	s.SetField(21, profile)
 	return s
 }

@@ -21,8 +21,8 @@ const (
 // standard code was found (see ../shared/domain/interop.md): perfusion
 // parameters have no MDC terms, and summary metrics have no LOINC codes.
 type LocalCode struct {
-	Code    string
-	Display string
+	Code    string // the code, unique within 99PERF
+	Display string // the display text sent with it (CWE component 2)
 	Use     string // one of the Use constants
 	// Group sorts the codes for the specification: metric, administration,
 	// event, value, method, comment, device or channel.
@@ -32,7 +32,7 @@ type LocalCode struct {
 	// Unit is the UCUM unit of a numeric observation; "*" when it comes with
 	// the value (drug doses).
 	Unit       string
-	Definition string
+	Definition string // what the code means, for the specification
 }
 
 // Metric keys: the local observation codes of the case summary's

@@ -14,7 +14,7 @@ import (
 // encoder drops trailing delimiters, so they carry no information). Canonical
 // returns that form of any tree; Parse(Encode(m)) equals Canonical(m).
 type Message struct {
-	Segments []Segment
+	Segments []Segment // in message order, MSH first
 }
 
 // Segment is one segment: its three-character ID and its fields. Fields[0]
@@ -22,8 +22,8 @@ type Message struct {
 // the field separator and field 2 the encoding characters, both kept as
 // they appear and never escaped.
 type Segment struct {
-	ID     string
-	Fields []Field
+	ID     string  // e.g. "PID"
+	Fields []Field // Fields[n-1] is field n
 }
 
 // Field is one field: its repetitions (separated by ~).

@@ -14,19 +14,19 @@ import (
 type Limits struct {
 	MaxBytes    int // whole message; default 16 MiB, the MLLP frame default
 	MaxSegments int // default 100 000
-	MaxElements int // delimiters in the message; default 2 Mi
+	MaxElements int // delimiters in the message; default 1 Mi (some 25 000 OBX rows)
 }
 
 // DefaultLimits returns the limits Parse uses.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: 16 << 20, MaxSegments: 100_000, MaxElements: 2 << 20}
+	return Limits{MaxBytes: 16 << 20, MaxSegments: 100_000, MaxElements: 1 << 20}
 }
 
 // ParseError reports why a message was rejected. It names the segment by
 // position only: the content of a message never appears in an error.
 type ParseError struct {
-	Segment int // 1-based; 0 for the message as a whole
-	Reason  string
+	Segment int    // 1-based; 0 for the message as a whole
+	Reason  string // what is wrong, without content
 }
 
 func (e *ParseError) Error() string {
@@ -82,12 +82,13 @@ func ParseLimits(b []byte, lim Limits) (*Message, error) {
 			}
 		}
 	}
-	if lim.MaxElements > 0 && elements > lim.MaxElements || lim.MaxSegments > 0 && segments > lim.MaxSegments+1 {
+	// CRLF counts twice here; the exact segment count is checked below.
+	if lim.MaxElements > 0 && elements > lim.MaxElements || lim.MaxSegments > 0 && segments > 2*lim.MaxSegments+2 {
 		return nil, &ParseError{Reason: ErrTooLarge.Error() + " (elements or segments)"}
 	}
 
 	text := string(b) // one copy; every value is a substring of it or decoded from it
-	m := &Message{}
+	m := &Message{Segments: make([]Segment, 0, min(segments+1, 1024))}
 	for line := range splitLines(text) {
 		if line == "" {
 			continue
@@ -137,7 +138,7 @@ func parseSegment(line string, d Delimiters, first bool) (Segment, *ParseError) 
 	if len(id) == len(line) {
 		return Segment{ID: id}, nil
 	}
-	var fields []Field
+	fields := make([]Field, 0, strings.Count(rest, string(d.Field))+2)
 	if first {
 		enc, after, more := strings.Cut(rest, string(d.Field))
 		fields = append(fields, Text(string(d.Field)), Text(enc))
@@ -146,14 +147,8 @@ func parseSegment(line string, d Delimiters, first bool) (Segment, *ParseError) 
 		}
 		rest = after
 	}
-	for {
-		i := strings.IndexByte(rest, d.Field)
-		if i < 0 {
-			fields = append(fields, parseField(rest, d))
-			break
-		}
-		fields = append(fields, parseField(rest[:i], d))
-		rest = rest[i+1:]
+	for f := range strings.SplitSeq(rest, string(d.Field)) {
+		fields = append(fields, parseField(f, d))
 	}
 	return Segment{ID: id, Fields: trimFields(fields, first)}, nil
 }
@@ -162,14 +157,18 @@ func parseField(s string, d Delimiters) Field {
 	if s == "" {
 		return nil
 	}
-	var f Field
-	for _, r := range splitByte(s, d.Repetition) {
+	// Every slice is sized by counting its separators first: appending
+	// would allocate about twice as much for a hostile run of delimiters.
+	f := make(Field, 0, strings.Count(s, string(d.Repetition))+1)
+	for r := range strings.SplitSeq(s, string(d.Repetition)) {
 		var rep Repetition
 		if r != "" {
-			for _, c := range splitByte(r, d.Component) {
+			rep = make(Repetition, 0, strings.Count(r, string(d.Component))+1)
+			for c := range strings.SplitSeq(r, string(d.Component)) {
 				var comp Component
 				if c != "" {
-					for _, sub := range splitByte(c, d.Subcomponent) {
+					comp = make(Component, 0, strings.Count(c, string(d.Subcomponent))+1)
+					for sub := range strings.SplitSeq(c, string(d.Subcomponent)) {
 						comp = append(comp, d.UnescapeValue(sub))
 					}
 				}
@@ -179,13 +178,4 @@ func parseField(s string, d Delimiters) Field {
 		f = append(f, trimRep(rep))
 	}
 	return trimField(f)
-}
-
-// splitByte is strings.Split for one byte, without allocating when the
-// separator is absent (the common case for subcomponents).
-func splitByte(s string, c byte) []string {
-	if strings.IndexByte(s, c) < 0 {
-		return []string{s}
-	}
-	return strings.Split(s, string(c))
 }

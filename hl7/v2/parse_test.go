@@ -3,6 +3,7 @@ package v2
 import (
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -128,8 +129,10 @@ func TestParseLimits(t *testing.T) {
 			t.Errorf("%s: got %v", name, err)
 		}
 	}
-	if _, err := ParseLimits([]byte("MSH|^~\\&\rPID\rPID\r"), lim); err != nil {
-		t.Errorf("within limits: %v", err)
+	for _, ok := range []string{"MSH|^~\\&\rPID\rPID\r", "MSH|^~\\&\r\nPID\r\nPID\r\n"} {
+		if _, err := ParseLimits([]byte(ok), lim); err != nil {
+			t.Errorf("within limits: %q: %v", ok, err)
+		}
 	}
 }
 
@@ -173,5 +176,39 @@ func TestEncodeRejects(t *testing.T) {
 		if _, err := m.Encode(); err == nil {
 			t.Errorf("%s: encoded", name)
 		}
+	}
+}
+
+// TestParseAllocationBounded checks the worst cases the default limits
+// allow: a message that is nothing but delimiters makes the most tree per
+// byte. Whatever the input, Parse allocates a bounded amount, and input
+// past the limits is refused before any tree is built.
+func TestParseAllocationBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates tens of MB")
+	}
+	n := DefaultLimits().MaxElements - 16
+	alloc := func(in []byte) (uint64, error) {
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		_, err := Parse(in)
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc, err
+	}
+	for _, body := range []string{strings.Repeat("^", n), strings.Repeat("~", n), strings.Repeat("|", n),
+		strings.Repeat("&", n), strings.Repeat("a^", n), strings.Repeat("\rZZZ", DefaultLimits().MaxSegments-2)} {
+		got, err := alloc([]byte("MSH|^~\\&|" + body))
+		if err != nil {
+			t.Fatalf("%q...: %v", body[:2], err)
+		}
+		if got > 64<<20 {
+			t.Errorf("%q... (%d bytes) allocated %d MB", body[:2], len(body), got>>20)
+		}
+	}
+	over := []byte("MSH|^~\\&|" + strings.Repeat("^", n+100))
+	got, err := alloc(over)
+	if err == nil || got > uint64(2*len(over)) {
+		t.Errorf("over the element limit: err %v, allocated %d bytes for %d", err, got, len(over))
 	}
 }

@@ -14,10 +14,10 @@ type Visit struct {
 	// which a patient on bypass or ECMO always is.
 	PatientClass string
 	// PointOfCare, Room, Bed and Facility are PV1-3 (PL), e.g. OR^3^^Site.
-	PointOfCare string
-	Room        string
-	Bed         string
-	Facility    HD
+	PointOfCare string // PL-1, e.g. the OR suite
+	Room        string // PL-2
+	Bed         string // PL-3
+	Facility    HD     // PL-4, the site
 	// VisitNumber is PV1-19, the encounter's ID in the EHR.
 	VisitNumber string
 }

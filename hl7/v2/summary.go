@@ -40,10 +40,10 @@ func ProcedureCode(k charting.Kind) (Code, bool) {
 // Metrics are computed by the caller; this package only renders them, so
 // the numbers in the message are exactly those the record reports.
 type Summary struct {
-	CaseID  uuid.UUID
-	Kind    charting.Kind
-	Patient charting.Patient
-	Visit   Visit
+	CaseID  uuid.UUID        // OBR-3: the report's identity across resends
+	Kind    charting.Kind    // OBR-4: CPB or ECMO
+	Patient charting.Patient // PID
+	Visit   Visit            // PV1
 	// Status is OBR-25: StatusFinal (the default) on the first send,
 	// StatusCorrected when an amendment resends the summary. Values carry
 	// their own OBX-11 (see Metric.Corrected, charting.Entry.Supersedes).
@@ -51,7 +51,7 @@ type Summary struct {
 	// BypassStart and BypassEnd are OBR-7/OBR-8: first bypass on and last
 	// bypass off (ECMO: support start and end). Start is required.
 	BypassStart time.Time
-	BypassEnd   time.Time
+	BypassEnd   time.Time // zero when not ended
 	// Signature is the sign-off the summary reports: OBR-22 its time,
 	// OBR-32 the signer.
 	Signature charting.Signature
@@ -65,9 +65,9 @@ type Summary struct {
 	// Labs are the lab_result entries, current view. Results taken at the
 	// same time form one sample and share an OBX-4.
 	Labs          []charting.Entry
-	Drugs         []DrugTotal
-	Fluids        []FluidTotal
-	BloodProducts []BloodProductTotal
+	Drugs         []DrugTotal         // OBX pairs: name, total dose
+	Fluids        []FluidTotal        // OBX pairs: kind, total volume
+	BloodProducts []BloodProductTotal // OBX rows: type, units, volume
 	// Notes are the note and addendum entries, sent as NTE after OBR.
 	Notes []charting.Entry
 	// Catalogue names the channels of Metric.Channel; nil means
@@ -96,23 +96,23 @@ type DrugTotal struct {
 	Drug      string  // as charted
 	Dose      float64 // total
 	Unit      string  // UCUM, e.g. [iU], mg
-	Corrected bool
+	Corrected bool    // OBX-11 C: replaces a total sent before
 }
 
 // FluidTotal is the total volume of one fluid kind (charting.FluidKinds).
 type FluidTotal struct {
-	Kind      string
-	VolumeML  float64
-	Corrected bool
+	Kind      string  // one of charting.FluidKinds
+	VolumeML  float64 // total, mL
+	Corrected bool    // OBX-11 C
 }
 
 // BloodProductTotal is the total of one blood product type
 // (charting.BloodProductTypes).
 type BloodProductTotal struct {
-	Type      string
-	Units     int
+	Type      string  // one of charting.BloodProductTypes
+	Units     int     // number of units given
 	VolumeML  float64 // 0 when not recorded
-	Corrected bool
+	Corrected bool    // OBX-11 C
 }
 
 // summaryMessageType is MSH-9 of the case summary.
@@ -154,7 +154,7 @@ func BuildSummary(h Header, s *Summary) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.m.Segments = []Segment{h.msh(summaryMessageType(), nil), pidSeg, pv1(s.Visit)}
+	b.m.Segments = []Segment{h.msh(summaryMessageType(), nil, true), pidSeg, pv1(s.Visit)}
 
 	obr := Segment{ID: "OBR"}
 	obr.SetField(1, Text("1"))

@@ -51,8 +51,10 @@ func TestSummaryECMOAndASCII(t *testing.T) {
 	if got := m.Get("MSH-18"); got != "" {
 		t.Errorf("MSH-18 = %q for an ASCII message", got)
 	}
-	if got := m.Get("MSH-9.3"); got != "ORU_R01" {
-		t.Errorf("MSH-9 = %q", got)
+	for path, want := range map[string]string{"MSH-9.3": "ORU_R01", "MSH-11": "P", "MSH-12": "2.6", "MSH-15": "AL", "MSH-16": "NE", "MSH-21": ""} {
+		if got := m.Get(path); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
 	}
 }
 
