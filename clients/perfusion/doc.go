@@ -1,0 +1,36 @@
+// Package perfusion is the Go client library of the perfusion record
+// service (perfusiond): typed calls over CaseService, ChartingService and
+// RecordService, and a SampleStreamer that carries a device gateway's data
+// to the server without ever losing a sample when the network, the server
+// or the gateway itself goes down.
+//
+// # Calls
+//
+// Dial returns a Client. Its methods take and return the generated
+// messages of perfusion/api/perfusion/v1 unchanged, and fail with the
+// server's gRPC status unchanged (use status.Code, and FieldViolations for
+// the google.rpc.BadRequest detail of InvalidArgument). Calls that are
+// safe to repeat — reads, and writes that are idempotent on a client-made
+// id (RecordEntry, CorrectEntry, AddAddendum, CreateCase with a case_id)
+// — are retried on Unavailable and DeadlineExceeded, with exponential
+// back-off and jitter, until their context ends. Other writes are sent
+// once.
+//
+// # Device data
+//
+// OpenSampleStreamer returns a SampleStreamer for one (case, source). Send
+// appends samples to the next batch and writes them to an append-only
+// spool on local disk before it returns; a background loop sends cut
+// batches over one StreamSamples stream, resends whatever the server has
+// not acknowledged after every reconnect, and deletes spool segments once
+// every batch in them is acknowledged. A gateway that crashes and calls
+// OpenSampleStreamer again on the same spool directory resumes where it
+// stopped: the server ends up with every sample exactly once.
+//
+// # Identity and transport
+//
+// Until real authentication lands, every call names its caller in the
+// x-perfusion-principal metadata key (WithPrincipal). TLS and tokens are
+// added with WithDialOptions (grpc.WithTransportCredentials) and
+// WithPerRPCCredentials; by default the connection is plaintext.
+package perfusion
