@@ -33,6 +33,7 @@ type config struct {
 	conns          int           // gRPC connections; 0: one per case
 	drainTimeout   time.Duration // how long to wait for outstanding acks after sending stops
 	history        time.Duration // 1 Hz history bulk-loaded into the queried case first
+	historyBatch   time.Duration // device time per history batch; 0: batchInterval
 	queryIters     int
 	queryChannels  int
 	queryBuckets   int
@@ -84,6 +85,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.conns, "conns", 0, "gRPC connections shared by the streams; 0 means one per case, as separate gateways would have")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "after sending stops, how long to wait for outstanding acks")
 	fs.DurationVar(&c.history, "history", 0, "first bulk-load this much 1 Hz history into the queried case at max rate (e.g. 4h)")
+	fs.DurationVar(&c.historyBatch, "history-batch", 0, "device time per history batch; default --batch-interval, as a live gateway would have sent it")
 	fs.IntVar(&c.queryIters, "query-iterations", 200, "QuerySamples calls after ingest; 0 skips the query measurement")
 	fs.IntVar(&c.queryChannels, "query-channels", 10, "channels per QuerySamples call")
 	fs.IntVar(&c.queryBuckets, "query-buckets", 600, "downsampling buckets per QuerySamples call")
@@ -97,6 +99,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.historyBatch == 0 {
+		c.historyBatch = c.batchInterval
 	}
 	return c, c.validate()
 }
@@ -140,6 +145,8 @@ func (c *config) validate() error {
 		bad("--drain-timeout must be positive")
 	case c.history < 0 || c.history > maxHistory || c.history%time.Second != 0:
 		bad("--history must be whole seconds, 0 to %s", maxHistory)
+	case c.historyBatch < 10*time.Millisecond || c.historyBatch%time.Millisecond != 0:
+		bad("--history-batch must be a whole number of milliseconds, at least 10ms")
 	case c.queryIters < 0 || c.queryIters > maxQueries:
 		bad("--query-iterations must be 0 to %d", maxQueries)
 	case c.queryChannels < 1 || c.queryChannels > c.channels:
@@ -159,6 +166,9 @@ func (c *config) validate() error {
 	secs := (c.batchInterval + time.Second - 1) / time.Second
 	if int64(perSource)*int64(secs) > charting.MaxSamplesPerBatch {
 		bad("--batch-interval %s makes batches of over %d samples", c.batchInterval, charting.MaxSamplesPerBatch)
+	}
+	if hsecs := (c.historyBatch + time.Second - 1) / time.Second; int64(perSource)*int64(hsecs) > charting.MaxSamplesPerBatch {
+		bad("--history-batch %s makes batches of over %d samples", c.historyBatch, charting.MaxSamplesPerBatch)
 	}
 	if c.waveform && int64(c.batchInterval/time.Millisecond)*waveformHz/1000 > charting.MaxSamplesPerBatch {
 		bad("--batch-interval %s makes waveform batches of over %d samples", c.batchInterval, charting.MaxSamplesPerBatch)

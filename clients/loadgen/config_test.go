@@ -20,6 +20,7 @@ func TestConfigRefuses(t *testing.T) {
 		{[]string{"--cases", "0"}, "--cases"},
 		{[]string{"--duration", "2h"}, "--duration"},
 		{[]string{"--history", "1.5s"}, "--history"},
+		{[]string{"--history", "4h", "--history-batch", "5m"}, "over 10000 samples"},
 		{[]string{"--batch-interval", "5m"}, "over 10000 samples"},
 		{[]string{"--waveform", "--batch-interval", "90s"}, "waveform batches"},
 		{[]string{"--spawn", "--server-pid", "12"}, "--server-pid"},
@@ -40,6 +41,8 @@ func TestConfigAccepts(t *testing.T) {
 		{"--spawn", "--database-url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"},
 		{"--spawn", "--database-url", "host=/var/run/postgresql user=postgres"},
 		{"--max-rate", "--cases", "100", "--duration", "20s", "--waveform", "--history", "4h"},
+		{"--history", "4h", "--history-batch", "1m", "--batch-interval", "200ms"},
+		{"--history", "10m", "--batch-interval", "250ms"},
 	} {
 		if _, err := parseConfig(args, io.Discard); err != nil {
 			t.Errorf("%v: %v", args, err)

@@ -11,17 +11,13 @@ import (
 	"perfusion/charting"
 )
 
-// historyBatch is the device time per batch of the history load: a minute
-// of 40 channels is 2,400 samples, well within the server's 10,000, and
-// few enough batches that a 4-hour load takes seconds, not minutes.
-const historyBatch = time.Minute
-
 // historyTimeout bounds the history load, like every phase of a run.
 const historyTimeout = 10 * time.Minute
 
 // historyResult is the bulk load of the queried case's history.
 type historyResult struct {
 	span    time.Duration
+	batch   time.Duration
 	samples int64
 	batches int64
 	elapsed time.Duration
@@ -30,16 +26,20 @@ type historyResult struct {
 // loadHistory streams span of 1 Hz history into the queried case, ending
 // at endMs, as fast as acks allow, on the same sources the live stream will
 // continue. It is a setup step: its acks are not part of the ingest figures.
+// Its batches span --history-batch, by default the run's batch interval,
+// because a query reads what was stored: a case streamed for four hours in
+// one-second batches holds 14,400 of them per source, and loading it in
+// minute batches would time a query over 60 times fewer.
 func loadHistory(ctx context.Context, c *config, client pb.ChartingServiceClient, caseID string, endMs int64) (historyResult, error) {
 	s := &stream{caseID: caseID, sources: caseSources(c, 0, false), originMs: endMs - c.history.Milliseconds(),
-		limitMs: endMs, interval: historyBatch, window: c.window}
+		limitMs: endMs, interval: c.historyBatch, window: c.window}
 	if err := s.open(ctx, client); err != nil {
 		return historyResult{}, fmt.Errorf("history: open stream: %w", err)
 	}
 	var errs errorCounts
 	start := time.Now()
 	r := s.run(start.Add(historyTimeout), c.drainTimeout, &errs)
-	res := historyResult{span: c.history, samples: r.samplesAcked, batches: r.batchesAcked, elapsed: time.Since(start)}
+	res := historyResult{span: c.history, batch: c.historyBatch, samples: r.samplesAcked, batches: r.batchesAcked, elapsed: time.Since(start)}
 	if kinds, first := errs.snapshot(); len(kinds) > 0 {
 		return res, fmt.Errorf("history: %v (first: %v)", kinds, first)
 	}

@@ -61,6 +61,7 @@ type ingestReport struct {
 
 type historyReport struct {
 	SpanS       float64 `json:"span_s"`
+	BatchS      float64 `json:"batch_s"`
 	Samples     int64   `json:"samples"`
 	Batches     int64   `json:"batches"`
 	ElapsedS    float64 `json:"elapsed_s"`
@@ -137,7 +138,7 @@ func (r *report) fail(format string, args ...any) {
 }
 
 func (r *report) addHistory(h historyResult) {
-	r.History = &historyReport{SpanS: h.span.Seconds(), Samples: h.samples, Batches: h.batches,
+	r.History = &historyReport{SpanS: h.span.Seconds(), BatchS: h.batch.Seconds(), Samples: h.samples, Batches: h.batches,
 		ElapsedS: h.elapsed.Seconds(), SamplesPerS: rate(h.samples, h.elapsed)}
 }
 
@@ -242,8 +243,8 @@ func (r *report) writeText(w io.Writer) error {
 	p("  batch interval %s, window %d, %d connection(s), %s; server %s",
 		time.Duration(s.BatchIntervalMs)*time.Millisecond, s.Window, s.Conns, fmtDur(s.DurationS), s.Server)
 	if h := r.History; h != nil {
-		p("history    %s of 1 Hz data in the queried case: %s samples in %s batches, %s (%s samples/s)",
-			fmtDur(h.SpanS), thousands(h.Samples), thousands(h.Batches), fmtDur(h.ElapsedS), thousands(int64(h.SamplesPerS)))
+		p("history       %s of 1 Hz data in the queried case: %s samples in %s batches of %s, loaded in %s (%s samples/s)",
+			fmtDur(h.SpanS), thousands(h.Samples), thousands(h.Batches), fmtDur(h.BatchS), fmtDur(h.ElapsedS), thousands(int64(h.SamplesPerS)))
 	}
 	in := r.Ingest
 	p("ingest")
