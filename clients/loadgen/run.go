@@ -45,7 +45,7 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	charting := pb.NewChartingServiceClient(control)
+	chartingClient := pb.NewChartingServiceClient(control)
 
 	// Device-time origins: max-rate streams start days back; real-time
 	// streams start now, so a real-time history ends before the first
@@ -59,7 +59,7 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 	var queryFromMs int64
 	if c.history > 0 {
 		fmt.Fprintf(progress, "loadgen: loading %s of history into case %s\n", c.history, caseIDs[0])
-		h, err := loadHistory(ctx, c, charting, caseIDs[0], historyEnd)
+		h, err := loadHistory(ctx, c, chartingClient, caseIDs[0], historyEnd)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +103,7 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 			rep.fail("query not measured: the queried case has no acknowledged data")
 		} else {
 			fmt.Fprintf(progress, "loadgen: %d QuerySamples calls\n", c.queryIters)
-			rep.addQuery(measureQueries(ctx, c, charting, caseIDs[0], queryFromMs, first.lastMs))
+			rep.addQuery(measureQueries(ctx, c, chartingClient, caseIDs[0], queryFromMs, first.lastMs))
 		}
 	}
 
