@@ -27,6 +27,7 @@ import (
 
 	perfusionv1 "perfusion/api/perfusion/v1"
 	"perfusion/store"
+	"perfusion/store/ingest"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -62,6 +63,15 @@ type Config struct {
 	// MaxMessageSize bounds received and sent messages; 0 means
 	// DefaultMaxMessageSize.
 	MaxMessageSize int
+	// Ingest sets the group committer shared by every StreamSamples
+	// stream: how long a commit gathers batches, how large it may grow,
+	// how many run at once, and the bounded queue that pushes back on
+	// streams when the database is slow. Zero fields take ingest's
+	// defaults.
+	Ingest ingest.Config
+	// StreamWindow is how many batches one stream may have awaiting
+	// acknowledgement; 0 means DefaultStreamWindow.
+	StreamWindow int
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -92,6 +102,7 @@ type Server struct {
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
+	ingest *ingest.Committer // closed by Shutdown once no stream can submit
 
 	// ctx lives until Shutdown begins; it ends the readiness loop and any
 	// readiness check in flight.
@@ -122,6 +133,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.StreamWindow <= 0 {
+		cfg.StreamWindow = DefaultStreamWindow
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator)
@@ -135,7 +149,8 @@ func New(cfg Config) *Server {
 	)
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
-	perfusionv1.RegisterChartingServiceServer(s.grpc, &chartingService{h: h})
+	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -169,6 +184,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 	forceStop := context.AfterFunc(ctx, s.grpc.Stop)
 	defer forceStop()
 	s.grpc.GracefulStop()
+	// Every stream has ended, so nothing more is submitted. Batches
+	// already queued are committed while ctx lasts; a commit still running
+	// when it ends is cancelled, unacknowledged, and resent by its client.
+	if err := s.ingest.Close(ctx); err != nil {
+		s.log.Warn("shutdown: sample commits in flight were cancelled", "err", err.Error())
+	}
 }
 
 // setServing sets the overall and every per-service status.

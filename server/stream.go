@@ -1,23 +1,59 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strconv"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
+	"perfusion/store/ingest"
 )
 
+// DefaultStreamWindow is how many batches one stream may have submitted and
+// not yet acknowledged. A few let a gateway keep sending while earlier
+// batches commit (a commit takes a few milliseconds, a batch's round trip
+// over a hospital network about as much), without one stream filling the
+// shared queue.
+const DefaultStreamWindow = 8
+
+// samplesService is the ChartingService with StreamSamples fed into the
+// server's shared group committer. The other methods are chartingService's.
+type samplesService struct {
+	*chartingService
+	ingest *ingest.Committer
+	window int
+}
+
+// inflight is one batch a stream has handed on: its ticket, or the error
+// that ends the stream at this point.
+type inflight struct {
+	ticket   *ingest.Ticket
+	sourceID string
+	seq      int64
+	err      error
+}
+
 // StreamSamples takes device data: an open, answered with each source's
-// resume point, then batches, each acknowledged only after the transaction
-// that stored it committed. The first failing batch ends the stream with
-// its status; batches acknowledged before it stay stored, and the client
-// resumes from the watermark a new stream's open reports.
-func (s *chartingService) StreamSamples(stream grpc.BidiStreamingServer[pb.StreamSamplesRequest, pb.StreamSamplesResponse]) error {
+// resume point, then batches. Batches go to the shared committer, which
+// stores many streams' batches in one transaction; each is acknowledged
+// only after that transaction committed, in the order the stream sent them.
+// A stream may have up to the window's batches awaiting acknowledgement;
+// beyond that, and whenever the committer's queue is full, the server stops
+// reading the stream, so gRPC flow control slows the sender.
+//
+// The first failing batch ends the stream with its status, after the
+// acknowledgements of the batches before it. Batches sent after it may
+// have been stored too; the client resumes from the watermark a new
+// stream's open reports, and a resent stored batch is acknowledged as a
+// duplicate.
+func (s *samplesService) StreamSamples(stream grpc.BidiStreamingServer[pb.StreamSamplesRequest, pb.StreamSamplesResponse]) error {
 	ctx := stream.Context()
 	who, err := actor(ctx)
 	if err != nil {
@@ -41,35 +77,106 @@ func (s *chartingService) StreamSamples(stream grpc.BidiStreamingServer[pb.Strea
 	if err := stream.Send(opened); err != nil {
 		return err // the transport failed; its status says why
 	}
+
+	// This goroutine acknowledges; another one reads and submits. Reading
+	// must not wait for acknowledgements (that is the pipelining), and the
+	// handler must be able to return while the reader is blocked in Recv,
+	// which only the end of the call unblocks.
+	pending := make(chan inflight, s.window)
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.receive(ctx, stream, caseID, who, pending, stop)
+	return s.acknowledge(ctx, stream, pending)
+}
+
+// receive reads batches and submits them, handing each ticket to the
+// acknowledger in order, until the client half-closes, something fails
+// (handed on as the last item) or the handler returns (stop).
+func (s *samplesService) receive(ctx context.Context, stream grpc.BidiStreamingServer[pb.StreamSamplesRequest, pb.StreamSamplesResponse],
+	caseID uuid.UUID, who string, pending chan<- inflight, stop <-chan struct{}) {
+	defer close(pending)
+	hand := func(f inflight) bool {
+		select {
+		case pending <- f:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return
 		} else if err != nil {
-			return s.h.fail(err)
+			hand(inflight{err: err})
+			return
 		}
 		b := req.GetBatch()
 		if b == nil {
-			return s.h.fail(&charting.InvalidError{Violations: []charting.FieldViolation{{Field: "batch", Description: "every message after open must be a batch"}}})
+			hand(inflight{err: &charting.InvalidError{Violations: []charting.FieldViolation{{Field: "batch", Description: "every message after open must be a batch"}}}})
+			return
 		}
 		var p parser
 		cb := p.batchIn(caseID, b)
 		if err := p.err(); err != nil {
-			return s.h.fail(err)
+			hand(inflight{err: err})
+			return
 		}
-		// Each batch commits alone for now; group commit across streams
-		// will hand batches to a shared committer here.
-		res := s.h.store.AppendSamples(ctx, who, []*charting.SampleBatch{cb})[0]
-		if res.Err != nil {
-			return s.h.fail(res.Err)
+		cb.Actor = who
+		t, err := s.ingest.Submit(ctx, cb)
+		if err != nil {
+			hand(inflight{err: err})
+			return
 		}
+		if !hand(inflight{ticket: t, sourceID: cb.SourceID, seq: cb.Seq}) {
+			return
+		}
+	}
+}
+
+// acknowledge waits for each handed-on batch's commit, in order, and
+// acknowledges it; the first error ends the stream.
+func (s *samplesService) acknowledge(ctx context.Context, stream grpc.BidiStreamingServer[pb.StreamSamplesRequest, pb.StreamSamplesResponse], pending <-chan inflight) error {
+	// Two commits may run at once, so a batch's result can carry a
+	// watermark computed before an earlier batch of the same source
+	// committed. Every watermark was true when computed and the stored one
+	// only grows, so the highest seen is reported: a client never sees its
+	// resume point move backwards.
+	marks := make(map[string]int64)
+	for f := range pending {
+		if f.err != nil {
+			return s.streamFail(ctx, f.err)
+		}
+		res, err := f.ticket.Wait(ctx)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			return s.streamFail(ctx, err)
+		}
+		w := max(res.Watermark, marks[f.sourceID])
+		marks[f.sourceID] = w
 		ack := &pb.StreamSamplesResponse{Message: &pb.StreamSamplesResponse_Ack{Ack: &pb.SampleBatchAck{
-			SourceId: cb.SourceID, Sequence: cb.Seq, Duplicate: res.Duplicate, LastCommittedSequence: res.Watermark,
+			SourceId: f.sourceID, Sequence: f.seq, Duplicate: res.Duplicate, LastCommittedSequence: w,
 		}}}
 		if err := stream.Send(ack); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// streamFail maps a stream's error to its status. A commit that failed for
+// the server's own reasons (shutting down, the commit's time limit) while
+// the client was still there is Unavailable: nothing is wrong with the
+// batch, and the client should reconnect and resend.
+func (s *samplesService) streamFail(ctx context.Context, err error) error {
+	serverSide := errors.Is(err, ingest.ErrClosed) ||
+		(ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)))
+	if serverSide {
+		return status.Error(codes.Unavailable, "the samples could not be committed now; reconnect and resend from the reported position")
+	}
+	return s.h.fail(err)
 }
 
 // openIn checks the stream's first message.

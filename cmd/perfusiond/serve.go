@@ -10,6 +10,16 @@ import (
 
 	"perfusion/server"
 	"perfusion/store"
+	"perfusion/store/ingest"
+)
+
+// Environment variables of the sample group commit's flags.
+const (
+	envCommitDelay   = "PERFUSION_COMMIT_DELAY"
+	envCommits       = "PERFUSION_COMMITS"
+	envCommitBatches = "PERFUSION_COMMIT_MAX_BATCHES"
+	envIngestQueue   = "PERFUSION_INGEST_QUEUE_SAMPLES"
+	envStreamWindow  = "PERFUSION_STREAM_WINDOW"
 )
 
 // serveConfig is the serve command's configuration.
@@ -19,6 +29,8 @@ type serveConfig struct {
 	migrate           bool
 	shutdownTimeout   time.Duration
 	readinessInterval time.Duration
+	ingest            ingest.Config
+	streamWindow      int
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -33,11 +45,24 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	fs.DurationVar(&c.readinessInterval, "readiness-interval", server.DefaultReadinessInterval,
 		"how often database readiness is re-checked for the health service (env "+envReadinessInterval+")")
 	env["listen"], env["migrate"], env["shutdown-timeout"], env["readiness-interval"] = envListen, envMigrate, envShutdownTimeout, envReadinessInterval
+	fs.DurationVar(&c.ingest.MaxDelay, "commit-delay", ingest.DefaultMaxDelay,
+		"how long a sample commit gathers batches from all streams after its first; the acknowledgement latency it adds (env "+envCommitDelay+")")
+	fs.IntVar(&c.ingest.Commits, "commits", ingest.DefaultCommits, "sample commits that may run at once (env "+envCommits+")")
+	fs.IntVar(&c.ingest.MaxBatches, "commit-max-batches", ingest.DefaultMaxBatches, "most sample batches in one commit (env "+envCommitBatches+")")
+	fs.IntVar(&c.ingest.QueueSamples, "ingest-queue-samples", ingest.DefaultQueueSamples,
+		"samples received and not yet committed before streams are made to wait; about 40 bytes of memory each (env "+envIngestQueue+")")
+	fs.IntVar(&c.streamWindow, "stream-window", server.DefaultStreamWindow,
+		"batches one stream may have awaiting acknowledgement (env "+envStreamWindow+")")
+	env["commit-delay"], env["commits"], env["commit-max-batches"] = envCommitDelay, envCommits, envCommitBatches
+	env["ingest-queue-samples"], env["stream-window"] = envIngestQueue, envStreamWindow
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
 	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
 		return nil, usageErrorf("--shutdown-timeout and --readiness-interval must be positive")
+	}
+	if c.ingest.MaxDelay <= 0 || c.ingest.Commits <= 0 || c.ingest.MaxBatches <= 0 || c.ingest.QueueSamples <= 0 || c.streamWindow <= 0 {
+		return nil, usageErrorf("--commit-delay, --commits, --commit-max-batches, --ingest-queue-samples and --stream-window must be positive")
 	}
 	return c, nil
 }
@@ -77,6 +102,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		Logger:            log,
 		Authenticator:     server.HeaderAuthenticator{},
 		ReadinessInterval: c.readinessInterval,
+		Ingest:            c.ingest,
+		StreamWindow:      c.streamWindow,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
