@@ -1,0 +1,143 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// goldenBundles builds every golden bundle from the reference case.
+func goldenBundles(t *testing.T) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for name, build := range map[string]func(*Record, Options) (*Bundle, error){
+		"document_cpb.json":    BuildDocument,
+		"transaction_cpb.json": BuildTransaction,
+	} {
+		b, err := build(refRecord(), refOptions())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		j, err := Encode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = j
+	}
+	return out
+}
+
+func TestGolden(t *testing.T) {
+	for name, got := range goldenBundles(t) {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", name)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (run go test -update and review the diff)", path)
+			}
+		})
+	}
+}
+
+// TestReproducible builds twice: fullUrls and ids come from the case, not
+// from randomness or the clock.
+func TestReproducible(t *testing.T) {
+	a, b := goldenBundles(t), goldenBundles(t)
+	for k := range a {
+		if !bytes.Equal(a[k], b[k]) {
+			t.Errorf("%s differs between two builds", k)
+		}
+	}
+}
+
+// TestDocumentShape checks the rules of a FHIR document that a structural
+// validator does not: Composition first, identifier and timestamp set,
+// every fullUrl a urn:uuid matching the resource id, every reference to a
+// urn:uuid resolvable inside the bundle, every entry listed in a section.
+func TestDocumentShape(t *testing.T) {
+	var doc struct {
+		Identifier map[string]string `json:"identifier"`
+		Timestamp  string            `json:"timestamp"`
+		Entry      []struct {
+			FullURL  string          `json:"fullUrl"`
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(goldenBundles(t)["document_cpb.json"], &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Identifier["value"] == "" || doc.Timestamp == "" {
+		t.Error("document needs identifier and timestamp")
+	}
+	full := map[string]bool{}
+	for i, e := range doc.Entry {
+		var r struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		if err := json.Unmarshal(e.Resource, &r); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && r.ResourceType != "Composition" {
+			t.Errorf("first entry is %s", r.ResourceType)
+		}
+		if e.FullURL != "urn:uuid:"+r.ID {
+			t.Errorf("entry %d: fullUrl %s does not match id %s", i, e.FullURL, r.ID)
+		}
+		if full[e.FullURL] {
+			t.Errorf("entry %d: fullUrl repeated", i)
+		}
+		full[e.FullURL] = true
+	}
+	comp := string(doc.Entry[0].Resource)
+	for i, e := range doc.Entry[1:] {
+		refs := strings.Count(comp, `"reference": "`+e.FullURL+`"`)
+		if refs == 0 {
+			t.Errorf("entry %d (%s) is not referenced by the Composition", i+1, e.FullURL)
+		}
+	}
+	all := string(goldenBundles(t)["document_cpb.json"])
+	for _, part := range strings.Split(all, `"reference": "`)[1:] {
+		ref := part[:strings.IndexByte(part, '"')]
+		if !full[ref] {
+			t.Errorf("reference %s does not resolve in the bundle", ref)
+		}
+	}
+}
+
+// TestErrorsCarryNoPatientData: a record the builder refuses yields an
+// error that does not repeat the patient's identifiers.
+func TestErrorsCarryNoPatientData(t *testing.T) {
+	rec := refRecord()
+	opts := refOptions()
+	opts.MRNSystems = nil
+	_, err := BuildDocument(rec, opts)
+	if err == nil {
+		t.Fatal("want an error for an unmapped assigning authority")
+	}
+	p := rec.Case.Details.Patient
+	for _, s := range []string{p.MRN, p.FamilyName, p.GivenName, p.BirthDate} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q contains patient data", err)
+		}
+	}
+	rec = refRecord()
+	rec.Case.Status = "closed"
+	if _, err := BuildTransaction(rec, refOptions()); err == nil {
+		t.Error("an unsigned case must not be exported")
+	}
+}
