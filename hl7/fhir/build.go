@@ -90,6 +90,13 @@ type Record struct {
 	// drugs, fluids, blood products, cardioplegia doses. Other kinds are
 	// not exported yet.
 	Entries []charting.Entry
+	// Originals maps the ID of a correction to the ID of the first entry of
+	// its correction chain (from charting.CurrentView with history). A
+	// corrected value is sent under the resource identity of the entry it
+	// corrects, so a receiver replaces the old value instead of keeping
+	// both. Without an entry here, a correction is keyed by the entry it
+	// directly supersedes, which is right for the first correction only.
+	Originals map[uuid.UUID]uuid.UUID
 	// Metrics are the case metrics, keys and units as in v2.LocalCodes.
 	Metrics []v2.Metric
 	// Devices are the devices that produced Trends, and the heart-lung
@@ -495,7 +502,7 @@ func (b *builder) entries() error {
 		if e.Void || e.ID == uuid.Nil || e.OccurredAt.IsZero() {
 			return errf("entries[%d]: must be an entry in force with an ID and a time", i)
 		}
-		key := "entry/" + e.ID.String()
+		key := "entry/" + b.original(e).String()
 		at := fhirTime(e.OccurredAt)
 		d := e.Detail
 		var it *item
@@ -591,6 +598,18 @@ func (b *builder) entries() error {
 		it.identified = true
 	}
 	return nil
+}
+
+// original is the entry whose resource identity e carries: the first of
+// its correction chain.
+func (b *builder) original(e *charting.Entry) uuid.UUID {
+	if o, ok := b.rec.Originals[e.ID]; ok && o != uuid.Nil {
+		return o
+	}
+	if e.Supersedes != uuid.Nil {
+		return e.Supersedes
+	}
+	return e.ID
 }
 
 func (b *builder) administration(key, at, name string, dose *Quantity, route, note string) *MedicationAdministration {

@@ -74,9 +74,12 @@
 // Not exported yet: events other than the cross-clamp (bypass on/off are
 // the Procedure's period), notes and addenda, checklist items, artifact
 // marks, a DiagnosticReport grouping a blood-gas panel, the rendered PDF
-// as DocumentReference. A corrected entry is a new resource (its own
-// entry ID) with status corrected; it does not replace the resource of the
-// entry it supersedes.
+// as DocumentReference. Provenance has no identifier in R4, so a resent
+// transaction creates its Provenance again.
+//
+// A correction is sent with status corrected under the identity of the
+// entry it corrects (Record.Originals), so it replaces the value at the
+// receiver.
 //
 // Nothing here logs, and errors name inputs by field and position, never
 // by content: bundles carry patient identifiers and errors reach logs.

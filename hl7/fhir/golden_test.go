@@ -16,11 +16,15 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func goldenBundles(t *testing.T) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for name, build := range map[string]func(*Record, Options) (*Bundle, error){
-		"document_cpb.json":    BuildDocument,
-		"transaction_cpb.json": BuildTransaction,
+	for name, g := range map[string]struct {
+		build func(*Record, Options) (*Bundle, error)
+		rec   *Record
+	}{
+		"document_cpb.json":         {BuildDocument, refRecord()},
+		"document_cpb_amended.json": {BuildDocument, refAmended()},
+		"transaction_cpb.json":      {BuildTransaction, refRecord()},
 	} {
-		b, err := build(refRecord(), refOptions())
+		b, err := g.build(g.rec, refOptions())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -139,5 +143,43 @@ func TestErrorsCarryNoPatientData(t *testing.T) {
 	rec.Case.Status = "closed"
 	if _, err := BuildTransaction(rec, refOptions()); err == nil {
 		t.Error("an unsigned case must not be exported")
+	}
+}
+
+// TestAmendmentKeepsIdentity: a corrected lab result is sent under the
+// fullUrl (and identifier) of the value it corrects, with status
+// corrected, while the document gets a new Bundle.identifier, so a
+// receiver replaces the value and keeps both document versions.
+func TestAmendmentKeepsIdentity(t *testing.T) {
+	first, err := BuildDocument(refRecord(), refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := BuildDocument(refAmended(), refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Identifier.Value == second.Identifier.Value {
+		t.Error("versions 1 and 2 share a Bundle.identifier")
+	}
+	if len(first.Entry) != len(second.Entry) {
+		t.Fatalf("entries: %d vs %d", len(first.Entry), len(second.Entry))
+	}
+	changed := 0
+	for i := range first.Entry {
+		if first.Entry[i].FullURL != second.Entry[i].FullURL {
+			t.Errorf("entry %d changed identity", i)
+		}
+		a, _ := first.Entry[i].Resource.(*Observation)
+		b, _ := second.Entry[i].Resource.(*Observation)
+		if a != nil && b != nil && a.ValueQuantity != nil && *a.ValueQuantity.Value != *b.ValueQuantity.Value {
+			changed++
+			if b.Status != "corrected" {
+				t.Errorf("entry %d: corrected value has status %s", i, b.Status)
+			}
+		}
+	}
+	if changed != 1 {
+		t.Errorf("%d values changed, want 1", changed)
 	}
 }

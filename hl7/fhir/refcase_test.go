@@ -153,3 +153,21 @@ func refRecord() *Record {
 		},
 	}
 }
+
+// refAmended is the export after an amendment (version 2): the lactate
+// result corrected (a new entry superseding the first, status corrected)
+// and a new bundle identifier, so the receiver keeps both versions.
+func refAmended() *Record {
+	r := refRecord()
+	r.Version = 2
+	r.Timestamp = refTime("11:30")
+	for i, e := range r.Entries {
+		if e.Detail.LabResult != nil && e.Detail.LabResult.Analyte == "lactate" {
+			fixed := lab(0x2b, "09:15", "lactate", 2.1, "mmol/L", "")
+			fixed.Supersedes = e.ID
+			fixed.RecordedAt = refTime("11:20")
+			r.Entries[i] = fixed
+		}
+	}
+	return r
+}
