@@ -1,0 +1,77 @@
+package fhir
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+)
+
+func TestECMOProcedureCode(t *testing.T) {
+	rec := refRecord()
+	rec.Case.Kind = charting.KindECMO
+	b, err := BuildDocument(rec, refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range b.Entry {
+		if p, ok := e.Resource.(*Procedure); ok && p.PartOf == nil {
+			if got := p.Code.Coding[0].Code; got != "233573008" {
+				t.Errorf("ECMO run coded %s, want 233573008", got)
+			}
+			return
+		}
+	}
+	t.Fatal("no run Procedure")
+}
+
+// TestRejects: inputs the builder must refuse, each with an error that
+// names the field and carries no patient data.
+func TestRejects(t *testing.T) {
+	cases := map[string]func(*Record, *Options){
+		"unsigned":           func(r *Record, _ *Options) { r.Case.Signatures = nil },
+		"no version":         func(r *Record, _ *Options) { r.Version = 0 },
+		"no timestamp":       func(r *Record, _ *Options) { r.Timestamp = zeroTime },
+		"end before start":   func(r *Record, _ *Options) { r.BypassEnd = r.BypassStart.Add(-1) },
+		"no MRN":             func(r *Record, _ *Options) { r.Case.Details.Patient.MRN = "" },
+		"bad sex":            func(r *Record, _ *Options) { r.Case.Details.Patient.Sex = "F" },
+		"bad birth date":     func(r *Record, _ *Options) { r.Case.Details.Patient.BirthDate = "14.03.1956" },
+		"no staff system":    func(_ *Record, o *Options) { o.StaffSystem = "" },
+		"no encounter sys":   func(_ *Record, o *Options) { o.EncounterSystem = "" },
+		"unknown analyte":    func(r *Record, _ *Options) { r.Entries[1].Detail.LabResult.Analyte = "troponin" },
+		"void entry":         func(r *Record, _ *Options) { r.Entries[0].Void = true },
+		"unknown metric":     func(r *Record, _ *Options) { r.Metrics[0].Key = "nope" },
+		"duplicate metric":   func(r *Record, _ *Options) { r.Metrics[1].Key = r.Metrics[0].Key },
+		"unknown channel":    func(r *Record, _ *Options) { r.Trends[0].Series.Channel = "nope" },
+		"unknown source":     func(r *Record, _ *Options) { r.Trends[0].SourceID = "nope" },
+		"off grid":           func(r *Record, _ *Options) { r.Trends[0].Series.TimesMs[1]++ },
+		"no period":          func(r *Record, _ *Options) { r.Trends[0].PeriodMs = 0 },
+		"device without id":  func(r *Record, _ *Options) { r.Devices[0].Identifier.Value = "" },
+		"unknown meaning":    func(r *Record, _ *Options) { r.Case.Signatures[0].Meaning = "witnessed" },
+		"perfusionist no id": func(r *Record, _ *Options) { r.Case.Details.Team.Perfusionists[0].StaffID = "" },
+		"nil case id":        func(r *Record, _ *Options) { r.Case.ID = uuid.Nil },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec, opts := refRecord(), refOptions()
+			mutate(rec, &opts)
+			for _, build := range []func(*Record, Options) (*Bundle, error){BuildDocument, BuildTransaction} {
+				_, err := build(rec, opts)
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				p := refCase().Details.Patient
+				for _, s := range []string{p.MRN, p.FamilyName, p.GivenName, p.BirthDate} {
+					if strings.Contains(err.Error(), s) {
+						t.Errorf("error %q carries patient data", err)
+					}
+				}
+			}
+		})
+	}
+}
+
+var zeroTime time.Time
