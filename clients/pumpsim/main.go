@@ -1,0 +1,436 @@
+// Command pumpsim simulates a heart-lung machine (or ECMO circuit), gas
+// blender, in-line blood-gas monitor (CDI-500-like) and patient monitor
+// running a cardiopulmonary bypass case, and charts it on perfusiond
+// through the Go client library: the case, 1 Hz numerics and 6-second
+// blood gases over one SampleStreamer per device, and the perfusionist's
+// entries (events, drugs, cardioplegia, labs, notes, artifact marks).
+//
+//	go run ./clients/pumpsim --addr 127.0.0.1:7070 --speed 60 --cases 2 --close --sign
+//
+// Device timestamps are simulated time. The case is placed so that its
+// last sample is due at the wall-clock moment the run ends: with --speed S
+// and --duration D the simulated start is now + D/S − D, so no timestamp
+// is ever in the server's future. --speed 0 runs as fast as possible with
+// the case ending now.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/clients/perfusion"
+	"perfusion/clients/pumpsim/sim"
+)
+
+// Config is a pumpsim run.
+type Config struct {
+	Addr, Principal string
+	Seed            uint64
+	Speed           float64 // simulated seconds per wall second; 0 = as fast as possible
+	Cases           int
+	ECMO            bool
+	Duration        time.Duration
+	SpoolDir        string
+	Close, Sign     bool
+	HeightCm        float64
+	WeightKg        float64
+	TargetTempC     float64
+	Progress        time.Duration // progress line interval; 0 = none
+	Out             io.Writer
+	ClientOptions   []perfusion.Option
+}
+
+// CaseResult is what one simulated case sent.
+type CaseResult struct {
+	CaseID           string
+	Samples, Invalid int64
+	Entries          int
+	Closed, Signed   bool
+}
+
+func main() {
+	var cfg Config
+	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "perfusiond address")
+	flag.StringVar(&cfg.Principal, "principal", "pumpsim", "principal to act as (x-perfusion-principal)")
+	flag.Uint64Var(&cfg.Seed, "seed", 1, "random seed; case i uses seed+i")
+	flag.Float64Var(&cfg.Speed, "speed", 1, "simulated seconds per wall second (60 = a 4 h case in 4 min; 0 = as fast as possible)")
+	flag.IntVar(&cfg.Cases, "cases", 1, "number of concurrent cases")
+	flag.BoolVar(&cfg.ECMO, "ecmo", false, "ECMO run: no cross-clamp or cardioplegia, steady flow")
+	flag.DurationVar(&cfg.Duration, "duration", 4*time.Hour, "simulated case length")
+	flag.StringVar(&cfg.SpoolDir, "spool-dir", filepath.Join(os.TempDir(), "pumpsim-spool"), "streamer spool directory")
+	flag.BoolVar(&cfg.Close, "close", false, "close the case at the end")
+	flag.BoolVar(&cfg.Sign, "sign", false, "close and sign the case at the end")
+	flag.Float64Var(&cfg.HeightCm, "height", 175, "patient height, cm")
+	flag.Float64Var(&cfg.WeightKg, "weight", 80, "patient weight, kg (neonates from ~1.5 kg)")
+	flag.Float64Var(&cfg.TargetTempC, "target-temp", 32, "cooling target, °C")
+	flag.DurationVar(&cfg.Progress, "progress", 2*time.Second, "progress line interval (0 = none)")
+	flag.Parse()
+	cfg.Out = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "pumpsim:", err)
+		os.Exit(1)
+	}
+}
+
+type progress struct {
+	samples, entries atomic.Int64
+	simNanos         []atomic.Int64
+	phase            []atomic.Int32
+}
+
+// run simulates cfg.Cases cases concurrently and returns what each sent.
+func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
+	switch {
+	case cfg.Cases < 1:
+		cfg.Cases = 1
+	case cfg.Speed < 0:
+		return nil, errors.New("--speed must be ≥ 0")
+	case cfg.Speed > 0 && cfg.Speed < 1:
+		return nil, errors.New("--speed below 1 would put device time in the future; use 1 or more (0 = unpaced)")
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 4 * time.Hour
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Sign {
+		cfg.Close = true
+	}
+	opts := append([]perfusion.Option{perfusion.WithPrincipal(cfg.Principal)}, cfg.ClientOptions...)
+	client, err := perfusion.Dial(ctx, cfg.Addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+
+	t0 := time.Now()
+	wall := time.Duration(0)
+	if cfg.Speed > 0 {
+		wall = time.Duration(float64(cfg.Duration) / cfg.Speed)
+	}
+	// The last sample (at simStart + Duration − 1 s) is due at t0 + wall,
+	// never ahead of the wall clock.
+	simStart := t0.Add(wall - cfg.Duration).Truncate(time.Second)
+
+	pr := &progress{simNanos: make([]atomic.Int64, cfg.Cases), phase: make([]atomic.Int32, cfg.Cases)}
+	stopProgress := make(chan struct{})
+	var pwg sync.WaitGroup
+	if cfg.Progress > 0 {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			tk := time.NewTicker(cfg.Progress)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-tk.C:
+					printProgress(cfg, pr)
+				}
+			}
+		}()
+	}
+
+	results := make([]CaseResult, cfg.Cases)
+	errs := make([]error, cfg.Cases)
+	var wg sync.WaitGroup
+	for i := range cfg.Cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = runCase(ctx, cfg, client, i, t0, simStart, pr)
+		}()
+	}
+	wg.Wait()
+	close(stopProgress)
+	pwg.Wait()
+	if cfg.Progress > 0 {
+		printProgress(cfg, pr)
+	}
+	for _, r := range results {
+		if r.CaseID != "" {
+			fmt.Fprintf(cfg.Out, "case %s: %d samples (%d invalid), %d entries, closed=%v signed=%v\n",
+				r.CaseID, r.Samples, r.Invalid, r.Entries, r.Closed, r.Signed)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+func printProgress(cfg Config, pr *progress) {
+	var b strings.Builder
+	for i := range pr.simNanos {
+		fmt.Fprintf(&b, " [%d %s %s]", i, fmtDur(time.Duration(pr.simNanos[i].Load())), sim.Phase(pr.phase[i].Load()))
+	}
+	fmt.Fprintf(cfg.Out, "progress: sim/%s%s samples=%d entries=%d\n", fmtDur(cfg.Duration), b.String(), pr.samples.Load(), pr.entries.Load())
+}
+
+func fmtDur(d time.Duration) string {
+	d = d.Truncate(time.Second)
+	return fmt.Sprintf("%d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+}
+
+// seriesBuf accumulates one source's samples between sends.
+type seriesBuf struct {
+	order []string
+	by    map[string]*pb.SampleSeries
+	n     int
+}
+
+func (b *seriesBuf) add(ms int64, r sim.Reading) {
+	s := b.by[r.Channel]
+	if s == nil {
+		s = &pb.SampleSeries{Channel: r.Channel}
+		b.by[r.Channel] = s
+		b.order = append(b.order, r.Channel)
+	}
+	if r.Invalid {
+		s.InvalidIndexes = append(s.InvalidIndexes, int32(len(s.Values)))
+	}
+	s.OccurredAtUnixMs = append(s.OccurredAtUnixMs, ms)
+	s.Values = append(s.Values, r.Value)
+	b.n++
+}
+
+func (b *seriesBuf) take() []*pb.SampleSeries {
+	out := make([]*pb.SampleSeries, 0, len(b.order))
+	for _, ch := range b.order {
+		out = append(out, b.by[ch])
+	}
+	b.order, b.by, b.n = nil, map[string]*pb.SampleSeries{}, 0
+	return out
+}
+
+var sources = []sim.Source{sim.HLM, sim.Blender, sim.Monitor, sim.Inline}
+
+func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, simStart time.Time, pr *progress) (CaseResult, error) {
+	s := sim.New(sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
+		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC})
+	sc := s.Config()
+	var res CaseResult
+	kind := pb.CaseKind_CASE_KIND_CPB
+	desc := "Simulated CPB case (pumpsim)"
+	if cfg.ECMO {
+		kind, desc = pb.CaseKind_CASE_KIND_ECMO, "Simulated VA-ECMO run (pumpsim)"
+	}
+	pump := pb.PumpType_PUMP_TYPE_CENTRIFUGAL
+	if sc.WeightKg < 10 {
+		pump = pb.PumpType_PUMP_TYPE_ROLLER
+	}
+	created, err := c.CreateCase(ctx, &pb.CreateCaseRequest{CaseId: uuid.NewString(), Kind: kind, Site: "SIM",
+		Room: fmt.Sprintf("OR-%d", i+1), ScheduledStart: timestamppb.New(simStart),
+		Details: &pb.CaseDetails{
+			Patient: &pb.Patient{Mrn: fmt.Sprintf("SIM%06d", cfg.Seed+uint64(i)), MrnAssigningAuthority: "PUMPSIM",
+				FamilyName: "Simulated", GivenName: fmt.Sprintf("Patient %d", i+1), HeightCm: sc.HeightCm, WeightKg: sc.WeightKg,
+				BsaFormula: pb.BsaFormula_BSA_FORMULA_MOSTELLER},
+			Procedure: &pb.Procedure{Description: desc},
+			Circuit:   &pb.Circuit{ArterialPump: pump, CardioplegiaSystem: "blood 4:1"},
+			Prime:     &pb.Prime{Components: []*pb.PrimeComponent{{Name: "balanced crystalloid", VolumeMl: sc.PrimeML}}},
+		}})
+	if err != nil {
+		return res, fmt.Errorf("case %d: CreateCase: %w", i, err)
+	}
+	res.CaseID = created.GetCase().GetCaseId()
+	fmt.Fprintf(cfg.Out, "case %d: %s (BSA %.2f m², %s)\n", i, res.CaseID, s.BSA(), desc)
+
+	streamers := map[sim.Source]*perfusion.SampleStreamer{}
+	bufs := map[sim.Source]*seriesBuf{}
+	defer func() { // on an early return, stop what is open; the spool keeps the rest
+		for _, st := range streamers {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st.Close(cctx)
+			cancel()
+		}
+	}()
+	for _, src := range sources {
+		st, err := perfusion.OpenSampleStreamer(ctx, c, res.CaseID, string(src),
+			filepath.Join(cfg.SpoolDir, res.CaseID, string(src)), perfusion.StreamerOptions{})
+		if err != nil {
+			return res, fmt.Errorf("case %d: open streamer %s: %w", i, src, err)
+		}
+		streamers[src] = st
+		bufs[src] = &seriesBuf{by: map[string]*pb.SampleSeries{}}
+	}
+	flush := func() error {
+		for _, src := range sources {
+			b := bufs[src]
+			if b.n == 0 {
+				continue
+			}
+			n := int64(b.n)
+			if err := streamers[src].Send(ctx, b.take()...); err != nil {
+				return fmt.Errorf("case %d: send %s: %w", i, src, err)
+			}
+			pr.samples.Add(n)
+		}
+		return nil
+	}
+	buffered := 0
+	for !s.Done() {
+		tk := s.Step()
+		at := simStart.Add(tk.At)
+		ms := at.UnixMilli()
+		for _, r := range tk.Numerics {
+			bufs[sim.SourceOf[r.Channel]].add(ms, r)
+			res.Samples++
+			if r.Invalid {
+				res.Invalid++
+			}
+		}
+		for _, r := range tk.Gases {
+			bufs[sim.Inline].add(ms, r)
+			res.Samples++
+			if r.Invalid {
+				res.Invalid++
+			}
+		}
+		buffered++
+		if len(tk.Events) > 0 || buffered >= 10 {
+			// samples before the entries that mark them
+			if err := flush(); err != nil {
+				return res, err
+			}
+			buffered = 0
+		}
+		for _, ev := range tk.Events {
+			for _, e := range entries(res.CaseID, simStart, ev) {
+				if _, err := c.RecordEntry(ctx, &pb.RecordEntryRequest{Entry: e}); err != nil {
+					return res, fmt.Errorf("case %d: RecordEntry at %s: %w", i, fmtDur(tk.At), err)
+				}
+				res.Entries++
+				pr.entries.Add(1)
+			}
+		}
+		pr.simNanos[i].Store(int64(tk.At + time.Second))
+		pr.phase[i].Store(int32(tk.Phase))
+		if cfg.Speed > 0 {
+			// sample time simStart+At = t0 + D/S − D + At ≤ t0 + (At+1 s)/S = due
+			due := t0.Add(time.Duration(float64(tk.At+time.Second) / cfg.Speed))
+			if d := time.Until(due); d > 0 {
+				if err := flush(); err != nil {
+					return res, err
+				}
+				buffered = 0
+				select {
+				case <-ctx.Done():
+					return res, ctx.Err()
+				case <-time.After(d):
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	for _, src := range sources {
+		st := streamers[src]
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := st.Close(cctx)
+		cancel()
+		delete(streamers, src)
+		if err != nil {
+			return res, fmt.Errorf("case %d: close streamer %s (unsent batches stay in the spool): %w", i, src, err)
+		}
+		if d := st.Stats().DeadLettered; d > 0 {
+			return res, fmt.Errorf("case %d: %s: %d batches rejected by the server (see the spool's dead letters)", i, src, d)
+		}
+	}
+	if cfg.Close {
+		if _, err := c.CloseCase(ctx, &pb.CloseCaseRequest{CaseId: res.CaseID}); err != nil {
+			return res, fmt.Errorf("case %d: CloseCase: %w", i, err)
+		}
+		res.Closed = true
+	}
+	if cfg.Sign {
+		if _, err := c.SignCase(ctx, &pb.SignCaseRequest{CaseId: res.CaseID, Meaning: pb.SignatureMeaning_SIGNATURE_MEANING_AUTHORED,
+			SignerDisplayName: "Simulated Perfusionist (pumpsim)"}); err != nil {
+			return res, fmt.Errorf("case %d: SignCase: %w", i, err)
+		}
+		res.Signed = true
+	}
+	return res, nil
+}
+
+// entries turns one simulated operator action into record entries (a
+// panel of labs is one entry per analyte; an artifact one per channel).
+func entries(caseID string, simStart time.Time, ev sim.Event) []*pb.Entry {
+	at := timestamppb.New(simStart.Add(ev.At))
+	mk := func(set func(e *pb.Entry)) *pb.Entry {
+		e := &pb.Entry{EntryId: uuid.NewString(), CaseId: caseID, OccurredAt: at}
+		set(e)
+		return e
+	}
+	route := func(r string) pb.Route {
+		if r == "circuit" {
+			return pb.Route_ROUTE_CIRCUIT
+		}
+		return pb.Route_ROUTE_INTRAVENOUS
+	}
+	var out []*pb.Entry
+	switch ev.Kind {
+	case sim.KindEvent:
+		t := pb.EventType(pb.EventType_value["EVENT_TYPE_"+strings.ToUpper(ev.Type)])
+		out = append(out, mk(func(e *pb.Entry) { e.Detail = &pb.Entry_Event{Event: &pb.Event{Type: t, Comment: ev.Comment}} }))
+	case sim.KindDrug:
+		d := ev.Drug
+		out = append(out, mk(func(e *pb.Entry) {
+			e.Detail = &pb.Entry_Drug{Drug: &pb.DrugDose{Drug: d.Name, Dose: d.Dose, Unit: d.Unit, Route: route(d.Route)}}
+		}))
+	case sim.KindCardioplegia:
+		c := ev.CPG
+		ph := pb.CardioplegiaPhase_CARDIOPLEGIA_PHASE_MAINTENANCE
+		if c.Phase == "induction" {
+			ph = pb.CardioplegiaPhase_CARDIOPLEGIA_PHASE_INDUCTION
+		}
+		out = append(out, mk(func(e *pb.Entry) {
+			e.Detail = &pb.Entry_Cardioplegia{Cardioplegia: &pb.CardioplegiaDose{Solution: c.Solution,
+				Route: pb.CardioplegiaRoute_CARDIOPLEGIA_ROUTE_ANTEGRADE, VolumeMl: c.VolumeML, TemperatureC: c.TempC, Phase: ph}}
+		}))
+	case sim.KindLab:
+		for _, l := range ev.Labs {
+			lr := &pb.LabResult{Analyte: l.Analyte, Value: l.Value, Unit: l.Unit, Site: pb.SampleSite_SAMPLE_SITE_ARTERIAL, Device: "POC analyser (simulated)"}
+			if l.Analyte != "act" {
+				lr.TemperatureCorrection = pb.TemperatureCorrection_TEMPERATURE_CORRECTION_ALPHA_STAT
+			}
+			out = append(out, mk(func(e *pb.Entry) { e.Detail = &pb.Entry_LabResult{LabResult: lr} }))
+		}
+	case sim.KindNote:
+		out = append(out, mk(func(e *pb.Entry) { e.Detail = &pb.Entry_Note{Note: &pb.Note{Text: ev.Note}} }))
+	case sim.KindBloodProduct:
+		b := ev.Blood
+		out = append(out, mk(func(e *pb.Entry) {
+			e.Detail = &pb.Entry_BloodProduct{BloodProduct: &pb.BloodProduct{Type: pb.BloodProductType_BLOOD_PRODUCT_TYPE_PRBC,
+				Units: b.Units, VolumeMl: b.VolumeML, Route: pb.Route_ROUTE_CIRCUIT}}
+		}))
+	case sim.KindArtifact:
+		a := ev.Artifact
+		for _, ch := range a.Channels {
+			out = append(out, mk(func(e *pb.Entry) {
+				e.Detail = &pb.Entry_ArtifactMark{ArtifactMark: &pb.ArtifactMark{Channel: ch, SourceId: string(a.Source),
+					Start: timestamppb.New(simStart.Add(a.Start)), End: timestamppb.New(simStart.Add(a.End)), Reason: a.Reason}}
+			}))
+		}
+	}
+	return out
+}

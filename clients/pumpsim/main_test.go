@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/clients/perfusion"
+	"perfusion/clients/pumpsim/sim"
+	"perfusion/server"
+	"perfusion/store"
+	"perfusion/store/sqlite/sqlitetest"
+)
+
+// startServer runs perfusiond's server in-process on the embedded store on
+// a real 127.0.0.1 socket (the pattern of clients/perfusion's harness).
+func startServer(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	srv := server.New(server.Config{
+		Store:             store.New(sqlitetest.Open(t), store.Config{}),
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ReadinessInterval: 20 * time.Millisecond,
+	})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	addr := startServer(t)
+	var out strings.Builder
+	cfg := Config{Addr: addr, Principal: "pumpsim-test", Seed: 42, Speed: 0, Cases: 2, Duration: 25 * time.Minute,
+		SpoolDir: t.TempDir(), Sign: true, Out: &out,
+		ClientOptions: []perfusion.Option{perfusion.WithBackoff(5*time.Millisecond, 100*time.Millisecond)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := run(ctx, cfg)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	c, err := perfusion.Dial(ctx, addr, perfusion.WithPrincipal("reviewer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, r := range res {
+		if !r.Signed || r.Samples == 0 || r.Entries == 0 {
+			t.Fatalf("result %+v", r)
+		}
+		gc, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: r.CaseID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := gc.GetCase().GetStatus(); st != pb.CaseStatus_CASE_STATUS_SIGNED {
+			t.Errorf("case %s status %v", r.CaseID, st)
+		}
+		var stored, invalid int64
+		for _, ch := range sim.Channels() {
+			q, err := c.QuerySamples(ctx, &pb.QuerySamplesRequest{CaseId: r.CaseID, Channels: []string{ch}})
+			if err != nil {
+				t.Fatalf("QuerySamples %s: %v", ch, err)
+			}
+			for _, s := range q.GetRaw() {
+				stored += int64(len(s.GetValues()))
+				invalid += int64(len(s.GetInvalidIndexes()))
+			}
+		}
+		if stored != r.Samples || invalid != r.Invalid {
+			t.Errorf("case %s: stored %d samples (%d invalid), sent %d (%d invalid)", r.CaseID, stored, invalid, r.Samples, r.Invalid)
+		}
+		le, err := c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: r.CaseID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(le.GetEntries()) != r.Entries {
+			t.Errorf("case %s: %d entries stored, %d sent", r.CaseID, len(le.GetEntries()), r.Entries)
+		}
+		kinds := map[string]bool{}
+		for _, e := range le.GetEntries() {
+			switch d := e.GetDetail().(type) {
+			case *pb.Entry_Event:
+				kinds[d.Event.GetType().String()] = true
+			case *pb.Entry_Cardioplegia:
+				kinds["cardioplegia"] = true
+			case *pb.Entry_LabResult:
+				kinds["lab"] = true
+			}
+		}
+		for _, k := range []string{"EVENT_TYPE_BYPASS_ON", "EVENT_TYPE_CROSS_CLAMP_ON", "EVENT_TYPE_BYPASS_OFF", "cardioplegia", "lab"} {
+			if !kinds[k] {
+				t.Errorf("case %s: no %s entry", r.CaseID, k)
+			}
+		}
+		v, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: r.CaseID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.GetOk() {
+			t.Errorf("case %s: VerifyRecord not ok: %v", r.CaseID, v.GetFirstBadLink())
+		}
+	}
+}
