@@ -118,3 +118,62 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestRunPacedECMONeonate runs paced (--speed) so that the case ends at the
+// wall clock: no sample may be in the future, the last close to now.
+func TestRunPacedECMONeonate(t *testing.T) {
+	addr := startServer(t)
+	cfg := Config{Addr: addr, Principal: "pumpsim-test", Seed: 3, Speed: 1200, Cases: 1, Duration: 20 * time.Minute,
+		ECMO: true, HeightCm: 50, WeightKg: 3.2, SpoolDir: t.TempDir(), Close: true, Out: io.Discard}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if wall := time.Since(start); wall < 900*time.Millisecond {
+		t.Errorf("paced run took %v, want ≥ 1 s", wall)
+	}
+	c, err := perfusion.Dial(ctx, addr, perfusion.WithPrincipal("reviewer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := res[0]
+	if !r.Closed || r.Signed {
+		t.Fatalf("result %+v", r)
+	}
+	q, err := c.QuerySamples(ctx, &pb.QuerySamplesRequest{CaseId: r.CaseID, Channels: []string{"pump_flow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	maxFlow := 0.0
+	for _, s := range q.GetRaw() {
+		ts := s.GetOccurredAtUnixMs()
+		last = max(last, ts[len(ts)-1])
+		for _, v := range s.GetValues() {
+			maxFlow = max(maxFlow, v)
+		}
+	}
+	now := time.Now().UnixMilli()
+	if last > now || now-last > 10_000 {
+		t.Errorf("last sample %d ms before now", now-last)
+	}
+	if maxFlow > 0.7 || maxFlow < 0.2 {
+		t.Errorf("neonatal ECMO flow up to %v L/min", maxFlow)
+	}
+	le, err := c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: r.CaseID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range le.GetEntries() {
+		if e.GetCardioplegia() != nil {
+			t.Errorf("ECMO case has cardioplegia")
+		}
+	}
+	if v, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: r.CaseID}); err != nil || !v.GetOk() {
+		t.Errorf("VerifyRecord: %v %v", v, err)
+	}
+}

@@ -148,7 +148,11 @@ func (s *Sim) plan() {
 	event := func(at time.Duration, typ, comment string) {
 		add(at, Event{Kind: KindEvent, Type: typ, Comment: comment}, "")
 	}
-	heparin := math.Round(300*kg/100) * 100 // 300 IU/kg, rounded to 100 IU
+	perKg := 300.0 // IU/kg for CPB
+	if s.cfg.ECMO {
+		perKg = 100 // cannulation bolus for ECMO (inferred)
+	}
+	heparin := math.Round(perKg*kg/100) * 100 // rounded to 100 IU
 	if heparin < 100 {
 		heparin = 100
 	}
@@ -301,7 +305,11 @@ func (s *Sim) Step() Tick {
 		dc := (s.art - s.core) * (1 - math.Exp(-dt/tauCore)) * math.Min(1, flow/math.Max(target, 0.01))
 		s.core += math.Max(-0.5/60, math.Min(0.5/60, dc))
 	} else {
-		s.art = approach(s.art, 22, 1800, dt) // static circuit towards room temperature
+		if p == PreBypass {
+			s.art = approach(s.art, s.water-0.4, 600, dt) // prime recirculating on the heater-cooler
+		} else {
+			s.art = approach(s.art, 22, 1800, dt) // static circuit towards room temperature
+		}
 		s.core = approach(s.core, 36.4, 3600, dt)
 	}
 	s.bladder = approach(s.bladder, s.core, 900, dt)
@@ -320,11 +328,13 @@ func (s *Sim) Step() Tick {
 
 	// --- gas exchange ---------------------------------------------------
 	if on && flow > 0 {
-		if t-s.lastSweepAdj >= 5*time.Minute || s.sweep == 0 {
+		want := flow * 0.9 * metab
+		if t-s.lastSweepAdj >= 5*time.Minute || s.sweep == 0 ||
+			(t-s.lastSweepAdj >= 20*time.Second && math.Abs(want-s.sweep) > 0.25*want) {
 			// the perfusionist retunes the blender every ~5 min (alpha-stat:
 			// pCO2 ~40 uncorrected); gas:blood about 0.9 × metabolic rate
 			s.lastSweepAdj = t
-			s.sweep = math.Max(0.1, math.Round(flow*0.9*metab*(1+0.05*r.NormFloat64())*10)/10)
+			s.sweep = math.Max(0.1, math.Round(want*(1+0.05*r.NormFloat64())*10)/10)
 			s.fio2 = math.Round(math.Min(90, math.Max(40, 60+2*r.NormFloat64())))
 		}
 	} else if !s.cfg.ECMO || p == PreBypass {

@@ -216,3 +216,27 @@ func TestEBVAndDilution(t *testing.T) {
 		t.Fatalf("diluted Hct %v want %v", s.hctTarget, want)
 	}
 }
+
+func TestECMONoClampSteadyFlow(t *testing.T) {
+	s := New(Config{Seed: 11, ECMO: true, Duration: 2 * time.Hour})
+	var flows []float64
+	for !s.Done() {
+		tk := s.Step()
+		for _, e := range tk.Events {
+			if e.Kind == KindCardioplegia || e.Type == "cross_clamp_on" || e.Type == "cooling_start" {
+				t.Fatalf("ECMO run charted %+v", e)
+			}
+		}
+		if tk.Phase != PreBypass && tk.Phase != Bypass {
+			t.Fatalf("ECMO phase %v", tk.Phase)
+		}
+		if tk.At > s.tFullFlow {
+			flows = append(flows, tk.State.FlowLmin)
+		}
+	}
+	for _, f := range flows {
+		if math.Abs(f-flows[0]) > 0.2 {
+			t.Fatalf("ECMO flow not steady: %v vs %v", f, flows[0])
+		}
+	}
+}
