@@ -90,6 +90,13 @@ type Tx interface {
 	// the single-row methods above do for one, in one statement (or one
 	// pipelined exchange) where the database allows it. Empty input is a
 	// no-op.
+	//
+	// The four bulk writes (InsertSampleBatches, AppendLinks,
+	// SetSourceWatermarks, UpdateCaseStates) may be queued and sent with
+	// the transaction's next statement or its commit, so that they cost
+	// one round trip together. An error they cause, ErrDuplicate included,
+	// may therefore be returned by a later call of the transaction or by
+	// ReadWrite itself; either way the transaction is rolled back.
 
 	// LockCases is LockCase for several cases: it locks the existing ones
 	// in ascending id order (the byte order of the uuid, which is also

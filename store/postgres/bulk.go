@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"perfusion/charting"
 	"perfusion/store"
@@ -15,7 +16,10 @@ import (
 // The bulk primitives of store.Tx. Each is one statement whatever the
 // number of rows: the rows travel as one array per column and unnest turns
 // them back into rows on the server, so a group commit of hundreds of
-// batches costs the same few round trips as one batch. Arrays are sent in
+// batches costs the same few round trips as one batch. The four writes are
+// queued and pipelined (see pgTx), so a group commit is BEGIN, LockCases,
+// SourceStates, SampleBlocks when a batch may be a resend, one exchange
+// carrying the writes, and COMMIT. Arrays are sent in
 // pgx's binary format, so values are never spliced into SQL text.
 
 // LockCases locks the existing cases among ids. ORDER BY … FOR UPDATE locks
@@ -27,7 +31,7 @@ func (t *pgTx) LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*c
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = ANY($1) ORDER BY case_id FOR UPDATE`, ids)
+	rows, err := t.query(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = ANY($1) ORDER BY case_id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, wrap("lock cases", err)
 	}
@@ -56,7 +60,7 @@ func (t *pgTx) SampleBlocks(ctx context.Context, keys []store.SampleKey) (map[st
 	for i, k := range keys {
 		ids[i], srcs[i], seqs[i] = k.CaseID, k.SourceID, k.Seq
 	}
-	rows, err := t.tx.Query(ctx, `SELECT b.case_id, b.source_id, b.seq, b.block
+	rows, err := t.query(ctx, `SELECT b.case_id, b.source_id, b.seq, b.block
 		FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS k(case_id, source_id, seq)
 		JOIN sample_batches b ON b.case_id = k.case_id AND b.source_id = k.source_id AND b.seq = k.seq`, ids, srcs, seqs)
 	if err != nil {
@@ -87,7 +91,7 @@ func (t *pgTx) SourceStates(ctx context.Context, keys []store.SourceKey) (map[st
 	for i, k := range keys {
 		ids[i], srcs[i] = k.CaseID, k.SourceID
 	}
-	rows, err := t.tx.Query(ctx, `SELECT k.case_id, k.source_id, w.watermark,
+	rows, err := t.query(ctx, `SELECT k.case_id, k.source_id, w.watermark,
 			coalesce((SELECT b.seq FROM sample_batches b
 				WHERE b.case_id = k.case_id AND b.source_id = k.source_id AND b.seq > w.watermark
 				ORDER BY b.seq LIMIT 1), 0)
@@ -113,7 +117,7 @@ func (t *pgTx) SourceStates(ctx context.Context, keys []store.SourceKey) (map[st
 
 // StoredSeqs lists stored sequences of a source above after.
 func (t *pgTx) StoredSeqs(ctx context.Context, key store.SourceKey, after int64, limit int) ([]int64, error) {
-	rows, err := t.tx.Query(ctx, `SELECT seq FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq > $3
+	rows, err := t.query(ctx, `SELECT seq FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq > $3
 		ORDER BY seq LIMIT $4`, key.CaseID, key.SourceID, after, limit)
 	if err != nil {
 		return nil, wrap("stored sequences", err)
@@ -145,10 +149,12 @@ func (t *pgTx) InsertSampleBatches(ctx context.Context, rows []*store.SampleBatc
 		ids[i], srcs[i], seqs[i], recorded[i], actors[i] = r.CaseID, r.SourceID, r.Seq, r.RecordedAt, r.Actor
 		lo[i], hi[i], counts[i], blocks[i] = r.MinTimeMs, r.MaxTimeMs, int32(r.SampleCount), r.Block
 	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO sample_batches (case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block)
+	t.pending.Queue(`INSERT INTO sample_batches (case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bigint[], $7::bigint[], $8::integer[], $9::bytea[])
-		ON CONFLICT DO NOTHING`, ids, srcs, seqs, recorded, actors, lo, hi, counts, blocks)
-	return insertedAll("insert sample batches", tag.RowsAffected(), n, err)
+		ON CONFLICT DO NOTHING`, ids, srcs, seqs, recorded, actors, lo, hi, counts, blocks).Exec(func(tag pgconn.CommandTag) error {
+		return insertedAll("insert sample batches", tag.RowsAffected(), n)
+	})
+	return nil
 }
 
 // AppendLinks stores ledger links in one INSERT … SELECT FROM unnest.
@@ -171,10 +177,12 @@ func (t *pgTx) AppendLinks(ctx context.Context, links []charting.Link) error {
 		actors[i], reasons[i], recorded[i] = l.Actor, l.Reason, l.RecordedAt
 		prevHashes[i], hashes[i] = l.PrevHash[:], l.Hash[:]
 	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO ledger (case_id, seq, kind, ref, actor, reason, recorded_at, prev_hash, hash)
+	t.pending.Queue(`INSERT INTO ledger (case_id, seq, kind, ref, actor, reason, recorded_at, prev_hash, hash)
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[], $9::bytea[])
-		ON CONFLICT DO NOTHING`, ids, seqs, kinds, refs, actors, reasons, recorded, prevHashes, hashes)
-	return insertedAll("append ledger links", tag.RowsAffected(), n, err)
+		ON CONFLICT DO NOTHING`, ids, seqs, kinds, refs, actors, reasons, recorded, prevHashes, hashes).Exec(func(tag pgconn.CommandTag) error {
+		return insertedAll("append ledger links", tag.RowsAffected(), n)
+	})
+	return nil
 }
 
 // SetSourceWatermarks upserts watermarks in one statement.
@@ -186,10 +194,10 @@ func (t *pgTx) SetSourceWatermarks(ctx context.Context, marks map[store.SourceKe
 	for k, w := range marks {
 		ids, srcs, ws = append(ids, k.CaseID), append(srcs, k.SourceID), append(ws, w)
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO sample_sources (case_id, source_id, watermark)
+	t.pending.Queue(`INSERT INTO sample_sources (case_id, source_id, watermark)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])
 		ON CONFLICT (case_id, source_id) DO UPDATE SET watermark = EXCLUDED.watermark`, ids, srcs, ws)
-	return wrap("set source watermarks", err)
+	return nil
 }
 
 // UpdateCaseStates writes the state of several locked cases in one UPDATE …
@@ -211,26 +219,22 @@ func (t *pgTx) UpdateCaseStates(ctx context.Context, cases []*charting.Case) err
 		started[i], closed[i] = timePtr(c.StartedAt), timePtr(c.ClosedAt)
 		versions[i], headSeq[i], headHash[i] = c.DetailsVersion, c.Head.Seq, c.Head.Hash[:]
 	}
-	tag, err := t.tx.Exec(ctx, `UPDATE cases AS c SET status = u.status, started_at = u.started_at, closed_at = u.closed_at,
+	t.pending.Queue(`UPDATE cases AS c SET status = u.status, started_at = u.started_at, closed_at = u.closed_at,
 			closed_by = u.closed_by, details_version = u.details_version, head_seq = u.head_seq, head_hash = u.head_hash
 		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bigint[], $7::bigint[], $8::bytea[])
 			AS u(case_id, status, started_at, closed_at, closed_by, details_version, head_seq, head_hash)
-		WHERE c.case_id = u.case_id`, ids, status, started, closed, closedBy, versions, headSeq, headHash)
-	if err != nil {
-		return wrap("update case states", err)
-	}
-	if tag.RowsAffected() != int64(n) {
-		return fmt.Errorf("postgres: update case states: %w", charting.ErrNotFound)
-	}
+		WHERE c.case_id = u.case_id`, ids, status, started, closed, closedBy, versions, headSeq, headHash).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != int64(n) {
+			return fmt.Errorf("postgres: update case states: %w", charting.ErrNotFound)
+		}
+		return nil
+	})
 	return nil
 }
 
 // insertedAll maps the outcome of a bulk INSERT … ON CONFLICT DO NOTHING:
 // fewer rows than sent means some key existed.
-func insertedAll(op string, rows int64, want int, err error) error {
-	if err != nil {
-		return wrap(op, err)
-	}
+func insertedAll(op string, rows int64, want int) error {
 	if rows != int64(want) {
 		return fmt.Errorf("postgres: %s: %w", op, store.ErrDuplicate)
 	}

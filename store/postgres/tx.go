@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"perfusion/charting"
 	"perfusion/store"
@@ -68,7 +69,11 @@ func (b *Backend) readWriteOnce(ctx context.Context, fn func(ctx context.Context
 		// will not be reused, so there is nothing more to do.
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 	}()
-	if err := fn(ctx, &pgTx{tx: tx}); err != nil {
+	t := &pgTx{tx: tx}
+	if err := fn(ctx, t); err != nil {
+		return err
+	}
+	if err := t.flush(ctx); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -85,16 +90,65 @@ func (b *Backend) readWriteOnce(ctx context.Context, fn func(ctx context.Context
 // resend) and go on writing in the same transaction. Without a conflict
 // target DO NOTHING covers every unique index, including the one that lets
 // an entry be superseded only once.
+//
+// The bulk writes of a group commit (InsertSampleBatches, AppendLinks,
+// SetSourceWatermarks, UpdateCaseStates) are not sent when called but
+// queued, and the queue goes to the server as one pipelined exchange before
+// the transaction's next statement or its commit: four statements for one
+// round trip. Their errors surface there, as store.Tx allows.
 type pgTx struct {
-	tx pgx.Tx
+	tx      pgx.Tx
+	pending pgx.Batch
 }
+
+// flush sends the queued bulk writes and reports the first error among
+// them.
+func (t *pgTx) flush(ctx context.Context) error {
+	if t.pending.Len() == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = pgx.Batch{}
+	if err := t.tx.SendBatch(ctx, &b).Close(); err != nil {
+		return wrap("bulk write", err)
+	}
+	return nil
+}
+
+// exec, query and queryRow run a statement after the queued writes, so
+// statements reach the server in the order they were issued.
+func (t *pgTx) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.flush(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return t.tx.Exec(ctx, sql, args...)
+}
+
+func (t *pgTx) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.tx.Query(ctx, sql, args...)
+}
+
+func (t *pgTx) queryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.tx.QueryRow(ctx, sql, args...)
+}
+
+// errRow is a row whose Scan reports an error that came before the query.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 const caseColumns = `case_id, kind, site, room, scheduled_start, created_at, created_by,
 	status, started_at, closed_at, closed_by, details_version, head_seq, head_hash`
 
 // InsertCase stores a new case's header and state.
 func (t *pgTx) InsertCase(ctx context.Context, c *charting.Case) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO cases (`+caseColumns+`)
+	tag, err := t.exec(ctx, `INSERT INTO cases (`+caseColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT DO NOTHING`,
 		c.ID, string(c.Kind), c.Site, c.Room, c.ScheduledStart, c.CreatedAt, c.CreatedBy,
@@ -106,7 +160,7 @@ func (t *pgTx) InsertCase(ctx context.Context, c *charting.Case) error {
 // holds the row lock until the transaction ends and so serialises all
 // writes to the case.
 func (t *pgTx) LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
-	c, err := scanCase(t.tx.QueryRow(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = $1 FOR UPDATE`, id))
+	c, err := scanCase(t.queryRow(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = $1 FOR UPDATE`, id))
 	if err != nil {
 		return nil, wrap("lock case", err)
 	}
@@ -116,7 +170,7 @@ func (t *pgTx) LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, erro
 // UpdateCaseState writes the mutable state of a locked case. The database
 // refuses any change to the header and any step backwards of the state.
 func (t *pgTx) UpdateCaseState(ctx context.Context, c *charting.Case) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE cases SET status = $2, started_at = $3, closed_at = $4, closed_by = $5,
+	tag, err := t.exec(ctx, `UPDATE cases SET status = $2, started_at = $3, closed_at = $4, closed_by = $5,
 		details_version = $6, head_seq = $7, head_hash = $8 WHERE case_id = $1`,
 		c.ID, string(c.Status), nullTime(c.StartedAt), nullTime(c.ClosedAt), c.ClosedBy, c.DetailsVersion, c.Head.Seq, c.Head.Hash[:])
 	if err != nil {
@@ -134,7 +188,7 @@ func (t *pgTx) InsertDetails(ctx context.Context, caseID uuid.UUID, d charting.D
 	if err != nil {
 		return fmt.Errorf("postgres: insert details: encode: %w", err)
 	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO case_details (case_id, version, details, reason, actor, recorded_at)
+	tag, err := t.exec(ctx, `INSERT INTO case_details (case_id, version, details, reason, actor, recorded_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
 		caseID, d.Version, doc, d.Reason, d.Actor, d.RecordedAt)
 	return inserted("insert details", tag.RowsAffected(), err)
@@ -144,7 +198,7 @@ const entryColumns = `entry_id, case_id, kind, occurred_at, recorded_at, late, a
 
 // GetEntry reads one entry of a case.
 func (t *pgTx) GetEntry(ctx context.Context, caseID, entryID uuid.UUID) (*charting.Entry, error) {
-	e, err := scanEntry(t.tx.QueryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = $2`, caseID, entryID))
+	e, err := scanEntry(t.queryRow(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = $2`, caseID, entryID))
 	if err != nil {
 		return nil, wrap("get entry", err)
 	}
@@ -155,7 +209,7 @@ func (t *pgTx) GetEntry(ctx context.Context, caseID, entryID uuid.UUID) (*charti
 // index that allows one such entry at most.
 func (t *pgTx) SupersededBy(ctx context.Context, caseID, entryID uuid.UUID) (uuid.UUID, error) {
 	var by uuid.UUID
-	err := t.tx.QueryRow(ctx, `SELECT entry_id FROM entries WHERE case_id = $1 AND supersedes = $2`, caseID, entryID).Scan(&by)
+	err := t.queryRow(ctx, `SELECT entry_id FROM entries WHERE case_id = $1 AND supersedes = $2`, caseID, entryID).Scan(&by)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return uuid.Nil, nil
 	}
@@ -172,7 +226,7 @@ func (t *pgTx) InsertEntry(ctx context.Context, e *charting.Entry) error {
 	if err != nil {
 		return fmt.Errorf("postgres: insert entry: encode: %w", err)
 	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO entries (case_id, entry_id, kind, occurred_at, recorded_at, late, author, supersedes, reason, void, detail)
+	tag, err := t.exec(ctx, `INSERT INTO entries (case_id, entry_id, kind, occurred_at, recorded_at, late, author, supersedes, reason, void, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
 		e.CaseID, e.ID, string(e.Kind), e.OccurredAt, e.RecordedAt, e.Late, e.Author, nullUUID(e.Supersedes), e.Reason, e.Void, detail)
 	return inserted("insert entry", tag.RowsAffected(), err)
@@ -181,7 +235,7 @@ func (t *pgTx) InsertEntry(ctx context.Context, e *charting.Entry) error {
 // GetSampleBlock reads the stored block of one batch.
 func (t *pgTx) GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID string, seq int64) ([]byte, error) {
 	var block []byte
-	err := t.tx.QueryRow(ctx, `SELECT block FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq = $3`,
+	err := t.queryRow(ctx, `SELECT block FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq = $3`,
 		caseID, sourceID, seq).Scan(&block)
 	if err != nil {
 		return nil, wrap("get sample block", err)
@@ -191,7 +245,7 @@ func (t *pgTx) GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID st
 
 // InsertSampleBatch stores one batch.
 func (t *pgTx) InsertSampleBatch(ctx context.Context, b *store.SampleBatchRow) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO sample_batches (case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block)
+	tag, err := t.exec(ctx, `INSERT INTO sample_batches (case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
 		b.CaseID, b.SourceID, b.Seq, b.RecordedAt, b.Actor, b.MinTimeMs, b.MaxTimeMs, b.SampleCount, b.Block)
 	return inserted("insert sample batch", tag.RowsAffected(), err)
@@ -200,7 +254,7 @@ func (t *pgTx) InsertSampleBatch(ctx context.Context, b *store.SampleBatchRow) e
 // SourceWatermark reads a source's watermark, 0 when none is recorded.
 func (t *pgTx) SourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string) (int64, error) {
 	var w int64
-	err := t.tx.QueryRow(ctx, `SELECT watermark FROM sample_sources WHERE case_id = $1 AND source_id = $2`, caseID, sourceID).Scan(&w)
+	err := t.queryRow(ctx, `SELECT watermark FROM sample_sources WHERE case_id = $1 AND source_id = $2`, caseID, sourceID).Scan(&w)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -213,14 +267,14 @@ func (t *pgTx) SourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID s
 // SetSourceWatermark records a watermark, creating the source's row on
 // first use.
 func (t *pgTx) SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string, w int64) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO sample_sources (case_id, source_id, watermark) VALUES ($1, $2, $3)
+	_, err := t.exec(ctx, `INSERT INTO sample_sources (case_id, source_id, watermark) VALUES ($1, $2, $3)
 		ON CONFLICT (case_id, source_id) DO UPDATE SET watermark = EXCLUDED.watermark`, caseID, sourceID, w)
 	return wrap("set source watermark", err)
 }
 
 // InsertSignature stores one signature.
 func (t *pgTx) InsertSignature(ctx context.Context, s *charting.Signature) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO signatures (case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash)
+	tag, err := t.exec(ctx, `INSERT INTO signatures (case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 		s.CaseID, s.Number, s.Signer, s.DisplayName, string(s.Meaning), s.SignedAt, s.CoversSeq, s.CoversHash[:])
 	return inserted("insert signature", tag.RowsAffected(), err)
@@ -228,7 +282,7 @@ func (t *pgTx) InsertSignature(ctx context.Context, s *charting.Signature) error
 
 // AppendLink stores one ledger link.
 func (t *pgTx) AppendLink(ctx context.Context, l *charting.Link) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO ledger (case_id, seq, kind, ref, actor, reason, recorded_at, prev_hash, hash)
+	tag, err := t.exec(ctx, `INSERT INTO ledger (case_id, seq, kind, ref, actor, reason, recorded_at, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
 		l.CaseID, l.Seq, string(l.Kind), l.Ref, l.Actor, l.Reason, l.RecordedAt, l.PrevHash[:], l.Hash[:])
 	return inserted("append ledger link", tag.RowsAffected(), err)
