@@ -171,7 +171,7 @@ func (s *Sim) plan() {
 		event(s.tFullFlow, "full_flow", "")
 		for i, f := range []float64{0.35, 0.75} {
 			add(frac(d, f), Event{Kind: KindLab}, "abg")
-			add(frac(d, f)+time.Minute, Event{Kind: KindNote, Note: fmt.Sprintf("ECMO check %d: flow and gas settings reviewed, oxygenator inspected, no clots seen.", i+1)}, "")
+			add(frac(d, f)+time.Minute, Event{Kind: KindNote, Note: fmt.Sprintf("ECMO check %d", i+1)}, "ecmo_check")
 		}
 	} else {
 		s.tBypassOn = frac(d, 0.10)
@@ -538,6 +538,9 @@ func (s *Sim) Step() Tick {
 				}
 			}
 			ev.Labs = []Lab{{Analyte: "act", Unit: "s", Site: "arterial", Value: math.Round(act)}}
+		case "ecmo_check":
+			ev.Note = fmt.Sprintf("%s: flow %.2f L/min (%.1f L/min/m²), sweep %.1f L/min, FiO2 %.0f %%; oxygenator inspected, no clots seen.",
+				ev.Note, flow, flow/s.bsa, s.sweep, s.fio2)
 		case "abg":
 			ev.Labs = []Lab{
 				{"ph", "[pH]", "arterial", round(ph+0.01*r.NormFloat64(), 0.01)},

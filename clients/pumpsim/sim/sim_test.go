@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,6 +230,11 @@ func TestECMONoClampSteadyFlow(t *testing.T) {
 		}
 		if tk.Phase != PreBypass && tk.Phase != Bypass {
 			t.Fatalf("ECMO phase %v", tk.Phase)
+		}
+		for _, e := range tk.Events {
+			if e.Kind == KindNote && strings.HasPrefix(e.Note, "ECMO check") && !strings.Contains(e.Note, "sweep") {
+				t.Errorf("ECMO check without gas settings: %q", e.Note)
+			}
 		}
 		if tk.At > s.tFullFlow {
 			flows = append(flows, tk.State.FlowLmin)
