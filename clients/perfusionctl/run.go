@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"perfusion/clients/perfusion"
+)
+
+// Exit codes; see the package documentation.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitNotFound    = 3
+	exitConflict    = 4
+	exitVerifyFail  = 5
+	exitUnavailable = 6
+)
+
+// globals are the flags every command accepts, before or after its name.
+type globals struct {
+	addr      string
+	principal string
+	output    string
+	timeout   time.Duration
+}
+
+// env is what a command runs with.
+type env struct {
+	g      *globals
+	stdout io.Writer
+	stderr io.Writer
+	// dial makes the client on first use (commands such as help and
+	// completion never dial).
+	dial   func(ctx context.Context) (*perfusion.Client, error)
+	client *perfusion.Client
+}
+
+func (e *env) Client(ctx context.Context) (*perfusion.Client, error) {
+	if e.client != nil {
+		return e.client, nil
+	}
+	c, err := e.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.client = c
+	return c, nil
+}
+
+func (e *env) json() bool { return e.g.output == "json" }
+
+// emit prints a response message as protojson when --output json.
+func (e *env) emit(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(e.stdout, string(b))
+	return err
+}
+
+// command is a node of the command tree. A node has either subcommands or
+// a setup (a leaf).
+type command struct {
+	name     string
+	summary  string
+	args     string // positional arguments, for the usage line
+	long     string
+	examples []string
+	subs     []*command
+	// setup defines the leaf's flags and returns what runs it.
+	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+	// hidden commands are left out of help and completion.
+	hidden bool
+}
+
+// usageError is a mistake in the command line: exit 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// exitError carries an exit code chosen by a command (verification failed).
+type exitCodeError struct {
+	code int
+	msg  string
+}
+
+func (x exitCodeError) Error() string { return x.msg }
+
+func defineGlobals(fs *flag.FlagSet, g *globals) {
+	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PERFUSION_ADDR)")
+	fs.StringVar(&g.principal, "principal", g.principal, "who you are, sent as x-perfusion-principal (env PERFUSION_PRINCIPAL)")
+	fs.StringVar(&g.output, "output", g.output, "output format: table or json (protojson of the responses)")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline for the whole command")
+}
+
+// run runs perfusionctl with args (without the program name) and returns
+// the exit code. dialOpts are for tests.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts ...perfusion.Option) int {
+	g := &globals{addr: "127.0.0.1:7070", output: "table", timeout: 30 * time.Second}
+	if v := os.Getenv("PERFUSION_ADDR"); v != "" {
+		g.addr = v
+	}
+	g.principal = os.Getenv("PERFUSION_PRINCIPAL")
+	e := &env{g: g, stdout: stdout, stderr: stderr}
+	e.dial = func(ctx context.Context) (*perfusion.Client, error) {
+		if g.principal == "" {
+			return nil, usagef("no principal: pass --principal or set PERFUSION_PRINCIPAL")
+		}
+		opts := append([]perfusion.Option{perfusion.WithPrincipal(g.principal)}, dialOpts...)
+		return perfusion.Dial(ctx, g.addr, opts...)
+	}
+	defer func() {
+		if e.client != nil {
+			e.client.Close()
+		}
+	}()
+	root := commandTree()
+	if len(args) > 0 && args[0] == "__complete" {
+		for _, c := range complete(root, args[1:]) {
+			fmt.Fprintln(stdout, c)
+		}
+		return exitOK
+	}
+
+	// Global flags before the command.
+	top := flag.NewFlagSet("perfusionctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	defineGlobals(top, g)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, root, nil)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "perfusionctl: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'perfusionctl help' for usage.")
+		return exitUsage
+	}
+	rest := top.Args()
+	// Walk the tree.
+	node, path := root, []*command{}
+	for node.setup == nil {
+		if len(rest) == 0 {
+			printHelp(stderr, node, path)
+			return exitUsage
+		}
+		word := rest[0]
+		if word == "help" && len(path) == 0 {
+			target, tpath, err := find(root, rest[1:])
+			if err != nil {
+				fmt.Fprintf(stderr, "perfusionctl: %v\n", err)
+				return exitUsage
+			}
+			printHelp(stdout, target, tpath)
+			return exitOK
+		}
+		if word == "-h" || word == "--help" || word == "-help" {
+			printHelp(stdout, node, path)
+			return exitOK
+		}
+		next := child(node, word)
+		if next == nil {
+			fmt.Fprintf(stderr, "perfusionctl: unknown command %q\n", strings.TrimSpace(pathString(path)+" "+word))
+			printHelp(stderr, node, path)
+			return exitUsage
+		}
+		node, path, rest = next, append(path, next), rest[1:]
+	}
+	fs := flag.NewFlagSet("perfusionctl "+pathString(path), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	runLeaf := node.setup(fs)
+	defineGlobals(fs, g)
+	pos, err := parseInterleaved(fs, rest)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, node, path)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "perfusionctl %s: %v\n", pathString(path), err)
+		fmt.Fprintf(stderr, "Run 'perfusionctl help %s' for usage.\n", pathString(path))
+		return exitUsage
+	}
+	if g.output != "table" && g.output != "json" {
+		fmt.Fprintf(stderr, "perfusionctl: --output must be table or json, not %q\n", g.output)
+		return exitUsage
+	}
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
+	err = runLeaf(ctx, e, pos)
+	return report(stderr, path, err)
+}
+
+// report prints err and maps it to an exit code.
+func report(stderr io.Writer, path []*command, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	name := "perfusionctl " + pathString(path)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s: %s\n", name, ue.msg)
+		fmt.Fprintf(stderr, "Run 'perfusionctl help %s' for usage.\n", pathString(path))
+		return exitUsage
+	}
+	var xe exitCodeError
+	if errors.As(err, &xe) {
+		fmt.Fprintf(stderr, "%s: %s\n", name, xe.msg)
+		return xe.code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintf(stderr, "%s: timed out (--timeout); is the server at the address reachable?\n", name)
+		return exitUnavailable
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitError
+	}
+	fmt.Fprintf(stderr, "%s: %s: %s\n", name, codeText(st.Code()), st.Message())
+	if vs := perfusion.FieldViolations(err); len(vs) > 0 {
+		for _, v := range vs {
+			fmt.Fprintf(stderr, "  %s: %s\n", v.GetField(), v.GetDescription())
+		}
+	}
+	switch st.Code() {
+	case codes.NotFound:
+		return exitNotFound
+	case codes.FailedPrecondition, codes.Aborted, codes.AlreadyExists:
+		return exitConflict
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return exitUnavailable
+	}
+	return exitError
+}
+
+func codeText(c codes.Code) string {
+	switch c {
+	case codes.InvalidArgument:
+		return "invalid request"
+	case codes.NotFound:
+		return "not found"
+	case codes.FailedPrecondition:
+		return "not allowed now"
+	case codes.Aborted:
+		return "changed concurrently"
+	case codes.AlreadyExists:
+		return "id already used"
+	case codes.Unavailable:
+		return "server unavailable"
+	case codes.DeadlineExceeded:
+		return "timed out"
+	case codes.PermissionDenied:
+		return "permission denied"
+	case codes.Unauthenticated:
+		return "not authenticated"
+	}
+	return strings.ToLower(c.String())
+}
+
+// parseInterleaved parses flags anywhere among positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func child(n *command, name string) *command {
+	for _, c := range n.subs {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func find(root *command, words []string) (*command, []*command, error) {
+	node, path := root, []*command{}
+	for _, w := range words {
+		next := child(node, w)
+		if next == nil {
+			return nil, nil, fmt.Errorf("unknown command %q", strings.TrimSpace(pathString(path)+" "+w))
+		}
+		node, path = next, append(path, next)
+	}
+	return node, path, nil
+}
+
+func pathString(path []*command) string {
+	var s []string
+	for _, c := range path {
+		s = append(s, c.name)
+	}
+	return strings.Join(s, " ")
+}
+
+func printHelp(w io.Writer, n *command, path []*command) {
+	name := strings.TrimSpace("perfusionctl " + pathString(path))
+	if n.summary != "" {
+		fmt.Fprintf(w, "%s — %s\n\n", name, n.summary)
+	}
+	if n.setup == nil {
+		fmt.Fprintf(w, "Usage:\n  %s <command> [flags]\n", name)
+		if n.long != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(n.long))
+		}
+		fmt.Fprintf(w, "\nCommands:\n")
+		for _, c := range n.subs {
+			if !c.hidden {
+				fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+			}
+		}
+	} else {
+		fmt.Fprintf(w, "Usage:\n  %s [flags] %s\n", name, n.args)
+		if n.long != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(n.long))
+		}
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		n.setup(fs)
+		if hasFlags(fs) {
+			fmt.Fprintf(w, "\nFlags:\n")
+			printFlags(w, fs)
+		}
+	}
+	examples := n.examples
+	if len(path) == 0 {
+		examples = rootExamples
+	}
+	if len(examples) > 0 {
+		fmt.Fprintf(w, "\nExamples:\n")
+		for _, ex := range examples {
+			fmt.Fprintf(w, "  %s\n", ex)
+		}
+	}
+	gfs := flag.NewFlagSet("", flag.ContinueOnError)
+	defineGlobals(gfs, &globals{addr: "127.0.0.1:7070", output: "table", timeout: 30 * time.Second})
+	fmt.Fprintf(w, "\nGlobal flags (before or after the command):\n")
+	printFlags(w, gfs)
+	if len(path) == 0 {
+		fmt.Fprint(w, exitCodeHelp)
+	}
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	var fl []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { fl = append(fl, f) })
+	sort.Slice(fl, func(i, j int) bool { return fl[i].Name < fl[j].Name })
+	for _, f := range fl {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%-18s %s%s\n", f.Name, f.Usage, def)
+	}
+}
+
+const exitCodeHelp = `
+Exit codes:
+  0  ok
+  1  error (input refused by the server: field violations are printed)
+  2  usage (unknown command, bad or missing flag)
+  3  not found (unknown case or entry)
+  4  failed precondition or conflict (lifecycle, concurrent change, id reuse)
+  5  record verification failed
+  6  server unavailable or --timeout ran out
+`
