@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"flag"
-		"io"
+	"io"
 	"strings"
 )
 
