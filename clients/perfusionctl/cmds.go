@@ -27,7 +27,7 @@ func commandTree() *command {
 perfusiond gRPC API. Until real authentication lands, --principal names you
 (sent as x-perfusion-principal).`,
 		subs: []*command{
-			{name: "case", summary: "create, list, show, close, sign cases; add addenda", subs: caseCommands()},
+			{name: "case", summary: "create, list, show, update, close, sign cases; add addenda", subs: caseCommands()},
 			{name: "entry", summary: "chart, list, correct and void entries", subs: entryCommands()},
 			{name: "record", summary: "verify a case's hash chain; show its audit trail", subs: recordCommands()},
 			{name: "samples", summary: "query device data", subs: sampleCommands()},
@@ -51,13 +51,7 @@ func caseCommands() []*command {
 				site := fs.String("site", "", "site code (required)")
 				room := fs.String("room", "", "room, e.g. OR-3 (required)")
 				start := fs.String("start", "", "scheduled start: RFC 3339, \"now\" or an offset like 30m (required)")
-				mrn := fs.String("mrn", "", "patient medical record number")
-				family := fs.String("family", "", "patient family name")
-				given := fs.String("given", "", "patient given name")
-				birth := fs.String("birth-date", "", "patient date of birth YYYY-MM-DD")
-				height := fs.Float64("height", 0, "patient height in cm")
-				weight := fs.Float64("weight", 0, "patient weight in kg")
-				procedure := fs.String("procedure", "", "procedure description, e.g. 'CABG x3'")
+				details := detailFlags(fs)
 				return func(ctx context.Context, e *env, args []string) error {
 					if err := noArgs(args); err != nil {
 						return err
@@ -74,10 +68,9 @@ func caseCommands() []*command {
 					if req.ScheduledStart, err = parseTime("start", *start, time.Now()); err != nil {
 						return err
 					}
-					p := &pb.Patient{Mrn: *mrn, FamilyName: *family, GivenName: *given, BirthDate: *birth, HeightCm: *height, WeightKg: *weight}
-					d := &pb.CaseDetails{Patient: p}
-					if *procedure != "" {
-						d.Procedure = &pb.Procedure{Description: *procedure}
+					d := &pb.CaseDetails{}
+					if err := details(d, flagSet(fs)); err != nil {
+						return err
 					}
 					req.Details = d
 					c, err := e.Client(ctx)
@@ -157,6 +150,7 @@ func caseCommands() []*command {
 				}
 			},
 		},
+		updateCommand(),
 		caseLeaf("show", "show one case", "perfusionctl case show $CASE",
 			func(ctx context.Context, e *env, id string) error {
 				c, err := e.Client(ctx)

@@ -271,3 +271,29 @@ func contains(xs []string, s string) bool {
 	}
 	return false
 }
+
+func TestCaseUpdate(t *testing.T) {
+	addr := startServer(t)
+	r := ctl(t, addr, "case", "create", "--kind", "cpb", "--site", "MAIN", "--room", "OR-2", "--start", "now", "--height", "170", "--weight", "70", "--mrn", "123")
+	mustCode(t, r, exitOK)
+	caseID := uuidRE.FindString(r.stdout)
+
+	r = ctl(t, addr, "case", "update", caseID, "--weight", "80", "--surgeon", "S1:Dr. A. Surgeon", "--allergies", "latex, penicillin")
+	mustCode(t, r, exitOK)
+	if !strings.Contains(r.stdout, "170 cm, 80 kg") || !strings.Contains(r.stdout, "Details version:  2") || !strings.Contains(r.stdout, "MRN:              123") {
+		t.Fatalf("update kept or changed the wrong fields:\n%s", r.stdout)
+	}
+	// A stale version is refused: exit 4.
+	mustCode(t, ctl(t, addr, "case", "update", caseID, "--weight", "81", "--expect-version", "1"), exitConflict)
+
+	r = ctl(t, addr, "case", "show", caseID, "--output", "json")
+	mustCode(t, r, exitOK)
+	var gc pb.GetCaseResponse
+	if err := protojson.Unmarshal([]byte(r.stdout), &gc); err != nil {
+		t.Fatal(err)
+	}
+	d := gc.GetCase().GetDetails()
+	if d.GetTeam().GetSurgeon().GetDisplayName() != "Dr. A. Surgeon" || len(d.GetPatient().GetAllergies()) != 2 || d.GetPatient().GetWeightKg() != 80 {
+		t.Fatalf("details after update: %v", d)
+	}
+}
