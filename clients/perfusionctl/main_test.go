@@ -82,7 +82,7 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("create printed no case id, planned status or BSA:\n%s", r.stdout)
 	}
 
-	r = ctl(t, addr, "case", "list", "--site", "MAIN")
+	r = ctl(t, addr, "case", "--output", "table", "list", "--site", "MAIN")
 	mustCode(t, r, exitOK)
 	if !strings.Contains(r.stdout, caseID) || !strings.HasPrefix(r.stdout, "CASE ") {
 		t.Fatalf("case list:\n%s", r.stdout)
@@ -190,7 +190,7 @@ func TestFieldViolationsExit1(t *testing.T) {
 	caseID := uuidRE.FindString(r.stdout)
 	r = ctl(t, addr, "entry", "add", "drug", "--case", caseID, "--drug", "heparin", "--dose", "-5")
 	mustCode(t, r, exitError)
-	if !strings.Contains(r.stderr, "invalid request") || !strings.Contains(r.stderr, "  entry.drug.dose: ") || !strings.Contains(r.stderr, "  entry.drug.unit: ") {
+	if !strings.Contains(r.stderr, "invalid request, the server refused") || !strings.Contains(r.stderr, "  entry.drug.dose: ") || !strings.Contains(r.stderr, "  entry.drug.unit: ") {
 		t.Fatalf("field violations not printed field by field:\n%s", r.stderr)
 	}
 	// Missing site and room on create: violations from the server.

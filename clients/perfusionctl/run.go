@@ -174,6 +174,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 			printHelp(stdout, node, path)
 			return exitOK
 		}
+		if strings.HasPrefix(word, "-") {
+			// Global flags between command words.
+			mid := flag.NewFlagSet("perfusionctl", flag.ContinueOnError)
+			mid.SetOutput(io.Discard)
+			defineGlobals(mid, g)
+			if err := mid.Parse(rest); err != nil {
+				fmt.Fprintf(stderr, "perfusionctl %s: %v\n", pathString(path), err)
+				return exitUsage
+			}
+			rest = mid.Args()
+			continue
+		}
 		next := child(node, word)
 		if next == nil {
 			fmt.Fprintf(stderr, "perfusionctl: unknown command %q\n", strings.TrimSpace(pathString(path)+" "+word))
@@ -235,11 +247,13 @@ func report(stderr io.Writer, path []*command, err error) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return exitError
 	}
-	fmt.Fprintf(stderr, "%s: %s: %s\n", name, codeText(st.Code()), st.Message())
 	if vs := perfusion.FieldViolations(err); len(vs) > 0 {
+		fmt.Fprintf(stderr, "%s: invalid request, the server refused %d field(s):\n", name, len(vs))
 		for _, v := range vs {
 			fmt.Fprintf(stderr, "  %s: %s\n", v.GetField(), v.GetDescription())
 		}
+	} else {
+		fmt.Fprintf(stderr, "%s: %s: %s\n", name, codeText(st.Code()), st.Message())
 	}
 	switch st.Code() {
 	case codes.NotFound:
