@@ -254,13 +254,13 @@ var kinds = []kind{
 	},
 	{
 		name: "artifact", summary: "mark device data in a time range as artifact",
-		example: "perfusionctl entry add artifact --case $CASE --channel pump_flow --start -15m --end -14m --reason 'line flush'",
+		example: "perfusionctl entry add artifact --case $CASE --channel pump_flow --start -15m --end -14m --artifact-reason 'line flush'",
 		define: func(fs *flag.FlagSet) func(*pb.Entry, func(string) bool) error {
 			channel := fs.String("channel", "", "channel key (required)")
 			source := fs.String("source", "", "device source; empty: every source")
 			start := fs.String("start", "", "start of the range, inclusive (required)")
 			end := fs.String("end", "", "end of the range, exclusive (required)")
-			reason := fs.String("reason", "", "why it is artifact (required)")
+			reason := fs.String("artifact-reason", "", "why it is artifact, e.g. 'line flush' (required)")
 			return func(e *pb.Entry, set func(string) bool) error {
 				d := proto.Clone(e.GetArtifactMark()).(*pb.ArtifactMark)
 				if d == nil {
@@ -284,7 +284,7 @@ var kinds = []kind{
 						return err
 					}
 				}
-				if set("reason") {
+				if set("artifact-reason") {
 					d.Reason = *reason
 				}
 				e.Detail = &pb.Entry_ArtifactMark{ArtifactMark: d}
@@ -345,7 +345,7 @@ func entryCommands() []*command {
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				cs := fs.String("case", "", "case id (required)")
 				at := fs.String("at", "now", "when it happened: RFC 3339, \"now\" or an offset like -5m")
-				id := fs.String("id", "", "entry UUID (idempotent resend); default: a new one")
+				id := fs.String("id", "", "entry UUID for an idempotent resend (repeat --at too: same id, same content); default: a new one")
 				apply := k.define(fs)
 				return func(ctx context.Context, e *env, args []string) error {
 					caseID, err := caseArg(*cs, args)

@@ -297,3 +297,81 @@ func TestCaseUpdate(t *testing.T) {
 		t.Fatalf("details after update: %v", d)
 	}
 }
+
+func TestEveryEntryKind(t *testing.T) {
+	addr := startServer(t)
+	r := ctl(t, addr, "case", "create", "--kind", "cpb", "--site", "MAIN", "--room", "OR-5", "--start", "now")
+	mustCode(t, r, exitOK)
+	c := uuidRE.FindString(r.stdout)
+	adds := map[string][]string{
+		"event":        {"--type", "cross-clamp-on", "--comment", "ok"},
+		"drug":         {"--drug", "phenylephrine", "--dose", "100", "--unit", "ug", "--route", "circuit"},
+		"fluid":        {"--kind", "crystalloid", "--name", "Plasma-Lyte A", "--volume", "500"},
+		"blood":        {"--type", "prbc", "--units", "1", "--volume", "280", "--route", "circuit"},
+		"lab":          {"--analyte", "hct", "--value", "24", "--unit", "%", "--site", "arterial", "--device", "i-STAT"},
+		"note":         {"--text", "venous line chatter"},
+		"checklist":    {"--section", "pump", "--item", "occlusion set", "--state", "checked"},
+		"artifact":     {"--channel", "pump_flow", "--start", "-15m", "--end", "-14m", "--artifact-reason", "line flush"},
+		"cardioplegia": {"--solution", "del Nido", "--volume", "1000", "--route", "antegrade", "--phase", "induction", "--temp", "8"},
+	}
+	ids := map[string]string{}
+	for kind, flags := range adds {
+		r := ctl(t, addr, append([]string{"entry", "add", kind, "--case", c, "--output", "json"}, flags...)...)
+		mustCode(t, r, exitOK)
+		var resp pb.RecordEntryResponse
+		if err := protojson.Unmarshal([]byte(r.stdout), &resp); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if got := entryKind(resp.GetEntry()); got != kind {
+			t.Fatalf("entry add %s stored a %s", kind, got)
+		}
+		ids[kind] = resp.GetEntry().GetEntryId()
+	}
+	// Resending with the same --id is idempotent.
+	r = ctl(t, addr, "entry", "add", "note", "--case", c, "--id", ids["note"], "--text", "venous line chatter")
+	if r.code != exitOK && r.code != exitConflict {
+		t.Fatalf("resend: exit %d", r.code)
+	}
+	r = ctl(t, addr, "entry", "correct", "artifact", "--case", c, "--entry", ids["artifact"], "--end", "-13m", "--reason", "longer flush")
+	mustCode(t, r, exitOK)
+	r = ctl(t, addr, "entry", "void", "--case", c, "--entry", ids["note"], "--reason", "wrong case")
+	mustCode(t, r, exitOK)
+	r = ctl(t, addr, "entry", "list", c)
+	mustCode(t, r, exitOK)
+	if strings.Contains(r.stdout, "venous line chatter") || strings.Count(r.stdout, "\n") != 9 {
+		t.Fatalf("current view after void and correction:\n%s", r.stdout)
+	}
+	// Signing against a head that moved on is refused: exit 4.
+	r = ctl(t, addr, "case", "show", c)
+	head := regexp.MustCompile(`Ledger head:\s+(\S+)`).FindStringSubmatch(r.stdout)[1]
+	mustCode(t, ctl(t, addr, "case", "close", c), exitOK)
+	mustCode(t, ctl(t, addr, "case", "sign", c, "--meaning", "authored", "--name", "P", "--head", head), exitConflict)
+	r = ctl(t, addr, "case", "show", c)
+	head = regexp.MustCompile(`Ledger head:\s+(\S+)`).FindStringSubmatch(r.stdout)[1]
+	mustCode(t, ctl(t, addr, "case", "sign", c, "--meaning", "authored", "--name", "P", "--head", head), exitOK)
+	mustCode(t, ctl(t, addr, "record", "verify", c), exitOK)
+}
+
+// TestEveryCommandHelp renders the help of every command: it fails on a
+// flag defined twice (a kind's flag clashing with a common one) and on a
+// leaf without examples.
+func TestEveryCommandHelp(t *testing.T) {
+	var walk func(n *command, path []string)
+	walk = func(n *command, path []string) {
+		if n.hidden {
+			return
+		}
+		var out, errb bytes.Buffer
+		args := append(append([]string{}, path...), "--help")
+		if code := run(context.Background(), args, &out, &errb); code != exitOK {
+			t.Errorf("%v: exit %d: %s", args, code, errb.String())
+		}
+		if n.setup != nil && !strings.Contains(out.String(), "Examples:\n  ") {
+			t.Errorf("%v: no examples:\n%s", args, out.String())
+		}
+		for _, c := range n.subs {
+			walk(c, append(append([]string{}, path...), c.name))
+		}
+	}
+	walk(commandTree(), nil)
+}
