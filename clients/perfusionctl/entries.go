@@ -162,9 +162,9 @@ var kinds = []kind{
 		name: "lab", summary: "a lab or point-of-care result (one analyte)",
 		example: "perfusionctl entry add lab --case $CASE --analyte hct --value 24 --unit % --site arterial --device i-STAT",
 		define: func(fs *flag.FlagSet) func(*pb.Entry, func(string) bool) error {
-			analyte := fs.String("analyte", "", "analyte key from the catalogue, e.g. ph, pco2, hct, act (required)")
+			analyte := fs.String("analyte", "", "analyte key (required): "+strings.Join(analyteKeys(), ", "))
 			value := fs.Float64("value", 0, "result in the analyte's catalogue unit (required)")
-			unit := fs.String("unit", "", "UCUM unit; must be the analyte's catalogue unit")
+			unit := fs.String("unit", "", "UCUM unit; must be the analyte's catalogue unit (default: that unit)")
 			site := enumFlag(fs, "site", pb.SampleSite(0), "sample site")
 			tc := enumFlag(fs, "temp-correction", pb.TemperatureCorrection(0), "blood gas temperature correction")
 			device := fs.String("device", "", "analyser, e.g. i-STAT")
@@ -175,6 +175,9 @@ var kinds = []kind{
 				}
 				if set("analyte") {
 					d.Analyte = *analyte
+					if !set("unit") {
+						d.Unit = analyteUnit(*analyte)
+					}
 				}
 				if set("value") {
 					d.Value = *value
@@ -256,7 +259,7 @@ var kinds = []kind{
 		name: "artifact", summary: "mark device data in a time range as artifact",
 		example: "perfusionctl entry add artifact --case $CASE --channel pump_flow --start -15m --end -14m --artifact-reason 'line flush'",
 		define: func(fs *flag.FlagSet) func(*pb.Entry, func(string) bool) error {
-			channel := fs.String("channel", "", "channel key (required)")
+			channel := fs.String("channel", "", "channel key (required): "+strings.Join(channelKeys(), ", "))
 			source := fs.String("source", "", "device source; empty: every source")
 			start := fs.String("start", "", "start of the range, inclusive (required)")
 			end := fs.String("end", "", "end of the range, exclusive (required)")

@@ -249,6 +249,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"entry", "add", "event", "--type", "bypass-o"}, "bypass-on"},
 		{[]string{"case", "sign", "--mea"}, "--meaning"},
 		{[]string{"--output", ""}, "json"},
+		{[]string{"entry", "add", "lab", "--analyte", "hc"}, "hct"},
+		{[]string{"samples", "query", "--channels", "pump_f"}, "pump_flow"},
 	} {
 		got := complete(commandTree(), c.words)
 		if !contains(got, c.want) {
@@ -308,7 +310,7 @@ func TestEveryEntryKind(t *testing.T) {
 		"drug":         {"--drug", "phenylephrine", "--dose", "100", "--unit", "ug", "--route", "circuit"},
 		"fluid":        {"--kind", "crystalloid", "--name", "Plasma-Lyte A", "--volume", "500"},
 		"blood":        {"--type", "prbc", "--units", "1", "--volume", "280", "--route", "circuit"},
-		"lab":          {"--analyte", "hct", "--value", "24", "--unit", "%", "--site", "arterial", "--device", "i-STAT"},
+		"lab":          {"--analyte", "hct", "--value", "24", "--site", "arterial", "--device", "i-STAT"},
 		"note":         {"--text", "venous line chatter"},
 		"checklist":    {"--section", "pump", "--item", "occlusion set", "--state", "checked"},
 		"artifact":     {"--channel", "pump_flow", "--start", "-15m", "--end", "-14m", "--artifact-reason", "line flush"},

@@ -26,7 +26,7 @@ prints one row per bucket with count, min, mean, max and invalid count instead.`
 		},
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			cs := fs.String("case", "", "case id (or give it as the argument)")
-			channels := fs.String("channels", "", "comma-separated channel keys; empty: every channel with data")
+			channels := fs.String("channels", "", "comma-separated channel keys (empty: every channel with data): "+strings.Join(channelKeys(), ", "))
 			from := fs.String("from", "", "start, inclusive: RFC 3339, \"now\" or an offset like -1h; empty: the first sample")
 			to := fs.String("to", "", "end, exclusive; empty: after the last sample")
 			buckets := fs.Int("buckets", 60, "number of time buckets per channel; 0 for raw samples")
