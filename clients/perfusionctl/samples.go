@@ -103,7 +103,13 @@ func printTrend(e *env, resp *pb.QuerySamplesResponse) error {
 	for _, s := range resp.GetDownsampled() {
 		col := column{head: seriesHead(s.GetChannel(), s.GetSourceId(), s.GetUnit(), multi), cells: map[int64]string{}}
 		for _, b := range s.GetBuckets() {
-			col.cells[b.GetStartUnixMs()] = fmtNum(b.GetMean())
+			// A bucket holding only device-invalid readings has no mean:
+			// printing its zero would chart a value the device never gave.
+			cell := "invalid"
+			if b.GetCount() > 0 {
+				cell = fmtNum(b.GetMean())
+			}
+			col.cells[b.GetStartUnixMs()] = cell
 			times[b.GetStartUnixMs()] = true
 		}
 		cols = append(cols, col)

@@ -79,6 +79,14 @@ func TestSamplesQuery(t *testing.T) {
 		t.Fatalf("trend values:\n%s", r.stdout)
 	}
 
+	// One-second buckets: the fourth holds only the invalid reading, and
+	// must not be charted as a flow of 0.
+	r = ctl(t, addr, "samples", "query", caseID, "--channels", "pump_flow", "--from", from, "--to", to, "--buckets", "10")
+	mustCode(t, r, exitOK)
+	if lines = strings.Split(strings.TrimRight(r.stdout, "\n"), "\n"); len(lines) != 11 || !strings.HasSuffix(strings.TrimSpace(lines[4]), "invalid") {
+		t.Fatalf("bucket of only invalid readings:\n%s", r.stdout)
+	}
+
 	r = ctl(t, addr, "samples", "query", caseID, "--channels", "pump_flow", "--buckets", "0")
 	mustCode(t, r, exitOK)
 	if n := strings.Count(r.stdout, "\n"); n != 11 || !strings.Contains(r.stdout, "invalid") {
