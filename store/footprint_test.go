@@ -32,7 +32,7 @@ import (
 // (-benchtime counts seconds of data; each sub-benchmark divides it by its
 // batch length, so every batch length stores the same data.)
 func BenchmarkFootprint(b *testing.B) {
-	for _, secs := range []int{1, 5, 10, 30, 60} {
+	for _, secs := range []int{1, 5, 10, 15, 30, 60} {
 		b.Run(fmt.Sprintf("batch=%ds", secs), func(b *testing.B) {
 			benchFootprint(b, pgtest.Open(b), 20, secs)
 		})

@@ -1,0 +1,60 @@
+-- 002_sample_layout: keep sample blocks of up to a page inline.
+--
+-- What a sample batch costs on disk (issue 4, measured with
+-- store.BenchmarkFootprint: 20 cases, 40 channels at 1 Hz, random-walk
+-- values at each channel's resolution, one batch per case per interval;
+-- heap, TOAST and every index of sample_batches and ledger, per sample):
+--
+--   batch length       1 s     5 s    10 s    15 s    30 s    60 s
+--   before 002        36.5    8.96    5.12    4.09    2.77    1.97   bytes/sample
+--   after 002         36.5    8.96    5.12    4.09    2.61    1.88
+--
+-- Per batch there is a fixed cost of about 1,500 bytes, whatever it holds:
+--   * the block's per-series header, ~23 bytes per channel (name, count,
+--     flags, first timestamp) — ~900 bytes for 40 channels, which is why a
+--     1-s block costs 22 bytes per sample however well values compress;
+--   * the row's own columns and tuple header, ~130 bytes, plus the space
+--     lost packing rows of 1–2 kB into 8 kB pages;
+--   * two btree entries (primary key and time-range index), ~160–190
+--     bytes: batches of concurrent cases interleave, so every insert lands
+--     mid-index and leaf pages split 50/50 and stay about half full
+--     (fillfactor does not change that; REINDEX after a case is signed
+--     would);
+--   * one ledger link and its index entry, ~240 bytes.
+-- Each sample then adds about 1.3 bytes (delta-coded scaled value and
+-- delta-of-delta time), so bytes/sample ≈ 1.3 + 1500 / (40 × seconds per
+-- batch), give or take how rows happen to pack into pages: 4 bytes per
+-- sample needs gateways to send numerics in batches of 15–20 s or more (a
+-- sample then reaches the record, and viewers of it, up to that long after
+-- it was measured; acknowledgement latency is unchanged). 1-s batches cannot
+-- get there with any row or ledger layout: the block's header alone is
+-- over 20 bytes a sample.
+--
+-- Considered and not done:
+--   * One ledger link per (case, group commit) covering all its batches:
+--     a commit gathers ~2 ms of traffic, in which a case has one batch per
+--     source, and its sources (pump, monitor, blood gas, NIRS) send at
+--     independent moments, so it would almost never merge anything. It
+--     would also change how links map to content, which charting.Verify
+--     and the case archive format (store/archive) rely on.
+--   * A narrower time index (case_id, min_time_ms[, max_time_ms]): saves
+--     30–40 bytes a batch but loses the (min_time, source, seq) order, and
+--     PostgreSQL then sorts a whole case on disk for verification and
+--     export instead of streaming it.
+--   * Dropping columns (recorded_at, actor, sample_count also live in the
+--     ledger or the block): a dropped column still costs a null-bitmap
+--     byte and header padding in every new row, and readers and archives
+--     use them.
+-- What would reach 4 bytes at short batches is a block format (a new
+-- samplecodec version) that shares one timestamp column across channels
+-- and names channels by catalogue index: a 1-s, 40-channel block would
+-- shrink from ~900 to ~100 bytes.
+--
+-- This migration: blocks of 30-s and longer batches (2–4 kB) went to the
+-- TOAST table (the default toast_tuple_target is 2032 bytes), where each
+-- costs a TOAST row, a TOAST index entry and chunk padding, and every read
+-- an extra index lookup. Blocks are already compressed (STORAGE EXTERNAL,
+-- 001), so keeping any row that fits a page inline costs nothing and saves
+-- 5–6 % at those lengths. Existing rows are not rewritten.
+
+ALTER TABLE sample_batches SET (toast_tuple_target = 8160);
