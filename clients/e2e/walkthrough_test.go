@@ -1,0 +1,122 @@
+// Package e2e runs the README's simulated walk-through with the real
+// binaries: perfusiond on its embedded store, pumpsim streaming a case
+// through the client library, and perfusionctl closing, signing and
+// verifying it. It is the test that keeps the README true.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// run runs a binary and returns its stdout; it fails the test on a
+// non-zero exit unless wantCode says otherwise.
+func run(t *testing.T, wantCode int, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", filepath.Base(bin), args, err)
+	}
+	if code != wantCode {
+		t.Fatalf("%s %v exited %d, want %d\nstdout:\n%s\nstderr:\n%s", filepath.Base(bin), args, code, wantCode, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func TestReadmeWalkThrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestReadmeWalkThrough: builds and runs three binaries; skipped in -short")
+	}
+	bins := t.TempDir()
+	perfusiond := build(t, bins, "./cmd/perfusiond")
+	pumpsim := build(t, bins, "./clients/pumpsim")
+	ctl := build(t, bins, "./clients/perfusionctl")
+
+	addr := freeAddr(t)
+	data := t.TempDir()
+	srv := exec.Command(perfusiond, "--listen", addr, "--data-dir", data, "--log-format", "text")
+	var logs bytes.Buffer
+	srv.Stderr = &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+
+	// pumpsim retries until the server is up (the client library waits out
+	// Unavailable), so no separate readiness poll is needed.
+	out := run(t, 0, pumpsim, "--addr", addr, "--speed", "0", "--duration", "45m", "--spool-dir", filepath.Join(data, "spool"), "--progress", "1h")
+	m := regexp.MustCompile(`case ([0-9a-f-]{36}): (\d+) samples \((\d+) invalid\), (\d+) entries`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("pumpsim printed no case summary:\n%s", out)
+	}
+	id := m[1]
+	if m[2] == "0" || m[4] == "0" {
+		t.Fatalf("pumpsim sent nothing: %s", m[0])
+	}
+	p := []string{"--addr", addr, "--principal", "perfusionist-1"}
+	with := func(args ...string) []string { return append(append([]string{}, p...), args...) }
+
+	trend := run(t, 0, ctl, with("samples", "query", id, "--channels", "pump_flow,temp_arterial_outlet", "--buckets", "12")...)
+	if !strings.Contains(trend, "pump_flow") || strings.Count(trend, "\n") < 10 {
+		t.Fatalf("trend table:\n%s", trend)
+	}
+	entries := run(t, 0, ctl, with("entry", "list", id)...)
+	for _, want := range []string{"bypass-on", "cross-clamp-on", "heparin"} {
+		if !strings.Contains(entries, want) {
+			t.Fatalf("entry list lacks %q:\n%s", want, entries)
+		}
+	}
+	run(t, 4, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...) // not closed yet
+	run(t, 0, ctl, with("case", "close", id)...)
+	run(t, 0, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...)
+	verified := run(t, 0, ctl, with("record", "verify", id)...)
+	if !strings.Contains(verified, "OK:") || !strings.Contains(verified, "("+m[2]+" samples)") {
+		t.Fatalf("verify did not cover every sample pumpsim sent (%s):\n%s", m[2], verified)
+	}
+	audit := run(t, 0, ctl, with("record", "audit", id)...)
+	for _, kind := range []string{"case_created", "samples", "entry", "case_closed", "signature"} {
+		if !strings.Contains(audit, kind) {
+			t.Fatalf("audit trail lacks %s:\n%s", kind, audit)
+		}
+	}
+	run(t, 3, ctl, with("record", "verify", "00000000-0000-4000-8000-000000000000")...)
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("server logged errors:\n%s", logs.String())
+	}
+}
