@@ -50,7 +50,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.ingest.Commits, "commits", ingest.DefaultCommits, "sample commits that may run at once (env "+envCommits+")")
 	fs.IntVar(&c.ingest.MaxBatches, "commit-max-batches", ingest.DefaultMaxBatches, "most sample batches in one commit (env "+envCommitBatches+")")
 	fs.IntVar(&c.ingest.QueueSamples, "ingest-queue-samples", ingest.DefaultQueueSamples,
-		"samples received and not yet committed before streams are made to wait; about 40 bytes of memory each (env "+envIngestQueue+")")
+		"samples received and not yet committed before streams are made to wait, bounding the memory they hold (env "+envIngestQueue+")")
 	fs.IntVar(&c.streamWindow, "stream-window", server.DefaultStreamWindow,
 		"batches one stream may have awaiting acknowledgement (env "+envStreamWindow+")")
 	env["commit-delay"], env["commits"], env["commit-max-batches"] = envCommitDelay, envCommits, envCommitBatches

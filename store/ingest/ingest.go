@@ -49,7 +49,7 @@ const (
 	DefaultMaxSamples    = 200_000
 	DefaultCommits       = 2
 	DefaultQueueBatches  = 10_000
-	DefaultQueueSamples  = 2_000_000
+	DefaultQueueSamples  = 1_000_000
 	DefaultCommitTimeout = 30 * time.Second
 )
 
@@ -64,9 +64,11 @@ type Config struct {
 	// Commits is how many commits may run at once.
 	Commits int
 	// QueueBatches and QueueSamples bound what is submitted and not yet
-	// committed (in a commit included). A sample costs about 40 bytes in
-	// memory while queued (time, value, flag, and its share of the
-	// decoded request), so the default sample bound is about 80 MB.
+	// committed (in a commit included). A queued sample holds 16 bytes of
+	// time and value plus its share of the decoded request and, while
+	// committing, of the encoded block: the default bound is a few tens of
+	// megabytes, and several full commits' worth, so the bound only bites
+	// when the database falls behind.
 	QueueBatches int
 	QueueSamples int
 	// CommitTimeout bounds one commit. A commit that times out fails its
