@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestCrashSafety(t *testing.T) {
 		"sweep_flow", "fio2", "temp_arterial_outlet", "temp_venous_inlet", "map"}
 	startMs := time.Now().Add(-2 * time.Hour).UnixMilli()
 
-	var acked sync.Map // "source/seq" → true
+	var acked ackLog
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	began := time.Now()
@@ -163,14 +164,17 @@ func TestCrashSafety(t *testing.T) {
 	}
 	go func() { wg.Wait(); close(done) }()
 
+	// Kill at random points spread over the ingest, chosen by progress
+	// rather than by time, so the crashes land mid-ingest however fast the
+	// server is.
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	total := int64(sources * batchesPerSource)
 	killed := 0
 	for killed < kills {
-		select {
-		case <-done:
-			killed = kills
-			continue
-		case <-time.After(time.Duration(100+rng.IntN(400)) * time.Millisecond):
+		slice := total / (kills + 1)
+		threshold := slice*int64(killed+1) - rng.Int64N(slice/2)
+		if !waitForAcks(&acked, threshold, done) {
+			t.Fatalf("ingest finished after %d of %d SIGKILLs: the server was not crashed mid-ingest", killed, kills)
 		}
 		d.kill()
 		killed++
@@ -179,8 +183,8 @@ func TestCrashSafety(t *testing.T) {
 	}
 	<-done
 	elapsed := time.Since(began)
-	total := sources * batchesPerSource * perBatch * len(channels)
-	t.Logf("ingest: %d samples in %d batches over %v with %d SIGKILLs: %.0f samples/s", total, sources*batchesPerSource, elapsed.Round(time.Millisecond), killed, float64(total)/elapsed.Seconds())
+	samples := sources * batchesPerSource * perBatch * len(channels)
+	t.Logf("ingest: %d samples in %d batches over %v with %d SIGKILLs: %.0f samples/s", samples, sources*batchesPerSource, elapsed.Round(time.Millisecond), killed, float64(samples)/elapsed.Seconds())
 
 	waitServing(t, conn)
 	checkExactlyOnce(t, ctx, conn, caseID, sources, batchesPerSource, perBatch, channels, &acked)
@@ -188,7 +192,7 @@ func TestCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.Ok || v.SampleBatchesVerified != sources*batchesPerSource || v.SamplesVerified != int64(total) {
+	if !v.Ok || v.SampleBatchesVerified != sources*batchesPerSource || v.SamplesVerified != int64(samples) {
 		t.Fatalf("verify after crashes: %v", v)
 	}
 }
@@ -196,7 +200,7 @@ func TestCrashSafety(t *testing.T) {
 // streamUntilAllAcked sends batches 1..n of one source, reconnecting after
 // every failure and resending from the server's reported watermark, until
 // every batch is acknowledged.
-func streamUntilAllAcked(t *testing.T, ctx context.Context, conn *grpc.ClientConn, caseID, source string, n int64, mk func(int64) *pb.SampleBatch, acked *sync.Map) {
+func streamUntilAllAcked(t *testing.T, ctx context.Context, conn *grpc.ClientConn, caseID, source string, n int64, mk func(int64) *pb.SampleBatch, acked *ackLog) {
 	client := pb.NewChartingServiceClient(conn)
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -215,7 +219,7 @@ func streamUntilAllAcked(t *testing.T, ctx context.Context, conn *grpc.ClientCon
 	t.Errorf("%s: not every batch was acknowledged within the deadline", source)
 }
 
-func streamOnce(ctx context.Context, client pb.ChartingServiceClient, caseID, source string, n int64, mk func(int64) *pb.SampleBatch, acked *sync.Map) (bool, error) {
+func streamOnce(ctx context.Context, client pb.ChartingServiceClient, caseID, source string, n int64, mk func(int64) *pb.SampleBatch, acked *ackLog) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := client.StreamSamples(ctx)
@@ -254,14 +258,14 @@ func streamOnce(ctx context.Context, client pb.ChartingServiceClient, caseID, so
 			return false, errors.Join(err, <-sendErr)
 		}
 		a := r.GetAck()
-		acked.Store(fmt.Sprintf("%s/%d", a.SourceId, a.Sequence), true)
+		acked.record(a.SourceId, a.Sequence)
 		if a.Sequence == n && a.LastCommittedSequence == n {
 			return true, nil
 		}
 	}
 }
 
-func checkExactlyOnce(t *testing.T, ctx context.Context, conn *grpc.ClientConn, caseID string, sources int, batches int64, perBatch int, channels []string, acked *sync.Map) {
+func checkExactlyOnce(t *testing.T, ctx context.Context, conn *grpc.ClientConn, caseID string, sources int, batches int64, perBatch int, channels []string, acked *ackLog) {
 	t.Helper()
 	client := pb.NewChartingServiceClient(conn)
 	missing, extra := 0, 0
@@ -292,9 +296,36 @@ func checkExactlyOnce(t *testing.T, ctx context.Context, conn *grpc.ClientConn, 
 	// Every batch is stored, so every acknowledged one is; count the acks
 	// to show the test saw acknowledgements from several server lives.
 	nAcked := 0
-	acked.Range(func(any, any) bool { nAcked++; return true })
+	acked.batches.Range(func(any, any) bool { nAcked++; return true })
 	if missing != 0 || extra != 0 {
 		t.Fatalf("+%d missing, -%d extra samples (%d batches acknowledged)", missing, extra, nAcked)
 	}
 	t.Logf("exactly once: %d batches acknowledged, every sample stored once", nAcked)
+}
+
+// ackLog records which batches were acknowledged, and how many acks
+// arrived, for the kill schedule.
+type ackLog struct {
+	batches sync.Map // "source/seq" → true
+	n       atomic.Int64
+}
+
+func (a *ackLog) record(source string, seq int64) {
+	a.batches.Store(fmt.Sprintf("%s/%d", source, seq), true)
+	a.n.Add(1)
+}
+
+// waitForAcks waits until at least n acks arrived; false when the ingest
+// finished first.
+func waitForAcks(a *ackLog, n int64, done <-chan struct{}) bool {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for a.n.Load() < n {
+		select {
+		case <-done:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
