@@ -17,41 +17,20 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
-	"perfusion/server"
-	"perfusion/store"
-	"perfusion/store/sqlite/sqlitetest"
+	"perfusion/server/servertest"
 )
 
 const testPrincipal = "gateway-test-1"
 
 // testServer is perfusiond's server running in-process on the embedded
-// store, on a real 127.0.0.1 socket (the pattern of server/harness_test.go).
+// store, on a real 127.0.0.1 socket (server/servertest).
 type testServer struct {
 	addr string
 }
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	srv := server.New(server.Config{
-		Store:             store.New(sqlitetest.Open(t), store.Config{}),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ReadinessInterval: 20 * time.Millisecond,
-	})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return &testServer{addr: lis.Addr().String()}
+	return &testServer{addr: servertest.Start(t)}
 }
 
 // proxy is a TCP proxy between client and server that can cut every

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,36 +10,11 @@ import (
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/clients/perfusion"
 	"perfusion/clients/pumpsim/sim"
-	"perfusion/server"
-	"perfusion/store"
-	"perfusion/store/sqlite/sqlitetest"
+	"perfusion/server/servertest"
 )
 
-// startServer runs perfusiond's server in-process on the embedded store on
-// a real 127.0.0.1 socket (the pattern of clients/perfusion's harness).
-func startServer(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	srv := server.New(server.Config{
-		Store:             store.New(sqlitetest.Open(t), store.Config{}),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ReadinessInterval: 20 * time.Millisecond,
-	})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return lis.Addr().String()
-}
+// startServer serves on a fresh embedded store (see server/servertest).
+func startServer(t *testing.T) string { return servertest.Start(t) }
 
 func TestRunEndToEnd(t *testing.T) {
 	addr := startServer(t)
