@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/clients/perfusion"
 )
 
 var rootExamples = []string{
@@ -73,18 +74,11 @@ func caseCommands() []*command {
 						return err
 					}
 					req.Details = d
-					c, err := e.Client(ctx)
-					if err != nil {
-						return err
-					}
-					resp, err := c.CreateCase(ctx, req)
-					if err != nil {
-						return err
-					}
-					if e.json() {
-						return e.emit(resp)
-					}
-					return printCase(e, resp.GetCase())
+					return call(ctx, e, func(c *perfusion.Client) (*pb.CreateCaseResponse, error) {
+						return c.CreateCase(ctx, req)
+					}, func(resp *pb.CreateCaseResponse) error {
+						return printCase(e, resp.GetCase())
+					})
 				}
 			},
 		},
@@ -153,33 +147,19 @@ func caseCommands() []*command {
 		updateCommand(),
 		caseLeaf("show", "show one case", "perfusionctl case show $CASE",
 			func(ctx context.Context, e *env, id string) error {
-				c, err := e.Client(ctx)
-				if err != nil {
-					return err
-				}
-				resp, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: id})
-				if err != nil {
-					return err
-				}
-				if e.json() {
-					return e.emit(resp)
-				}
-				return printCase(e, resp.GetCase())
+				return call(ctx, e, func(c *perfusion.Client) (*pb.GetCaseResponse, error) {
+					return c.GetCase(ctx, &pb.GetCaseRequest{CaseId: id})
+				}, func(resp *pb.GetCaseResponse) error {
+					return printCase(e, resp.GetCase())
+				})
 			}),
 		caseLeaf("close", "end charting on a case (then only sign-off and addenda)", "perfusionctl case close $CASE",
 			func(ctx context.Context, e *env, id string) error {
-				c, err := e.Client(ctx)
-				if err != nil {
-					return err
-				}
-				resp, err := c.CloseCase(ctx, &pb.CloseCaseRequest{CaseId: id})
-				if err != nil {
-					return err
-				}
-				if e.json() {
-					return e.emit(resp)
-				}
-				return printCase(e, resp.GetCase())
+				return call(ctx, e, func(c *perfusion.Client) (*pb.CloseCaseResponse, error) {
+					return c.CloseCase(ctx, &pb.CloseCaseRequest{CaseId: id})
+				}, func(resp *pb.CloseCaseResponse) error {
+					return printCase(e, resp.GetCase())
+				})
 			}),
 		{
 			name: "sign", summary: "sign a closed case, binding you to its ledger head", args: "CASE_ID",
@@ -254,18 +234,11 @@ signature is refused (exit 4) if anything was written since.`,
 					if *id == "" {
 						*id = uuid.NewString()
 					}
-					c, err := e.Client(ctx)
-					if err != nil {
-						return err
-					}
-					resp, err := c.AddAddendum(ctx, &pb.AddAddendumRequest{CaseId: caseID, AddendumId: *id, Text: *text, Reason: *reason})
-					if err != nil {
-						return err
-					}
-					if e.json() {
-						return e.emit(resp)
-					}
-					return printEntries(e, []*pb.Entry{resp.GetEntry()}, false)
+					return call(ctx, e, func(c *perfusion.Client) (*pb.AddAddendumResponse, error) {
+						return c.AddAddendum(ctx, &pb.AddAddendumRequest{CaseId: caseID, AddendumId: *id, Text: *text, Reason: *reason})
+					}, func(resp *pb.AddAddendumResponse) error {
+						return printEntries(e, []*pb.Entry{resp.GetEntry()}, false)
+					})
 				}
 			},
 		},

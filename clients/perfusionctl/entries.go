@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/clients/perfusion"
 )
 
 // kind is one kind of entry detail with its flags. apply fills the
@@ -454,18 +455,11 @@ the flags you give. The corrected entry stays readable in "entry list --history"
 					if err != nil {
 						return err
 					}
-					c, err := e.Client(ctx)
-					if err != nil {
-						return err
-					}
-					resp, err := c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: caseID, IncludeHistory: *hist})
-					if err != nil {
-						return err
-					}
-					if e.json() {
-						return e.emit(resp)
-					}
-					return printEntries(e, resp.GetEntries(), *hist)
+					return call(ctx, e, func(c *perfusion.Client) (*pb.ListEntriesResponse, error) {
+						return c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: caseID, IncludeHistory: *hist})
+					}, func(resp *pb.ListEntriesResponse) error {
+						return printEntries(e, resp.GetEntries(), *hist)
+					})
 				}
 			},
 		},
@@ -492,18 +486,11 @@ the flags you give. The corrected entry stays readable in "entry list --history"
 					if *id == "" {
 						*id = uuid.NewString()
 					}
-					c, err := e.Client(ctx)
-					if err != nil {
-						return err
-					}
-					resp, err := c.CorrectEntry(ctx, &pb.CorrectEntryRequest{CaseId: caseID, EntryId: *id, SupersedesEntryId: *target, Reason: *reason, Void: true})
-					if err != nil {
-						return err
-					}
-					if e.json() {
-						return e.emit(resp)
-					}
-					return printEntries(e, []*pb.Entry{resp.GetEntry()}, false)
+					return call(ctx, e, func(c *perfusion.Client) (*pb.CorrectEntryResponse, error) {
+						return c.CorrectEntry(ctx, &pb.CorrectEntryRequest{CaseId: caseID, EntryId: *id, SupersedesEntryId: *target, Reason: *reason, Void: true})
+					}, func(resp *pb.CorrectEntryResponse) error {
+						return printEntries(e, []*pb.Entry{resp.GetEntry()}, false)
+					})
 				}
 			},
 		},

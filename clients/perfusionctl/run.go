@@ -411,3 +411,20 @@ Exit codes:
   5  record verification failed
   6  server unavailable or --timeout ran out
 `
+
+// call runs one RPC and writes its response: the protojson for --output
+// json, else what show prints. Most commands are exactly this.
+func call[R proto.Message](ctx context.Context, e *env, rpc func(*perfusion.Client) (R, error), show func(R) error) error {
+	c, err := e.Client(ctx)
+	if err != nil {
+		return err
+	}
+	resp, err := rpc(c)
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		return e.emit(resp)
+	}
+	return show(resp)
+}
