@@ -88,6 +88,7 @@ func caseCommands() []*command {
 				"perfusionctl case list",
 				"perfusionctl case list --status closed --site MAIN --from -24h",
 				"perfusionctl case list --output json | jq -r '.cases[].caseId'",
+				"perfusionctl case list --all --status signed --from 2026-01-01T00:00:00Z",
 			},
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				st := fs.String("status", "", "only this status: "+strings.Join(enumNames(pb.CaseStatus(0).Descriptor()), ", "))
@@ -97,6 +98,7 @@ func caseCommands() []*command {
 				to := fs.String("to", "", "only cases scheduled before this time")
 				size := fs.Int("page-size", 50, "cases per page (at most 500)")
 				token := fs.String("page-token", "", "page token printed by a previous list")
+				all := fs.Bool("all", false, "follow page tokens and print every matching case")
 				return func(ctx context.Context, e *env, args []string) error {
 					if err := noArgs(args); err != nil {
 						return err
@@ -121,7 +123,7 @@ func caseCommands() []*command {
 					if err != nil {
 						return err
 					}
-					resp, err := c.ListCases(ctx, req)
+					resp, err := listCases(ctx, c, req, *all)
 					if err != nil {
 						return err
 					}
@@ -291,6 +293,7 @@ func printCase(e *env, c *pb.Case) error {
 	if p.GetBsaM2() > 0 {
 		row("BSA", fmt.Sprintf("%s m² (%s)", fmtNum(p.GetBsaM2()), enumText(p.GetBsaFormula())))
 	}
+	printTeamAndCircuit(row, d)
 	row("Details version", fmt.Sprint(c.GetDetailsVersion()))
 	row("Ledger head", fmt.Sprintf("%d:%s", c.GetLedgerHead().GetSequence(), c.GetLedgerHead().GetHash()))
 	for i, s := range c.GetSignatures() {

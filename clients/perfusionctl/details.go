@@ -30,6 +30,7 @@ func detailFlags(fs *flag.FlagSet) func(d *pb.CaseDetails, set func(string) bool
 	surgeon := fs.String("surgeon", "", "surgeon as STAFF_ID:Display Name")
 	anaes := fs.String("anesthesiologist", "", "anaesthesiologist as STAFF_ID:Display Name")
 	perf := fs.String("perfusionists", "", "perfusionists, primary first, as STAFF_ID:Name,STAFF_ID:Name")
+	circuit := circuitFlags(fs)
 	return func(d *pb.CaseDetails, set func(string) bool) error {
 		if d.Patient == nil {
 			d.Patient = &pb.Patient{}
@@ -98,7 +99,7 @@ func detailFlags(fs *flag.FlagSet) func(d *pb.CaseDetails, set func(string) bool
 			}
 		}
 		p.BsaM2 = 0 // output only
-		return nil
+		return circuit(d, set)
 	}
 }
 

@@ -70,7 +70,7 @@ prints one row per bucket with count, min, mean, max and invalid count instead.`
 				return printTrend(e, resp)
 			}
 		},
-	}}
+	}, samplesExportCommand()}
 }
 
 type column struct {
