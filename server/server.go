@@ -150,7 +150,7 @@ func New(cfg Config) *Server {
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
-	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow})
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -29,6 +29,7 @@ type samplesService struct {
 	*chartingService
 	ingest *ingest.Committer
 	window int
+	owners *sourceOwners
 }
 
 // inflight is one batch a stream has handed on: its ticket, or the error
@@ -38,6 +39,9 @@ type inflight struct {
 	sourceID string
 	seq      int64
 	err      error
+	// batchErr: err is about this batch (sourceID, seq), so the status
+	// names it.
+	batchErr bool
 }
 
 // StreamSamples takes device data: an open, answered with each source's
@@ -69,6 +73,9 @@ func (s *samplesService) StreamSamples(stream grpc.BidiStreamingServer[pb.Stream
 	if err != nil {
 		return s.h.fail(err)
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer s.owners.claim(caseID, sources, cancel)()
 	pos, err := s.h.store.SourcePositions(ctx, caseID, sources)
 	if err != nil {
 		return s.h.fail(err)
@@ -119,13 +126,13 @@ func (s *samplesService) receive(ctx context.Context, stream grpc.BidiStreamingS
 		var p parser
 		cb := p.batchIn(caseID, b)
 		if err := p.err(); err != nil {
-			hand(inflight{err: err})
+			hand(inflight{err: err, sourceID: b.GetSourceId(), seq: b.GetSequence(), batchErr: true})
 			return
 		}
 		cb.Actor = who
 		t, err := s.ingest.Submit(ctx, cb)
 		if err != nil {
-			hand(inflight{err: err})
+			hand(inflight{err: err, sourceID: cb.SourceID, seq: cb.Seq, batchErr: true})
 			return
 		}
 		if !hand(inflight{ticket: t, sourceID: cb.SourceID, seq: cb.Seq}) {
@@ -143,16 +150,27 @@ func (s *samplesService) acknowledge(ctx context.Context, stream grpc.BidiStream
 	// only grows, so the highest seen is reported: a client never sees its
 	// resume point move backwards.
 	marks := make(map[string]int64)
-	for f := range pending {
+	for {
+		var f inflight
+		var more bool
+		select {
+		case f, more = <-pending:
+		case <-ctx.Done():
+			return s.streamFail(ctx, ctx.Err())
+		}
+		if !more {
+			return nil
+		}
 		if f.err != nil {
-			return s.streamFail(ctx, f.err)
+			return s.batchFail(ctx, f, f.err)
 		}
 		res, err := f.ticket.Wait(ctx)
 		if err == nil {
 			err = res.Err
 		}
 		if err != nil {
-			return s.streamFail(ctx, err)
+			f.batchErr = true
+			return s.batchFail(ctx, f, err)
 		}
 		w := max(res.Watermark, marks[f.sourceID])
 		marks[f.sourceID] = w
@@ -163,7 +181,15 @@ func (s *samplesService) acknowledge(ctx context.Context, stream grpc.BidiStream
 			return err
 		}
 	}
-	return nil
+}
+
+// batchFail is streamFail naming the batch when the error is about it.
+func (s *samplesService) batchFail(ctx context.Context, f inflight, err error) error {
+	st := s.streamFail(ctx, err)
+	if !f.batchErr {
+		return st
+	}
+	return nameBatch(st, f.sourceID, f.seq)
 }
 
 // streamFail maps a stream's error to its status. A commit that failed for
@@ -171,6 +197,9 @@ func (s *samplesService) acknowledge(ctx context.Context, stream grpc.BidiStream
 // the client was still there is Unavailable: nothing is wrong with the
 // batch, and the client should reconnect and resend.
 func (s *samplesService) streamFail(ctx context.Context, err error) error {
+	if st, ok := takenOverStatus(context.Cause(ctx)); ok {
+		return st
+	}
 	serverSide := errors.Is(err, ingest.ErrClosed) ||
 		(ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)))
 	if serverSide {

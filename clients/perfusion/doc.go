@@ -27,6 +27,16 @@
 // OpenSampleStreamer again on the same spool directory resumes where it
 // stopped: the server ends up with every sample exactly once.
 //
+// One source has one writer. The server names the batch a refusal is about
+// (google.rpc.ErrorInfo SAMPLE_BATCH_REJECTED with its source and
+// sequence); that batch goes to the dead-letter file and the rest are
+// resent. When a second stream opens the same case and source, the server
+// gives the source to the newer stream and ends the older one with
+// SOURCE_TAKEN_OVER: a streamer that receives it stops with
+// ErrSourceTakenOver (two gateways share a source id), its unsent batches
+// kept in the spool. A gateway's own reconnect never sees this, because it
+// has already given up the old stream.
+//
 // # Identity and transport
 //
 // Until real authentication lands, every call names its caller in the

@@ -508,6 +508,9 @@ func (s *SampleStreamer) run(ctx context.Context) {
 		case r.fatal:
 			s.fail(r.err)
 			return
+		case errorReason(r.err) == reasonSourceTakenOver:
+			s.fail(fmt.Errorf("%w: %v", ErrSourceTakenOver, r.err))
+			return
 		case r.opened && r.culprit != nil && (code == codes.InvalidArgument || code == codes.AlreadyExists):
 			if err := s.deadLetter(r.culprit, r.err); err != nil {
 				s.fail(err)
@@ -609,10 +612,7 @@ func (s *SampleStreamer) runStream(ctx context.Context) (r streamResult) {
 			resp, err := stream.Recv()
 			if err != nil {
 				s.mu.Lock()
-				var culprit *pending
-				if s.inflight > 0 {
-					culprit = s.queue[0]
-				}
+				culprit := s.culpritLocked(err)
 				s.mu.Unlock()
 				ended <- recvEnd{err: err, culprit: culprit}
 				return
