@@ -423,6 +423,18 @@ func entries(caseID string, simStart time.Time, ev sim.Event) []*pb.Entry {
 			e.Detail = &pb.Entry_BloodProduct{BloodProduct: &pb.BloodProduct{Type: pb.BloodProductType_BLOOD_PRODUCT_TYPE_PRBC,
 				Units: b.Units, VolumeMl: b.VolumeML, Route: pb.Route_ROUTE_CIRCUIT}}
 		}))
+	case sim.KindFluid:
+		f := ev.Fluid
+		k := pb.FluidKind(pb.FluidKind_value["FLUID_KIND_"+strings.ToUpper(f.Kind)])
+		out = append(out, mk(func(e *pb.Entry) {
+			e.Detail = &pb.Entry_Fluid{Fluid: &pb.Fluid{Kind: k, Name: f.Name, VolumeMl: f.VolumeML}}
+		}))
+	case sim.KindChecklist:
+		c := ev.Check
+		st := pb.ChecklistItemState(pb.ChecklistItemState_value["CHECKLIST_ITEM_STATE_"+strings.ToUpper(c.State)])
+		out = append(out, mk(func(e *pb.Entry) {
+			e.Detail = &pb.Entry_ChecklistItem{ChecklistItem: &pb.ChecklistItem{Section: c.Section, Item: c.Item, State: st}}
+		}))
 	case sim.KindArtifact:
 		a := ev.Artifact
 		for _, ch := range a.Channels {

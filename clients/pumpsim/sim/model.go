@@ -69,7 +69,7 @@ type Sim struct {
 	mapOU, resOU                      float64
 	sweep, fio2                       float64
 	hco3, kExtra, lactate, glucose    float64
-	urine                             float64
+	urine, urineCharted               float64
 	cpgLeft                           float64 // mL left of the dose being delivered
 	cpgRate                           float64
 	flushLeft                         int // seconds of a line-flush spike left
@@ -156,6 +156,7 @@ func (s *Sim) plan() {
 	if heparin < 100 {
 		heparin = 100
 	}
+	s.planChecklist(frac(d, 0.01), add)
 	add(frac(d, 0.01), Event{Kind: KindNote, Note: "Pre-bypass checklist completed; circuit primed and de-aired."}, "")
 	add(frac(d, 0.02), Event{Kind: KindLab}, "act")
 	add(frac(d, 0.03), Event{Kind: KindDrug, Drug: &Drug{Name: "heparin", Dose: heparin, Unit: "[iU]", Route: "intravenous"}}, "")
@@ -215,6 +216,7 @@ func (s *Sim) plan() {
 		event(frac(d, 0.90), "protamine_given", "")
 		add(frac(d, 0.95), Event{Kind: KindLab}, "act")
 		add(frac(d, 0.96), Event{Kind: KindNote, Note: "Off bypass uneventfully; circuit blood returned."}, "")
+		s.planFluids(add)
 	}
 	sort.SliceStable(s.schedule, func(i, j int) bool { return s.schedule[i].at < s.schedule[j].at })
 	s.nextFlush = s.flushGap()
@@ -538,6 +540,15 @@ func (s *Sim) Step() Tick {
 				}
 			}
 			ev.Labs = []Lab{{Analyte: "act", Unit: "s", Site: "arterial", Value: math.Round(act)}}
+		case "urine":
+			// The charted urine output is what the monitor's cumulative
+			// channel shows since the last charted value.
+			vol := math.Round(s.urine - s.urineCharted)
+			s.urineCharted += vol
+			if vol <= 0 {
+				continue
+			}
+			ev.Fluid = &Fluid{Kind: "urine_output", VolumeML: vol}
 		case "ecmo_check":
 			ev.Note = fmt.Sprintf("%s: flow %.2f L/min (%.1f L/min/m²), sweep %.1f L/min, FiO2 %.0f %%; oxygenator inspected, no clots seen.",
 				ev.Note, flow, flow/s.bsa, s.sweep, s.fio2)

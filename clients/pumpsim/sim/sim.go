@@ -105,7 +105,40 @@ const (
 	KindNote
 	KindArtifact
 	KindBloodProduct
+	KindFluid
+	KindChecklist
 )
+
+// Fluid is a volume in or out; Kind is a charting.FluidKinds value.
+type Fluid struct {
+	Kind, Name string
+	VolumeML   float64
+}
+
+// ChecklistItem is one pre-bypass checklist item; State is "checked" or
+// "not_applicable".
+type ChecklistItem struct {
+	Section, Item, State string
+}
+
+// PreBypassChecklist is the AmSECT pre-bypass checklist as
+// ../shared/domain/perfusion.md lists it: sections and their items.
+var PreBypassChecklist = []struct {
+	Section string
+	Items   []string
+}{
+	{"patient", []string{"identity", "procedure", "blood type and antibodies", "allergies", "MRN", "chart reviewed"}},
+	{"sterility", []string{"sterility"}},
+	{"pump", []string{"occlusion", "flow-meter direction and calibration"}},
+	{"electrical", []string{"electrical and batteries"}},
+	{"cardioplegia", []string{"cardioplegia"}},
+	{"gas supply", []string{"gas supply", "volatile scavenge line"}},
+	{"components", []string{"tubing traced", "one-way valves"}},
+	{"safety devices", []string{"alarms audible and engaged", "level and bubble detectors", "venous occluder tested"}},
+	{"vacuum relief valves", []string{"vacuum relief valves"}},
+	{"temperature probes", []string{"temperature probes"}},
+	{"pressure transducers", []string{"pressure transducers"}},
+}
 
 // Drug is a drug dose; Unit is UCUM.
 type Drug struct {
@@ -145,6 +178,8 @@ type Event struct {
 	Note     string
 	Artifact *Artifact
 	Blood    *BloodProduct
+	Fluid    *Fluid
+	Check    *ChecklistItem
 }
 
 // BloodProduct is a blood product added (to the prime for small patients).
