@@ -50,6 +50,7 @@ type Config struct {
 	HeightCm        float64
 	WeightKg        float64
 	TargetTempC     float64
+	Arrest          time.Duration
 	Progress        time.Duration // progress line interval; 0 = none
 	Out             io.Writer
 	ClientOptions   []perfusion.Option
@@ -77,7 +78,8 @@ func main() {
 	flag.BoolVar(&cfg.Sign, "sign", false, "close and sign the case at the end")
 	flag.Float64Var(&cfg.HeightCm, "height", 175, "patient height, cm")
 	flag.Float64Var(&cfg.WeightKg, "weight", 80, "patient weight, kg (neonates from ~1.5 kg)")
-	flag.Float64Var(&cfg.TargetTempC, "target-temp", 32, "cooling target, °C")
+	flag.Float64Var(&cfg.TargetTempC, "target-temp", 0, "cooling target, °C (0: 32, or 18 with --arrest)")
+	flag.DurationVar(&cfg.Arrest, "arrest", 0, "deep hypothermic circulatory arrest of this length during the cross-clamp, e.g. 30m (CPB only)")
 	flag.DurationVar(&cfg.Progress, "progress", 2*time.Second, "progress line interval (0 = none)")
 	flag.Parse()
 	cfg.Out = os.Stdout
@@ -223,7 +225,7 @@ var sources = []sim.Source{sim.HLM, sim.Blender, sim.Monitor, sim.Inline}
 
 func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, simStart time.Time, pr *progress) (CaseResult, error) {
 	s := sim.New(sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
-		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC})
+		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest})
 	sc := s.Config()
 	var res CaseResult
 	kind := pb.CaseKind_CASE_KIND_CPB

@@ -46,3 +46,23 @@ func (s *Sim) planFluids(add func(time.Duration, Event, string)) {
 	add(frac(d, 0.93), Event{Kind: KindFluid, Fluid: &Fluid{Kind: "cell_saver_returned", Name: "washed red cells", VolumeML: cs}}, "")
 	add(d-time.Minute, Event{Kind: KindFluid}, "urine")
 }
+
+// planArrest places the circulatory arrest at the end of the cross-clamp's
+// cold part, ending 5 minutes before rewarming starts, so the patient has
+// had the whole cooling time to reach the deep target first; it is cut
+// short if the clamp is too brief to hold it.
+func (s *Sim) planArrest(event func(time.Duration, string, string)) {
+	if s.cfg.Arrest <= 0 {
+		s.tArrestStart, s.tArrestEnd = s.cfg.Duration, s.cfg.Duration
+		return
+	}
+	end := s.tRewarm - 5*time.Minute
+	start := max(end-s.cfg.Arrest, s.tClampOn+5*time.Minute)
+	if end <= start {
+		s.tArrestStart, s.tArrestEnd = s.cfg.Duration, s.cfg.Duration
+		return
+	}
+	s.tArrestStart, s.tArrestEnd = start, end
+	event(start, "circulatory_arrest_start", "")
+	event(end, "circulatory_arrest_end", "")
+}

@@ -80,3 +80,42 @@ func TestChecklistAndFluids(t *testing.T) {
 		t.Fatalf("ECMO: %d not-applicable items, want 2", notApplicable)
 	}
 }
+
+// TestCirculatoryArrest: with --arrest the case cools to the deep target,
+// charts the arrest's start and end inside the cross-clamp, and the pump
+// gives no flow in between, and full flow again after.
+func TestCirculatoryArrest(t *testing.T) {
+	s := New(Config{Seed: 5, Arrest: 30 * time.Minute})
+	if s.Config().TargetTempC != DeepHypothermiaC {
+		t.Fatalf("target %v °C, want the deep default %v", s.Config().TargetTempC, DeepHypothermiaC)
+	}
+	var start, end time.Duration
+	var coreAtStart, flowAfter float64
+	flowDuring := -1.0
+	for !s.Done() {
+		tk := s.Step()
+		for _, ev := range tk.Events {
+			switch ev.Type {
+			case "circulatory_arrest_start":
+				start, coreAtStart = tk.At, tk.State.CoreC
+			case "circulatory_arrest_end":
+				end = tk.At
+			}
+		}
+		if start > 0 && end == 0 && tk.At > start {
+			flowDuring = math.Max(flowDuring, tk.State.FlowLmin)
+		}
+		if end > 0 && tk.At == end+5*time.Minute {
+			flowAfter = tk.State.FlowLmin
+		}
+	}
+	if end-start != 30*time.Minute || s.PhaseAt(start) != CrossClamp || s.PhaseAt(end) != CrossClamp {
+		t.Fatalf("arrest %v–%v (%v), phases %v/%v; want 30 min inside the cross-clamp", start, end, end-start, s.PhaseAt(start), s.PhaseAt(end))
+	}
+	if coreAtStart > 20 {
+		t.Fatalf("core %.1f °C at arrest, want deep hypothermia (≤ 20)", coreAtStart)
+	}
+	if flowDuring != 0 || flowAfter < 1.5*s.BSA() {
+		t.Fatalf("flow during arrest max %v, 5 min after %v L/min; want 0, then the hypothermic index or more", flowDuring, flowAfter)
+	}
+}

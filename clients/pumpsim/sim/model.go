@@ -60,6 +60,7 @@ type Sim struct {
 
 	// phase boundaries
 	tBypassOn, tFullFlow, tCool, tClampOn, tRewarm, tClampOff, tWean, tBypassOff time.Duration
+	tArrestStart, tArrestEnd                                                     time.Duration // equal when there is no arrest
 	schedule                                                                     []sched
 	next                                                                         int
 
@@ -96,6 +97,9 @@ func New(cfg Config) *Sim {
 	}
 	if cfg.TargetTempC <= 0 {
 		cfg.TargetTempC = 32
+		if cfg.Arrest > 0 && !cfg.ECMO {
+			cfg.TargetTempC = DeepHypothermiaC
+		}
 	}
 	if cfg.PrimeML <= 0 {
 		cfg.PrimeML = DefaultPrimeML(cfg.WeightKg)
@@ -205,6 +209,7 @@ func (s *Sim) plan() {
 			dose(at, maint, "maintenance")
 		}
 		add(frac(d, 0.30), Event{Kind: KindLab}, "abg")
+		s.planArrest(event)
 		event(s.tRewarm, "rewarming_start", "")
 		add(frac(d, 0.65), Event{Kind: KindLab}, "abg")
 		event(s.tClampOff, "cross_clamp_off", "")
@@ -279,8 +284,9 @@ func (s *Sim) Step() Tick {
 	// --- flow -----------------------------------------------------------
 	target := flowIndex(s.core, s.cfg.ECMO) * s.bsa
 	flow := 0.0
+	arrested := t >= s.tArrestStart && t < s.tArrestEnd
 	switch {
-	case !on:
+	case !on, arrested:
 	case t < s.tFullFlow:
 		flow = target * float64(t-s.tBypassOn+time.Second) / float64(s.tFullFlow-s.tBypassOn+time.Second)
 	case p == Weaning:
@@ -312,7 +318,11 @@ func (s *Sim) Step() Tick {
 		} else {
 			s.art = approach(s.art, 22, 1800, dt) // static circuit towards room temperature
 		}
-		s.core = approach(s.core, 36.4, 3600, dt)
+		if arrested {
+			s.core = approach(s.core, 22, 7200, dt) // no flow: slow passive warming towards the room (inferred)
+		} else {
+			s.core = approach(s.core, 36.4, 3600, dt)
+		}
 	}
 	s.bladder = approach(s.bladder, s.core, 900, dt)
 	s.rectal = approach(s.rectal, s.core, 1200, dt)
@@ -388,6 +398,9 @@ func (s *Sim) Step() Tick {
 		}
 	case CrossClamp, Rewarming:
 		mapv, pp, hr, cvp, pap = base.onMap, 3, 0, 3, 6
+		if arrested {
+			mapv, pp, cvp, pap = 4, 0, 2, 3 // no flow: pressures fall to near zero
+		}
 	case ClampOff:
 		mapv, pp, hr, cvp, pap = base.onMap+3, 8, base.hr*1.2, 4, 8
 	case Weaning:

@@ -58,7 +58,15 @@ type Config struct {
 	TargetTempC float64
 	// PrimeML is the circuit prime; 0 picks one from the weight (inferred).
 	PrimeML float64
+	// Arrest is the length of a deep hypothermic circulatory arrest during
+	// the cross-clamp (CPB only; 0: none). With it, the default cooling
+	// target is DeepHypothermiaC.
+	Arrest time.Duration
 }
+
+// DeepHypothermiaC is the cooling target for a circulatory arrest when none
+// is given (inferred: deep hypothermic arrest is commonly run at 18–20 °C).
+const DeepHypothermiaC = 18
 
 // Reading is one channel value of one tick. Invalid readings carry the
 // device's last value and must be sent with the invalid flag.

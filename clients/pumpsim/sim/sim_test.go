@@ -42,6 +42,7 @@ func TestValuesInRangeAndAtResolution(t *testing.T) {
 		{Seed: 1},
 		{Seed: 2, HeightCm: 50, WeightKg: 3.2},
 		{Seed: 3, ECMO: true, Duration: 2 * time.Hour},
+		{Seed: 4, Arrest: 30 * time.Minute},
 	} {
 		invalid := 0
 		for _, tk := range runAll(cfg) {
