@@ -1,0 +1,365 @@
+package charting
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+
+func at(min float64) time.Time { return t0.Add(time.Duration(min * float64(time.Minute))) }
+
+// minuteSeries samples a channel once a minute for minutes [from, to].
+// f returns the value and whether the device reported it invalid.
+func minuteSeries(ch string, from, to int, f func(m int) (float64, bool)) Series {
+	s := Series{Channel: ch, Invalid: make([]bool, 0)}
+	for m := from; m <= to; m++ {
+		v, bad := f(m)
+		s.TimesMs = append(s.TimesMs, at(float64(m)).UnixMilli())
+		s.Values = append(s.Values, v)
+		s.Invalid = append(s.Invalid, bad)
+	}
+	return s
+}
+
+func steps(def float64, over map[[2]int]float64) func(int) (float64, bool) {
+	return func(m int) (float64, bool) {
+		for r, v := range over {
+			if m >= r[0] && m <= r[1] {
+				return v, false
+			}
+		}
+		return def, false
+	}
+}
+
+type entryBuilder struct {
+	caseID uuid.UUID
+	all    []Entry
+}
+
+func (b *entryBuilder) add(min float64, d EntryDetail) uuid.UUID {
+	id := uuid.New()
+	b.all = append(b.all, Entry{ID: id, CaseID: b.caseID, Kind: d.Kinds()[0], OccurredAt: at(min), RecordedAt: at(min), Detail: d})
+	return id
+}
+
+func (b *entryBuilder) event(min float64, typ string) uuid.UUID {
+	return b.add(min, EntryDetail{Event: &Event{Type: typ}})
+}
+
+func (b *entryBuilder) lab(min float64, analyte string, v float64) {
+	b.add(min, EntryDetail{LabResult: &LabResult{Analyte: analyte, Value: v, Site: "arterial"}})
+}
+
+func (b *entryBuilder) mark(ch, source string, from, to float64) {
+	b.add(from, EntryDetail{ArtifactMark: &ArtifactMark{Channel: ch, SourceID: source, Start: at(from), End: at(to), Reason: "test"}})
+}
+
+func (b *entryBuilder) correct(old uuid.UUID, min float64, d *EntryDetail) {
+	e := Entry{ID: uuid.New(), CaseID: b.caseID, Supersedes: old, Reason: "wrong", OccurredAt: at(min), RecordedAt: at(200)}
+	if d == nil {
+		e.Void = true
+	} else {
+		e.Detail = *d
+		e.Kind = d.Kinds()[0]
+	}
+	b.all = append(b.all, e)
+}
+
+// fullCase is one CPB case whose every metric is worked out by hand in
+// TestComputeMetricsFullCase. Minutes are from t0; device samples come once a
+// minute, so each stands for exactly one minute (hold = 60 s = the interval).
+func fullCase() (*Case, []Entry, []SourcedSeries) {
+	c := &Case{ID: uuid.New(), Kind: KindCPB}
+	c.Details.Patient = Patient{BSAM2: 2.0, BSAFormula: BSADuBois}
+	c.Details.Prime = Prime{Components: []PrimeComponent{{Name: "crystalloid", VolumeML: 1500}}, RAPVolumeML: 300}
+	b := &entryBuilder{caseID: c.ID}
+	b.add(5, EntryDetail{ChecklistItem: &ChecklistItem{Section: "pump", Item: "occlusion", State: "checked"}})
+	b.event(10, "bypass_on")
+	b.event(100, "bypass_off")
+	b.event(20, "cross_clamp_on")
+	wrongOff := b.event(70, "cross_clamp_off")
+	b.correct(wrongOff, 80, &EntryDetail{Event: &Event{Type: "cross_clamp_off"}})
+	b.event(40, "circulatory_arrest_start")
+	b.event(52, "circulatory_arrest_end")
+	b.event(105, "suckers_stopped")
+	b.event(110, "protamine_given")
+	// CaO2 inputs from arterial labs, standing until the next result.
+	b.lab(9, "hb", 10)
+	b.lab(9, "sao2", 100)
+	b.lab(9, "po2", 200)
+	b.mark("pump_flow", "", 70, 72)
+	b.mark("inline_hct", "", 50, 51)
+	b.mark("inline_svo2", "other-device", 20, 23) // another source: does not apply
+	b.lab(55, "hct", 21)
+	b.lab(20, "glucose", 5)
+	b.lab(50, "glucose", 11)
+	b.lab(80, "glucose", 8)
+	b.lab(105, "glucose", 12) // after bypass: not counted
+	b.lab(20, "pco2", 40)
+	b.lab(50, "pco2", 50)
+	b.add(30, EntryDetail{BloodProduct: &BloodProduct{Type: "prbc", Units: 2, VolumeML: 600}})
+	ffp := b.add(31, EntryDetail{BloodProduct: &BloodProduct{Type: "ffp", Units: 2, VolumeML: 500}})
+	b.correct(ffp, 31, nil) // voided: not counted
+	b.add(90, EntryDetail{BloodProduct: &BloodProduct{Type: "platelets", Units: 1, VolumeML: 250}})
+	b.add(15, EntryDetail{Fluid: &Fluid{Kind: "crystalloid", VolumeML: 500}})
+	b.add(85, EntryDetail{Fluid: &Fluid{Kind: "ultrafiltration_removed", VolumeML: 800}})
+	b.add(95, EntryDetail{Fluid: &Fluid{Kind: "urine_output", VolumeML: 300}})
+	b.add(21, EntryDetail{Cardioplegia: &CardioplegiaDose{Solution: "del Nido", VolumeML: 1000}})
+
+	flow := minuteSeries("pump_flow", 10, 99, func(m int) (float64, bool) {
+		switch {
+		case m == 60:
+			return 0, true
+		case m >= 30 && m <= 34:
+			return 3.0, false
+		}
+		return 4.2, false
+	})
+	mapS := minuteSeries("map", 10, 99, func(m int) (float64, bool) {
+		switch {
+		case m == 90:
+			return 0, true
+		case m >= 40 && m <= 45:
+			return 35, false
+		case m >= 80 && m <= 82:
+			return 45, false
+		}
+		return 60, false
+	})
+	hlm := []Series{
+		flow,
+		minuteSeries("temp_arterial_outlet", 10, 99, steps(36, map[[2]int]float64{{10, 29}: 28, {30, 69}: 34, {70, 71}: 37.5})),
+		minuteSeries("temp_venous_inlet", 10, 99, steps(35, map[[2]int]float64{{10, 29}: 20, {30, 69}: 29})),
+	}
+	mon := []Series{
+		mapS,
+		minuteSeries("temp_nasopharyngeal", 10, 99, steps(32.6, map[[2]int]float64{{10, 59}: 30, {60, 60}: 31, {61, 61}: 31.4, {62, 62}: 31.8})),
+		minuteSeries("temp_bladder", 10, 99, steps(31, map[[2]int]float64{{45, 45}: 29.5})),
+	}
+	cdi := []Series{
+		minuteSeries("inline_svo2", 10, 99, steps(70, map[[2]int]float64{{50, 54}: 55, {60, 65}: 58})),
+		minuteSeries("inline_hct", 5, 99, steps(25, map[[2]int]float64{{5, 5}: 15, {50, 50}: 19})),
+	}
+	var ss []SourcedSeries
+	for _, s := range hlm {
+		ss = append(ss, SourcedSeries{"hlm", s})
+	}
+	for _, s := range mon {
+		ss = append(ss, SourcedSeries{"monitor", s})
+	}
+	for _, s := range cdi {
+		ss = append(ss, SourcedSeries{"cdi", s})
+	}
+	return c, b.all, ss
+}
+
+func TestComputeMetricsFullCase(t *testing.T) {
+	c, entries, series := fullCase()
+	m := ComputeMetrics(c, entries, series, DefaultMetricsConfig())
+	want := map[string]float64{
+		// bypass 10 → 100.
+		"cpb_minutes": 90,
+		// clamp 20 → 80: the off at 70 was corrected to 80.
+		"cross_clamp_minutes":        60,
+		"cpb_minus_clamp_minutes":    30, // 90 − 60
+		"circulatory_arrest_minutes": 12, // 40 → 52
+		// Temperatures, each sample standing one minute within 10 → 100.
+		"nadir_temp_arterial_outlet": 28,
+		"nadir_temp_venous_inlet":    20,
+		"nadir_temp_nasopharyngeal":  30,
+		"nadir_temp_bladder":         29.5, // minute 45
+		"nadir_temp_c":               29.5, // bladder is the lowest core site
+		"max_arterial_outlet_c":      37.5,
+		// Arterial outlet 37.5 at minutes 70 and 71: 2 minutes above 37.
+		"minutes_arterial_outlet_above_max": 2,
+		"core_high_episodes":                0,
+		// Nasopharyngeal 30 → 31 at minute 60 (1.0 °C/min, breach), 31.4 and
+		// 31.8 (0.4 °C/min each), 32.6 at minute 63 (0.8, breach): 2 minutes.
+		"max_rewarming_rate_c_per_min":  1.0,
+		"minutes_rewarming_rate_breach": 2,
+		// Gradients: minutes 10–29 28−20 = 8 (limit 10, arterial < 30);
+		// 30–69 34−29 = 5 (> 4 with arterial ≥ 30: 40 minutes); 70–71 2.5;
+		// 72–99 1.
+		"max_gradient_c":          8,
+		"minutes_gradient_breach": 40,
+		// In-line Hct 19 at minute 50 is in an artifact mark, 15 at minute 5
+		// is before bypass; the lab Hct 21 at minute 55 is the nadir.
+		"nadir_hct_pct": 21,
+		"bsa_m2":        2,
+		// CaO2 = 1.34·10·1.00 + 0.003·200 = 14.0 mL/dL. DO2i = flow/2·14·10:
+		// 4.2 → 294, 3.0 (minutes 30–34) → 210.
+		"nadir_do2i": 210,
+		// Skipped: minute 60 invalid + minutes 70, 71 marked = 3 minutes.
+		// Valid 87 minutes: 82·294 + 5·210 = 25158; 25158/87 = 289.172414.
+		"mean_do2i":            289.172414,
+		"minutes_do2i_below":   5,
+		"area_do2i_below":      350, // (280 − 210)·5
+		"minutes_do2i_skipped": 3,
+		// MAP 35 at minutes 40–45 (6 min), 45 at 80–82 (3 min), invalid at 90.
+		"minutes_map_below_40": 6,
+		"minutes_map_below_50": 9, // 6 + 3
+		"minutes_map_skipped":  1,
+		"map_low_episodes":     1, // 6 min > 5 min
+		// SvO2 55 at 50–54 is exactly 5 min (not > 5); 58 at 60–65 is 6 min.
+		// The mark names another source, so nothing of "cdi" is skipped.
+		"svo2_low_episodes":        1,
+		"svo2_low_episode_minutes": 6,
+		"minutes_svo2_skipped":     0,
+		// Glucose on bypass 5, 11, 8: 2 of 3 in 4–10; the 12 at 105 is after.
+		"glucose_results":      3,
+		"glucose_in_range_pct": 200.0 / 3,
+		"pco2_results":         2,
+		"pco2_in_range_pct":    50, // 40 in, 50 out
+		// PRBC 2 + platelets 1; the FFP was voided.
+		"transfusion_units": 3,
+		"prbc_units":        2,
+		"transfused":        1,
+		// (1500 − 300) / 2.0 = 600 mL/m².
+		"net_prime_volume_index": 600,
+		"ultrafiltration_ml":     800,
+		// In: net prime 1200 + crystalloid 500 + PRBC 600 + platelets 250 +
+		// cardioplegia 1000 = 3550; out: UF 800 + urine 300 = 1100.
+		"fluid_balance_ml":                 2450,
+		"checklist_completed":              1, // item at 5, before bypass at 10
+		"suckers_stopped_before_protamine": 1, // 105 before 110
+	}
+	checkValues(t, m, want)
+	if m.NadirTempSite != "temp_bladder" || m.BSAFormula != BSADuBois || !m.BypassStart.Equal(at(10)) || m.Version != MetricDefinitionsVersion {
+		t.Errorf("site %q formula %q bypass start %v version %d", m.NadirTempSite, m.BSAFormula, m.BypassStart, m.Version)
+	}
+	defs := map[string]bool{}
+	for _, d := range MetricDefinitions(m.Config) {
+		defs[d.Name] = true
+	}
+	for name := range m.Values {
+		if !defs[name] {
+			t.Errorf("metric %s has no definition", name)
+		}
+	}
+}
+
+func checkValues(t *testing.T, m Metrics, want map[string]float64) {
+	t.Helper()
+	for name, w := range want {
+		got, ok := m.Values[name]
+		if !ok {
+			t.Errorf("%s: missing, want %v", name, w)
+			continue
+		}
+		if math.Abs(got-w) > 1e-6 {
+			t.Errorf("%s = %v, want %v", name, got, w)
+		}
+	}
+	for name, v := range m.Values {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected metric %s = %v", name, v)
+		}
+	}
+}
+
+func TestComputeMetricsSmallCases(t *testing.T) {
+	id := uuid.New()
+	neonate := &Case{ID: id, Kind: KindCPB}
+	neonate.Details.Patient = Patient{HeightCm: 50, WeightKg: 3.6} // Mosteller √(50·3.6/3600) = 0.2236 → 0.224
+	tests := []struct {
+		name    string
+		c       *Case
+		entries func(b *entryBuilder)
+		series  []SourcedSeries
+		cfg     func(*MetricsConfig)
+		want    map[string]float64
+	}{{
+		name: "nothing charted: only the counts that are truly zero",
+		c:    &Case{ID: id},
+		want: map[string]float64{"transfusion_units": 0, "prbc_units": 0, "transfused": 0, "ultrafiltration_ml": 0,
+			"fluid_balance_ml": 0, "checklist_completed": 0},
+	}, {
+		name: "two bypass runs add up; protamine before suckers",
+		c:    &Case{ID: id},
+		entries: func(b *entryBuilder) {
+			b.event(0, "bypass_on")
+			b.event(30, "bypass_off")
+			b.event(40, "bypass_on")
+			b.event(50, "bypass_off")
+			b.event(60, "protamine_given")
+			b.event(61, "suckers_stopped")
+			b.event(20, "circulatory_arrest_start") // no end: length unknown
+		},
+		want: map[string]float64{"cpb_minutes": 40, "circulatory_arrest_minutes": 0, "transfusion_units": 0, "prbc_units": 0,
+			"transfused": 0, "ultrafiltration_ml": 0, "fluid_balance_ml": 0, "checklist_completed": 0,
+			"suckers_stopped_before_protamine": 0},
+	}, {
+		name: "neonate on ECMO without events: window is the data, in-line CaO2, threshold 300",
+		c:    neonate,
+		series: []SourcedSeries{
+			// Flow 0.5 L/min at minutes 0–9; the last sample closes the window.
+			{"hlm", minuteSeries("pump_flow", 0, 10, steps(0.5, nil))},
+			{"cdi", minuteSeries("inline_hb", 0, 10, steps(12, nil))},
+			{"cdi", minuteSeries("inline_sao2", 0, 10, steps(100, nil))},
+			{"cdi", minuteSeries("inline_po2", 0, 10, steps(300, map[[2]int]float64{{5, 10}: 100}))},
+		},
+		cfg: func(c *MetricsConfig) { c.DO2iThreshold = 400 },
+		// CaO2 = 1.34·12 + 0.003·300 = 16.98, DO2i = 0.5/0.224·16.98·10 = 379.0179 (minutes 0–4);
+		// with PaO2 100: 16.08 + 0.3 = 16.38 → 365.625 (minutes 5–9). All 10 minutes below 400.
+		// Area = 5·(400 − 379.017857) + 5·(400 − 365.625) = 104.910714 + 171.875 = 276.785714.
+		// Mean = (379.017857 + 365.625)/2 = 372.321429.
+		want: map[string]float64{"bsa_m2": 0.224, "nadir_do2i": 365.625, "mean_do2i": 372.321429,
+			"minutes_do2i_below": 10, "area_do2i_below": 276.785714, "minutes_do2i_skipped": 0,
+			"transfusion_units": 0, "prbc_units": 0, "transfused": 0, "ultrafiltration_ml": 0,
+			"fluid_balance_ml": 0, "checklist_completed": 0},
+	}, {
+		name: "a gap longer than MaxHold is neither measured nor skipped, and ends an episode",
+		c:    &Case{ID: id},
+		entries: func(b *entryBuilder) {
+			b.event(0, "bypass_on")
+			b.event(20, "bypass_off")
+		},
+		// MAP 30 at minutes 0–3 and 6–9 with nothing at 4–5; 60 from 10 on.
+		series: []SourcedSeries{{"mon", func() Series {
+			s := minuteSeries("map", 0, 19, steps(60, map[[2]int]float64{{0, 9}: 30}))
+			s.TimesMs = append(s.TimesMs[:4], s.TimesMs[6:]...)
+			s.Values = append(s.Values[:4], s.Values[6:]...)
+			s.Invalid = append(s.Invalid[:4], s.Invalid[6:]...)
+			return s
+		}()}},
+		// Below 40: minutes 0–3 and 6–9 = 8; the 3→6 gap holds one minute
+		// (MaxHold), so minute 3 covers 3–4 and 4–6 is unmeasured. Two runs of
+		// 4 minutes: no episode longer than 5.
+		want: map[string]float64{"cpb_minutes": 20, "minutes_map_below_40": 8, "minutes_map_below_50": 8,
+			"minutes_map_skipped": 0, "map_low_episodes": 0, "transfusion_units": 0, "prbc_units": 0, "transfused": 0,
+			"ultrafiltration_ml": 0, "fluid_balance_ml": 0, "checklist_completed": 0},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &entryBuilder{caseID: id}
+			if tc.entries != nil {
+				tc.entries(b)
+			}
+			cfg := DefaultMetricsConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			checkValues(t, ComputeMetrics(tc.c, b.all, tc.series, cfg), tc.want)
+		})
+	}
+}
+
+func TestComputeMetricsIgnoresEntryOrder(t *testing.T) {
+	c, entries, series := fullCase()
+	a := ComputeMetrics(c, entries, series, DefaultMetricsConfig())
+	rev := make([]Entry, len(entries))
+	for i, e := range entries {
+		rev[len(entries)-1-i] = e
+	}
+	srev := make([]SourcedSeries, len(series))
+	for i, s := range series {
+		srev[len(series)-1-i] = s
+	}
+	b := ComputeMetrics(c, rev, srev, DefaultMetricsConfig())
+	checkValues(t, b, a.Values)
+}
