@@ -112,9 +112,10 @@ func (s *Store) AddAddendum(ctx context.Context, actor string, caseID, addendumI
 // lifecycle rule.
 func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*charting.Case, Tx) error) (*charting.Entry, bool, error) {
 	var stored *charting.Entry
+	var after *charting.Case
 	dup := false
 	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
-		stored, dup = nil, false
+		stored, dup, after = nil, false, nil
 		c, err := tx.LockCase(ctx, e.CaseID)
 		if err != nil {
 			return err
@@ -148,7 +149,7 @@ func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*c
 		if e.Kind != charting.EntryAddendum {
 			markStarted(c, e.RecordedAt)
 		}
-		stored = e
+		stored, after = e, c
 		return tx.UpdateCaseState(ctx, c)
 	})
 	if errors.Is(err, ErrDuplicate) {
@@ -159,6 +160,7 @@ func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*c
 	if err != nil {
 		return nil, false, fmt.Errorf("record entry: %w", err)
 	}
+	s.afterRecordChange(ctx, after) // a correction or addendum on a closed or signed case
 	return stored, dup, nil
 }
 

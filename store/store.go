@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -22,6 +23,12 @@ type Config struct {
 	LateAfter time.Duration
 	// Now is the server clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Metrics holds the quality-metric thresholds; nil means
+	// charting.DefaultMetricsConfig().
+	Metrics *charting.MetricsConfig
+	// Logger receives warnings about derived data (metrics); nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is the perfusion record on one Backend. Every write runs in one
@@ -33,11 +40,17 @@ type Store struct {
 	cat       *charting.Catalogue
 	lateAfter time.Duration
 	now       func() time.Time
+	// metricsCfg and log serve the derived quality metrics (metrics.go).
+	metricsCfg *charting.MetricsConfig
+	log        *slog.Logger
 }
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
 	if s.cat == nil {
 		s.cat = charting.DefaultCatalogue()
 	}
@@ -248,6 +261,7 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 	if err != nil {
 		return nil, fmt.Errorf("update case details: %w", err)
 	}
+	s.afterRecordChange(ctx, out) // BSA and prime feed the metrics
 	return s.GetCase(ctx, out.ID)
 }
 
@@ -271,7 +285,9 @@ func (s *Store) CloseCase(ctx context.Context, actor string, id uuid.UUID) (*cha
 	if err != nil {
 		return nil, fmt.Errorf("close case: %w", err)
 	}
-	return s.GetCase(ctx, id)
+	c, err := s.GetCase(ctx, id)
+	s.afterRecordChange(ctx, c)
+	return c, err
 }
 
 // SignRequest is a sign-off.
@@ -327,6 +343,7 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		return nil, nil, fmt.Errorf("sign case: %w", err)
 	}
 	c, err := s.GetCase(ctx, id)
+	s.afterRecordChange(ctx, c)
 	return c, &sig, err
 }
 

@@ -68,6 +68,9 @@ func Run(t *testing.T, h Harness) {
 		{"AppendOnlyEnforced", testAppendOnly},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyDuringWrites", testVerifyDuringWrites},
+		{"MetricsLifecycle", testMetricsLifecycle},
+		{"MetricsQuery", testMetricsQuery},
+		{"MetricsAggregate", testMetricsAggregate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

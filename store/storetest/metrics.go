@@ -1,0 +1,233 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+	"perfusion/store"
+)
+
+// metricsCohort is three cases charted through the Store, closed and
+// signed, whose metrics the tests below know by hand:
+//
+//	case  month    surgeon perfusionist bypass   lab Hct                 MAP < 40
+//	A     2026-01  S1      P1           90 min   20                      6 min (samples)
+//	B     2026-01  S2      P1           120 min  24                      —
+//	C     2026-02  S1      P2           60 min   18, corrected to 22     —
+type metricsCohort struct {
+	s       *store.Store
+	a, b, c uuid.UUID
+	hctC    uuid.UUID // the entry corrected after closing
+}
+
+func newMetricsCohort(t *testing.T, h *Harness) *metricsCohort {
+	s, _, clk := newStore(t, h)
+	ctx := context.Background()
+	base := clk.now().Add(-3 * time.Hour)
+	mk := func(start time.Time, surgeon, perf string, cpb int, hct float64, mapLow bool) (uuid.UUID, uuid.UUID) {
+		d := sampleDetails()
+		d.Team.Surgeon.StaffID = surgeon
+		d.Team.Perfusionists = []charting.StaffMember{{StaffID: perf}}
+		c, err := s.CreateCase(ctx, actor, store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-1", ScheduledStart: start, Details: d})
+		if err != nil {
+			t.Fatalf("create case: %v", err)
+		}
+		record(t, s, eventEntry(c.ID, base, "bypass_on"))
+		record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), "bypass_off"))
+		lab := record(t, s, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(10 * time.Minute),
+			Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: hct, Unit: "%"}}})
+		if mapLow {
+			// MAP once a minute for the first hour: 35 at minutes 20–25, else 65.
+			m := charting.Series{Channel: "map"}
+			for i := range 60 {
+				m.TimesMs = append(m.TimesMs, base.Add(time.Duration(i)*time.Minute).UnixMilli())
+				v := 65.0
+				if i >= 20 && i <= 25 {
+					v = 35
+				}
+				m.Values = append(m.Values, v)
+			}
+			appendOne(t, s, &charting.SampleBatch{CaseID: c.ID, SourceID: "monitor", Seq: 1, Series: []charting.Series{m}})
+		}
+		if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		return c.ID, lab.ID
+	}
+	co := &metricsCohort{s: s}
+	co.a, _ = mk(time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC), "S1", "P1", 90, 20, true)
+	co.b, _ = mk(time.Date(2026, 1, 20, 8, 0, 0, 0, time.UTC), "S2", "P1", 120, 24, false)
+	co.c, co.hctC = mk(time.Date(2026, 2, 3, 8, 0, 0, 0, time.UTC), "S1", "P2", 60, 18, false)
+	return co
+}
+
+func metricValue(t *testing.T, r *store.CaseMetricsRow, name string) float64 {
+	t.Helper()
+	v, ok := r.Metrics.Values[name]
+	if !ok {
+		t.Fatalf("case metrics lack %s", name)
+	}
+	return v
+}
+
+// testMetricsLifecycle: metrics appear on close, follow corrections,
+// signatures and addenda, and carry the definitions version.
+func testMetricsLifecycle(t *testing.T, h *Harness) {
+	co := newMetricsCohort(t, h)
+	s, ctx := co.s, context.Background()
+	mb := s.Backend().(store.MetricsBackend)
+	row, err := mb.GetCaseMetrics(ctx, co.c)
+	if err != nil {
+		t.Fatalf("metrics after close: %v", err)
+	}
+	if got := metricValue(t, row, "nadir_hct_pct"); got != 18 {
+		t.Fatalf("nadir Hct after close = %v, want 18", got)
+	}
+	if row.Metrics.Version != charting.MetricDefinitionsVersion || row.Month() != "2026-02" || row.Surgeon != "S1" || row.Perfusionist != "P2" {
+		t.Fatalf("row %+v", row)
+	}
+	fix := charting.Entry{OccurredAt: row.Metrics.BypassStart.Add(10 * time.Minute),
+		Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: 22, Unit: "%"}}}
+	if _, _, err := s.CorrectEntry(ctx, reviewer, store.Correction{CaseID: co.c, EntryID: uuid.New(), Supersedes: co.hctC,
+		Reason: "transcription", Replacement: &fix}); err != nil {
+		t.Fatalf("correct: %v", err)
+	}
+	row, _ = mb.GetCaseMetrics(ctx, co.c)
+	if got := metricValue(t, row, "nadir_hct_pct"); got != 22 {
+		t.Fatalf("nadir Hct after correction = %v, want 22", got)
+	}
+	if _, _, err := s.SignCase(ctx, actor, co.c, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	if _, _, err := s.AddAddendum(ctx, actor, co.c, uuid.New(), "late note", "forgot"); err != nil {
+		t.Fatalf("addendum: %v", err)
+	}
+	c, _ := s.GetCase(ctx, co.c)
+	row, _ = mb.GetCaseMetrics(ctx, co.c)
+	if row.Status != charting.StatusSigned || row.CoversSeq != c.Head.Seq {
+		t.Fatalf("after sign and addendum: status %s covers %d, head %d", row.Status, row.CoversSeq, c.Head.Seq)
+	}
+	// A row from an older record state never replaces a newer one.
+	old := *row
+	old.CoversSeq--
+	old.Metrics.Values = map[string]float64{"nadir_hct_pct": 1}
+	if err := mb.PutCaseMetrics(ctx, &old); err != nil {
+		t.Fatalf("put older: %v", err)
+	}
+	if got, _ := s.CaseMetrics(ctx, co.c); metricValue(t, got, "nadir_hct_pct") != 22 {
+		t.Fatal("an older computation replaced a newer one")
+	}
+	// From samples: MAP 35 for minutes 20–25 = 6 minutes below 40.
+	a, err := s.CaseMetrics(ctx, co.a)
+	if err != nil || metricValue(t, a, "minutes_map_below_40") != 6 || metricValue(t, a, "cpb_minutes") != 90 {
+		t.Fatalf("case A: %v %+v", err, a)
+	}
+	// A case being charted has no metrics yet.
+	open := createCase(t, s, "OR-9")
+	if _, err := s.CaseMetrics(ctx, open.ID); !errorsIsPrecondition(err) {
+		t.Fatalf("metrics of a planned case: %v, want failed precondition", err)
+	}
+}
+
+func errorsIsPrecondition(err error) bool {
+	var pe *charting.PreconditionError
+	return errors.As(err, &pe)
+}
+
+func ids(rows []store.CaseMetricsRow) []uuid.UUID {
+	out := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		out[i] = r.CaseID
+	}
+	return out
+}
+
+// testMetricsQuery: attribute and metric filters, sort and pages.
+func testMetricsQuery(t *testing.T, h *Harness) {
+	co := newMetricsCohort(t, h)
+	s, ctx := co.s, context.Background()
+	byID := func(x ...uuid.UUID) []uuid.UUID {
+		return slices.SortedFunc(slices.Values(x), func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	}
+	tests := []struct {
+		name string
+		q    store.MetricsQuery
+		want []uuid.UUID
+	}{
+		{"Hct below 21", store.MetricsQuery{Conditions: []store.MetricCondition{cond("nadir_hct_pct", store.OpLess, 21)}}, []uuid.UUID{co.a, co.c}},
+		{"three metric filters", store.MetricsQuery{Conditions: []store.MetricCondition{
+			cond("cpb_minutes", store.OpGreaterEqual, 90), cond("nadir_hct_pct", store.OpLess, 25), cond("transfused", store.OpEqual, 0)},
+			SortMetric: "cpb_minutes"}, []uuid.UUID{co.a, co.b}},
+		{"surgeon, newest first", store.MetricsQuery{Surgeon: "S1", Descending: true}, []uuid.UUID{co.c, co.a}},
+		{"February", store.MetricsQuery{From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}, []uuid.UUID{co.c}},
+		{"perfusionist and a metric", store.MetricsQuery{Perfusionist: "P1", Conditions: []store.MetricCondition{cond("cpb_minutes", store.OpGreater, 100)}}, []uuid.UUID{co.b}},
+		{"sort by CPB time descending, second page", store.MetricsQuery{SortMetric: "cpb_minutes", Descending: true, Offset: 1, Limit: 2}, []uuid.UUID{co.a, co.c}},
+		{"missing metric sorts last", store.MetricsQuery{SortMetric: "minutes_map_below_40"}, append([]uuid.UUID{co.a}, byID(co.b, co.c)...)},
+		{"missing metric never matches", store.MetricsQuery{Conditions: []store.MetricCondition{cond("minutes_map_below_40", store.OpGreaterEqual, 0)}}, []uuid.UUID{co.a}},
+		{"site and room and kind", store.MetricsQuery{Site: "MAIN", Room: "OR-1", Kind: charting.KindECMO}, []uuid.UUID{}},
+	}
+	for _, tc := range tests {
+		rows, err := s.QueryCaseMetrics(ctx, tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := ids(rows); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	bad := []store.MetricsQuery{
+		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", "like", 1)}},
+		{Conditions: []store.MetricCondition{cond("x; DROP TABLE cases", store.OpLess, 1)}},
+		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", store.OpLess, math.NaN())}},
+		{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for i, q := range bad {
+		var inv *charting.InvalidError
+		if _, err := s.QueryCaseMetrics(ctx, q); !errors.As(err, &inv) {
+			t.Errorf("bad query %d: %v, want invalid argument", i, err)
+		}
+	}
+}
+
+// testMetricsAggregate: statistics per group, worked by hand.
+func testMetricsAggregate(t *testing.T, h *Harness) {
+	co := newMetricsCohort(t, h)
+	s, ctx := co.s, context.Background()
+	got, err := s.AggregateCaseMetrics(ctx, store.MetricsQuery{}, store.GroupMonth, []string{"cpb_minutes", "nadir_hct_pct"})
+	if err != nil {
+		t.Fatalf("aggregate: %v", err)
+	}
+	want := []store.MetricAggregate{
+		// January CPB 90, 120: mean 105; quartiles 90 + 0.25·30 = 97.5 and 90 + 0.75·30 = 112.5.
+		{Group: "2026-01", Metric: "cpb_minutes", Count: 2, Mean: 105, Median: 105, P25: 97.5, P75: 112.5, Min: 90, Max: 120},
+		// January Hct 20, 24: mean 22, p25 21, p75 23.
+		{Group: "2026-01", Metric: "nadir_hct_pct", Count: 2, Mean: 22, Median: 22, P25: 21, P75: 23, Min: 20, Max: 24},
+		{Group: "2026-02", Metric: "cpb_minutes", Count: 1, Mean: 60, Median: 60, P25: 60, P75: 60, Min: 60, Max: 60},
+		{Group: "2026-02", Metric: "nadir_hct_pct", Count: 1, Mean: 18, Median: 18, P25: 18, P75: 18, Min: 18, Max: 18},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("by month:\n got %+v\nwant %+v", got, want)
+	}
+	// Surgeon S1 (A 90, C 60) with a filter leaving A and C: CPB 60, 90.
+	got, err = s.AggregateCaseMetrics(ctx, store.MetricsQuery{Conditions: []store.MetricCondition{cond("nadir_hct_pct", store.OpLess, 21)}},
+		store.GroupSurgeon, []string{"cpb_minutes"})
+	want = []store.MetricAggregate{{Group: "S1", Metric: "cpb_minutes", Count: 2, Mean: 75, Median: 75, P25: 67.5, P75: 82.5, Min: 60, Max: 90}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("by surgeon: %v\n got %+v\nwant %+v", err, got, want)
+	}
+	var inv *charting.InvalidError
+	if _, err := s.AggregateCaseMetrics(ctx, store.MetricsQuery{}, "weekday", []string{"cpb_minutes"}); !errors.As(err, &inv) {
+		t.Fatalf("unknown grouping: %v", err)
+	}
+}
+
+func cond(metric string, op store.CompareOp, v float64) store.MetricCondition {
+	return store.MetricCondition{Metric: metric, Op: op, Value: v}
+}
