@@ -25,7 +25,10 @@
 // not acknowledged after every reconnect, and deletes spool segments once
 // every batch in them is acknowledged. A gateway that crashes and calls
 // OpenSampleStreamer again on the same spool directory resumes where it
-// stopped: the server ends up with every sample exactly once.
+// stopped: the server ends up with every sample exactly once. With
+// StreamerOptions.MaxSpoolBytes the spool is bounded: past it, Send fails
+// with ErrSpoolFull and takes nothing, so a long outage fills no disk and
+// loses nothing silently.
 //
 // One source has one writer. The server names the batch a refusal is about
 // (google.rpc.ErrorInfo SAMPLE_BATCH_REJECTED with its source and

@@ -106,6 +106,9 @@ func (sp *spool) recover(caseID, sourceID string) (*recovered, error) {
 		if torn {
 			rec.truncated++
 		}
+		if fi, err := os.Stat(seg.path); err == nil {
+			seg.off = fi.Size() // for the quota: what the segment holds on disk
+		}
 		sp.segs = append(sp.segs, seg)
 		for j, p := range payloads {
 			r, err := decodeRecord(p)

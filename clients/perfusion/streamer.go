@@ -73,6 +73,14 @@ type StreamerOptions struct {
 	// large; a segment is deleted when every batch in it is acknowledged.
 	// Default DefaultSegmentBytes.
 	SegmentBytes int64
+	// MaxSpoolBytes bounds the spool's segments on disk (0: no bound).
+	// When a Send would grow them past it, as during a long outage, Send
+	// fails with ErrSpoolFull and writes nothing: the gateway learns that
+	// the samples were not taken, rather than finding a full disk later.
+	// Acknowledged segments are deleted, so room returns once the server
+	// is reachable again. It must be at least twice SegmentBytes, since
+	// the active segment is only deleted after the next one starts.
+	MaxSpoolBytes int64
 	// OnDeadLetter, when set, is called (from the streamer's goroutine; it
 	// must not block for long) for each batch the server rejects.
 	OnDeadLetter func(DeadLetter)
@@ -103,6 +111,8 @@ type Stats struct {
 	Reconnects int64
 	// Pending is the number of cut batches not yet acknowledged.
 	Pending int
+	// SpoolFull counts Sends refused with ErrSpoolFull.
+	SpoolFull int64
 }
 
 // SampleStreamer carries the samples of one source of one case to the
@@ -200,6 +210,9 @@ func OpenSampleStreamer(ctx context.Context, c *Client, caseID, sourceID, spoolD
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = DefaultSegmentBytes
 	}
+	if opts.MaxSpoolBytes < 0 || opts.MaxSpoolBytes > 0 && opts.MaxSpoolBytes < 2*opts.SegmentBytes {
+		return nil, fmt.Errorf("perfusion: MaxSpoolBytes %d must be 0 (no bound) or at least twice SegmentBytes (%d)", opts.MaxSpoolBytes, 2*opts.SegmentBytes)
+	}
 	log := c.cfg.log.With("case_id", caseID, "source_id", sourceID)
 	sp, rec, err := openSpool(spoolDir, caseID, sourceID, log)
 	if err != nil {
@@ -266,6 +279,9 @@ func (s *SampleStreamer) Send(ctx context.Context, series ...*pb.SampleSeries) e
 		recs = append(recs, rec)
 	}
 	if len(recs) > 0 {
+		if err := s.checkQuotaLocked(recs); err != nil {
+			return err
+		}
 		if err := s.sp.write(recs...); err != nil {
 			return err
 		}
