@@ -148,6 +148,8 @@ func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*c
 		}
 		if e.Kind != charting.EntryAddendum {
 			markStarted(c, e.RecordedAt)
+		} else if err := s.enqueueExports(ctx, tx, c.ID, c.Head.Seq, e.RecordedAt); err != nil {
+			return err // an addendum is a new version of a signed record
 		}
 		stored, after = e, c
 		return tx.UpdateCaseState(ctx, c)

@@ -29,6 +29,9 @@ type Config struct {
 	// Logger receives warnings about derived data (metrics); nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Outbox, when set, queues exports of every signature and addendum in
+	// the transaction that stores it (outbox.go); nil queues nothing.
+	Outbox *OutboxConfig
 }
 
 // Store is the perfusion record on one Backend. Every write runs in one
@@ -43,11 +46,12 @@ type Store struct {
 	// metricsCfg and log serve the derived quality metrics (metrics.go).
 	metricsCfg *charting.MetricsConfig
 	log        *slog.Logger
+	outbox     *OutboxConfig
 }
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -334,6 +338,9 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		}
 		ref := strconv.FormatInt(sig.Number, 10)
 		if err := appendLink(ctx, tx, c, charting.LinkSignature, ref, actor, string(r.Meaning), now, charting.DigestSignature(sig)); err != nil {
+			return err
+		}
+		if err := s.enqueueExports(ctx, tx, id, sig.Number, now); err != nil {
 			return err
 		}
 		c.Status = charting.StatusSigned

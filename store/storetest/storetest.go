@@ -71,6 +71,10 @@ func Run(t *testing.T, h Harness) {
 		{"MetricsLifecycle", testMetricsLifecycle},
 		{"MetricsQuery", testMetricsQuery},
 		{"MetricsAggregate", testMetricsAggregate},
+		{"OutboxEnqueue", testOutboxEnqueue},
+		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
+		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
+		{"OutboxList", testOutboxList},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
