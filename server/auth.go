@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"slices"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -18,6 +20,30 @@ type Principal struct {
 	// Name is the stable identity of the caller, e.g. a staff id or a
 	// device gateway's id. At most MaxPrincipalLen characters.
 	Name string
+	// Roles are what the caller may do (see policy.go). Unknown role names
+	// are kept but grant nothing.
+	Roles []Role
+	// Sites are the hospital or campus codes whose cases the caller may
+	// reach; AllSites is written "*" in a token.
+	Sites []string
+	// AllSites lets the caller reach every site's cases (administrators,
+	// and the development identities of tests).
+	AllSites bool
+	// AuthTime is when the person last proved who they are to the
+	// identity provider (the OpenID Connect auth_time claim); zero when
+	// unknown. Signing requires it to be recent.
+	AuthTime time.Time
+	// Via says how the caller was authenticated: "jwt", "mtls" or
+	// "dev-header". It goes to the access audit.
+	Via string
+}
+
+// HasRole reports whether p holds role r.
+func (p Principal) HasRole(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// CanReachSite reports whether p's site scope covers site.
+func (p Principal) CanReachSite(site string) bool {
+	return p.AllSites || slices.Contains(p.Sites, site)
 }
 
 // MaxPrincipalLen bounds a principal's name; it is stored with every write.
@@ -36,7 +62,9 @@ type Authenticator interface {
 const PrincipalHeader = "x-perfusion-principal"
 
 // HeaderAuthenticator trusts the caller's own claim in the
-// x-perfusion-principal metadata key.
+// x-perfusion-principal metadata key, and gives every caller the same
+// Roles and site scope (nil Roles: every role, every site, identified
+// access, authenticated just now).
 //
 // ┌──────────────────────────────────────────────────────────────────────┐
 // │ FOR DEVELOPMENT AND TESTS ONLY. Anyone who can reach the port can    │
@@ -44,11 +72,16 @@ const PrincipalHeader = "x-perfusion-principal"
 // │ worthless. Never deploy it where real patients are charted; use a    │
 // │ real Authenticator (JWT or mTLS) instead.                            │
 // └──────────────────────────────────────────────────────────────────────┘
-type HeaderAuthenticator struct{}
+type HeaderAuthenticator struct {
+	// Roles granted to every caller; nil grants all roles and all sites.
+	Roles []Role
+	// Sites every caller may reach when Roles is set; "*" is every site.
+	Sites []string
+}
 
 // Authenticate returns the principal named by the x-perfusion-principal
 // metadata key: exactly one value, 1 to 128 printable characters.
-func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) {
+func (h HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(PrincipalHeader)
 	switch {
@@ -61,7 +94,14 @@ func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) 
 		// The value is not echoed: it is whatever the caller sent.
 		return Principal{}, status.Errorf(codes.Unauthenticated, "%s must be 1 to %d printable characters", PrincipalHeader, MaxPrincipalLen)
 	}
-	return Principal{Name: vals[0]}, nil
+	p := Principal{Name: vals[0], Roles: h.Roles, Sites: h.Sites, AuthTime: time.Now(), Via: "dev-header"}
+	if h.Roles == nil {
+		p.Roles, p.AllSites = AllRoles(), true
+	}
+	if slices.Contains(p.Sites, "*") {
+		p.AllSites = true
+	}
+	return p, nil
 }
 
 func validPrincipal(s string) bool {

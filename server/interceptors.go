@@ -5,25 +5,30 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // interceptors is the chain every call passes, outermost first:
-// logging → authentication → recovery. Logging is outermost so it sees the
+// logging → access (authentication, authorization, access audit) →
+// recovery. Logging is outermost so it sees the
 // final status of every call, including refused ones; recovery is innermost
 // so a panicking handler still yields a status that logging records.
 type interceptors struct {
-	log  *slog.Logger
-	auth Authenticator
+	log   *slog.Logger
+	auth  Authenticator
+	authz *authorizer
+	// audit, when set, records a call in the access audit and returns the
+	// call's error, or its own when the record could not be written.
+	audit func(ctx context.Context, method string, r Rule, p Principal, caseID string, err error) error
 }
 
-func newInterceptors(log *slog.Logger, auth Authenticator) *interceptors {
-	return &interceptors{log: log, auth: auth}
+func newInterceptors(log *slog.Logger, auth Authenticator, authz *authorizer) *interceptors {
+	return &interceptors{log: log, auth: auth, authz: authz}
 }
 
 // callInfo is filled in by inner interceptors for the logging interceptor,
@@ -64,50 +69,87 @@ func (ic *interceptors) logCall(method string, ci *callInfo, start time.Time, er
 		"method", method, "code", code.String(), "duration", time.Since(start), "principal", ci.principal)
 }
 
-// skipAuth reports whether a method is open to everyone: health checks
-// come from load balancers and orchestrators, reflection only describes the
-// API.
-func skipAuth(method string) bool {
-	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
-}
-
-func (ic *interceptors) authenticate(ctx context.Context) (context.Context, error) {
+func (ic *interceptors) authenticate(ctx context.Context) (context.Context, Principal, error) {
 	p, err := ic.auth.Authenticate(ctx)
 	if err != nil {
 		// An authenticator may say why with a status (Unauthenticated, or
 		// Unavailable when its key source is down); any other error is a
 		// refusal whose text stays here.
 		if _, ok := status.FromError(err); ok {
-			return nil, err
+			return nil, Principal{}, err
 		}
-		return nil, status.Error(codes.Unauthenticated, "authentication failed")
+		return nil, Principal{}, status.Error(codes.Unauthenticated, "authentication failed")
 	}
 	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
 		ci.principal = p.Name
 	}
-	return WithPrincipal(ctx, p), nil
+	return WithPrincipal(ctx, p), p, nil
 }
 
-func (ic *interceptors) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if skipAuth(info.FullMethod) {
+// admit authenticates and authorizes a call up to its request: the method
+// must have a policy entry, the caller one of its roles (and for signing a
+// recent authentication). Site scoping needs the request and follows.
+func (ic *interceptors) admit(ctx context.Context, method string) (context.Context, Principal, Rule, error) {
+	r, ok := PolicyFor(method)
+	if !ok {
+		return ctx, Principal{}, r, errNoPolicy
+	}
+	if r.Public {
+		return ctx, Principal{}, r, nil
+	}
+	ctx, p, err := ic.authenticate(ctx)
+	if err != nil {
+		return ctx, p, r, err
+	}
+	return ctx, p, r, ic.authz.checkRole(p, method, r)
+}
+
+func (ic *interceptors) unaryAccess(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	actx, p, r, err := ic.admit(ctx, info.FullMethod)
+	if r.Public && err == nil {
 		return handler(ctx, req)
 	}
-	ctx, err := ic.authenticate(ctx)
-	if err != nil {
-		return nil, err
+	var caseID string
+	if err == nil {
+		if m, ok := req.(proto.Message); ok {
+			caseID, err = ic.authz.checkScope(actx, p, r, m)
+		}
 	}
-	return handler(ctx, req)
+	if err != nil {
+		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, err)
+	}
+	resp, err := handler(actx, req)
+	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, err); aerr != err {
+		return nil, aerr
+	}
+	return resp, err
 }
 
-func (ic *interceptors) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if skipAuth(info.FullMethod) {
+func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, p, r, err := ic.admit(ss.Context(), info.FullMethod)
+	if r.Public && err == nil {
 		return handler(srv, ss)
 	}
-	ctx, err := ic.authenticate(ss.Context())
 	if err != nil {
+		return ic.audited(ss.Context(), info.FullMethod, r, p, "", err)
+	}
+	scoped := &scopedStream{ServerStream: ss, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}}
+	if r.Scope != ScopeCase {
+		err = handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+	} else {
+		err = handler(srv, scoped)
+	}
+	return ic.audited(ss.Context(), info.FullMethod, r, p, scoped.caseID, err)
+}
+
+// audited records a call in the access audit when it touched patient data
+// or was refused, and returns the call's error; when the record cannot be
+// written the call fails instead (see access_audit.go).
+func (ic *interceptors) audited(ctx context.Context, method string, r Rule, p Principal, caseID string, err error) error {
+	if ic.audit == nil {
 		return err
 	}
-	return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+	return ic.audit(ctx, method, r, p, caseID, err)
 }
 
 // errPanic is what a client sees when a handler panics: nothing of the

@@ -48,9 +48,13 @@ type Config struct {
 	// Logger receives one line per call (method, code, duration,
 	// principal) and internal errors. Nil means slog.Default().
 	Logger *slog.Logger
-	// Authenticator decides who is calling. Nil means HeaderAuthenticator,
-	// which is for development and tests only.
+	// Authenticator decides who is calling. Nil means HeaderAuthenticator
+	// with every role on every site, which is for development and tests
+	// only: perfusiond always sets one.
 	Authenticator Authenticator
+	// SignAuthMaxAge is how recent a signer's authentication (auth_time)
+	// must be; 0 means DefaultSignAuthMaxAge.
+	SignAuthMaxAge time.Duration
 	// ReadinessInterval is how often the backend's Ready is checked; 0
 	// means DefaultReadinessInterval.
 	ReadinessInterval time.Duration
@@ -121,6 +125,9 @@ func New(cfg Config) *Server {
 	if cfg.Authenticator == nil {
 		cfg.Authenticator = HeaderAuthenticator{}
 	}
+	if cfg.SignAuthMaxAge <= 0 {
+		cfg.SignAuthMaxAge = DefaultSignAuthMaxAge
+	}
 	if cfg.ReadinessInterval <= 0 {
 		cfg.ReadinessInterval = DefaultReadinessInterval
 	}
@@ -138,16 +145,16 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	chain := newInterceptors(cfg.Logger, cfg.Authenticator)
+	h := &handlers{store: cfg.Store, log: cfg.Logger}
+	chain := newInterceptors(cfg.Logger, cfg.Authenticator, &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now})
 	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAuth, chain.unaryRecovery),
-		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAuth, chain.streamRecovery),
+		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryRecovery),
+		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamRecovery),
 		grpc.KeepaliveParams(cfg.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(cfg.KeepaliveEnforcement),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
 	)
-	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
@@ -203,3 +210,7 @@ func (s *Server) setServing(ok bool) {
 		s.health.SetServingStatus(name, st)
 	}
 }
+
+// ServiceInfo describes the registered services and their methods, as
+// grpc.Server does; the policy tests walk it.
+func (s *Server) ServiceInfo() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }

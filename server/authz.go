@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"perfusion/charting"
+)
+
+// DefaultSignAuthMaxAge is how long after authenticating a person may sign:
+// a signature attests the record, so it must come from someone who proved
+// who they are a short while ago, not from a token left open all shift.
+const DefaultSignAuthMaxAge = 15 * time.Minute
+
+// authorizer applies the policy table to one authenticated call.
+type authorizer struct {
+	h              *handlers
+	signAuthMaxAge time.Duration
+	now            func() time.Time
+}
+
+// errNoPolicy refuses a method missing from the policy table: fail closed.
+var errNoPolicy = status.Error(codes.PermissionDenied, "permission denied: the method has no access policy")
+
+// checkRole applies the rule's roles and recent-authentication demand.
+func (a *authorizer) checkRole(p Principal, method string, r Rule) error {
+	if !r.allows(p) {
+		if r.Identified && p.HasRole(RoleReviewer) && !p.HasRole(RoleIdentified) {
+			return status.Error(codes.PermissionDenied, "permission denied: this method returns patient identifiers; reviewers need identified access")
+		}
+		return status.Errorf(codes.PermissionDenied, "permission denied: your roles may not call %s", method)
+	}
+	if r.RecentAuth {
+		if p.AuthTime.IsZero() {
+			return status.Error(codes.Unauthenticated, "signing requires a recent authentication, and the token has no auth_time: sign in again")
+		}
+		if age := a.now().Sub(p.AuthTime); age > a.signAuthMaxAge {
+			return status.Errorf(codes.Unauthenticated, "signing requires an authentication within the last %s; yours was %s ago: sign in again",
+				a.signAuthMaxAge, age.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// checkScope confines a request to the caller's sites. It returns the case
+// the request names, if any, for the access audit. Requests whose case id
+// is missing or malformed, or names no case, pass on: the handler answers
+// them with InvalidArgument or NotFound, as for anyone.
+func (a *authorizer) checkScope(ctx context.Context, p Principal, r Rule, req proto.Message) (caseID string, err error) {
+	switch r.Scope {
+	case ScopeCase:
+		caseID = caseIDOf(req)
+		return caseID, a.checkCase(ctx, p, caseID)
+	case ScopeSite:
+		if site := stringField(req.ProtoReflect(), "site"); site != "" && !p.CanReachSite(site) {
+			return "", status.Error(codes.PermissionDenied, "permission denied: the site is not among yours")
+		}
+	case ScopeList:
+		return "", scopeList(p, req)
+	}
+	return "", nil
+}
+
+// checkCase checks that the case's site is among the caller's.
+func (a *authorizer) checkCase(ctx context.Context, p Principal, caseID string) error {
+	if p.AllSites || caseID == "" {
+		return nil
+	}
+	id, err := uuid.Parse(caseID)
+	if err != nil {
+		return nil
+	}
+	c, err := a.h.store.GetCase(ctx, id)
+	if errors.Is(err, charting.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return a.h.fail(fmt.Errorf("authorize: %w", err))
+	}
+	if !p.CanReachSite(c.Site) {
+		return status.Error(codes.PermissionDenied, "permission denied: the case belongs to a site that is not among yours")
+	}
+	return nil
+}
+
+// scopeList confines a list to one of the caller's sites, filling in the
+// only one a single-site caller has.
+func scopeList(p Principal, req proto.Message) error {
+	if p.AllSites {
+		return nil
+	}
+	m := req.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName("site")
+	if fd == nil {
+		return status.Error(codes.PermissionDenied, "permission denied: the list cannot be confined to your sites")
+	}
+	site := m.Get(fd).String()
+	switch {
+	case site == "" && len(p.Sites) == 1:
+		m.Set(fd, protoreflect.ValueOfString(p.Sites[0]))
+	case site == "":
+		return status.Error(codes.PermissionDenied, "permission denied: name one of your sites in the filter")
+	case !p.CanReachSite(site):
+		return status.Error(codes.PermissionDenied, "permission denied: the site is not among yours")
+	}
+	return nil
+}
+
+// caseIDOf returns the first non-empty case_id of m: a top-level field, or
+// one in a message field one level down (RecordEntryRequest.entry,
+// StreamSamplesRequest.open).
+func caseIDOf(m proto.Message) string {
+	r := m.ProtoReflect()
+	if id := stringField(r, "case_id"); id != "" {
+		return id
+	}
+	var found string
+	r.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return true
+		}
+		found = stringField(v.Message(), "case_id")
+		return found == ""
+	})
+	return found
+}
+
+// stringField returns the value of m's string field name, or "".
+func stringField(m protoreflect.Message, name protoreflect.Name) string {
+	fd := m.Descriptor().Fields().ByName(name)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return ""
+	}
+	return m.Get(fd).String()
+}
+
+// scopedStream checks the case of every message a client sends on a
+// stream, so a stream cannot reach a case its caller could not.
+type scopedStream struct {
+	grpc.ServerStream
+	ctx     context.Context
+	a       *authorizer
+	p       Principal
+	checked map[string]bool
+	// caseID is the first case the stream named, for the access audit.
+	caseID string
+}
+
+func (s *scopedStream) Context() context.Context { return s.ctx }
+
+// RecvMsg receives m and refuses it when it names a case out of scope.
+func (s *scopedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil
+	}
+	id := caseIDOf(pm)
+	if id == "" || s.checked[id] {
+		return nil
+	}
+	if s.caseID == "" {
+		s.caseID = id
+	}
+	if err := s.a.checkCase(s.ctx, s.p, id); err != nil {
+		return err
+	}
+	s.checked[id] = true
+	return nil
+}

@@ -1,0 +1,136 @@
+package server
+
+// This file is the ONE authorization policy of the API: for every RPC
+// (full method name), who may call it and how the call is scoped and
+// audited. A method missing here is refused for everyone (fail closed), and
+// TestPolicyCoversEveryRPC fails, so a new RPC cannot ship without an
+// entry. Add yours next to its service's.
+
+// Role is what a caller may do, granted by the identity provider (the
+// roles claim) or by the certificate mapping of a service principal.
+type Role string
+
+// The roles.
+const (
+	// RolePerfusionist charts cases, streams device data, closes and signs.
+	RolePerfusionist Role = "perfusionist"
+	// RoleAnesthesiologist charts, closes and signs alongside the
+	// perfusionist.
+	RoleAnesthesiologist Role = "anesthesiologist"
+	// RoleReviewer reads cases for quality review: de-identified unless
+	// also granted RoleIdentified.
+	RoleReviewer Role = "reviewer"
+	// RoleIntegration is a service principal: device gateways stream
+	// samples, interface engines exchange messages with the hospital.
+	RoleIntegration Role = "integration"
+	// RoleAdmin reads every site's cases and the access audit, and reviews
+	// break-glass use. It writes no clinical data.
+	RoleAdmin Role = "admin"
+	// RoleIdentified is a grant, not a job: a reviewer holding it may call
+	// RPCs that return patient identifiers.
+	RoleIdentified Role = "identified"
+)
+
+// AllRoles returns every role, for development identities.
+func AllRoles() []Role {
+	return []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleIntegration, RoleAdmin, RoleIdentified}
+}
+
+// Scope says how a call is confined to the caller's sites.
+type Scope int
+
+// The scopes.
+const (
+	// ScopeNone: the call touches no case (or reads only what the caller
+	// may see anyway, such as its own audit rights).
+	ScopeNone Scope = iota
+	// ScopeCase: the request names a case (a case_id field, at the top or
+	// one message down, in every message of a stream); the case's site must
+	// be among the caller's sites.
+	ScopeCase
+	// ScopeSite: the request names a site (a top-level site field) that
+	// must be among the caller's sites, e.g. creating a case.
+	ScopeSite
+	// ScopeList: a list whose site filter must be one of the caller's
+	// sites; a caller with a single site has it filled in.
+	ScopeList
+)
+
+// Rule is the policy of one RPC.
+type Rule struct {
+	// Public methods need no authentication: health checks and reflection.
+	Public bool
+	// Roles may call the method.
+	Roles []Role
+	// Identified: the response carries patient identifiers (names, MRN,
+	// birth date, free text), so a reviewer needs RoleIdentified too.
+	Identified bool
+	// Scope confines the call to the caller's sites.
+	Scope Scope
+	// PatientData: the call reads or writes patient data and is recorded
+	// in the access audit (denied calls are recorded whatever this says).
+	PatientData bool
+	// RecentAuth: the caller must have authenticated within the signing
+	// window (auth_time), as a signature is a legal attestation.
+	RecentAuth bool
+}
+
+var (
+	clinicians = []Role{RolePerfusionist, RoleAnesthesiologist}
+	readers    = []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleAdmin}
+)
+
+// policy is the table. Keys are full method names as gRPC reports them.
+var policy = map[string]Rule{
+	// Health and reflection: load balancers and tools, no patient data.
+	"/grpc.health.v1.Health/Check":                                   {Public: true},
+	"/grpc.health.v1.Health/List":                                    {Public: true},
+	"/grpc.health.v1.Health/Watch":                                   {Public: true},
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {Public: true},
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {Public: true},
+
+	// CaseService.
+	"/perfusion.v1.CaseService/CreateCase":        {Roles: clinicians, Scope: ScopeSite, PatientData: true},
+	"/perfusion.v1.CaseService/GetCase":           {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.CaseService/ListCases":         {Roles: readers, Identified: true, Scope: ScopeList, PatientData: true},
+	"/perfusion.v1.CaseService/UpdateCaseDetails": {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.CaseService/CloseCase":         {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.CaseService/SignCase":          {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer}, Scope: ScopeCase, PatientData: true, RecentAuth: true},
+	"/perfusion.v1.CaseService/AddAddendum":       {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+
+	// ChartingService.
+	"/perfusion.v1.ChartingService/StreamSamples": {Roles: []Role{RoleIntegration, RolePerfusionist}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/RecordEntry":   {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleIntegration}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/CorrectEntry":  {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	// Entries carry free-text notes: identified.
+	"/perfusion.v1.ChartingService/ListEntries": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
+	// Device samples identify no one: reviewers may read them.
+	"/perfusion.v1.ChartingService/QuerySamples": {Roles: readers, Scope: ScopeCase, PatientData: true},
+
+	// RecordService.
+	"/perfusion.v1.RecordService/VerifyRecord":  {Roles: readers, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.RecordService/GetAuditTrail": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
+}
+
+// PolicyFor returns the rule of a full method name, and whether there is
+// one.
+func PolicyFor(method string) (Rule, bool) {
+	r, ok := policy[method]
+	return r, ok
+}
+
+// allows reports whether p may call a method with rule r, before site
+// scoping: one of the rule's roles, and for identified data a reviewer
+// (who holds no clinical role) needs RoleIdentified.
+func (r Rule) allows(p Principal) bool {
+	for _, role := range r.Roles {
+		if !p.HasRole(role) {
+			continue
+		}
+		if role == RoleReviewer && r.Identified && !p.HasRole(RoleIdentified) {
+			continue
+		}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,282 @@
+package server_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/server"
+)
+
+// registeredMethods lists every method the server serves, by full name.
+func registeredMethods(t *testing.T, e *env) []string {
+	t.Helper()
+	var out []string
+	for svc, info := range e.srv.ServiceInfo() {
+		for _, m := range info.Methods {
+			out = append(out, "/"+svc+"/"+m.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPolicyCoversEveryRPC fails when an RPC has no policy entry: every
+// service the server registers, and every service of the perfusion API's
+// file descriptors (served or not yet).
+func TestPolicyCoversEveryRPC(t *testing.T) {
+	e := start(t, sqliteBackend(t))
+	methods := registeredMethods(t, e)
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if !strings.HasPrefix(string(fd.Package()), "perfusion.") {
+			return true
+		}
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				methods = append(methods, "/"+string(sd.FullName())+"/"+string(sd.Methods().Get(j).Name()))
+			}
+		}
+		return true
+	})
+	if len(methods) < 15 {
+		t.Fatalf("found only %d methods: the walk is broken", len(methods))
+	}
+	for _, m := range methods {
+		r, ok := server.PolicyFor(m)
+		if !ok {
+			t.Errorf("%s has no entry in server/policy.go", m)
+			continue
+		}
+		if !r.Public && len(r.Roles) == 0 {
+			t.Errorf("%s: no role may call it", m)
+		}
+	}
+}
+
+// caller is one identity of the role table.
+type caller struct {
+	name  string
+	roles []server.Role
+}
+
+var callers = []caller{
+	{"perfusionist", []server.Role{server.RolePerfusionist}},
+	{"anesthesiologist", []server.Role{server.RoleAnesthesiologist}},
+	{"reviewer", []server.Role{server.RoleReviewer}},
+	{"reviewer-identified", []server.Role{server.RoleReviewer, server.RoleIdentified}},
+	{"integration", []server.Role{server.RoleIntegration}},
+	{"admin", []server.Role{server.RoleAdmin}},
+	{"no-role", nil},
+}
+
+// jwtEnv is a server trusting a development key, and the key to issue
+// tokens with.
+type jwtEnv struct {
+	*env
+	key *server.DevKey
+}
+
+func startJWT(t *testing.T, adjust ...func(*server.Config)) *jwtEnv {
+	t.Helper()
+	key, err := server.LoadOrCreateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := server.NewJWTAuthenticator(server.JWTConfig{Keys: key.Keys(), Issuer: server.DevIssuer, Audience: server.DevAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adjust = append([]func(*server.Config){func(c *server.Config) { c.Authenticator = auth }}, adjust...)
+	return &jwtEnv{env: start(t, sqliteBackend(t), adjust...), key: key}
+}
+
+// token returns a context carrying a token for name with roles at sites,
+// authenticated authAge ago.
+func (e *jwtEnv) token(name string, roles []server.Role, sites []string, authAge time.Duration) context.Context {
+	e.t.Helper()
+	tok, err := e.key.Issue(server.DevTokenClaims{Subject: name, Roles: roles, Sites: sites, TTL: time.Hour}, time.Now().Add(-authAge))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return bearer(tok)
+}
+
+// createCaseAt creates a case at site as a perfusionist of that site.
+func (e *jwtEnv) createCaseAt(site string) string {
+	e.t.Helper()
+	resp, err := e.cases.CreateCase(e.token("perfusionist-1", []server.Role{server.RolePerfusionist}, []string{site}, 0), &pb.CreateCaseRequest{
+		CaseId: uuid.NewString(), Kind: pb.CaseKind_CASE_KIND_CPB, Site: site, Room: "OR-1",
+		ScheduledStart: timestamppb.New(time.Now().Truncate(time.Minute)), Details: sampleDetails(),
+	})
+	if err != nil {
+		e.t.Fatalf("create case: %v", err)
+	}
+	return resp.GetCase().GetCaseId()
+}
+
+// requestFor builds an otherwise empty request of method's input type that
+// names caseID and site wherever the message has such a field.
+func requestFor(t *testing.T, method, caseID, site string) (proto.Message, protoreflect.MethodDescriptor) {
+	t.Helper()
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	md := d.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(name))
+	m := dynamicpb.NewMessage(md.Input())
+	setIDs(m, caseID, site, 0)
+	return m, md
+}
+
+func setIDs(m protoreflect.Message, caseID, site string, depth int) {
+	fields := m.Descriptor().Fields()
+	if fd := fields.ByName("case_id"); fd != nil && fd.Kind() == protoreflect.StringKind {
+		m.Set(fd, protoreflect.ValueOfString(caseID))
+	}
+	if fd := fields.ByName("site"); fd != nil && fd.Kind() == protoreflect.StringKind && depth == 0 {
+		m.Set(fd, protoreflect.ValueOfString(site))
+	}
+	if depth > 0 {
+		return
+	}
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() || fd.Message().Fields().ByName("case_id") == nil {
+			continue
+		}
+		if fd.ContainingOneof() != nil && m.WhichOneof(fd.ContainingOneof()) != nil {
+			continue
+		}
+		sub := m.Mutable(fd).Message()
+		setIDs(sub, caseID, site, depth+1)
+	}
+}
+
+// call invokes method with req over conn, unary or as a stream that sends
+// req once, and returns the status code.
+func call(ctx context.Context, conn *grpc.ClientConn, method string, md protoreflect.MethodDescriptor, req proto.Message) codes.Code {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out := dynamicpb.NewMessage(md.Output())
+	if !md.IsStreamingClient() && !md.IsStreamingServer() {
+		return status.Code(conn.Invoke(ctx, method, req, out))
+	}
+	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: md.IsStreamingClient(), ServerStreams: md.IsStreamingServer()}, method)
+	if err != nil {
+		return status.Code(err)
+	}
+	if err := s.SendMsg(req); err != nil {
+		return status.Code(err)
+	}
+	s.CloseSend()
+	for {
+		if err := s.RecvMsg(out); err != nil {
+			return status.Code(err)
+		}
+	}
+}
+
+// TestRoleTable runs every role against every RPC over a real connection:
+// an allowed call gets past authorization (whatever the handler then says
+// of its empty request), a refused one is PermissionDenied.
+func TestRoleTable(t *testing.T) {
+	e := startJWT(t)
+	caseID := e.createCaseAt("MAIN")
+	for _, method := range registeredMethods(t, e.env) {
+		rule, _ := server.PolicyFor(method)
+		if rule.Public {
+			continue
+		}
+		for _, c := range callers {
+			t.Run(strings.TrimPrefix(method, "/perfusion.v1.")+"/"+c.name, func(t *testing.T) {
+				req, md := requestFor(t, method, caseID, "MAIN")
+				code := call(e.token(c.name+"-1", c.roles, []string{"MAIN"}, 0), e.conn, method, md, req)
+				allowed := slices.ContainsFunc(rule.Roles, func(r server.Role) bool {
+					return slices.Contains(c.roles, r) && !(r == server.RoleReviewer && rule.Identified && !slices.Contains(c.roles, server.RoleIdentified))
+				})
+				switch {
+				case allowed && (code == codes.PermissionDenied || code == codes.Unauthenticated):
+					t.Fatalf("%s was refused (%s), the policy allows it", c.name, code)
+				case !allowed && code != codes.PermissionDenied:
+					t.Fatalf("%s got %s, want PermissionDenied", c.name, code)
+				}
+			})
+		}
+	}
+}
+
+// TestSiteScope: a case of another site is out of reach of every method
+// that names it; an admin reaches every site.
+func TestSiteScope(t *testing.T) {
+	e := startJWT(t)
+	other := e.createCaseAt("NORTH")
+	all := []server.Role{server.RolePerfusionist, server.RoleAnesthesiologist, server.RoleReviewer, server.RoleIdentified, server.RoleIntegration}
+	for _, method := range registeredMethods(t, e.env) {
+		rule, _ := server.PolicyFor(method)
+		if rule.Public || rule.Scope == server.ScopeNone {
+			continue
+		}
+		t.Run(strings.TrimPrefix(method, "/perfusion.v1."), func(t *testing.T) {
+			req, md := requestFor(t, method, other, "NORTH")
+			if code := call(e.token("main-only", all, []string{"MAIN"}, 0), e.conn, method, md, req); code != codes.PermissionDenied {
+				t.Fatalf("a MAIN user reaching NORTH got %s, want PermissionDenied", code)
+			}
+		})
+	}
+	admin := e.token("admin-1", []server.Role{server.RoleAdmin}, nil, 0)
+	if _, err := e.cases.GetCase(admin, &pb.GetCaseRequest{CaseId: other}); err != nil {
+		t.Fatalf("admin GetCase at NORTH: %v", err)
+	}
+	// A single-site caller's list is confined to its site; one with two
+	// sites must name one.
+	e.createCaseAt("MAIN")
+	resp, err := e.cases.ListCases(e.token("p", all, []string{"MAIN"}, 0), &pb.ListCasesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range resp.GetCases() {
+		if c.GetSite() != "MAIN" {
+			t.Fatalf("a MAIN user listed a %s case", c.GetSite())
+		}
+	}
+	if len(resp.GetCases()) != 1 {
+		t.Fatalf("listed %d cases, want 1", len(resp.GetCases()))
+	}
+	_, err = e.cases.ListCases(e.token("p", all, []string{"MAIN", "EAST"}, 0), &pb.ListCasesRequest{})
+	wantCode(t, "two sites, no filter", err, codes.PermissionDenied)
+}
+
+// TestSigningNeedsRecentAuthentication: the same signer is refused with an
+// old auth_time and accepted with a fresh one.
+func TestSigningNeedsRecentAuthentication(t *testing.T) {
+	e := startJWT(t, func(c *server.Config) { c.SignAuthMaxAge = 5 * time.Minute })
+	id := e.createCaseAt("MAIN")
+	p := []server.Role{server.RolePerfusionist}
+	if _, err := e.cases.CloseCase(e.token("perfusionist-1", p, []string{"MAIN"}, time.Hour), &pb.CloseCaseRequest{CaseId: id}); err != nil {
+		t.Fatalf("close with an old authentication (only signing needs a recent one): %v", err)
+	}
+	sign := &pb.SignCaseRequest{CaseId: id, Meaning: pb.SignatureMeaning_SIGNATURE_MEANING_AUTHORED, SignerDisplayName: "P. Perfusionist"}
+	_, err := e.cases.SignCase(e.token("perfusionist-1", p, []string{"MAIN"}, 10*time.Minute), sign)
+	st := wantCode(t, "sign 10 minutes after authenticating", err, codes.Unauthenticated)
+	if !strings.Contains(st.Message(), "sign in again") {
+		t.Fatalf("message %q does not say what to do", st.Message())
+	}
+	if _, err := e.cases.SignCase(e.token("perfusionist-1", p, []string{"MAIN"}, time.Minute), sign); err != nil {
+		t.Fatalf("sign a minute after authenticating: %v", err)
+	}
+}
