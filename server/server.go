@@ -76,6 +76,10 @@ type Config struct {
 	// StreamWindow is how many batches one stream may have awaiting
 	// acknowledgement; 0 means DefaultStreamWindow.
 	StreamWindow int
+	// ExportKey keys the case pseudonyms of de-identified extracts
+	// (ReviewService.ExportCohort), at least 32 bytes. A secret: never
+	// logged. Empty disables extracts.
+	ExportKey []byte
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -98,6 +102,7 @@ var serviceNames = []string{
 	perfusionv1.CaseService_ServiceDesc.ServiceName,
 	perfusionv1.ChartingService_ServiceDesc.ServiceName,
 	perfusionv1.RecordService_ServiceDesc.ServiceName,
+	perfusionv1.ReviewService_ServiceDesc.ServiceName,
 }
 
 // Server is a perfusion gRPC server.
@@ -159,6 +164,7 @@ func New(cfg Config) *Server {
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
+	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -31,6 +31,7 @@ type serveConfig struct {
 	readinessInterval time.Duration
 	ingest            ingest.Config
 	streamWindow      int
+	exportKeyFile     string
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -55,6 +56,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		"batches one stream may have awaiting acknowledgement (env "+envStreamWindow+")")
 	env["commit-delay"], env["commits"], env["commit-max-batches"] = envCommitDelay, envCommits, envCommitBatches
 	env["ingest-queue-samples"], env["stream-window"] = envIngestQueue, envStreamWindow
+	fs.StringVar(&c.exportKeyFile, "export-key-file", "",
+		"file holding the key (at least 32 bytes) that pseudonymises cases in de-identified extracts; empty disables extracts (env "+envExportKeyFile+")")
+	env["export-key-file"] = envExportKeyFile
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -92,6 +96,11 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
+	exportKey, err := loadExportKey(c.exportKeyFile)
+	if err != nil {
+		return err
+	}
+
 	lis, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
@@ -104,6 +113,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		ReadinessInterval: c.readinessInterval,
 		Ingest:            c.ingest,
 		StreamWindow:      c.streamWindow,
+		ExportKey:         exportKey,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
