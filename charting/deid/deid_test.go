@@ -16,10 +16,10 @@ var key = bytes.Repeat([]byte{7}, 32)
 func TestAge(t *testing.T) {
 	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	tests := []struct{ birth, want string }{
-		{"1961-04-02", "65"}, // birthday passed this year
-		{"1961-06-02", "64"}, // not yet
+		{"1961-04-02", "65"},  // birthday passed this year
+		{"1961-06-02", "64"},  // not yet
 		{"1936-05-01", "90+"}, // 90 today
-		{"1936-05-02", "89"}, // 89 until tomorrow: still reported
+		{"1936-05-02", "89"},  // 89 until tomorrow: still reported
 		{"1900-01-01", "90+"},
 		{"2026-04-20", "0"}, // neonate
 		{"", ""},
