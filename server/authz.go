@@ -99,6 +99,11 @@ func scopeList(p Principal, req proto.Message) error {
 	}
 	m := req.ProtoReflect()
 	fd := m.Descriptor().Fields().ByName("site")
+	if f := m.Descriptor().Fields().ByName("filter"); fd == nil && f != nil && f.Kind() == protoreflect.MessageKind {
+		// ReviewService requests carry the site in their filter message.
+		m = m.Mutable(f).Message()
+		fd = m.Descriptor().Fields().ByName("site")
+	}
 	if fd == nil {
 		return status.Error(codes.PermissionDenied, "permission denied: the list cannot be confined to your sites")
 	}
@@ -110,6 +115,27 @@ func scopeList(p Principal, req proto.Message) error {
 		return status.Error(codes.PermissionDenied, "permission denied: name one of your sites in the filter")
 	case !p.CanReachSite(site):
 		return status.Error(codes.PermissionDenied, "permission denied: the site is not among yours")
+	}
+	return nil
+}
+
+// listScopedStream applies scopeList to each request of a server stream
+// (ReviewService.ExportCohort), which the unary path cannot see.
+type listScopedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	p   Principal
+}
+
+func (s *listScopedStream) Context() context.Context { return s.ctx }
+
+// RecvMsg receives m and confines it to the caller's sites.
+func (s *listScopedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if pm, ok := m.(proto.Message); ok {
+		return scopeList(s.p, pm)
 	}
 	return nil
 }

@@ -134,9 +134,12 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 		return ic.audited(ss.Context(), info.FullMethod, r, p, "", err)
 	}
 	scoped := &scopedStream{ServerStream: ss, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}}
-	if r.Scope != ScopeCase {
+	switch r.Scope {
+	case ScopeList:
+		err = handler(srv, &listScopedStream{ServerStream: ss, ctx: ctx, p: p})
+	case ScopeNone, ScopeSite:
 		err = handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
-	} else {
+	default:
 		err = handler(srv, scoped)
 	}
 	return ic.audited(ss.Context(), info.FullMethod, r, p, scoped.caseID, err)

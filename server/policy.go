@@ -78,6 +78,7 @@ type Rule struct {
 var (
 	clinicians = []Role{RolePerfusionist, RoleAnesthesiologist}
 	readers    = []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleAdmin}
+	reviewers  = []Role{RoleReviewer, RoleAdmin}
 )
 
 // policy is the table. Keys are full method names as gRPC reports them.
@@ -110,6 +111,15 @@ var policy = map[string]Rule{
 	// RecordService.
 	"/perfusion.v1.RecordService/VerifyRecord":  {Roles: readers, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.RecordService/GetAuditTrail": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
+
+	// ReviewService: quality review across cases. Metrics, staff ids and
+	// case ids identify no patient, and extracts are de-identified (Safe
+	// Harbor), so reviewers need no identified grant; lists are confined
+	// to the caller's sites through filter.site.
+	"/perfusion.v1.ReviewService/QueryCases":       {Roles: reviewers, Scope: ScopeList, PatientData: true},
+	"/perfusion.v1.ReviewService/AggregateMetrics": {Roles: reviewers, Scope: ScopeList, PatientData: true},
+	"/perfusion.v1.ReviewService/GetCaseMetrics":   {Roles: readers, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ReviewService/ExportCohort":     {Roles: reviewers, Scope: ScopeList, PatientData: true},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

@@ -151,6 +151,12 @@ func setIDs(m protoreflect.Message, caseID, site string, depth int) {
 	if fd := fields.ByName("site"); fd != nil && fd.Kind() == protoreflect.StringKind && depth == 0 {
 		m.Set(fd, protoreflect.ValueOfString(site))
 	}
+	if fd := fields.ByName("filter"); fd != nil && fd.Kind() == protoreflect.MessageKind && depth == 0 {
+		// Review requests name the site in their filter.
+		if sf := fd.Message().Fields().ByName("site"); sf != nil {
+			m.Mutable(fd).Message().Set(sf, protoreflect.ValueOfString(site))
+		}
+	}
 	if depth > 0 {
 		return
 	}
