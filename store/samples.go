@@ -347,6 +347,38 @@ type SampleQueryResult struct {
 // QuerySamples reads the batches overlapping the range, keeps the requested
 // channels, and returns them raw or in buckets.
 func (s *Store) QuerySamples(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
+	if err := s.checkQuery(ctx, q); err != nil {
+		return nil, err
+	}
+	if q.Buckets > 0 {
+		return s.queryBuckets(ctx, q)
+	}
+	raw, err := s.collect(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &SampleQueryResult{Raw: raw}, nil
+}
+
+// querySamplesNaive is the reference path that QuerySamples' bucketed
+// answers are tested against: every matching sample decoded into raw
+// series, sorted by time, then bucketed.
+func (s *Store) querySamplesNaive(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
+	if err := s.checkQuery(ctx, q); err != nil {
+		return nil, err
+	}
+	raw, err := s.collect(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if q.Buckets == 0 {
+		return &SampleQueryResult{Raw: raw}, nil
+	}
+	return downsample(raw, q), nil
+}
+
+// checkQuery validates q and checks that its case exists.
+func (s *Store) checkQuery(ctx context.Context, q SampleQuery) error {
 	var v charting.Violations
 	if q.Buckets < 0 || q.Buckets > MaxBuckets {
 		v.Add("buckets", "must be 0 (raw) to %d", MaxBuckets)
@@ -360,19 +392,12 @@ func (s *Store) QuerySamples(ctx context.Context, q SampleQuery) (*SampleQueryRe
 		}
 	}
 	if err := v.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := s.b.GetCase(ctx, q.CaseID); err != nil {
-		return nil, fmt.Errorf("query samples: %w", err)
+		return fmt.Errorf("query samples: %w", err)
 	}
-	raw, err := s.collect(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if q.Buckets == 0 {
-		return &SampleQueryResult{Raw: raw}, nil
-	}
-	return downsample(raw, q), nil
+	return nil
 }
 
 func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*charting.Series, error) {

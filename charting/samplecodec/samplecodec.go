@@ -155,18 +155,54 @@ func AppendSeries(dst []byte, s charting.Series, resolution float64) []byte {
 // b and returns it with the bytes that follow it. Errors wrap ErrCorrupt; see
 // DecodeBlock for the guarantees on hostile input.
 func DecodeSeries(b []byte) (s charting.Series, rest []byte, err error) {
+	var sc scratch // fresh buffers: the result owns its memory
+	name, s, rest, err := decodeSeries(b, &sc)
+	if err != nil {
+		return charting.Series{}, nil, err
+	}
+	s.Channel = string(name)
+	return s, rest, nil
+}
+
+// scratch holds the buffers a series is decoded into. A zero scratch
+// allocates exactly what a series needs; Walker reuses one across series.
+type scratch struct {
+	times []int64
+	vals  []float64
+	inv   []bool
+}
+
+func (sc *scratch) size(n int) {
+	if cap(sc.times) < n {
+		sc.times, sc.vals = make([]int64, n), make([]float64, n)
+	}
+	sc.times, sc.vals = sc.times[:n], sc.vals[:n]
+}
+
+func (sc *scratch) invalid(n int) []bool {
+	if cap(sc.inv) < n {
+		sc.inv = make([]bool, n)
+	}
+	sc.inv = sc.inv[:n]
+	clear(sc.inv)
+	return sc.inv
+}
+
+// decodeSeries decodes one series into sc's buffers. The returned series
+// (without its Channel) uses them; name is a slice of b.
+func decodeSeries(b []byte, sc *scratch) (name []byte, s charting.Series, rest []byte, err error) {
 	nameLen, k := binary.Uvarint(b)
 	if k <= 0 {
-		return s, nil, corrupt("series: bad channel name length")
+		return nil, s, nil, corrupt("series: bad channel name length")
 	}
 	b = b[k:]
 	if nameLen > uint64(len(b)) {
-		return s, nil, corrupt("series: channel name of %d bytes in %d remaining", nameLen, len(b))
+		return nil, s, nil, corrupt("series: channel name of %d bytes in %d remaining", nameLen, len(b))
 	}
-	s.Channel = string(b[:nameLen])
+	name = b[:nameLen:nameLen]
 	b = b[nameLen:]
-	fail := func(format string, args ...any) (charting.Series, []byte, error) {
-		return charting.Series{}, nil, corrupt("series %q: %s", s.Channel, fmt.Sprintf(format, args...))
+	fail := func(format string, args ...any) ([]byte, charting.Series, []byte, error) {
+		return nil, charting.Series{}, nil, corrupt("series %q: %s", name, fmt.Sprintf(format, args...))
 	}
 	count, k := binary.Uvarint(b)
 	if k <= 0 {
@@ -192,7 +228,7 @@ func DecodeSeries(b []byte) (s charting.Series, rest []byte, err error) {
 		if invMode != invalidNone {
 			s.Invalid = []bool{}
 		}
-		return s, b, nil
+		return name, s, b, nil
 	}
 	// Refuse counts the input cannot hold before allocating for them: the
 	// first time takes a byte and every further time at least 1/63 of one;
@@ -214,10 +250,11 @@ func DecodeSeries(b []byte) (s charting.Series, rest []byte, err error) {
 		return fail("%d samples cannot fit in %d bytes", count, len(b))
 	}
 	n := int(count)
-	if s.TimesMs, b, err = decodeTimes(b, n); err != nil {
+	sc.size(n)
+	s.TimesMs, s.Values = sc.times, sc.vals
+	if b, err = decodeTimes(b, s.TimesMs); err != nil {
 		return fail("times: %v", err)
 	}
-	s.Values = make([]float64, n)
 	switch valMode {
 	case modeXOR:
 		b, err = decodeXOR(b, s.Values)
@@ -232,14 +269,16 @@ func DecodeSeries(b []byte) (s charting.Series, rest []byte, err error) {
 	}
 	switch invMode {
 	case invalidRuns:
-		s.Invalid, b, err = decodeRuns(b, n)
+		s.Invalid = sc.invalid(n)
+		b, err = decodeRuns(b, s.Invalid)
 	case invalidBitmap:
-		s.Invalid, b, err = decodeBitmap(b, n)
+		s.Invalid = sc.invalid(n)
+		b, err = decodeBitmap(b, s.Invalid)
 	}
 	if err != nil {
 		return fail("invalid flags: %v", err)
 	}
-	return s, b, nil
+	return name, s, b, nil
 }
 
 func zigzag(x int64) uint64   { return uint64(x<<1) ^ uint64(x>>63) }
@@ -335,12 +374,12 @@ func appendTimes(dst []byte, ts []int64) []byte {
 	return w.dst
 }
 
-func decodeTimes(b []byte, n int) ([]int64, []byte, error) {
+func decodeTimes(b []byte, ts []int64) ([]byte, error) {
+	n := len(ts)
 	z, k := binary.Uvarint(b)
 	if k <= 0 {
-		return nil, nil, errShort
+		return nil, errShort
 	}
-	ts := make([]int64, n)
 	t := unzigzag(z)
 	ts[0] = t
 	r := intReader{b: b[k:]}
@@ -348,13 +387,13 @@ func decodeTimes(b []byte, n int) ([]int64, []byte, error) {
 	for i := 1; i < n; i++ {
 		dod, err := r.next()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		delta += dod
 		t += delta
 		ts[i] = t
 	}
-	return ts, r.b, r.done()
+	return r.b, r.done()
 }
 
 // decimalExponent returns the smallest d in 0..15 for which resolution is
@@ -677,20 +716,20 @@ func appendRuns(dst []byte, inv []bool) []byte {
 	return dst
 }
 
-func decodeRuns(b []byte, n int) ([]bool, []byte, error) {
-	inv := make([]bool, n)
+func decodeRuns(b []byte, inv []bool) ([]byte, error) {
+	n := len(inv)
 	cur := false
 	for i, first := 0, true; i < n; first = false {
 		run, k := binary.Uvarint(b)
 		if k <= 0 {
-			return nil, nil, errShort
+			return nil, errShort
 		}
 		b = b[k:]
 		if run == 0 && !first {
-			return nil, nil, errors.New("empty run")
+			return nil, errors.New("empty run")
 		}
 		if run > uint64(n-i) {
-			return nil, nil, errors.New("runs exceed the sample count")
+			return nil, errors.New("runs exceed the sample count")
 		}
 		if cur {
 			for j := range int(run) {
@@ -700,7 +739,7 @@ func decodeRuns(b []byte, n int) ([]bool, []byte, error) {
 		i += int(run)
 		cur = !cur
 	}
-	return inv, b, nil
+	return b, nil
 }
 
 func appendBitmap(dst []byte, inv []bool) []byte {
@@ -716,17 +755,17 @@ func appendBitmap(dst []byte, inv []bool) []byte {
 	return dst
 }
 
-func decodeBitmap(b []byte, n int) ([]bool, []byte, error) {
+func decodeBitmap(b []byte, inv []bool) ([]byte, error) {
+	n := len(inv)
 	size := bitmapLen(n)
 	if len(b) < size {
-		return nil, nil, errShort
+		return nil, errShort
 	}
-	inv := make([]bool, n)
 	for i := range inv {
 		inv[i] = b[i/8]>>(i%8)&1 == 1
 	}
 	if n%8 != 0 && b[size-1]>>(n%8) != 0 {
-		return nil, nil, errors.New("non-zero padding bits")
+		return nil, errors.New("non-zero padding bits")
 	}
-	return inv, b[size:], nil
+	return b[size:], nil
 }

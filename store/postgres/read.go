@@ -102,7 +102,7 @@ func (b *Backend) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.
 
 // ScanSampleBatches streams the matching batches of a case to fn.
 func (b *Backend) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
-	return reader{q: b.pool}.ScanSampleBatches(ctx, caseID, f, fn)
+	return b.scanInIndexOrder(ctx, caseID, f, fn)
 }
 
 // Links returns ledger links with sequence > after, in order, at most limit
