@@ -32,6 +32,7 @@ perfusiond gRPC API. Until real authentication lands, --principal names you
 			{name: "entry", summary: "chart, list, correct and void entries", subs: entryCommands()},
 			{name: "record", summary: "verify a case's hash chain; show its audit trail", subs: recordCommands()},
 			{name: "samples", summary: "query device data", subs: sampleCommands()},
+			{name: "review", summary: "quality metrics across cases: query, aggregate, de-identified export", subs: reviewCommands()},
 			completionCommand(),
 		},
 	}

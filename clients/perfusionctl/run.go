@@ -106,7 +106,7 @@ func (x exitCodeError) Error() string { return x.msg }
 func defineGlobals(fs *flag.FlagSet, g *globals) {
 	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PERFUSION_ADDR)")
 	fs.StringVar(&g.principal, "principal", g.principal, "who you are, sent as x-perfusion-principal (env PERFUSION_PRINCIPAL)")
-	fs.StringVar(&g.output, "output", g.output, "output format: table or json (protojson of the responses)")
+	fs.StringVar(&g.output, "output", g.output, "output format: table, json (protojson of the responses) or csv (review commands; others print tables)")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline for the whole command")
 }
 
@@ -208,8 +208,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 		fmt.Fprintf(stderr, "Run 'perfusionctl help %s' for usage.\n", pathString(path))
 		return exitUsage
 	}
-	if g.output != "table" && g.output != "json" {
-		fmt.Fprintf(stderr, "perfusionctl: --output must be table or json, not %q\n", g.output)
+	if g.output != "table" && g.output != "json" && g.output != "csv" {
+		fmt.Fprintf(stderr, "perfusionctl: --output must be table, json or csv, not %q\n", g.output)
 		return exitUsage
 	}
 	if g.timeout > 0 {

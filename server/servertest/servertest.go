@@ -18,18 +18,23 @@ import (
 
 // Start serves on a fresh embedded store and returns the address. Health
 // re-checks readiness every 20 ms so a client's first call is not held up
-// by the default interval.
-func Start(t testing.TB) string {
+// by the default interval. adjust may change the configuration (for
+// example set an export key) before the server is built.
+func Start(t testing.TB, adjust ...func(*server.Config)) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		Store:             store.New(sqlitetest.Open(t), store.Config{}),
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ReadinessInterval: 20 * time.Millisecond,
-	})
+	}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	srv := server.New(cfg)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
