@@ -32,6 +32,7 @@ type serveConfig struct {
 	ingest            ingest.Config
 	streamWindow      int
 	exportKeyFile     string
+	delivery          *deliveryConfig // delivery.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -59,7 +60,11 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.exportKeyFile, "export-key-file", "",
 		"file holding the key (at least 32 bytes) that pseudonymises cases in de-identified extracts; empty disables extracts (env "+envExportKeyFile+")")
 	env["export-key-file"] = envExportKeyFile
+	c.delivery = a.deliveryFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
+		return nil, err
+	}
+	if err := c.delivery.check(); err != nil {
 		return nil, err
 	}
 	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
@@ -106,8 +111,14 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
 	warnInsecure(log, lis.Addr())
+	renderer := c.delivery.renderer(db)
+	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, log)
+	if err != nil {
+		return err
+	}
+	defer stopDelivery()
 	srv := server.New(server.Config{
-		Store:             store.New(db, store.Config{}),
+		Store:             store.New(db, store.Config{Outbox: c.delivery.outbox()}),
 		Logger:            log,
 		Authenticator:     server.HeaderAuthenticator{},
 		ReadinessInterval: c.readinessInterval,

@@ -275,7 +275,7 @@ func BuildTransaction(rec *Record, opts Options) (*Bundle, error) {
 	}
 	out := &Bundle{
 		ResourceType: "Bundle",
-		Identifier:   &Identifier{System: SystemRFC3986, Value: "urn:uuid:" + ResourceUUID(rec.Case.ID, "transaction/v"+strconv.FormatInt(rec.Version, 10)).String()},
+		Identifier:   &Identifier{System: SystemRFC3986, Value: TransactionIdentifier(rec.Case.ID, rec.Version)},
 		Type:         "transaction",
 		Timestamp:    fhirTime(rec.Timestamp),
 	}
@@ -291,6 +291,12 @@ func BuildTransaction(rec *Record, opts Options) (*Bundle, error) {
 		out.Entry = append(out.Entry, BundleEntry{FullURL: "urn:uuid:" + it.uuid.String(), Resource: it.resource, Request: req})
 	}
 	return out, nil
+}
+
+// TransactionIdentifier is the Bundle.identifier value of the transaction
+// of (case, version): stable, so a receiver deduplicates resends by it.
+func TransactionIdentifier(caseID uuid.UUID, version int64) string {
+	return "urn:uuid:" + ResourceUUID(caseID, "transaction/v"+strconv.FormatInt(version, 10)).String()
 }
 
 // tokenQuery is an identifier search, system|value, with FHIR's escapes

@@ -1,0 +1,406 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+	"perfusion/hl7/fhir"
+	v2 "perfusion/hl7/v2"
+	"perfusion/store"
+)
+
+// HL7Config is the site's HL7 v2 header settings.
+type HL7Config struct {
+	SendingApplication   v2.HD // MSH-3, required
+	SendingFacility      v2.HD // MSH-4
+	ReceivingApplication v2.HD // MSH-5
+	ReceivingFacility    v2.HD // MSH-6
+	// ProcessingID is MSH-11; empty means production.
+	ProcessingID v2.ProcessingID
+	// Location is the zone message times are written in; nil means UTC.
+	Location *time.Location
+	// PointOfCare is PV1-3.1, e.g. "CARDIAC OR".
+	PointOfCare string
+}
+
+// Renderer renders case versions.
+type Renderer struct {
+	b    store.Backend
+	hl7  HL7Config
+	fhir fhir.Options
+	cat  *charting.Catalogue
+	mcfg charting.MetricsConfig
+}
+
+// NewRenderer returns a Renderer reading from b. cat nil means the default
+// catalogue.
+func NewRenderer(b store.Backend, h HL7Config, f fhir.Options, cat *charting.Catalogue) *Renderer {
+	if cat == nil {
+		cat = charting.DefaultCatalogue()
+	}
+	return &Renderer{b: b, hl7: h, fhir: f, cat: cat, mcfg: charting.DefaultMetricsConfig()}
+}
+
+// ControlIDKind is the message kind of the summary's MSH-10
+// (v2.ControlID).
+const ControlIDKind = "oru-summary"
+
+// MessageID is the id a receiver deduplicates on for a delivery of
+// (case, version) to dest: MSH-10 for HL7, the transaction Bundle's
+// identifier value for FHIR. It is what store.OutboxConfig.MessageID
+// should be.
+func MessageID(dest store.Destination, caseID uuid.UUID, version int64) string {
+	if dest == store.DestinationFHIR {
+		return fhir.TransactionIdentifier(caseID, version)
+	}
+	return v2.ControlID(ControlIDKind, caseID, version)
+}
+
+// Rendered is one rendered message.
+type Rendered struct {
+	Payload     []byte
+	MessageID   string
+	ContentType string
+}
+
+// errContent marks a record the message builders refuse: rendering it
+// again gives the same error.
+var errContent = errors.New("export: the record cannot be rendered")
+
+// ErrNotAVersion reports a version that is not a signature or addendum of
+// the case.
+var ErrNotAVersion = errors.New("export: the version is not a signature or addendum of the case")
+
+// Version is a case as it stood at one of its versions.
+type Version struct {
+	Case    *charting.Case // signatures cut at the version
+	Number  int64
+	At      time.Time        // the version link's time
+	All     []charting.Entry // every entry at the version, history included
+	Current []charting.Entry // the entries in force
+	First   bool             // the first signature: not an amendment
+}
+
+// Load reads the case as it stood at version (a signature's or addendum's
+// ledger sequence) from one consistent snapshot. charting.ErrNotFound when
+// the case does not exist; ErrNotAVersion when version names no signature or
+// addendum; a precondition failure when the case is not signed.
+func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*Version, error) {
+	var v *Version
+	err := r.b.Snapshot(ctx, func(ctx context.Context, rd store.Reader) error {
+		c, err := rd.GetCase(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		if c.Status != charting.StatusSigned {
+			return charting.Preconditionf("case is %s: only signed cases are exported", c.Status)
+		}
+		if version < 1 || version > c.Head.Seq {
+			return ErrNotAVersion
+		}
+		links, err := rd.Links(ctx, caseID, 0, int(version))
+		if err != nil {
+			return err
+		}
+		if int64(len(links)) != version {
+			return fmt.Errorf("export: ledger of the case is short: %d links", len(links))
+		}
+		last := links[version-1]
+		if last.Kind != charting.LinkSignature && last.Kind != charting.LinkAddendum {
+			return ErrNotAVersion
+		}
+		ids := map[string]bool{}
+		for _, l := range links {
+			switch l.Kind {
+			case charting.LinkEntry, charting.LinkCorrection, charting.LinkAddendum:
+				ids[l.Ref] = true
+			}
+		}
+		all, err := rd.Entries(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		all = slices.DeleteFunc(all, func(e charting.Entry) bool { return !ids[e.ID.String()] })
+		sigs := slices.DeleteFunc(slices.Clone(c.Signatures), func(s charting.Signature) bool { return s.Number > version })
+		if len(sigs) == 0 {
+			return ErrNotAVersion
+		}
+		cc := *c
+		cc.Signatures = sigs
+		v = &Version{Case: &cc, Number: version, At: last.RecordedAt, All: all,
+			Current: charting.CurrentView(all, false), First: version == sigs[0].Number}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("export: load case version: %w", err)
+	}
+	return v, nil
+}
+
+// bypass returns the bypass (or ECMO support) period: first bypass_on to
+// last bypass_off, else the case's start (ECMO runs often chart no
+// bypass_on), else nothing.
+func bypass(v *Version) (start, end time.Time) {
+	for _, e := range v.Current {
+		ev := e.Detail.Event
+		if ev == nil {
+			continue
+		}
+		switch ev.Type {
+		case "bypass_on":
+			if start.IsZero() || e.OccurredAt.Before(start) {
+				start = e.OccurredAt
+			}
+		case "bypass_off":
+			if e.OccurredAt.After(end) {
+				end = e.OccurredAt
+			}
+		}
+	}
+	if start.IsZero() {
+		start = v.Case.StartedAt
+	}
+	if !end.IsZero() && end.Before(start) {
+		end = time.Time{}
+	}
+	return start, end
+}
+
+// metricMap maps charting metric names to the summary's metric keys.
+var metricMap = map[string]string{
+	"cpb_minutes":                v2.MetricCPBDuration,
+	"cross_clamp_minutes":        v2.MetricCrossClampDuration,
+	"cpb_minus_clamp_minutes":    v2.MetricCPBOutsideCrossClampDuration,
+	"circulatory_arrest_minutes": v2.MetricCirculatoryArrestDuration,
+	"bsa_m2":                     v2.MetricBSA,
+	"net_prime_volume_index":     v2.MetricNetPrimeVolumeIndex,
+}
+
+// metrics computes the entry-derived metrics of the version, in a fixed
+// order.
+func (r *Renderer) metrics(v *Version) []v2.Metric {
+	m := charting.ComputeMetrics(v.Case, v.All, nil, r.mcfg)
+	methods := map[string]bool{}
+	for _, lc := range v2.LocalCodes(r.cat) {
+		if lc.Use == v2.UseMethod {
+			methods[lc.Code] = true
+		}
+	}
+	names := make([]string, 0, len(metricMap))
+	for n := range metricMap {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []v2.Metric
+	for _, n := range names {
+		val, ok := m.Values[n]
+		if !ok {
+			continue
+		}
+		key := metricMap[n]
+		if key == v2.MetricCPBDuration && v.Case.Kind == charting.KindECMO {
+			key = v2.MetricECMODuration
+		}
+		mt := v2.Metric{Key: key, Value: round(val, 3)}
+		if key == v2.MetricBSA && methods[string(m.BSAFormula)] {
+			mt.Method = string(m.BSAFormula)
+		}
+		out = append(out, mt)
+	}
+	return out
+}
+
+// round keeps metric values readable (a duration of 97.00000001 minutes
+// is 97).
+func round(x float64, digits int) float64 {
+	s := strconv.FormatFloat(x, 'f', digits, 64)
+	y, _ := strconv.ParseFloat(s, 64)
+	return y
+}
+
+// Summary builds the HL7 v2 summary of a version.
+func (r *Renderer) Summary(v *Version) (*v2.Summary, error) {
+	start, end := bypass(v)
+	if start.IsZero() {
+		return nil, fmt.Errorf("%w: the case has no bypass start or start time", errContent)
+	}
+	c := v.Case
+	visit := v2.VisitFromCase(c)
+	visit.PointOfCare = r.hl7.PointOfCare
+	s := &v2.Summary{CaseID: c.ID, Kind: c.Kind, Patient: c.Details.Patient, Visit: visit, Status: v2.StatusFinal,
+		BypassStart: start, BypassEnd: end, Signature: c.Signatures[len(c.Signatures)-1],
+		Metrics: r.metrics(v), Catalogue: r.cat}
+	if !v.First {
+		s.Status = v2.StatusCorrected
+	}
+	type drugKey struct{ name, unit string }
+	drugs := map[drugKey]*v2.DrugTotal{}
+	fluids := map[string]*v2.FluidTotal{}
+	blood := map[string]*v2.BloodProductTotal{}
+	for _, e := range v.Current {
+		corrected := e.Supersedes != uuid.Nil
+		d := e.Detail
+		switch {
+		case d.Event != nil:
+			if slices.Contains(charting.EventTypes, d.Event.Type) {
+				s.Events = append(s.Events, e)
+			}
+		case d.LabResult != nil:
+			s.Labs = append(s.Labs, e)
+		case d.Note != nil, d.Addendum != nil:
+			s.Notes = append(s.Notes, e)
+		case d.Drug != nil:
+			k := drugKey{d.Drug.Drug, d.Drug.Unit}
+			if drugs[k] == nil {
+				drugs[k] = &v2.DrugTotal{Drug: k.name, Unit: k.unit}
+			}
+			drugs[k].Dose += d.Drug.Dose
+			drugs[k].Corrected = drugs[k].Corrected || corrected
+		case d.Fluid != nil:
+			if fluids[d.Fluid.Kind] == nil {
+				fluids[d.Fluid.Kind] = &v2.FluidTotal{Kind: d.Fluid.Kind}
+			}
+			fluids[d.Fluid.Kind].VolumeML += d.Fluid.VolumeML
+			fluids[d.Fluid.Kind].Corrected = fluids[d.Fluid.Kind].Corrected || corrected
+		case d.BloodProduct != nil:
+			if blood[d.BloodProduct.Type] == nil {
+				blood[d.BloodProduct.Type] = &v2.BloodProductTotal{Type: d.BloodProduct.Type}
+			}
+			b := blood[d.BloodProduct.Type]
+			b.Units += int(d.BloodProduct.Units)
+			b.VolumeML += d.BloodProduct.VolumeML
+			b.Corrected = b.Corrected || corrected
+		}
+	}
+	// Totals in a fixed order: drugs by name and unit, fluids and blood
+	// products in the dictionary's order.
+	dk := make([]drugKey, 0, len(drugs))
+	for k := range drugs {
+		dk = append(dk, k)
+	}
+	slices.SortFunc(dk, func(a, b drugKey) int {
+		if a.name != b.name {
+			return compare(a.name, b.name)
+		}
+		return compare(a.unit, b.unit)
+	})
+	for _, k := range dk {
+		s.Drugs = append(s.Drugs, *drugs[k])
+	}
+	for _, k := range charting.FluidKinds {
+		if f := fluids[k]; f != nil {
+			s.Fluids = append(s.Fluids, *f)
+		}
+	}
+	for _, k := range charting.BloodProductTypes {
+		if b := blood[k]; b != nil {
+			s.BloodProducts = append(s.BloodProducts, *b)
+		}
+	}
+	return s, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Record builds the FHIR record of a version.
+func (r *Renderer) Record(v *Version) (*fhir.Record, error) {
+	start, end := bypass(v)
+	if start.IsZero() {
+		return nil, fmt.Errorf("%w: the case has no bypass start or start time", errContent)
+	}
+	return &fhir.Record{Case: v.Case, Version: v.Number, Timestamp: v.At, BypassStart: start, BypassEnd: end,
+		Entries: v.Current, Originals: originals(v.All), Metrics: r.metrics(v), Catalogue: r.cat}, nil
+}
+
+// originals maps each correction to the first entry of its chain.
+func originals(all []charting.Entry) map[uuid.UUID]uuid.UUID {
+	sup := map[uuid.UUID]uuid.UUID{}
+	for _, e := range all {
+		if e.Supersedes != uuid.Nil {
+			sup[e.ID] = e.Supersedes
+		}
+	}
+	out := map[uuid.UUID]uuid.UUID{}
+	for id, prev := range sup {
+		first := prev
+		for range len(sup) { // bounded: a chain cannot be longer than the corrections
+			p, ok := sup[first]
+			if !ok {
+				break
+			}
+			first = p
+		}
+		out[id] = first
+	}
+	return out
+}
+
+// Header is the MSH of a version's summary.
+func (r *Renderer) Header(v *Version) v2.Header {
+	return v2.Header{SendingApplication: r.hl7.SendingApplication, SendingFacility: r.hl7.SendingFacility,
+		ReceivingApplication: r.hl7.ReceivingApplication, ReceivingFacility: r.hl7.ReceivingFacility,
+		ControlID: v2.ControlID(ControlIDKind, v.Case.ID, v.Number), Time: v.At, ProcessingID: r.hl7.ProcessingID,
+		Location: r.hl7.Location}
+}
+
+// HL7 renders a loaded version as the encoded ORU^R01.
+func (r *Renderer) HL7(v *Version) (*Rendered, error) {
+	s, err := r.Summary(v)
+	if err != nil {
+		return nil, err
+	}
+	h := r.Header(v)
+	m, err := v2.BuildSummary(h, s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errContent, err)
+	}
+	b, err := m.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return &Rendered{Payload: b, MessageID: h.ControlID, ContentType: "x-application/hl7-v2+er7"}, nil
+}
+
+// FHIR renders a loaded version as the encoded transaction Bundle.
+func (r *Renderer) FHIR(v *Version) (*Rendered, error) {
+	rec, err := r.Record(v)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := fhir.BuildTransaction(rec, r.fhir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errContent, err)
+	}
+	b, err := fhir.Encode(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return &Rendered{Payload: b, MessageID: bundle.Identifier.Value, ContentType: "application/fhir+json"}, nil
+}
+
+// Render loads and renders (case, version) for dest.
+func (r *Renderer) Render(ctx context.Context, dest store.Destination, caseID uuid.UUID, version int64) (*Rendered, error) {
+	v, err := r.Load(ctx, caseID, version)
+	if err != nil {
+		return nil, err
+	}
+	if dest == store.DestinationFHIR {
+		return r.FHIR(v)
+	}
+	return r.HL7(v)
+}
