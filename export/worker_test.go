@@ -609,4 +609,3 @@ func runValidator(t *testing.T, dir, pkg, name string, content []byte) []byte {
 	}
 	return out
 }
-
