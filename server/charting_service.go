@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"time"
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
@@ -14,6 +15,8 @@ import (
 type chartingService struct {
 	pb.UnimplementedChartingServiceServer
 	h *handlers
+	// watchPoll is Config.WatchPoll (watch_service.go).
+	watchPoll time.Duration
 }
 
 // RecordEntry records an operator entry, idempotent on entry_id.

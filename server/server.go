@@ -80,6 +80,10 @@ type Config struct {
 	// (ReviewService.ExportCohort), at least 32 bytes. A secret: never
 	// logged. Empty disables extracts.
 	ExportKey []byte
+	// WatchPoll is how often a WatchCase stream reads the record when no
+	// commit of this server woke it, which bounds how late it sees writes
+	// made through other servers; 0 means DefaultWatchPoll.
+	WatchPoll time.Duration
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -162,7 +166,7 @@ func New(cfg Config) *Server {
 	)
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
-	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	s.setServing(false)

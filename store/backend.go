@@ -36,6 +36,10 @@ type Backend interface {
 	// transaction is one connection, busy while the scan streams). An error
 	// from fn is returned unchanged.
 	Snapshot(ctx context.Context, fn func(ctx context.Context, r Reader) error) error
+	// ReadSampleBlocks returns the committed block of each of keys that
+	// exists, outside any transaction (WatchCase reads batches by their
+	// ledger links); keys not stored are absent from the map.
+	ReadSampleBlocks(ctx context.Context, keys []SampleKey) (map[SampleKey][]byte, error)
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error
 	// Name is "postgres" or "sqlite".

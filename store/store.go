@@ -47,11 +47,14 @@ type Store struct {
 	metricsCfg *charting.MetricsConfig
 	log        *slog.Logger
 	outbox     *OutboxConfig
+	// commits wakes this process's watchers after a write commits
+	// (watch.go).
+	commits *CommitFeed
 }
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, commits: NewCommitFeed()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -138,7 +141,7 @@ func (s *Store) CreateCase(ctx context.Context, actor string, n NewCase) (*chart
 		CreatedAt: now, CreatedBy: actor, Status: charting.StatusPlanned, DetailsVersion: 1, Details: n.Details,
 	}
 	existed := false
-	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
 		existed = false
 		if _, err := tx.LockCase(ctx, c.ID); err == nil {
 			existed = true
@@ -235,7 +238,7 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 	}
 	d.Normalize()
 	var out *charting.Case
-	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err
@@ -271,7 +274,7 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 
 // CloseCase ends charting.
 func (s *Store) CloseCase(ctx context.Context, actor string, id uuid.UUID) (*charting.Case, error) {
-	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err
@@ -319,7 +322,7 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		return nil, nil, err
 	}
 	var sig charting.Signature
-	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err

@@ -75,6 +75,7 @@ func Run(t *testing.T, h Harness) {
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxList", testOutboxList},
+		{"WatchFeed", testWatchFeed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

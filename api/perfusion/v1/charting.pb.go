@@ -1338,11 +1338,192 @@ func (x *BucketSeries) GetBuckets() []*Bucket {
 	return nil
 }
 
+// WatchCaseRequest starts or resumes watching a case.
+type WatchCaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the case; required.
+	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// Resume point: the position of the last message received, 0 to start
+	// from the beginning of the case. At most the case's current position.
+	AfterPosition int64 `protobuf:"varint,2,opt,name=after_position,json=afterPosition,proto3" json:"after_position,omitempty"`
+	// Width of the trend buckets samples are reduced to, in ms: 0 means
+	// 5,000; otherwise 100 to 3,600,000. Buckets start at multiples of the
+	// width since the Unix epoch. Live sample updates are sent at most once
+	// per width (entries and lifecycle changes are sent at once).
+	BucketWidthMs int64 `protobuf:"varint,3,opt,name=bucket_width_ms,json=bucketWidthMs,proto3" json:"bucket_width_ms,omitempty"`
+	// Channel keys to watch; empty means every channel.
+	Channels      []string `protobuf:"bytes,4,rep,name=channels,proto3" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCaseRequest) Reset() {
+	*x = WatchCaseRequest{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCaseRequest) ProtoMessage() {}
+
+func (x *WatchCaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCaseRequest.ProtoReflect.Descriptor instead.
+func (*WatchCaseRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchCaseRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *WatchCaseRequest) GetAfterPosition() int64 {
+	if x != nil {
+		return x.AfterPosition
+	}
+	return 0
+}
+
+func (x *WatchCaseRequest) GetBucketWidthMs() int64 {
+	if x != nil {
+		return x.BucketWidthMs
+	}
+	return 0
+}
+
+func (x *WatchCaseRequest) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+// WatchCaseResponse is one update of a watched case. A message may carry
+// samples, entries and a status together; they cover the ledger positions
+// after the previous message's position up to this one's.
+type WatchCaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Everything committed up to and including this ledger position has been
+	// delivered. Resume with it as after_position.
+	Position int64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// True when this message reached the case's committed head at the time
+	// it was read: the backlog is delivered and later messages are live.
+	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// Sample batches committed in this message's positions, one series per
+	// channel and source, reduced to buckets of the requested width. A
+	// bucket that spans batches delivered in different messages arrives in
+	// each of them, with the part of its samples each carries: merge buckets
+	// with the same start by adding counts and invalid counts, taking the
+	// min of minimums, the max of maximums and the count-weighted mean.
+	Samples []*BucketSeries `protobuf:"bytes,3,rep,name=samples,proto3" json:"samples,omitempty"`
+	// Entries committed in this message's positions, in commit order:
+	// recorded entries, corrections and voids (with supersedes_entry_id set,
+	// replacing the named entry in a display's current view) and addenda.
+	Entries []*Entry `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The case's status after a lifecycle change in this message's positions
+	// (closed, signed); unspecified when none.
+	Status CaseStatus `protobuf:"varint,5,opt,name=status,proto3,enum=perfusion.v1.CaseStatus" json:"status,omitempty"`
+	// True on the last message: the case is signed and everything up to the
+	// signature was delivered. The server then ends the stream with OK.
+	Final         bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCaseResponse) Reset() {
+	*x = WatchCaseResponse{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCaseResponse) ProtoMessage() {}
+
+func (x *WatchCaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCaseResponse.ProtoReflect.Descriptor instead.
+func (*WatchCaseResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchCaseResponse) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchCaseResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *WatchCaseResponse) GetSamples() []*BucketSeries {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+func (x *WatchCaseResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *WatchCaseResponse) GetStatus() CaseStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CaseStatus_CASE_STATUS_UNSPECIFIED
+}
+
+func (x *WatchCaseResponse) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
 var File_perfusion_v1_charting_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\n" +
-	"\x1bperfusion/v1/charting.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18perfusion/v1/entry.proto\"\x8a\x01\n" +
+	"\x1bperfusion/v1/charting.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17perfusion/v1/case.proto\x1a\x18perfusion/v1/entry.proto\"\x8a\x01\n" +
 	"\x14StreamSamplesRequest\x124\n" +
 	"\x04open\x18\x01 \x01(\v2\x1e.perfusion.v1.OpenSampleStreamH\x00R\x04open\x121\n" +
 	"\x05batch\x18\x02 \x01(\v2\x19.perfusion.v1.SampleBatchH\x00R\x05batchB\t\n" +
@@ -1423,13 +1604,26 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x12\n" +
 	"\x04unit\x18\x03 \x01(\tR\x04unit\x12&\n" +
 	"\x0fbucket_width_ms\x18\x04 \x01(\x03R\rbucketWidthMs\x12.\n" +
-	"\abuckets\x18\x05 \x03(\v2\x14.perfusion.v1.BucketR\abuckets2\xc5\x03\n" +
+	"\abuckets\x18\x05 \x03(\v2\x14.perfusion.v1.BucketR\abuckets\"\x96\x01\n" +
+	"\x10WatchCaseRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12%\n" +
+	"\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12&\n" +
+	"\x0fbucket_width_ms\x18\x03 \x01(\x03R\rbucketWidthMs\x12\x1a\n" +
+	"\bchannels\x18\x04 \x03(\tR\bchannels\"\xf9\x01\n" +
+	"\x11WatchCaseResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x03R\bposition\x12\x1b\n" +
+	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x124\n" +
+	"\asamples\x18\x03 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\asamples\x12-\n" +
+	"\aentries\x18\x04 \x03(\v2\x13.perfusion.v1.EntryR\aentries\x120\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x18.perfusion.v1.CaseStatusR\x06status\x12\x14\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final2\x95\x04\n" +
 	"\x0fChartingService\x12\\\n" +
 	"\rStreamSamples\x12\".perfusion.v1.StreamSamplesRequest\x1a#.perfusion.v1.StreamSamplesResponse(\x010\x01\x12R\n" +
 	"\vRecordEntry\x12 .perfusion.v1.RecordEntryRequest\x1a!.perfusion.v1.RecordEntryResponse\x12U\n" +
 	"\fCorrectEntry\x12!.perfusion.v1.CorrectEntryRequest\x1a\".perfusion.v1.CorrectEntryResponse\x12R\n" +
 	"\vListEntries\x12 .perfusion.v1.ListEntriesRequest\x1a!.perfusion.v1.ListEntriesResponse\x12U\n" +
-	"\fQuerySamples\x12!.perfusion.v1.QuerySamplesRequest\x1a\".perfusion.v1.QuerySamplesResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
+	"\fQuerySamples\x12!.perfusion.v1.QuerySamplesRequest\x1a\".perfusion.v1.QuerySamplesResponse\x12N\n" +
+	"\tWatchCase\x12\x1e.perfusion.v1.WatchCaseRequest\x1a\x1f.perfusion.v1.WatchCaseResponse0\x01B(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
 	file_perfusion_v1_charting_proto_rawDescOnce sync.Once
@@ -1443,7 +1637,7 @@ func file_perfusion_v1_charting_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_charting_proto_rawDescData
 }
 
-var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_perfusion_v1_charting_proto_goTypes = []any{
 	(*StreamSamplesRequest)(nil),  // 0: perfusion.v1.StreamSamplesRequest
 	(*OpenSampleStream)(nil),      // 1: perfusion.v1.OpenSampleStream
@@ -1464,8 +1658,11 @@ var file_perfusion_v1_charting_proto_goTypes = []any{
 	(*RawSeries)(nil),             // 16: perfusion.v1.RawSeries
 	(*Bucket)(nil),                // 17: perfusion.v1.Bucket
 	(*BucketSeries)(nil),          // 18: perfusion.v1.BucketSeries
-	(*Entry)(nil),                 // 19: perfusion.v1.Entry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*WatchCaseRequest)(nil),      // 19: perfusion.v1.WatchCaseRequest
+	(*WatchCaseResponse)(nil),     // 20: perfusion.v1.WatchCaseResponse
+	(*Entry)(nil),                 // 21: perfusion.v1.Entry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(CaseStatus)(0),               // 23: perfusion.v1.CaseStatus
 }
 var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	1,  // 0: perfusion.v1.StreamSamplesRequest.open:type_name -> perfusion.v1.OpenSampleStream
@@ -1474,31 +1671,36 @@ var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	6,  // 3: perfusion.v1.StreamSamplesResponse.opened:type_name -> perfusion.v1.SampleStreamOpened
 	7,  // 4: perfusion.v1.StreamSamplesResponse.ack:type_name -> perfusion.v1.SampleBatchAck
 	4,  // 5: perfusion.v1.SampleStreamOpened.positions:type_name -> perfusion.v1.SourcePosition
-	19, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
-	19, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
-	19, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
-	19, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
-	19, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
-	20, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
-	20, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
+	21, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
+	21, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
+	21, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
+	21, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
+	21, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
+	22, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
+	22, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
 	16, // 13: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
 	18, // 14: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
 	17, // 15: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
-	0,  // 16: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
-	8,  // 17: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
-	10, // 18: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
-	12, // 19: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
-	14, // 20: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
-	5,  // 21: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
-	9,  // 22: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
-	11, // 23: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
-	13, // 24: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
-	15, // 25: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	18, // 16: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
+	21, // 17: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
+	23, // 18: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
+	0,  // 19: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
+	8,  // 20: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
+	10, // 21: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
+	12, // 22: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
+	14, // 23: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
+	19, // 24: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
+	5,  // 25: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
+	9,  // 26: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
+	11, // 27: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
+	13, // 28: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
+	15, // 29: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
+	20, // 30: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_charting_proto_init() }
@@ -1506,6 +1708,7 @@ func file_perfusion_v1_charting_proto_init() {
 	if File_perfusion_v1_charting_proto != nil {
 		return
 	}
+	file_perfusion_v1_case_proto_init()
 	file_perfusion_v1_entry_proto_init()
 	file_perfusion_v1_charting_proto_msgTypes[0].OneofWrappers = []any{
 		(*StreamSamplesRequest_Open)(nil),
@@ -1521,7 +1724,7 @@ func file_perfusion_v1_charting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_charting_proto_rawDesc), len(file_perfusion_v1_charting_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	ChartingService_CorrectEntry_FullMethodName  = "/perfusion.v1.ChartingService/CorrectEntry"
 	ChartingService_ListEntries_FullMethodName   = "/perfusion.v1.ChartingService/ListEntries"
 	ChartingService_QuerySamples_FullMethodName  = "/perfusion.v1.ChartingService/QuerySamples"
+	ChartingService_WatchCase_FullMethodName     = "/perfusion.v1.ChartingService/WatchCase"
 )
 
 // ChartingServiceClient is the client API for ChartingService service.
@@ -59,6 +60,25 @@ type ChartingServiceClient interface {
 	// QuerySamples returns device data of a case in a time range, raw or
 	// downsampled to a number of buckets.
 	QuerySamples(ctx context.Context, in *QuerySamplesRequest, opts ...grpc.CallOption) (*QuerySamplesResponse, error)
+	// WatchCase follows a case live, for a tablet or display: every sample
+	// batch (downsampled into trend buckets), entry, correction, void and
+	// lifecycle change, in the order they were committed, as they commit.
+	//
+	// Every message carries a position: the case's ledger sequence up to
+	// which everything has been delivered. After a disconnect the client
+	// calls again with after_position set to the last position it received
+	// and gets exactly what it missed, nothing twice. The first messages carry
+	// the backlog after that position (the whole case when 0), in pages;
+	// caught_up marks the message that reached the end of what was committed.
+	//
+	// The server buffers nothing per watcher: it reads the record from the
+	// position at the watcher's pace, so a slow watcher falls behind (gRPC
+	// flow control holds the server) and never makes the server grow memory.
+	// The stream ends with OK after a message with final set, once the case
+	// is signed and everything up to the signature was delivered. A bad
+	// request fails with InvalidArgument and field violations; an unknown
+	// case with NotFound.
+	WatchCase(ctx context.Context, in *WatchCaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCaseResponse], error)
 }
 
 type chartingServiceClient struct {
@@ -122,6 +142,25 @@ func (c *chartingServiceClient) QuerySamples(ctx context.Context, in *QuerySampl
 	return out, nil
 }
 
+func (c *chartingServiceClient) WatchCase(ctx context.Context, in *WatchCaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCaseResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ChartingService_ServiceDesc.Streams[1], ChartingService_WatchCase_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCaseRequest, WatchCaseResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChartingService_WatchCaseClient = grpc.ServerStreamingClient[WatchCaseResponse]
+
 // ChartingServiceServer is the server API for ChartingService service.
 // All implementations must embed UnimplementedChartingServiceServer
 // for forward compatibility.
@@ -155,6 +194,25 @@ type ChartingServiceServer interface {
 	// QuerySamples returns device data of a case in a time range, raw or
 	// downsampled to a number of buckets.
 	QuerySamples(context.Context, *QuerySamplesRequest) (*QuerySamplesResponse, error)
+	// WatchCase follows a case live, for a tablet or display: every sample
+	// batch (downsampled into trend buckets), entry, correction, void and
+	// lifecycle change, in the order they were committed, as they commit.
+	//
+	// Every message carries a position: the case's ledger sequence up to
+	// which everything has been delivered. After a disconnect the client
+	// calls again with after_position set to the last position it received
+	// and gets exactly what it missed, nothing twice. The first messages carry
+	// the backlog after that position (the whole case when 0), in pages;
+	// caught_up marks the message that reached the end of what was committed.
+	//
+	// The server buffers nothing per watcher: it reads the record from the
+	// position at the watcher's pace, so a slow watcher falls behind (gRPC
+	// flow control holds the server) and never makes the server grow memory.
+	// The stream ends with OK after a message with final set, once the case
+	// is signed and everything up to the signature was delivered. A bad
+	// request fails with InvalidArgument and field violations; an unknown
+	// case with NotFound.
+	WatchCase(*WatchCaseRequest, grpc.ServerStreamingServer[WatchCaseResponse]) error
 	mustEmbedUnimplementedChartingServiceServer()
 }
 
@@ -179,6 +237,9 @@ func (UnimplementedChartingServiceServer) ListEntries(context.Context, *ListEntr
 }
 func (UnimplementedChartingServiceServer) QuerySamples(context.Context, *QuerySamplesRequest) (*QuerySamplesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method QuerySamples not implemented")
+}
+func (UnimplementedChartingServiceServer) WatchCase(*WatchCaseRequest, grpc.ServerStreamingServer[WatchCaseResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCase not implemented")
 }
 func (UnimplementedChartingServiceServer) mustEmbedUnimplementedChartingServiceServer() {}
 func (UnimplementedChartingServiceServer) testEmbeddedByValue()                         {}
@@ -280,6 +341,17 @@ func _ChartingService_QuerySamples_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChartingService_WatchCase_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCaseRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ChartingServiceServer).WatchCase(m, &grpc.GenericServerStream[WatchCaseRequest, WatchCaseResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChartingService_WatchCaseServer = grpc.ServerStreamingServer[WatchCaseResponse]
+
 // ChartingService_ServiceDesc is the grpc.ServiceDesc for ChartingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -310,6 +382,11 @@ var ChartingService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _ChartingService_StreamSamples_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchCase",
+			Handler:       _ChartingService_WatchCase_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "perfusion/v1/charting.proto",

@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+	"perfusion/charting/samplecodec"
+)
+
+// CommitFeed wakes the watchers of a case in this process after a write to
+// the case commits. It is a latency aid only: a wake says "read again", it
+// carries no data, and a watcher that misses one (or a write committed by
+// another server, which never wakes it) still finds every write by reading
+// the ledger from its position. So a wake is dropped when the watcher has
+// one pending, and the feed never grows with the number of writes.
+type CommitFeed struct {
+	mu   sync.Mutex
+	subs map[uuid.UUID]map[chan struct{}]struct{}
+}
+
+// NewCommitFeed returns an empty feed.
+func NewCommitFeed() *CommitFeed {
+	return &CommitFeed{subs: make(map[uuid.UUID]map[chan struct{}]struct{})}
+}
+
+// Subscribe returns a channel that receives a value after each commit to
+// the case (coalesced: at most one pending), and a function that ends the
+// subscription.
+func (f *CommitFeed) Subscribe(caseID uuid.UUID) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs[caseID] == nil {
+		f.subs[caseID] = make(map[chan struct{}]struct{})
+	}
+	f.subs[caseID][ch] = struct{}{}
+	return ch, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.subs[caseID], ch)
+		if len(f.subs[caseID]) == 0 {
+			delete(f.subs, caseID)
+		}
+	}
+}
+
+// Wake signals every subscriber of the cases.
+func (f *CommitFeed) Wake(caseIDs ...uuid.UUID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range caseIDs {
+		for ch := range f.subs[id] {
+			select {
+			case ch <- struct{}{}:
+			default: // a wake is already pending: it covers this one too
+			}
+		}
+	}
+}
+
+// Commits returns the store's commit feed.
+func (s *Store) Commits() *CommitFeed { return s.commits }
+
+// readWrite is Backend.ReadWrite that, once the transaction committed, wakes
+// the watchers of every case it locked or created. Every write of the record
+// locks its case first, so this sees them all.
+func (s *Store) readWrite(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	var touched []uuid.UUID
+	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
+		touched = touched[:0] // a retried transaction starts over
+		return fn(ctx, &touchingTx{Tx: tx, touched: &touched})
+	})
+	if err == nil {
+		s.commits.Wake(touched...)
+	}
+	return err
+}
+
+// touchingTx records the cases a transaction locks or creates.
+type touchingTx struct {
+	Tx
+	touched *[]uuid.UUID
+}
+
+func (t *touchingTx) InsertCase(ctx context.Context, c *charting.Case) error {
+	*t.touched = append(*t.touched, c.ID)
+	return t.Tx.InsertCase(ctx, c)
+}
+
+func (t *touchingTx) LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
+	*t.touched = append(*t.touched, id)
+	return t.Tx.LockCase(ctx, id)
+}
+
+func (t *touchingTx) LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*charting.Case, error) {
+	*t.touched = append(*t.touched, ids...)
+	return t.Tx.LockCases(ctx, ids)
+}
+
+// WatchItem is what one ledger link of a case brings to a watcher: the
+// entry it records, or the samples of the batch it records, or (for the
+// other kinds) nothing but the link.
+type WatchItem struct {
+	Link charting.Link
+	// Entry is set for entry, correction and addendum links.
+	Entry *charting.Entry
+	// SourceID and Samples are set for sample links: the batch's series.
+	SourceID string
+	Samples  []charting.Series
+}
+
+// WatchContent loads what each link carries, in order. It stops early, after
+// the link that brings the number of samples read to maxSamples or more, so
+// a watcher's memory stays bounded whatever the batches hold; the caller
+// continues from the last item returned. The links must be the case's, as
+// read from its ledger: their content is committed with them.
+func (s *Store) WatchContent(ctx context.Context, caseID uuid.UUID, links []charting.Link, maxSamples int) ([]WatchItem, error) {
+	items := make([]WatchItem, 0, len(links))
+	var entries map[string]*charting.Entry
+	samples := 0
+	for i := 0; i < len(links); {
+		l := links[i]
+		switch l.Kind {
+		case charting.LinkEntry, charting.LinkCorrection, charting.LinkAddendum:
+			e := entries[l.Ref]
+			if e == nil {
+				// Read the case's entries once per call; the entry commits
+				// with its link, so this read has every linked entry.
+				var err error
+				if entries, err = s.entryIndex(ctx, caseID); err != nil {
+					return nil, err
+				}
+				if e = entries[l.Ref]; e == nil {
+					return nil, fmt.Errorf("watch: entry %s of ledger position %d: %w", l.Ref, l.Seq, charting.ErrNotFound)
+				}
+			}
+			items = append(items, WatchItem{Link: l, Entry: e})
+			i++
+		case charting.LinkSamples:
+			// Read the blocks of the run of sample links that starts here,
+			// a few at a time, so one read never holds many large blocks.
+			j := i
+			for j < len(links) && j-i < watchBlockChunk && links[j].Kind == charting.LinkSamples {
+				j++
+			}
+			got, n, err := s.watchSamples(ctx, caseID, links[i:j], maxSamples-samples)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, got...)
+			samples += n
+			i += len(got)
+			if samples >= maxSamples {
+				return items, nil
+			}
+		default:
+			items = append(items, WatchItem{Link: l})
+			i++
+		}
+	}
+	return items, nil
+}
+
+// entryIndex reads every entry of a case, by id.
+func (s *Store) entryIndex(ctx context.Context, caseID uuid.UUID) (map[string]*charting.Entry, error) {
+	all, err := s.b.Entries(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	out := make(map[string]*charting.Entry, len(all))
+	for k := range all {
+		out[all[k].ID.String()] = &all[k]
+	}
+	return out, nil
+}
+
+// watchBlockChunk is how many sample blocks WatchContent reads at once.
+const watchBlockChunk = 16
+
+// watchSamples decodes the batches of sample links, stopping after the one
+// that reaches budget samples. It returns the items and their sample count.
+func (s *Store) watchSamples(ctx context.Context, caseID uuid.UUID, links []charting.Link, budget int) ([]WatchItem, int, error) {
+	keys := make([]SampleKey, len(links))
+	for i, l := range links {
+		src, seq, err := parseSampleRef(l.Ref)
+		if err != nil {
+			return nil, 0, fmt.Errorf("watch: ledger position %d: %w", l.Seq, err)
+		}
+		keys[i] = SampleKey{CaseID: caseID, SourceID: src, Seq: seq}
+	}
+	blocks, err := s.b.ReadSampleBlocks(ctx, keys)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watch: %w", err)
+	}
+	var items []WatchItem
+	n := 0
+	for i, k := range keys {
+		block, ok := blocks[k]
+		if !ok {
+			return nil, 0, fmt.Errorf("watch: batch %s of ledger position %d: %w", links[i].Ref, links[i].Seq, charting.ErrNotFound)
+		}
+		series, err := samplecodec.DecodeBlock(block)
+		if err != nil {
+			return nil, 0, fmt.Errorf("watch: batch %s: %w", links[i].Ref, err)
+		}
+		for _, sr := range series {
+			n += sr.Len()
+		}
+		items = append(items, WatchItem{Link: links[i], SourceID: k.SourceID, Samples: series})
+		if n >= budget {
+			break
+		}
+	}
+	return items, n, nil
+}
+
+// parseSampleRef splits a sample link's ref (charting.SampleRef) into source
+// and sequence. Source ids may themselves contain "/", so the sequence is
+// what follows the last one.
+func parseSampleRef(ref string) (string, int64, error) {
+	i := strings.LastIndexByte(ref, '/')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("sample link ref %q has no sequence", ref)
+	}
+	seq, err := strconv.ParseInt(ref[i+1:], 10, 64)
+	if err != nil || seq < 1 {
+		return "", 0, fmt.Errorf("sample link ref %q has no valid sequence", ref)
+	}
+	return ref[:i], seq, nil
+}
