@@ -107,6 +107,8 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ChartingService/ListEntries": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	// Device samples identify no one: reviewers may read them.
 	"/perfusion.v1.ChartingService/QuerySamples": {Roles: readers, Scope: ScopeCase, PatientData: true},
+	// A watch carries entries, free-text notes included: identified.
+	"/perfusion.v1.ChartingService/WatchCase": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 
 	// RecordService.
 	"/perfusion.v1.RecordService/VerifyRecord":  {Roles: readers, Scope: ScopeCase, PatientData: true},
