@@ -114,7 +114,7 @@ func (s *Store) writeEntry(ctx context.Context, e *charting.Entry, check func(*c
 	var stored *charting.Entry
 	var after *charting.Case
 	dup := false
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, []uuid.UUID{e.CaseID}, func(ctx context.Context, tx Tx) error {
 		stored, dup, after = nil, false, nil
 		c, err := tx.LockCase(ctx, e.CaseID)
 		if err != nil {

@@ -77,7 +77,7 @@ func (s *Store) AppendSampleBatches(ctx context.Context, batches []*charting.Sam
 		return res
 	}
 	var out []SampleResult
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, caseIDsOf(batches, live), func(ctx context.Context, tx Tx) error {
 		out = make([]SampleResult, len(batches)) // nothing survives a retried attempt
 		return commitSamples(ctx, tx, batches, preps, live, out)
 	})

@@ -141,7 +141,7 @@ func (s *Store) CreateCase(ctx context.Context, actor string, n NewCase) (*chart
 		CreatedAt: now, CreatedBy: actor, Status: charting.StatusPlanned, DetailsVersion: 1, Details: n.Details,
 	}
 	existed := false
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, []uuid.UUID{n.ID}, func(ctx context.Context, tx Tx) error {
 		existed = false
 		if _, err := tx.LockCase(ctx, c.ID); err == nil {
 			existed = true
@@ -238,7 +238,7 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 	}
 	d.Normalize()
 	var out *charting.Case
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, []uuid.UUID{id}, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err
@@ -274,7 +274,7 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 
 // CloseCase ends charting.
 func (s *Store) CloseCase(ctx context.Context, actor string, id uuid.UUID) (*charting.Case, error) {
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, []uuid.UUID{id}, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err
@@ -322,7 +322,7 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		return nil, nil, err
 	}
 	var sig charting.Signature
-	err := s.readWrite(ctx, func(ctx context.Context, tx Tx) error {
+	err := s.readWrite(ctx, []uuid.UUID{id}, func(ctx context.Context, tx Tx) error {
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err

@@ -67,40 +67,28 @@ func (f *CommitFeed) Wake(caseIDs ...uuid.UUID) {
 // Commits returns the store's commit feed.
 func (s *Store) Commits() *CommitFeed { return s.commits }
 
-// readWrite is Backend.ReadWrite that, once the transaction committed, wakes
-// the watchers of every case it locked or created. Every write of the record
-// locks its case first, so this sees them all.
-func (s *Store) readWrite(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
-	var touched []uuid.UUID
-	err := s.b.ReadWrite(ctx, func(ctx context.Context, tx Tx) error {
-		touched = touched[:0] // a retried transaction starts over
-		return fn(ctx, &touchingTx{Tx: tx, touched: &touched})
-	})
+// readWrite is Backend.ReadWrite that, once the transaction committed,
+// wakes the watchers of the cases it writes. Every write of the record goes
+// through it; the caller names its cases, which it knows before it starts.
+func (s *Store) readWrite(ctx context.Context, caseIDs []uuid.UUID, fn func(ctx context.Context, tx Tx) error) error {
+	err := s.b.ReadWrite(ctx, fn)
 	if err == nil {
-		s.commits.Wake(touched...)
+		s.commits.Wake(caseIDs...)
 	}
 	return err
 }
 
-// touchingTx records the cases a transaction locks or creates.
-type touchingTx struct {
-	Tx
-	touched *[]uuid.UUID
-}
-
-func (t *touchingTx) InsertCase(ctx context.Context, c *charting.Case) error {
-	*t.touched = append(*t.touched, c.ID)
-	return t.Tx.InsertCase(ctx, c)
-}
-
-func (t *touchingTx) LockCase(ctx context.Context, id uuid.UUID) (*charting.Case, error) {
-	*t.touched = append(*t.touched, id)
-	return t.Tx.LockCase(ctx, id)
-}
-
-func (t *touchingTx) LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*charting.Case, error) {
-	*t.touched = append(*t.touched, ids...)
-	return t.Tx.LockCases(ctx, ids)
+// caseIDsOf returns the distinct cases of the batches at the indexes.
+func caseIDsOf(batches []*charting.SampleBatch, idx []int) []uuid.UUID {
+	seen := make(map[uuid.UUID]bool, 1)
+	out := make([]uuid.UUID, 0, 1)
+	for _, i := range idx {
+		if id := batches[i].CaseID; !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // WatchItem is what one ledger link of a case brings to a watcher: the

@@ -148,6 +148,7 @@ func caseCommands() []*command {
 			},
 		},
 		updateCommand(),
+		watchCommand(),
 		caseLeaf("show", "show one case", "perfusionctl case show $CASE",
 			func(ctx context.Context, e *env, id string) error {
 				return call(ctx, e, func(c *perfusion.Client) (*pb.GetCaseResponse, error) {

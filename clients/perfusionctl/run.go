@@ -86,6 +86,9 @@ type command struct {
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
 	// hidden commands are left out of help and completion.
 	hidden bool
+	// live commands run until their work ends or the user stops them, so
+	// --timeout does not apply (case watch).
+	live bool
 }
 
 // usageError is a mistake in the command line: exit 2.
@@ -212,7 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 		fmt.Fprintf(stderr, "perfusionctl: --output must be table, json or csv, not %q\n", g.output)
 		return exitUsage
 	}
-	if g.timeout > 0 {
+	if g.timeout > 0 && !node.live {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.timeout)
 		defer cancel()
