@@ -141,3 +141,6 @@ func actor(ctx context.Context) (string, error) {
 	}
 	return p.Name, nil
 }
+
+// errUnauthenticated is an Unauthenticated status with a fixed reason.
+func errUnauthenticated(reason string) error { return status.Error(codes.Unauthenticated, reason) }

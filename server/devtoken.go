@@ -72,10 +72,16 @@ func createDevKey(dir, path string) (*DevKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return LoadOrCreateDevKey(dir) // another process created it first
-	} else if err != nil {
+	// Written aside and linked into place, so a concurrent reader (the
+	// token command while the server starts) never sees half a key, and
+	// the first of two creators wins.
+	f, err := os.CreateTemp(dir, DevKeyFile+".*")
+	if err != nil {
+		return nil, fmt.Errorf("create dev token key: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("create dev token key: %w", err)
 	}
 	if err := pem.Encode(f, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}); err != nil {
@@ -84,6 +90,11 @@ func createDevKey(dir, path string) (*DevKey, error) {
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("write dev token key: %w", err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return LoadOrCreateDevKey(dir) // another process created it first
+	} else if err != nil {
+		return nil, fmt.Errorf("install dev token key: %w", err)
 	}
 	return devKey(k)
 }

@@ -12,6 +12,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -52,6 +54,9 @@ type Config struct {
 	// with every role on every site, which is for development and tests
 	// only: perfusiond always sets one.
 	Authenticator Authenticator
+	// TLS, when set, serves TLS (see TLSConfig); nil serves plaintext,
+	// which perfusiond allows on loopback only unless told otherwise.
+	TLS *tls.Config
 	// SignAuthMaxAge is how recent a signer's authentication (auth_time)
 	// must be; 0 means DefaultSignAuthMaxAge.
 	SignAuthMaxAge time.Duration
@@ -156,14 +161,18 @@ func New(cfg Config) *Server {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now})
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryRecovery),
 		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamRecovery),
 		grpc.KeepaliveParams(cfg.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(cfg.KeepaliveEnforcement),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
-	)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -40,12 +41,18 @@ func freeAddr(t *testing.T) string {
 // run runs a binary and returns its stdout; it fails the test on a
 // non-zero exit unless wantCode says otherwise.
 func run(t *testing.T, wantCode int, bin string, args ...string) string {
+	return runEnv(t, nil, wantCode, bin, args...)
+}
+
+// runEnv is run with extra environment variables.
+func runEnv(t *testing.T, env []string, wantCode int, bin string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), env...)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -78,9 +85,14 @@ func TestReadmeWalkThrough(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 
+	// The walk-through logs in with a development token of the server's
+	// own key (created by whichever of the two comes first).
+	token := strings.TrimSpace(run(t, 0, perfusiond, "token", "--data-dir", data, "--subject", "perfusionist-1", "--roles", "perfusionist", "--sites", "MAIN,SIM"))
+	env := []string{"PERFUSION_TOKEN=" + token, "PERFUSION_PRINCIPAL="}
+
 	// pumpsim retries until the server is up (the client library waits out
 	// Unavailable), so no separate readiness poll is needed.
-	out := run(t, 0, pumpsim, "--addr", addr, "--speed", "0", "--duration", "45m", "--spool-dir", filepath.Join(data, "spool"), "--progress", "1h")
+	out := runEnv(t, env, 0, pumpsim, "--addr", addr, "--speed", "0", "--duration", "45m", "--spool-dir", filepath.Join(data, "spool"), "--progress", "1h")
 	m := regexp.MustCompile(`case ([0-9a-f-]{36}): (\d+) samples \((\d+) invalid\), (\d+) entries`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("pumpsim printed no case summary:\n%s", out)
@@ -89,33 +101,33 @@ func TestReadmeWalkThrough(t *testing.T) {
 	if m[2] == "0" || m[4] == "0" {
 		t.Fatalf("pumpsim sent nothing: %s", m[0])
 	}
-	p := []string{"--addr", addr, "--principal", "perfusionist-1"}
+	p := []string{"--addr", addr}
 	with := func(args ...string) []string { return append(append([]string{}, p...), args...) }
 
-	trend := run(t, 0, ctl, with("samples", "query", id, "--channels", "pump_flow,temp_arterial_outlet", "--buckets", "12")...)
+	trend := runEnv(t, env, 0, ctl, with("samples", "query", id, "--channels", "pump_flow,temp_arterial_outlet", "--buckets", "12")...)
 	if !strings.Contains(trend, "pump_flow") || strings.Count(trend, "\n") < 10 {
 		t.Fatalf("trend table:\n%s", trend)
 	}
-	entries := run(t, 0, ctl, with("entry", "list", id)...)
+	entries := runEnv(t, env, 0, ctl, with("entry", "list", id)...)
 	for _, want := range []string{"bypass-on", "cross-clamp-on", "heparin"} {
 		if !strings.Contains(entries, want) {
 			t.Fatalf("entry list lacks %q:\n%s", want, entries)
 		}
 	}
-	run(t, 4, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...) // not closed yet
-	run(t, 0, ctl, with("case", "close", id)...)
-	run(t, 0, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...)
-	verified := run(t, 0, ctl, with("record", "verify", id)...)
+	runEnv(t, env, 4, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...) // not closed yet
+	runEnv(t, env, 0, ctl, with("case", "close", id)...)
+	runEnv(t, env, 0, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...)
+	verified := runEnv(t, env, 0, ctl, with("record", "verify", id)...)
 	if !strings.Contains(verified, "OK:") || !strings.Contains(verified, "("+m[2]+" samples)") {
 		t.Fatalf("verify did not cover every sample pumpsim sent (%s):\n%s", m[2], verified)
 	}
-	audit := run(t, 0, ctl, with("record", "audit", id)...)
+	audit := runEnv(t, env, 0, ctl, with("record", "audit", id)...)
 	for _, kind := range []string{"case_created", "samples", "entry", "case_closed", "signature"} {
 		if !strings.Contains(audit, kind) {
 			t.Fatalf("audit trail lacks %s:\n%s", kind, audit)
 		}
 	}
-	run(t, 3, ctl, with("record", "verify", "00000000-0000-4000-8000-000000000000")...)
+	runEnv(t, env, 3, ctl, with("record", "verify", "00000000-0000-4000-8000-000000000000")...)
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Fatalf("server logged errors:\n%s", logs.String())
 	}

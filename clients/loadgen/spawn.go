@@ -55,7 +55,7 @@ func spawnServer(ctx context.Context, c *config, progress io.Writer) (_ *spawned
 	if s.addr, err = freeLoopbackAddr(); err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--listen", s.addr, "--log-level", "warn"}
+	args := []string{"serve", "--listen", s.addr, "--log-level", "warn", "--dev-header-auth"} // loadgen names itself with the development header
 	if c.databaseURL != "" {
 		name, dsn, drop, err := createScratchDB(ctx, c.databaseURL, "perfusion_loadgen_")
 		if err != nil {

@@ -2,6 +2,7 @@ package perfusion
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ type config struct {
 	principal      string
 	dialOpts       []grpc.DialOption
 	perRPC         credentials.PerRPCCredentials
+	tls            *tls.Config
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	attemptTimeout time.Duration
@@ -129,8 +131,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if cfg.log == nil {
 		cfg.log = slog.Default()
 	}
-	if cfg.principal == "" && cfg.perRPC == nil {
-		return nil, errors.New("perfusion: Dial needs WithPrincipal or WithPerRPCCredentials to identify the caller")
+	if cfg.principal == "" && cfg.perRPC == nil && (cfg.tls == nil || len(cfg.tls.Certificates) == 0) {
+		return nil, errors.New("perfusion: Dial needs WithToken, WithPerRPCCredentials, a client certificate (WithTLS) or WithPrincipal to identify the caller")
 	}
 	dopts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -15,7 +15,7 @@ import (
 )
 
 var rootExamples = []string{
-	"export PERFUSION_PRINCIPAL=perfusionist-1",
+	"export PERFUSION_TOKEN=$(perfusiond token --subject perfusionist-1 --roles perfusionist --sites MAIN)",
 	"perfusionctl case create --kind cpb --site MAIN --room OR-3 --start 2026-11-28T08:00:00Z --height 170 --weight 70",
 	"perfusionctl entry add event --case $CASE --type bypass-on",
 	"perfusionctl record verify $CASE || echo \"record of $CASE does not verify\"",
@@ -25,8 +25,9 @@ func commandTree() *command {
 	return &command{
 		summary: "command-line client of the perfusion record service",
 		long: `Cases, entries, sign-off, record verification and device trends, over the
-perfusiond gRPC API. Until real authentication lands, --principal names you
-(sent as x-perfusion-principal).`,
+perfusiond gRPC API. You are identified by a bearer token (--token-file or
+PERFUSION_TOKEN) and, for services, a client certificate (--cert, --key);
+--principal is for development servers run with --dev-header-auth.`,
 		subs: []*command{
 			{name: "case", summary: "create, list, show, update, close, sign cases; add addenda", subs: caseCommands()},
 			{name: "entry", summary: "chart, list, correct and void entries", subs: entryCommands()},

@@ -34,6 +34,7 @@ const (
 type globals struct {
 	addr      string
 	principal string
+	creds     perfusion.Credentials
 	output    string
 	timeout   time.Duration
 }
@@ -108,7 +109,13 @@ func (x exitCodeError) Error() string { return x.msg }
 
 func defineGlobals(fs *flag.FlagSet, g *globals) {
 	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PERFUSION_ADDR)")
-	fs.StringVar(&g.principal, "principal", g.principal, "who you are, sent as x-perfusion-principal (env PERFUSION_PRINCIPAL)")
+	fs.StringVar(&g.principal, "principal", g.principal, "development only: who you are, sent as x-perfusion-principal to a server run with --dev-header-auth (env PERFUSION_PRINCIPAL)")
+	fs.StringVar(&g.creds.TokenFile, "token-file", g.creds.TokenFile, "file holding your bearer token (JWT); default: env "+perfusion.EnvToken)
+	fs.StringVar(&g.creds.CAFile, "ca-file", g.creds.CAFile, "CA certificate(s) verifying the server; implies TLS")
+	fs.StringVar(&g.creds.CertFile, "cert", g.creds.CertFile, "client certificate for mutual TLS")
+	fs.StringVar(&g.creds.KeyFile, "key", g.creds.KeyFile, "client certificate's key")
+	fs.StringVar(&g.creds.ServerName, "server-name", g.creds.ServerName, "server name to verify, when it differs from --addr's host")
+	fs.BoolVar(&g.creds.TLS, "tls", g.creds.TLS, "use TLS with the system's CAs")
 	fs.StringVar(&g.output, "output", g.output, "output format: table, json (protojson of the responses) or csv (review commands; others print tables)")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline for the whole command")
 }
@@ -123,10 +130,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 	g.principal = os.Getenv("PERFUSION_PRINCIPAL")
 	e := &env{g: g, stdout: stdout, stderr: stderr}
 	e.dial = func(ctx context.Context) (*perfusion.Client, error) {
-		if g.principal == "" {
-			return nil, usagef("no principal: pass --principal or set PERFUSION_PRINCIPAL")
+		c := g.creds
+		c.Principal = g.principal
+		copts, err := c.Options(os.Getenv)
+		if err != nil {
+			return nil, usagef("%v", err)
 		}
-		opts := append([]perfusion.Option{perfusion.WithPrincipal(g.principal)}, dialOpts...)
+		opts := append(copts, dialOpts...)
 		return perfusion.Dial(ctx, g.addr, opts...)
 	}
 	defer func() {

@@ -40,20 +40,23 @@ import (
 // Config is a pumpsim run.
 type Config struct {
 	Addr, Principal string
-	Seed            uint64
-	Speed           float64 // simulated seconds per wall second; 0 = as fast as possible
-	Cases           int
-	ECMO            bool
-	Duration        time.Duration
-	SpoolDir        string
-	Close, Sign     bool
-	HeightCm        float64
-	WeightKg        float64
-	TargetTempC     float64
-	Arrest          time.Duration
-	Progress        time.Duration // progress line interval; 0 = none
-	Out             io.Writer
-	ClientOptions   []perfusion.Option
+	// Credentials identify pumpsim (a token, TLS); Principal, when set,
+	// is the development header instead.
+	Credentials   perfusion.Credentials
+	Seed          uint64
+	Speed         float64 // simulated seconds per wall second; 0 = as fast as possible
+	Cases         int
+	ECMO          bool
+	Duration      time.Duration
+	SpoolDir      string
+	Close, Sign   bool
+	HeightCm      float64
+	WeightKg      float64
+	TargetTempC   float64
+	Arrest        time.Duration
+	Progress      time.Duration // progress line interval; 0 = none
+	Out           io.Writer
+	ClientOptions []perfusion.Option
 }
 
 // CaseResult is what one simulated case sent.
@@ -67,7 +70,12 @@ type CaseResult struct {
 func main() {
 	var cfg Config
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "perfusiond address")
-	flag.StringVar(&cfg.Principal, "principal", "pumpsim", "principal to act as (x-perfusion-principal)")
+	flag.StringVar(&cfg.Principal, "principal", "", "development only: principal to act as (x-perfusion-principal), for a server run with --dev-header-auth")
+	flag.StringVar(&cfg.Credentials.TokenFile, "token-file", "", "file holding the bearer token; default: env "+perfusion.EnvToken)
+	flag.StringVar(&cfg.Credentials.CAFile, "ca-file", "", "CA certificate(s) verifying the server; implies TLS")
+	flag.StringVar(&cfg.Credentials.CertFile, "cert", "", "client certificate for mutual TLS")
+	flag.StringVar(&cfg.Credentials.KeyFile, "key", "", "client certificate's key")
+	flag.StringVar(&cfg.Credentials.ServerName, "server-name", "", "server name to verify, when it differs from --addr's host")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "random seed; case i uses seed+i")
 	flag.Float64Var(&cfg.Speed, "speed", 1, "simulated seconds per wall second (60 = a 4 h case in 4 min; 0 = as fast as possible)")
 	flag.IntVar(&cfg.Cases, "cases", 1, "number of concurrent cases")
@@ -116,7 +124,13 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 	if cfg.Sign {
 		cfg.Close = true
 	}
-	opts := append([]perfusion.Option{perfusion.WithPrincipal(cfg.Principal)}, cfg.ClientOptions...)
+	creds := cfg.Credentials
+	creds.Principal = cfg.Principal
+	copts, err := creds.Options(nil)
+	if err != nil {
+		return nil, err
+	}
+	opts := append(copts, cfg.ClientOptions...)
 	client, err := perfusion.Dial(ctx, cfg.Addr, opts...)
 	if err != nil {
 		return nil, err

@@ -127,7 +127,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	dsn := pgtest.DSN(t)
 	addr := freeAddr(t)
-	d := &daemon{t: t, bin: buildDaemon(t), args: []string{"--listen", addr, "--database-url", dsn}}
+	d := &daemon{t: t, bin: buildDaemon(t), args: []string{"--listen", addr, "--database-url", dsn, "--dev-header-auth"}}
 	d.start()
 	t.Cleanup(d.kill)
 

@@ -8,6 +8,7 @@
 //
 //	perfusiond [serve] [flags]       serve gRPC (the default command)
 //	perfusiond migrate [flags]       apply migrations, print the schema version
+//	perfusiond token --subject N --roles R   print a development token
 //	perfusiond backup --to FILE      copy the embedded store while it runs
 //	perfusiond --version             print the version
 //
@@ -66,6 +67,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.serve(ctx, args)
 	case "migrate":
 		err = a.migrate(ctx, args)
+	case "token":
+		err = a.token(ctx, args)
 	case "backup":
 		err = a.backup(ctx, args)
 	case "export":
@@ -104,6 +107,7 @@ const usage = `perfusiond — the perfusion record server
 Commands:
   serve      serve gRPC (default)
   migrate    apply the embedded schema migrations and print the schema version
+  token      print a development token signed by the key in the data directory
   backup     write a consistent copy of the embedded store (--to FILE)
   export     write case archives from the selected store (--to DIR [--case ID])
   import     verify and load case archives into the selected store (--from FILE|DIR)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/server"
 	"perfusion/store"
 	"perfusion/store/postgres/pgtest"
 	"perfusion/store/sqlite"
@@ -83,8 +84,9 @@ func startServe(t *testing.T, env map[string]string, args ...string) *running {
 	return r
 }
 
-// createCase creates a case over gRPC and returns its id.
-func createCase(t *testing.T, addr net.Addr) string {
+// createCase creates a case over gRPC, as a perfusionist with a
+// development token of dataDir's key, and returns its id.
+func createCase(t *testing.T, addr net.Addr, dataDir string) string {
 	t.Helper()
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -92,7 +94,15 @@ func createCase(t *testing.T, addr net.Addr) string {
 	}
 	defer conn.Close()
 	waitServing(t, conn)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-perfusion-principal", "perfusionist-1")
+	key, err := server.LoadOrCreateDevKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := key.Issue(server.DevTokenClaims{Subject: "perfusionist-1", Roles: []server.Role{server.RolePerfusionist}, Sites: []string{"MAIN"}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
 	resp, err := pb.NewCaseServiceClient(conn).CreateCase(ctx, &pb.CreateCaseRequest{CaseId: uuid.NewString(),
 		Kind: pb.CaseKind_CASE_KIND_ECMO, Site: "MAIN", Room: "ICU-2", ScheduledStart: timestamppb.Now()})
 	if err != nil {
@@ -107,7 +117,7 @@ func TestEmbeddedStoreLifecycle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	env := map[string]string{envDataDir: dir, envListen: "127.0.0.1:0"}
 	srv := startServe(t, env, "--log-format", "text", "--shutdown-timeout", "2s")
-	id := createCase(t, srv.addr)
+	id := createCase(t, srv.addr, dir)
 	dbPath := filepath.Join(dir, dbFileName)
 	logs := srv.logs.String()
 	if !strings.Contains(logs, "store: embedded SQLite") || !strings.Contains(logs, dbPath) {
@@ -203,9 +213,10 @@ func TestPostgresStore(t *testing.T) {
 	}
 	const password = "pw-never-logged"
 	u.User = url.UserPassword(u.User.Username(), password) // trust auth ignores it
-	env := map[string]string{envDatabaseURL: u.String()}
-	srv := startServe(t, env, "--listen", "127.0.0.1:0")
-	createCase(t, srv.addr)
+	dataDir := t.TempDir()
+	env := map[string]string{envDatabaseURL: u.String(), envDataDir: dataDir}
+	srv := startServe(t, env, "--listen", "127.0.0.1:0", "--dev-tokens")
+	createCase(t, srv.addr, dataDir)
 	logs := srv.logs.String()
 	dbName := strings.TrimPrefix(u.Path, "/")
 	if !strings.Contains(logs, "store: PostgreSQL") || !strings.Contains(logs, "database="+dbName) || !strings.Contains(logs, "host=") {
@@ -224,10 +235,14 @@ func TestPostgresStore(t *testing.T) {
 	}
 }
 
-// TestNonLoopbackWarning: a listener reachable from other machines is
-// warned about loudly.
+// TestNonLoopbackWarning: plaintext reachable from other machines is
+// refused unless allowed explicitly, and then warned about loudly.
 func TestNonLoopbackWarning(t *testing.T) {
-	srv := startServe(t, map[string]string{envDataDir: t.TempDir()}, "--listen", "0.0.0.0:0")
+	a, _, errb := testApp(map[string]string{envDataDir: t.TempDir()})
+	if code := a.run(context.Background(), []string{"serve", "--listen", "0.0.0.0:0"}); code != exitUsage || !strings.Contains(errb.String(), "refusing plaintext") {
+		t.Fatalf("plaintext on 0.0.0.0 exited %d, want %d with a reason:\n%s", code, exitUsage, errb)
+	}
+	srv := startServe(t, map[string]string{envDataDir: t.TempDir()}, "--listen", "0.0.0.0:0", "--allow-plaintext")
 	if !strings.Contains(srv.logs.String(), "LISTENING IN PLAINTEXT ON A NON-LOOPBACK ADDRESS") {
 		t.Fatalf("no warning for 0.0.0.0:\n%s", srv.logs)
 	}

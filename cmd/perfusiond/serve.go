@@ -33,13 +33,14 @@ type serveConfig struct {
 	streamWindow      int
 	exportKeyFile     string
 	delivery          *deliveryConfig // delivery.go
+	auth              *authConfig
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	fs := a.newFlagSet("serve", "[serve] [flags]")
 	env := envFlags{}
 	c := &serveConfig{common: a.commonFlags(fs, env)}
-	fs.StringVar(&c.listen, "listen", "127.0.0.1:7070", "gRPC listen address, plaintext (env "+envListen+")")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:7070", "gRPC listen address; plaintext only on loopback unless --allow-plaintext (env "+envListen+")")
 	fs.BoolVar(&c.migrate, "migrate", true,
 		"apply schema migrations at start; with false, refuse to start unless the schema matches (env "+envMigrate+")")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second,
@@ -61,7 +62,11 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		"file holding the key (at least 32 bytes) that pseudonymises cases in de-identified extracts; empty disables extracts (env "+envExportKeyFile+")")
 	env["export-key-file"] = envExportKeyFile
 	c.delivery = a.deliveryFlags(fs, env)
+	c.auth = authFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
+		return nil, err
+	}
+	if err := c.auth.check(c.databaseURL == ""); err != nil {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
@@ -110,7 +115,16 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
-	warnInsecure(log, lis.Addr())
+	tlsCfg, err := c.auth.transport(lis.Addr(), log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	authn, err := c.auth.authenticator(c.dataDir, log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	renderer := c.delivery.renderer(db)
 	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, log)
 	if err != nil {
@@ -120,7 +134,9 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	srv := server.New(server.Config{
 		Store:             store.New(db, store.Config{Outbox: c.delivery.outbox()}),
 		Logger:            log,
-		Authenticator:     server.HeaderAuthenticator{},
+		Authenticator:     authn,
+		TLS:               tlsCfg,
+		SignAuthMaxAge:    c.auth.signAuthMaxAge,
 		ReadinessInterval: c.readinessInterval,
 		Ingest:            c.ingest,
 		StreamWindow:      c.streamWindow,
@@ -153,17 +169,6 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// warnInsecure logs loudly when the plaintext listener is reachable from
-// other machines, and always that authentication is the development-only
-// header: both are fine on a developer's machine and wrong anywhere else.
-func warnInsecure(log *slog.Logger, addr net.Addr) {
-	log.Warn("authentication is the development-only x-perfusion-principal header: any caller can claim any identity; do not use with real patients")
-	if !isLoopback(addr) {
-		log.Warn("!!! LISTENING IN PLAINTEXT ON A NON-LOOPBACK ADDRESS: patient data and identities cross the network unencrypted and unauthenticated; TLS is not implemented yet — listen on 127.0.0.1 or put an authenticating TLS proxy in front !!!",
-			"addr", addr.String())
-	}
 }
 
 // isLoopback reports whether addr can only be reached from this machine.

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"perfusion/server"
+)
+
+// Environment variables of the authentication and transport flags.
+const (
+	envJWKSFile        = "PERFUSION_JWKS_FILE"
+	envJWKSURL         = "PERFUSION_JWKS_URL"
+	envJWTIssuer       = "PERFUSION_JWT_ISSUER"
+	envJWTAudience     = "PERFUSION_JWT_AUDIENCE"
+	envNameClaim       = "PERFUSION_NAME_CLAIM"
+	envRolesClaim      = "PERFUSION_ROLES_CLAIM"
+	envSitesClaim      = "PERFUSION_SITES_CLAIM"
+	envJWTLeeway       = "PERFUSION_JWT_LEEWAY"
+	envSignAuthMaxAge  = "PERFUSION_SIGN_AUTH_MAX_AGE"
+	envDevTokens       = "PERFUSION_DEV_TOKENS"
+	envDevHeaderAuth   = "PERFUSION_DEV_HEADER_AUTH"
+	envTLSCert         = "PERFUSION_TLS_CERT"
+	envTLSKey          = "PERFUSION_TLS_KEY"
+	envTLSClientCA     = "PERFUSION_TLS_CLIENT_CA"
+	envClientCertRoles = "PERFUSION_CLIENT_CERT_ROLES"
+	envClientCertSites = "PERFUSION_CLIENT_CERT_SITES"
+	envAllowPlaintext  = "PERFUSION_ALLOW_PLAINTEXT"
+)
+
+// authConfig is how serve authenticates callers and secures the wire.
+type authConfig struct {
+	jwksFile, jwksURL                 string
+	issuer, audience                  string
+	nameClaim, rolesClaim, sitesClaim string
+	leeway, signAuthMaxAge            time.Duration
+	devTokens, devHeaderAuth          bool
+	tlsCert, tlsKey, tlsClientCA      string
+	clientCertRoles, clientCertSites  string
+	allowPlaintext                    bool
+}
+
+func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
+	c := &authConfig{}
+	fs.StringVar(&c.jwksFile, "jwks-file", "", "JSON Web Key Set file verifying bearer tokens (env "+envJWKSFile+")")
+	fs.StringVar(&c.jwksURL, "jwks-url", "", "the identity provider's jwks_uri (env "+envJWKSURL+")")
+	fs.StringVar(&c.issuer, "jwt-issuer", "", "required iss of bearer tokens (env "+envJWTIssuer+")")
+	fs.StringVar(&c.audience, "jwt-audience", "", "required aud of bearer tokens (env "+envJWTAudience+")")
+	fs.StringVar(&c.nameClaim, "name-claim", "sub", "claim naming the caller (env "+envNameClaim+")")
+	fs.StringVar(&c.rolesClaim, "roles-claim", "roles", "claim holding the roles, dotted for nested claims, e.g. realm_access.roles (env "+envRolesClaim+")")
+	fs.StringVar(&c.sitesClaim, "sites-claim", "sites", "claim holding the sites the caller may reach, \"*\" for all (env "+envSitesClaim+")")
+	fs.DurationVar(&c.leeway, "jwt-leeway", server.DefaultLeeway, "clock skew tolerated on exp, nbf and iat (env "+envJWTLeeway+")")
+	fs.DurationVar(&c.signAuthMaxAge, "sign-auth-max-age", server.DefaultSignAuthMaxAge, "how recent a signer's authentication (auth_time) must be (env "+envSignAuthMaxAge+")")
+	fs.BoolVar(&c.devTokens, "dev-tokens", false, "trust tokens from `perfusiond token` (the key in --data-dir); the default with the embedded store and no JWKS (env "+envDevTokens+")")
+	fs.BoolVar(&c.devHeaderAuth, "dev-header-auth", false, "DEVELOPMENT ONLY: trust the x-perfusion-principal header, every caller gets every role (env "+envDevHeaderAuth+")")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves TLS 1.3 (env "+envTLSCert+")")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file (PEM) (env "+envTLSKey+")")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "CA file verifying client certificates (mutual TLS for device gateways and interface engines) (env "+envTLSClientCA+")")
+	fs.StringVar(&c.clientCertRoles, "client-cert-roles", "integration", "roles of a client-certificate principal, comma-separated (env "+envClientCertRoles+")")
+	fs.StringVar(&c.clientCertSites, "client-cert-sites", "*", "sites a client-certificate principal may reach, comma-separated, * for all (env "+envClientCertSites+")")
+	fs.BoolVar(&c.allowPlaintext, "allow-plaintext", false, "allow plaintext on a non-loopback address (behind a TLS-terminating proxy only) (env "+envAllowPlaintext+")")
+	for k, v := range map[string]string{"jwks-file": envJWKSFile, "jwks-url": envJWKSURL, "jwt-issuer": envJWTIssuer, "jwt-audience": envJWTAudience,
+		"name-claim": envNameClaim, "roles-claim": envRolesClaim, "sites-claim": envSitesClaim, "jwt-leeway": envJWTLeeway,
+		"sign-auth-max-age": envSignAuthMaxAge, "dev-tokens": envDevTokens, "dev-header-auth": envDevHeaderAuth,
+		"tls-cert": envTLSCert, "tls-key": envTLSKey, "tls-client-ca": envTLSClientCA, "client-cert-roles": envClientCertRoles,
+		"client-cert-sites": envClientCertSites, "allow-plaintext": envAllowPlaintext} {
+		env[k] = v
+	}
+	return c
+}
+
+// check refuses contradictory settings before anything starts.
+func (c *authConfig) check(embedded bool) error {
+	jwks := c.jwksFile != "" || c.jwksURL != ""
+	switch {
+	case c.jwksFile != "" && c.jwksURL != "":
+		return usageErrorf("give --jwks-file or --jwks-url, not both")
+	case jwks && (c.issuer == "" || c.audience == ""):
+		return usageErrorf("--jwks-file/--jwks-url need --jwt-issuer and --jwt-audience")
+	case jwks && c.devTokens:
+		return usageErrorf("--dev-tokens cannot be combined with a JWKS")
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return usageErrorf("--tls-cert and --tls-key go together")
+	case c.tlsClientCA != "" && c.tlsCert == "":
+		return usageErrorf("--tls-client-ca needs --tls-cert and --tls-key")
+	case c.leeway < 0 || c.leeway > 5*time.Minute || c.signAuthMaxAge <= 0:
+		return usageErrorf("--jwt-leeway must be 0 to 5m and --sign-auth-max-age positive")
+	case !jwks && !c.devTokens && !c.devHeaderAuth && c.tlsClientCA == "":
+		if !embedded {
+			return usageErrorf("no authentication configured: give --jwks-url or --jwks-file with --jwt-issuer and --jwt-audience (or, for development, --dev-tokens)")
+		}
+		c.devTokens = true // the embedded quick start
+	}
+	return nil
+}
+
+// authenticator builds the server's Authenticator. The development key is
+// created in dataDir on first use.
+func (c *authConfig) authenticator(dataDir string, log *slog.Logger) (server.Authenticator, error) {
+	var next server.Authenticator
+	switch {
+	case c.devHeaderAuth:
+		log.Warn("!!! DEVELOPMENT AUTHENTICATION: the x-perfusion-principal header is trusted and every caller has every role on every site; never use with real patients !!!")
+		next = server.HeaderAuthenticator{}
+	case c.devTokens:
+		key, err := server.LoadOrCreateDevKey(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("development tokens: trusting the key in the data directory (issue tokens with `perfusiond token`); use an identity provider's JWKS with real patients", "kid", key.KID)
+		next, err = server.NewJWTAuthenticator(server.JWTConfig{Keys: key.Keys(), Issuer: server.DevIssuer, Audience: server.DevAudience, Leeway: c.leeway})
+		if err != nil {
+			return nil, err
+		}
+	case c.jwksFile != "" || c.jwksURL != "":
+		keys, err := server.NewJWKS(server.JWKSConfig{URL: c.jwksURL, File: c.jwksFile, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		next, err = server.NewJWTAuthenticator(server.JWTConfig{Keys: keys, Issuer: c.issuer, Audience: c.audience, Leeway: c.leeway,
+			NameClaim: c.nameClaim, RolesClaim: c.rolesClaim, SitesClaim: c.sitesClaim})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.tlsClientCA == "" {
+		if next == nil {
+			return nil, errors.New("no authenticator configured")
+		}
+		return next, nil
+	}
+	var roles []server.Role
+	for _, r := range splitList(c.clientCertRoles) {
+		roles = append(roles, server.Role(r))
+	}
+	return server.CertAuthenticator{Roles: roles, Sites: splitList(c.clientCertSites), Next: next}, nil
+}
+
+// transport returns the TLS configuration, or nil for plaintext, which is
+// allowed on loopback, elsewhere only with --allow-plaintext; either way
+// the log says so loudly.
+func (c *authConfig) transport(addr net.Addr, log *slog.Logger) (*tls.Config, error) {
+	if c.tlsCert != "" {
+		return server.TLSConfig(c.tlsCert, c.tlsKey, c.tlsClientCA)
+	}
+	if !isLoopback(addr) {
+		if !c.allowPlaintext {
+			return nil, usageErrorf("refusing plaintext on the non-loopback address %s: give --tls-cert and --tls-key, or --allow-plaintext behind a TLS-terminating proxy", addr)
+		}
+		log.Warn("!!! LISTENING IN PLAINTEXT ON A NON-LOOPBACK ADDRESS (--allow-plaintext): tokens and patient data cross the network unencrypted unless a TLS proxy is in front !!!", "addr", addr.String())
+		return nil, nil
+	}
+	log.Warn("!!! PLAINTEXT on loopback: fine for a developer's machine only; serve TLS (--tls-cert, --tls-key) anywhere else !!!", "addr", addr.String())
+	return nil, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
