@@ -70,9 +70,10 @@ type Rendered struct {
 	ContentType string
 }
 
-// errContent marks a record the message builders refuse: rendering it
-// again gives the same error.
-var errContent = errors.New("export: the record cannot be rendered")
+// ErrContent marks a record the message builders refuse (or options they
+// lack): rendering it again gives the same error. Its text names fields,
+// never their content.
+var ErrContent = errors.New("export: the record cannot be rendered")
 
 // ErrNotAVersion reports a version that is not a signature or addendum of
 // the case.
@@ -89,7 +90,7 @@ type Version struct {
 }
 
 // Load reads the case as it stood at version (a signature's or addendum's
-// ledger sequence) from one consistent snapshot. charting.ErrNotFound when
+// ledger sequence; 0 for the latest) from one consistent snapshot. charting.ErrNotFound when
 // the case does not exist; ErrNotAVersion when version names no signature or
 // addendum; a precondition failure when the case is not signed.
 func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*Version, error) {
@@ -102,12 +103,23 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		if c.Status != charting.StatusSigned {
 			return charting.Preconditionf("case is %s: only signed cases are exported", c.Status)
 		}
-		if version < 1 || version > c.Head.Seq {
+		if version < 0 || version > c.Head.Seq {
 			return ErrNotAVersion
 		}
 		links, err := rd.Links(ctx, caseID, 0, int(version))
 		if err != nil {
 			return err
+		}
+		if version == 0 { // the latest: the last signature or addendum
+			for _, l := range links {
+				if l.Kind == charting.LinkSignature || l.Kind == charting.LinkAddendum {
+					version = l.Seq
+				}
+			}
+			if version == 0 {
+				return ErrNotAVersion
+			}
+			links = links[:version]
 		}
 		if int64(len(links)) != version {
 			return fmt.Errorf("export: ledger of the case is short: %d links", len(links))
@@ -229,7 +241,7 @@ func round(x float64, digits int) float64 {
 func (r *Renderer) Summary(v *Version) (*v2.Summary, error) {
 	start, end := bypass(v)
 	if start.IsZero() {
-		return nil, fmt.Errorf("%w: the case has no bypass start or start time", errContent)
+		return nil, fmt.Errorf("%w: the case has no bypass start or start time", ErrContent)
 	}
 	c := v.Case
 	visit := v2.VisitFromCase(c)
@@ -321,7 +333,7 @@ func compare(a, b string) int {
 func (r *Renderer) Record(v *Version) (*fhir.Record, error) {
 	start, end := bypass(v)
 	if start.IsZero() {
-		return nil, fmt.Errorf("%w: the case has no bypass start or start time", errContent)
+		return nil, fmt.Errorf("%w: the case has no bypass start or start time", ErrContent)
 	}
 	return &fhir.Record{Case: v.Case, Version: v.Number, Timestamp: v.At, BypassStart: start, BypassEnd: end,
 		Entries: v.Current, Originals: originals(v.All), Metrics: r.metrics(v), Catalogue: r.cat}, nil
@@ -367,7 +379,7 @@ func (r *Renderer) HL7(v *Version) (*Rendered, error) {
 	h := r.Header(v)
 	m, err := v2.BuildSummary(h, s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errContent, err)
+		return nil, fmt.Errorf("%w: %w", ErrContent, err)
 	}
 	b, err := m.Encode()
 	if err != nil {
@@ -384,7 +396,7 @@ func (r *Renderer) FHIR(v *Version) (*Rendered, error) {
 	}
 	bundle, err := fhir.BuildTransaction(rec, r.fhir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errContent, err)
+		return nil, fmt.Errorf("%w: %w", ErrContent, err)
 	}
 	b, err := fhir.Encode(bundle)
 	if err != nil {

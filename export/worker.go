@@ -239,7 +239,7 @@ func (w *Worker) send(ctx context.Context, d *store.Delivery) Outcome {
 // else (the database) is retried.
 func renderOutcome(err error) Outcome {
 	var pe *charting.PreconditionError
-	if errors.Is(err, ErrNotAVersion) || errors.Is(err, charting.ErrNotFound) || errors.As(err, &pe) || errors.Is(err, errContent) {
+	if errors.Is(err, ErrNotAVersion) || errors.Is(err, charting.ErrNotFound) || errors.As(err, &pe) || errors.Is(err, ErrContent) {
 		return Outcome{Result: Permanent, Err: err}
 	}
 	return Outcome{Result: Retry, Err: err}

@@ -79,6 +79,7 @@ var (
 	clinicians = []Role{RolePerfusionist, RoleAnesthesiologist}
 	readers    = []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleAdmin}
 	reviewers  = []Role{RoleReviewer, RoleAdmin}
+	exporters  = []Role{RolePerfusionist, RoleAnesthesiologist, RoleIntegration, RoleAdmin}
 )
 
 // policy is the table. Keys are full method names as gRPC reports them.
@@ -122,6 +123,15 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ReviewService/AggregateMetrics": {Roles: reviewers, Scope: ScopeList, PatientData: true},
 	"/perfusion.v1.ReviewService/GetCaseMetrics":   {Roles: readers, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ReviewService/ExportCohort":     {Roles: reviewers, Scope: ScopeList, PatientData: true},
+
+	// ExportService: previews carry patient identifiers; delivery listings
+	// carry receivers' free text (ACK text), which may repeat them. The
+	// interface team (integration, admin) runs deliveries; clinicians may
+	// see whether their case went out.
+	"/perfusion.v1.ExportService/RenderHL7":      {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
+	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleIntegration, RoleAdmin}, Scope: ScopeCase, PatientData: true},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

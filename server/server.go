@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	perfusionv1 "perfusion/api/perfusion/v1"
+	"perfusion/export"
 	"perfusion/store"
 	"perfusion/store/ingest"
 )
@@ -89,6 +90,10 @@ type Config struct {
 	// commit of this server woke it, which bounds how late it sees writes
 	// made through other servers; 0 means DefaultWatchPoll.
 	WatchPoll time.Duration
+	// Renderer renders ExportService previews with the site's HL7 and FHIR
+	// settings, the same ones the delivery worker uses; nil renders HL7
+	// with default settings and refuses FHIR.
+	Renderer *export.Renderer
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -112,6 +117,7 @@ var serviceNames = []string{
 	perfusionv1.ChartingService_ServiceDesc.ServiceName,
 	perfusionv1.RecordService_ServiceDesc.ServiceName,
 	perfusionv1.ReviewService_ServiceDesc.ServiceName,
+	perfusionv1.ExportService_ServiceDesc.ServiceName,
 }
 
 // Server is a perfusion gRPC server.
@@ -178,6 +184,7 @@ func New(cfg Config) *Server {
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
+	perfusionv1.RegisterExportServiceServer(s.grpc, newExportService(h, cfg.Renderer))
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -157,8 +157,10 @@ type OutboxBackend interface {
 // DeliveryFilter selects deliveries. Zero values match anything.
 type DeliveryFilter struct {
 	CaseID uuid.UUID
-	State  DeliveryState
-	Limit  int
+	// Site keeps deliveries of cases of this site.
+	Site  string
+	State DeliveryState
+	Limit int
 	// After continues a listing after this delivery (keyset pagination).
 	After *DeliveryCursor
 }

@@ -34,6 +34,8 @@ PERFUSION_TOKEN) and, for services, a client certificate (--cert, --key);
 			{name: "record", summary: "verify a case's hash chain; show its audit trail", subs: recordCommands()},
 			{name: "samples", summary: "query device data", subs: sampleCommands()},
 			{name: "review", summary: "quality metrics across cases: query, aggregate, de-identified export", subs: reviewCommands()},
+			{name: "export", summary: "preview the HL7 v2 or FHIR message a signed case version is sent as", subs: exportCommands()},
+			{name: "delivery", summary: "list deliveries to the hospital; retry a failed one", subs: deliveryCommands()},
 			completionCommand(),
 		},
 	}

@@ -141,6 +141,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		Ingest:            c.ingest,
 		StreamWindow:      c.streamWindow,
 		ExportKey:         exportKey,
+		Renderer:          renderer,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

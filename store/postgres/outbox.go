@@ -116,6 +116,9 @@ func (b *Backend) ListDeliveries(ctx context.Context, f store.DeliveryFilter) ([
 	if f.State != "" {
 		q += ` AND state = ` + arg(string(f.State))
 	}
+	if f.Site != "" {
+		q += ` AND case_id IN (SELECT case_id FROM cases WHERE site = ` + arg(f.Site) + `)`
+	}
 	if f.After != nil {
 		q += ` AND (created_at, delivery_id) < (` + arg(f.After.CreatedAt) + `, ` + arg(f.After.ID) + `)`
 	}

@@ -125,6 +125,10 @@ func (b *Backend) ListDeliveries(ctx context.Context, f store.DeliveryFilter) ([
 		q += ` AND state = ?`
 		args = append(args, string(f.State))
 	}
+	if f.Site != "" {
+		q += ` AND case_id IN (SELECT case_id FROM cases WHERE site = ?)`
+		args = append(args, f.Site)
+	}
 	if f.After != nil {
 		q += ` AND (created_at < ? OR (created_at = ? AND delivery_id < ?))`
 		at := micros(f.After.CreatedAt)

@@ -306,6 +306,12 @@ func testOutboxList(t *testing.T, h *Harness) {
 	if len(all) != 4 || all[0].CaseID != b.ID || all[3].CaseID != a.ID {
 		t.Fatalf("paged listing: %d rows, want 4 newest first", len(all))
 	}
+	if ds, _, err := s.ListDeliveries(ctx, store.DeliveryFilter{Site: "MAIN"}); err != nil || len(ds) != 4 {
+		t.Fatalf("by site: %d, %v; want 4", len(ds), err)
+	}
+	if ds, _, err := s.ListDeliveries(ctx, store.DeliveryFilter{Site: "ELSEWHERE"}); err != nil || len(ds) != 0 {
+		t.Fatalf("by another site: %d, %v; want 0", len(ds), err)
+	}
 	ds, _, err := s.ListDeliveries(ctx, store.DeliveryFilter{State: store.DeliveryDelivering})
 	if err != nil || len(ds) != 1 || ds[0].ID != claimed[0].ID {
 		t.Fatalf("by state: %+v, %v", ds, err)

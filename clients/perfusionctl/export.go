@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/clients/perfusion"
+)
+
+// exportCommands preview what is sent to the hospital.
+func exportCommands() []*command {
+	return []*command{exportRenderCommand("hl7"), exportRenderCommand("fhir")}
+}
+
+func exportRenderCommand(kind string) *command {
+	what := map[string]string{"hl7": "the HL7 v2 ORU^R01 (ER7, segments end in CR)", "fhir": "the FHIR R4 transaction Bundle (JSON)"}[kind]
+	return &command{
+		name: kind, args: "CASE", summary: "write " + what + " of a signed case version",
+		long: `Exactly what the delivery worker sends for that version: the same bytes and the
+same message id (printed on stderr). The output carries patient identifiers;
+--to writes it to a new file readable only by you.`,
+		examples: []string{
+			"perfusionctl export " + kind + " $CASE > out",
+			"perfusionctl export " + kind + " $CASE --version 214 --to case-v214." + map[string]string{"hl7": "hl7", "fhir": "json"}[kind],
+		},
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
+			version := fs.Int64("version", 0, "version: a signature's or addendum's ledger sequence (as 'delivery list' shows); 0 the latest")
+			to := fs.String("to", "", "write to this new file (mode 0600) instead of stdout")
+			return func(ctx context.Context, e *env, args []string) error {
+				id, err := caseArg(*caseFlag, args)
+				if err != nil {
+					return err
+				}
+				c, err := e.Client(ctx)
+				if err != nil {
+					return err
+				}
+				ex := pb.NewExportServiceClient(c.Conn())
+				var payload []byte
+				var ver int64
+				var msgID string
+				if kind == "hl7" {
+					resp, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: id, Version: *version})
+					if err != nil {
+						return err
+					}
+					payload, ver, msgID = resp.GetMessage(), resp.GetVersion(), resp.GetMessageControlId()
+				} else {
+					resp, err := ex.RenderFHIR(ctx, &pb.RenderFHIRRequest{CaseId: id, Version: *version})
+					if err != nil {
+						return err
+					}
+					payload, ver, msgID = resp.GetBundle(), resp.GetVersion(), resp.GetBundleIdentifier()
+				}
+				if err := writeOut(e, *to, payload); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "version %d, message id %s\n", ver, msgID)
+				return nil
+			}
+		},
+	}
+}
+
+// writeOut writes payload to stdout, or to a new file that only its owner
+// may read (it holds patient data).
+func writeOut(e *env, to string, payload []byte) (err error) {
+	if to == "" {
+		_, err = e.stdout.Write(payload)
+		return err
+	}
+	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	_, err = f.Write(payload)
+	return err
+}
+
+// deliveryCommands inspect and retry deliveries to the hospital.
+func deliveryCommands() []*command {
+	return []*command{
+		{
+			name: "list", summary: "list deliveries (newest first) with state, attempts, last error and ACK",
+			examples: []string{
+				"perfusionctl delivery list --state failed",
+				"perfusionctl delivery list --case $CASE --output json",
+			},
+			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+				caseID := fs.String("case", "", "only this case")
+				site := fs.String("site", "", "only cases of this site")
+				state := fs.String("state", "", "pending, delivering, delivered or failed")
+				size := fs.Int("page-size", 50, "deliveries per page (at most 500)")
+				token := fs.String("page-token", "", "page token printed by a previous call")
+				return func(ctx context.Context, e *env, args []string) error {
+					if err := noArgs(args); err != nil {
+						return err
+					}
+					req := &pb.ListDeliveriesRequest{CaseId: *caseID, Site: *site, PageSize: int32(*size), PageToken: *token}
+					if *state != "" {
+						st, err := parseEnum(pb.DeliveryState(0).Descriptor(), "state", *state)
+						if err != nil {
+							return err
+						}
+						req.State = pb.DeliveryState(st)
+					}
+					return call(ctx, e, func(c *perfusion.Client) (*pb.ListDeliveriesResponse, error) {
+						return pb.NewExportServiceClient(c.Conn()).ListDeliveries(ctx, req)
+					}, func(resp *pb.ListDeliveriesResponse) error { return printDeliveries(e, resp) })
+				}
+			},
+		},
+		{
+			name: "retry", args: "DELIVERY", summary: "send a failed delivery again (after the cause was fixed)",
+			long: "A delivered message is never sent again; a failed or pending one is due at once.",
+			examples: []string{"perfusionctl delivery retry --case $CASE $DELIVERY"},
+			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+				caseID := fs.String("case", "", "the delivery's case (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if len(args) != 1 {
+						return usagef("give one delivery id")
+					}
+					if *caseID == "" {
+						return usagef("--case is required")
+					}
+					return call(ctx, e, func(c *perfusion.Client) (*pb.RetryDeliveryResponse, error) {
+						return pb.NewExportServiceClient(c.Conn()).RetryDelivery(ctx, &pb.RetryDeliveryRequest{CaseId: *caseID, DeliveryId: args[0]})
+					}, func(resp *pb.RetryDeliveryResponse) error {
+						return printDeliveries(e, &pb.ListDeliveriesResponse{Deliveries: []*pb.Delivery{resp.GetDelivery()}})
+					})
+				}
+			},
+		},
+	}
+}
+
+func printDeliveries(e *env, resp *pb.ListDeliveriesResponse) error {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DELIVERY\tCASE\tVERSION\tDESTINATION\tSTATE\tATTEMPTS\tNEXT\tACK\tLAST ERROR")
+	for _, d := range resp.GetDeliveries() {
+		dest := enumText(d.GetDestination())
+		state := enumText(d.GetState())
+		next := "-"
+		if d.GetState() == pb.DeliveryState_DELIVERY_STATE_PENDING {
+			next = fmtTime(d.GetNextAttemptAt())
+		}
+		ack := d.GetAckCode()
+		if ack == "" {
+			ack = "-"
+		}
+		lastErr := d.GetLastError()
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.GetDeliveryId(), d.GetCaseId(), d.GetVersion(), dest, state,
+			d.GetAttempts(), next, ack, lastErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if t := resp.GetNextPageToken(); t != "" {
+		fmt.Fprintf(e.stderr, "more: --page-token %s\n", t)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	pb "perfusion/api/perfusion/v1"
+	"perfusion/charting"
+	"perfusion/export"
+	"perfusion/hl7/fhir"
+	v2 "perfusion/hl7/v2"
+	"perfusion/store"
+)
+
+// exportService implements perfusionv1.ExportService over the renderer and
+// the delivery outbox (store/outbox.go, package export).
+type exportService struct {
+	pb.UnimplementedExportServiceServer
+	h *handlers
+	r *export.Renderer
+}
+
+// newExportService builds the service. Without a configured renderer
+// (tests, a server with no destination) HL7 previews use the default
+// sending application and FHIR previews fail for want of identifier
+// systems.
+func newExportService(h *handlers, r *export.Renderer) *exportService {
+	if r == nil {
+		r = export.NewRenderer(h.store.Backend(), export.HL7Config{SendingApplication: v2.HD{NamespaceID: "PERFUSION"}}, fhir.Options{}, h.store.Catalogue())
+	}
+	return &exportService{h: h, r: r}
+}
+
+// renderFail maps render errors: an unknown version is NotFound; content
+// the builders refuse (or FHIR without its identifier systems) is a
+// precondition the operator must fix, named without content.
+func (s *exportService) renderFail(err error) error {
+	switch {
+	case errors.Is(err, export.ErrNotAVersion):
+		return s.h.fail(charting.ErrNotFound)
+	case errors.Is(err, export.ErrContent):
+		return preconditionStatus("the record cannot be rendered for export: " + err.Error())
+	}
+	return s.h.fail(err)
+}
+
+func (s *exportService) version(req interface {
+	GetCaseId() string
+	GetVersion() int64
+}) (uuid.UUID, int64, error) {
+	var p parser
+	id := p.id("case_id", req.GetCaseId(), true)
+	if req.GetVersion() < 0 {
+		p.v.Add("version", "must be a version (a signature's or addendum's ledger sequence) or 0 for the latest")
+	}
+	return id, req.GetVersion(), p.err()
+}
+
+// RenderHL7 renders a version's ORU^R01.
+func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request) (*pb.RenderHL7Response, error) {
+	id, ver, err := s.version(req)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	v, err := s.r.Load(ctx, id, ver)
+	if err != nil {
+		return nil, s.renderFail(err)
+	}
+	out, err := s.r.HL7(v)
+	if err != nil {
+		return nil, s.renderFail(err)
+	}
+	return &pb.RenderHL7Response{Version: v.Number, MessageControlId: out.MessageID, Message: out.Payload}, nil
+}
+
+// RenderFHIR renders a version's transaction Bundle.
+func (s *exportService) RenderFHIR(ctx context.Context, req *pb.RenderFHIRRequest) (*pb.RenderFHIRResponse, error) {
+	id, ver, err := s.version(req)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	v, err := s.r.Load(ctx, id, ver)
+	if err != nil {
+		return nil, s.renderFail(err)
+	}
+	out, err := s.r.FHIR(v)
+	if err != nil {
+		return nil, s.renderFail(err)
+	}
+	return &pb.RenderFHIRResponse{Version: v.Number, BundleIdentifier: out.MessageID, Bundle: out.Payload}, nil
+}
+
+var (
+	deliveryStates = map[pb.DeliveryState]store.DeliveryState{
+		pb.DeliveryState_DELIVERY_STATE_PENDING: store.DeliveryPending, pb.DeliveryState_DELIVERY_STATE_DELIVERING: store.DeliveryDelivering,
+		pb.DeliveryState_DELIVERY_STATE_DELIVERED: store.DeliveryDelivered, pb.DeliveryState_DELIVERY_STATE_FAILED: store.DeliveryFailed,
+	}
+	deliveryDestinations = map[store.Destination]pb.DeliveryDestination{
+		store.DestinationMLLP: pb.DeliveryDestination_DELIVERY_DESTINATION_HL7V2_MLLP,
+		store.DestinationFHIR: pb.DeliveryDestination_DELIVERY_DESTINATION_FHIR_REST,
+	}
+)
+
+func deliveryOut(d *store.Delivery) *pb.Delivery {
+	st := pb.DeliveryState_DELIVERY_STATE_UNSPECIFIED
+	for k, v := range deliveryStates {
+		if v == d.State {
+			st = k
+		}
+	}
+	return &pb.Delivery{DeliveryId: d.ID.String(), CaseId: d.CaseID.String(), Version: d.Version,
+		Destination: deliveryDestinations[d.Destination], MessageId: d.MessageID, State: st, Attempts: int32(d.Attempts),
+		NextAttemptAt: ts(d.NextAttemptAt), LeaseUntil: ts(d.LeaseUntil), LastError: d.LastError, AckCode: d.AckCode,
+		AckText: d.AckText, CreatedAt: ts(d.CreatedAt), UpdatedAt: ts(d.UpdatedAt), DeliveredAt: ts(d.DeliveredAt)}
+}
+
+// Delivery page tokens: a version byte, the cursor's created-at in Unix
+// microseconds and its delivery id, base64url.
+const deliveryTokenV1 = 1
+
+func encodeDeliveryToken(c *store.DeliveryCursor) string {
+	if c == nil {
+		return ""
+	}
+	b := []byte{deliveryTokenV1}
+	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedAt.UnixMicro()))
+	b = append(b, c.ID[:]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (p *parser) deliveryToken(field, tok string) *store.DeliveryCursor {
+	if tok == "" {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 1+8+16 || b[0] != deliveryTokenV1 {
+		p.v.Add(field, "is not a token from a previous response")
+		return nil
+	}
+	id, _ := uuid.FromBytes(b[9:])
+	return &store.DeliveryCursor{CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC(), ID: id}
+}
+
+// ListDeliveries lists deliveries.
+func (s *exportService) ListDeliveries(ctx context.Context, req *pb.ListDeliveriesRequest) (*pb.ListDeliveriesResponse, error) {
+	var p parser
+	f := store.DeliveryFilter{Site: req.GetSite(), CaseID: p.id("case_id", req.GetCaseId(), false)}
+	if req.GetState() != pb.DeliveryState_DELIVERY_STATE_UNSPECIFIED {
+		st, ok := deliveryStates[req.GetState()]
+		if !ok {
+			p.v.Add("state", "unknown state")
+		}
+		f.State = st
+	}
+	f.Limit = p.pageSize("page_size", req.GetPageSize(), 50, 500)
+	f.After = p.deliveryToken("page_token", req.GetPageToken())
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	ds, next, err := s.h.store.ListDeliveries(ctx, f)
+	if err != nil {
+		return nil, s.outboxFail(err)
+	}
+	out := &pb.ListDeliveriesResponse{NextPageToken: encodeDeliveryToken(next)}
+	for i := range ds {
+		out.Deliveries = append(out.Deliveries, deliveryOut(&ds[i]))
+	}
+	return out, nil
+}
+
+// RetryDelivery requeues a failed or pending delivery.
+func (s *exportService) RetryDelivery(ctx context.Context, req *pb.RetryDeliveryRequest) (*pb.RetryDeliveryResponse, error) {
+	var p parser
+	caseID := p.id("case_id", req.GetCaseId(), true)
+	id := p.id("delivery_id", req.GetDeliveryId(), true)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	// The case is what access is checked on: a delivery of another case is
+	// not found, whoever asks.
+	cur, err := s.h.store.GetDelivery(ctx, id)
+	if err != nil {
+		return nil, s.outboxFail(err)
+	}
+	if cur.CaseID != caseID {
+		return nil, s.h.fail(charting.ErrNotFound)
+	}
+	d, err := s.h.store.RetryDelivery(ctx, id)
+	if err != nil {
+		return nil, s.outboxFail(err)
+	}
+	return &pb.RetryDeliveryResponse{Delivery: deliveryOut(d)}, nil
+}
+
+func (s *exportService) outboxFail(err error) error {
+	if errors.Is(err, store.ErrNoOutbox) {
+		return preconditionStatus("this server's store keeps no delivery outbox")
+	}
+	return s.h.fail(err)
+}
