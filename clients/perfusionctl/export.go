@@ -119,7 +119,7 @@ func deliveryCommands() []*command {
 		},
 		{
 			name: "retry", args: "DELIVERY", summary: "send a failed delivery again (after the cause was fixed)",
-			long: "A delivered message is never sent again; a failed or pending one is due at once.",
+			long:     "A delivered message is never sent again; a failed or pending one is due at once.",
 			examples: []string{"perfusionctl delivery retry --case $CASE $DELIVERY"},
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				caseID := fs.String("case", "", "the delivery's case (required)")
