@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -183,7 +182,7 @@ func commitSamples(ctx context.Context, tx Tx, batches []*charting.SampleBatch, 
 				prev, ok = stored[key]
 			}
 			switch {
-			case ok && bytes.Equal(prev, p.row.Block):
+			case ok && sameContent(prev, p):
 				out[i].Duplicate = true
 			case ok:
 				out[i].Err = fmt.Errorf("batch %s: %w", charting.SampleRef(b.SourceID, b.Seq), charting.ErrConflict)

@@ -10,9 +10,9 @@ import (
 	"perfusion/charting"
 )
 
-// Version is the block format version that EncodeBlock writes and
+// Version is the first block format version, which EncodeBlockV1 writes and
 // DecodeBlock reads. It is part of the stored data: a different layout must
-// get a new version, never a change to this one.
+// get a new version (see Version2), never a change to this one.
 const Version = 1
 
 // ErrCorrupt is wrapped by every decoding error, so that callers can tell a
@@ -45,15 +45,17 @@ var pow10 = [maxExponent + 1]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 
 // ipow10 holds 10^d as integers, to strip common trailing decimal zeros.
 var ipow10 = [maxExponent + 1]int64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
-// EncodeBlock encodes a batch's series as one stored block: the version byte
-// (1), the number of series and each series as AppendSeries writes it.
+// EncodeBlockV1 encodes a batch's series as one stored block of format
+// version 1: the version byte (1), the number of series and each series as
+// AppendSeries writes it. The store writes version 2 (EncodeBlock); this
+// stays to test that version 1 blocks, which records hold, still decode.
 // resolution gives each channel's resolution (0 when unknown, which stores
 // the channel's values as XOR floats); it may be nil.
 //
 // EncodeBlock panics if a series' Values, or non-nil Invalid, is not as long
 // as its TimesMs: it stores batches that charting.ValidateBatch accepted, and
 // silently storing something else than was given would be worse.
-func EncodeBlock(series []charting.Series, resolution func(channel string) float64) []byte {
+func EncodeBlockV1(series []charting.Series, resolution func(channel string) float64) []byte {
 	size := 1 + binary.MaxVarintLen64
 	for i := range series {
 		size += len(series[i].Channel) + 16 + 3*len(series[i].TimesMs)
@@ -71,7 +73,8 @@ func EncodeBlock(series []charting.Series, resolution func(channel string) float
 	return dst
 }
 
-// DecodeBlock decodes a block written by EncodeBlock. Any damage (a wrong
+// DecodeBlock decodes a block written by EncodeBlock (version 2) or
+// EncodeBlockV1. Any damage (a wrong
 // version, a truncated or over-long block, an impossible count) gives an
 // error wrapping ErrCorrupt, never a panic, and the decoder allocates no
 // more than a small multiple of len(b), so a hostile block cannot exhaust
@@ -79,6 +82,9 @@ func EncodeBlock(series []charting.Series, resolution func(channel string) float
 func DecodeBlock(b []byte) ([]charting.Series, error) {
 	if len(b) == 0 {
 		return nil, corrupt("empty block")
+	}
+	if b[0] == Version2 {
+		return decodeBlockV2(b[1:])
 	}
 	if b[0] != Version {
 		return nil, corrupt("unknown block version %d", b[0])

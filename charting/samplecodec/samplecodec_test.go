@@ -211,10 +211,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// And as one block, with and without resolutions.
-	for _, rf := range []func(string) float64{nil, func(ch string) float64 { return res[ch] }} {
-		block := EncodeBlock(all, rf)
-		if block[0] != 1 {
-			t.Fatalf("version byte %d", block[0])
+	for _, c := range []struct {
+		version byte
+		rf      func(string) float64
+	}{{1, nil}, {1, func(ch string) float64 { return res[ch] }}, {2, nil}, {2, func(ch string) float64 { return res[ch] }}} {
+		block := EncodeBlock(all, c.rf)
+		if c.version == 1 {
+			block = EncodeBlockV1(all, c.rf)
+		}
+		if block[0] != c.version {
+			t.Fatalf("version byte %d, want %d", block[0], c.version)
 		}
 		got, err := DecodeBlock(block)
 		if err != nil {
@@ -231,6 +237,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got, err := DecodeBlock(EncodeBlock(nil, nil)); err != nil || len(got) != 0 {
 		t.Fatalf("empty block: %v, %v", got, err)
+	}
+	if got, err := DecodeBlock(EncodeBlockV1(nil, nil)); err != nil || len(got) != 0 {
+		t.Fatalf("empty version 1 block: %v, %v", got, err)
 	}
 }
 
@@ -379,7 +388,7 @@ func TestCorrupt(t *testing.T) {
 	}{
 		{"no version", nil, "empty block"},
 		{"version 0", b(0, 0), "version"},
-		{"version 2", b(2, 0), "version"},
+		{"version 3", b(3, 0), "version"},
 		{"bad count varint", b(1, 0x80), "count"},
 		{"huge series count", cat(b(1), uv(1<<40), head(0, 0)), "cannot fit"},
 		{"name past end", cat(b(1, 1), uv(100), []byte("abc")), "channel name"},
@@ -613,13 +622,18 @@ func FuzzRoundTrip(f *testing.F) {
 				t.Fatalf("stream series %d: %s", i, d)
 			}
 		}
-		got, err := DecodeBlock(EncodeBlock(series, func(ch string) float64 { return res[ch] }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range series {
-			if d := diff(series[i], got[i]); d != "" {
-				t.Fatalf("block series %d: %s", i, d)
+		for _, enc := range []func([]charting.Series, func(string) float64) []byte{EncodeBlock, EncodeBlockV1} {
+			got, err := DecodeBlock(enc(series, func(ch string) float64 { return res[ch] }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(series) {
+				t.Fatalf("%d series, want %d", len(got), len(series))
+			}
+			for i := range series {
+				if d := diff(series[i], got[i]); d != "" {
+					t.Fatalf("block series %d: %s", i, d)
+				}
 			}
 		}
 	})
@@ -634,6 +648,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(EncodeBlock(all, func(string) float64 { return 0.01 }))
 	series, _ := vitals1Hz(3, 20)
 	f.Add(EncodeBlock(series, charting.DefaultCatalogue().Resolution))
+	f.Add(EncodeBlockV1(series, charting.DefaultCatalogue().Resolution))
+	f.Add(EncodeBlockV1(all, func(string) float64 { return 0.01 }))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0})
 	f.Add([]byte{1, 1, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f, 0})

@@ -12,7 +12,9 @@ import (
 // reads tens of thousands of blocks) and need not own them. A Walker is not
 // safe for concurrent use; its zero value is ready.
 type Walker struct {
-	sc scratch
+	sc     scratch
+	colBuf []int64 // version 2 time columns, one after the other
+	colEnd []int   // where each column ends in colBuf
 }
 
 // Walk calls fn for each series of block whose channel want accepts (every
@@ -28,6 +30,9 @@ type Walker struct {
 func (w *Walker) Walk(block []byte, want func(channel []byte) bool, fn func(channel []byte, s charting.Series) error) error {
 	if len(block) == 0 {
 		return corrupt("empty block")
+	}
+	if block[0] == Version2 {
+		return w.walkV2(block[1:], want, fn)
 	}
 	if block[0] != Version {
 		return corrupt("unknown block version %d", block[0])
