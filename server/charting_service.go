@@ -123,8 +123,24 @@ func (s *chartingService) QuerySamples(ctx context.Context, req *pb.QuerySamples
 	if t := p.time("end", req.GetEnd()); !t.IsZero() {
 		q.ToMs = t.UnixMilli()
 	}
+	switch req.GetMethod() {
+	case pb.DownsampleMethod_DOWNSAMPLE_METHOD_UNSPECIFIED, pb.DownsampleMethod_DOWNSAMPLE_METHOD_BUCKETS:
+	case pb.DownsampleMethod_DOWNSAMPLE_METHOD_LTTB:
+		if q.Buckets < 3 || q.Buckets > store.MaxBuckets {
+			p.v.Add("buckets", "must be 3 to %d points per series with method LTTB", store.MaxBuckets)
+		}
+	default:
+		p.v.Add("method", "unknown downsampling method %d", req.GetMethod())
+	}
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
+	}
+	if req.GetMethod() == pb.DownsampleMethod_DOWNSAMPLE_METHOD_LTTB {
+		out, err := s.queryLTTB(ctx, q)
+		if err != nil {
+			return nil, s.h.fail(err)
+		}
+		return out, nil
 	}
 	r, err := s.h.store.QuerySamples(ctx, q)
 	if err != nil {

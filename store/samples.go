@@ -325,6 +325,9 @@ type SampleQuery struct {
 	FromMs   int64    // inclusive; 0: from the first sample
 	ToMs     int64    // exclusive; 0: to the last sample
 	Buckets  int      // 0: raw
+	// RawLimit bounds a raw answer's samples; 0 means MaxRawSamples. The
+	// server raises it for LTTB, which reduces what it reads.
+	RawLimit int
 }
 
 // Query limits.
@@ -431,9 +434,9 @@ func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*char
 				total++
 			}
 		}
-		if q.Buckets == 0 && total > MaxRawSamples {
+		if limit := cmp.Or(q.RawLimit, MaxRawSamples); q.Buckets == 0 && total > limit {
 			return &charting.InvalidError{Violations: []charting.FieldViolation{{Field: "buckets",
-				Description: fmt.Sprintf("more than %d raw samples match; narrow the range or ask for buckets", MaxRawSamples)}}}
+				Description: fmt.Sprintf("more than %d raw samples match; narrow the range or ask for buckets", limit)}}}
 		}
 		return nil
 	})

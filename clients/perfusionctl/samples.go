@@ -18,11 +18,14 @@ func sampleCommands() []*command {
 		long: `One row per time, one column per channel (and source when several). With
 --buckets N (default 60) each cell is the bucket mean; --buckets 0 prints raw
 samples ("invalid" where the device reported an invalid reading). --stats
-prints one row per bucket with count, min, mean, max and invalid count instead.`,
+prints one row per bucket with count, min, mean, max and invalid count instead.
+--method lttb prints at most --buckets real samples per channel, chosen by
+Largest-Triangle-Three-Buckets to keep peaks and troughs (for plotting).`,
 		examples: []string{
 			"perfusionctl samples query $CASE --channels pump_flow,temp_arterial_outlet --from -1h --to now --buckets 12",
 			"perfusionctl samples query $CASE --channels pump_flow --buckets 0 --from -5m",
 			"perfusionctl samples query $CASE --channels pump_flow --stats --output json",
+			"perfusionctl samples query $CASE --channels pump_flow,arterial_line_pressure --buckets 300 --method lttb",
 		},
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			cs := fs.String("case", "", "case id (or give it as the argument)")
@@ -32,6 +35,7 @@ prints one row per bucket with count, min, mean, max and invalid count instead.`
 			buckets := fs.Int("buckets", 60, "number of time buckets per channel; 0 for raw samples")
 			source := fs.String("source", "", "only this device source")
 			stats := fs.Bool("stats", false, "one row per channel and bucket with count/min/mean/max")
+			method := fs.String("method", "buckets", "buckets (mean per time bucket) or lttb (at most --buckets real samples per channel, shape-preserving, for plotting)")
 			return func(ctx context.Context, e *env, args []string) error {
 				caseID, err := caseArg(*cs, args)
 				if err != nil {
@@ -41,6 +45,13 @@ prints one row per bucket with count, min, mean, max and invalid count instead.`
 					return usagef("--buckets must be 0 (raw) or more")
 				}
 				req := &pb.QuerySamplesRequest{CaseId: caseID, Buckets: int32(*buckets), SourceId: *source}
+				switch *method {
+				case "buckets":
+				case "lttb":
+					req.Method = pb.DownsampleMethod_DOWNSAMPLE_METHOD_LTTB
+				default:
+					return usagef("--method must be buckets or lttb")
+				}
 				for _, ch := range strings.Split(*channels, ",") {
 					if ch = strings.TrimSpace(ch); ch != "" {
 						req.Channels = append(req.Channels, ch)

@@ -68,3 +68,21 @@ func TestCaseWatch(t *testing.T) {
 	}
 	mustCode(t, ctl(t, addr, "case", "watch", caseID, "--bucket", "1ms"), exitUsage)
 }
+
+// TestSamplesQueryLTTB prints LTTB points: real samples, at most --buckets.
+func TestSamplesQueryLTTB(t *testing.T) {
+	addr := startServer(t)
+	r := ctl(t, addr, "case", "create", "--kind", "cpb", "--site", "MAIN", "--room", "OR-1", "--start", "now")
+	mustCode(t, r, exitOK)
+	caseID := uuidRE.FindString(r.stdout)
+	streamSamples(t, addr, caseID)
+	r = ctl(t, addr, "samples", "query", caseID, "--channels", "pump_flow", "--buckets", "4", "--method", "lttb")
+	mustCode(t, r, exitOK)
+	// Header and four rows: 4.0 (first valid), 4.9 (last), two between.
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[1], "4") || !strings.Contains(lines[4], "4.9") || strings.Contains(r.stdout, "invalid") {
+		t.Fatalf("LTTB table:\n%s", r.stdout)
+	}
+	mustCode(t, ctl(t, addr, "samples", "query", caseID, "--method", "spline"), exitUsage)
+	mustCode(t, ctl(t, addr, "samples", "query", caseID, "--method", "lttb", "--buckets", "2"), exitError)
+}

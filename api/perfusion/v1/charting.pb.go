@@ -22,6 +22,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DownsampleMethod selects how QuerySamples reduces samples.
+type DownsampleMethod int32
+
+const (
+	// Unset: DOWNSAMPLE_METHOD_BUCKETS.
+	DownsampleMethod_DOWNSAMPLE_METHOD_UNSPECIFIED DownsampleMethod = 0
+	// buckets equal time buckets per series, each with count, min, max, mean
+	// and invalid count, in the response's downsampled series. Nothing is
+	// hidden: a spike shows in its bucket's min or max.
+	DownsampleMethod_DOWNSAMPLE_METHOD_BUCKETS DownsampleMethod = 1
+	// Largest-Triangle-Three-Buckets: at most buckets (3 to 10,000) of the
+	// valid samples of each series, chosen to keep the line's visual shape
+	// (peaks and troughs at their true time and height), returned as raw
+	// series; the first and last valid samples are always among them. At
+	// most 1,000,000 samples may match, else InvalidArgument.
+	DownsampleMethod_DOWNSAMPLE_METHOD_LTTB DownsampleMethod = 2
+)
+
+// Enum value maps for DownsampleMethod.
+var (
+	DownsampleMethod_name = map[int32]string{
+		0: "DOWNSAMPLE_METHOD_UNSPECIFIED",
+		1: "DOWNSAMPLE_METHOD_BUCKETS",
+		2: "DOWNSAMPLE_METHOD_LTTB",
+	}
+	DownsampleMethod_value = map[string]int32{
+		"DOWNSAMPLE_METHOD_UNSPECIFIED": 0,
+		"DOWNSAMPLE_METHOD_BUCKETS":     1,
+		"DOWNSAMPLE_METHOD_LTTB":        2,
+	}
+)
+
+func (x DownsampleMethod) Enum() *DownsampleMethod {
+	p := new(DownsampleMethod)
+	*p = x
+	return p
+}
+
+func (x DownsampleMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DownsampleMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_charting_proto_enumTypes[0].Descriptor()
+}
+
+func (DownsampleMethod) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_charting_proto_enumTypes[0]
+}
+
+func (x DownsampleMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DownsampleMethod.Descriptor instead.
+func (DownsampleMethod) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{0}
+}
+
 // StreamSamplesRequest is one client message on a sample stream.
 type StreamSamplesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -942,7 +1001,10 @@ type QuerySamplesRequest struct {
 	// otherwise the number of equal time buckets per channel (at most 10,000).
 	Buckets int32 `protobuf:"varint,5,opt,name=buckets,proto3" json:"buckets,omitempty"`
 	// Only this source; empty means every source.
-	SourceId      string `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	SourceId string `protobuf:"bytes,6,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	// How buckets > 0 reduces the samples: min/max/mean per time bucket (the
+	// default), or LTTB for drawing a line.
+	Method        DownsampleMethod `protobuf:"varint,7,opt,name=method,proto3,enum=perfusion.v1.DownsampleMethod" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,10 +1081,17 @@ func (x *QuerySamplesRequest) GetSourceId() string {
 	return ""
 }
 
+func (x *QuerySamplesRequest) GetMethod() DownsampleMethod {
+	if x != nil {
+		return x.Method
+	}
+	return DownsampleMethod_DOWNSAMPLE_METHOD_UNSPECIFIED
+}
+
 // QuerySamplesResponse returns one series per channel and source.
 type QuerySamplesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Raw series (buckets = 0).
+	// Raw series (buckets = 0), or the samples LTTB kept.
 	Raw []*RawSeries `protobuf:"bytes,1,rep,name=raw,proto3" json:"raw,omitempty"`
 	// Downsampled series (buckets > 0).
 	Downsampled   []*BucketSeries `protobuf:"bytes,2,rep,name=downsampled,proto3" json:"downsampled,omitempty"`
@@ -1574,14 +1643,15 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12'\n" +
 	"\x0finclude_history\x18\x02 \x01(\bR\x0eincludeHistory\"D\n" +
 	"\x13ListEntriesResponse\x12-\n" +
-	"\aentries\x18\x01 \x03(\v2\x13.perfusion.v1.EntryR\aentries\"\xe1\x01\n" +
+	"\aentries\x18\x01 \x03(\v2\x13.perfusion.v1.EntryR\aentries\"\x99\x02\n" +
 	"\x13QuerySamplesRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1a\n" +
 	"\bchannels\x18\x02 \x03(\tR\bchannels\x120\n" +
 	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x18\n" +
 	"\abuckets\x18\x05 \x01(\x05R\abuckets\x12\x1b\n" +
-	"\tsource_id\x18\x06 \x01(\tR\bsourceId\"\x7f\n" +
+	"\tsource_id\x18\x06 \x01(\tR\bsourceId\x126\n" +
+	"\x06method\x18\a \x01(\x0e2\x1e.perfusion.v1.DownsampleMethodR\x06method\"\x7f\n" +
 	"\x14QuerySamplesResponse\x12)\n" +
 	"\x03raw\x18\x01 \x03(\v2\x17.perfusion.v1.RawSeriesR\x03raw\x12<\n" +
 	"\vdownsampled\x18\x02 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\vdownsampled\"\xc6\x01\n" +
@@ -1616,7 +1686,11 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\asamples\x18\x03 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\asamples\x12-\n" +
 	"\aentries\x18\x04 \x03(\v2\x13.perfusion.v1.EntryR\aentries\x120\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x18.perfusion.v1.CaseStatusR\x06status\x12\x14\n" +
-	"\x05final\x18\x06 \x01(\bR\x05final2\x95\x04\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final*p\n" +
+	"\x10DownsampleMethod\x12!\n" +
+	"\x1dDOWNSAMPLE_METHOD_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19DOWNSAMPLE_METHOD_BUCKETS\x10\x01\x12\x1a\n" +
+	"\x16DOWNSAMPLE_METHOD_LTTB\x10\x022\x95\x04\n" +
 	"\x0fChartingService\x12\\\n" +
 	"\rStreamSamples\x12\".perfusion.v1.StreamSamplesRequest\x1a#.perfusion.v1.StreamSamplesResponse(\x010\x01\x12R\n" +
 	"\vRecordEntry\x12 .perfusion.v1.RecordEntryRequest\x1a!.perfusion.v1.RecordEntryResponse\x12U\n" +
@@ -1637,70 +1711,73 @@ func file_perfusion_v1_charting_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_charting_proto_rawDescData
 }
 
+var file_perfusion_v1_charting_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_perfusion_v1_charting_proto_goTypes = []any{
-	(*StreamSamplesRequest)(nil),  // 0: perfusion.v1.StreamSamplesRequest
-	(*OpenSampleStream)(nil),      // 1: perfusion.v1.OpenSampleStream
-	(*SampleBatch)(nil),           // 2: perfusion.v1.SampleBatch
-	(*SampleSeries)(nil),          // 3: perfusion.v1.SampleSeries
-	(*SourcePosition)(nil),        // 4: perfusion.v1.SourcePosition
-	(*StreamSamplesResponse)(nil), // 5: perfusion.v1.StreamSamplesResponse
-	(*SampleStreamOpened)(nil),    // 6: perfusion.v1.SampleStreamOpened
-	(*SampleBatchAck)(nil),        // 7: perfusion.v1.SampleBatchAck
-	(*RecordEntryRequest)(nil),    // 8: perfusion.v1.RecordEntryRequest
-	(*RecordEntryResponse)(nil),   // 9: perfusion.v1.RecordEntryResponse
-	(*CorrectEntryRequest)(nil),   // 10: perfusion.v1.CorrectEntryRequest
-	(*CorrectEntryResponse)(nil),  // 11: perfusion.v1.CorrectEntryResponse
-	(*ListEntriesRequest)(nil),    // 12: perfusion.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),   // 13: perfusion.v1.ListEntriesResponse
-	(*QuerySamplesRequest)(nil),   // 14: perfusion.v1.QuerySamplesRequest
-	(*QuerySamplesResponse)(nil),  // 15: perfusion.v1.QuerySamplesResponse
-	(*RawSeries)(nil),             // 16: perfusion.v1.RawSeries
-	(*Bucket)(nil),                // 17: perfusion.v1.Bucket
-	(*BucketSeries)(nil),          // 18: perfusion.v1.BucketSeries
-	(*WatchCaseRequest)(nil),      // 19: perfusion.v1.WatchCaseRequest
-	(*WatchCaseResponse)(nil),     // 20: perfusion.v1.WatchCaseResponse
-	(*Entry)(nil),                 // 21: perfusion.v1.Entry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(CaseStatus)(0),               // 23: perfusion.v1.CaseStatus
+	(DownsampleMethod)(0),         // 0: perfusion.v1.DownsampleMethod
+	(*StreamSamplesRequest)(nil),  // 1: perfusion.v1.StreamSamplesRequest
+	(*OpenSampleStream)(nil),      // 2: perfusion.v1.OpenSampleStream
+	(*SampleBatch)(nil),           // 3: perfusion.v1.SampleBatch
+	(*SampleSeries)(nil),          // 4: perfusion.v1.SampleSeries
+	(*SourcePosition)(nil),        // 5: perfusion.v1.SourcePosition
+	(*StreamSamplesResponse)(nil), // 6: perfusion.v1.StreamSamplesResponse
+	(*SampleStreamOpened)(nil),    // 7: perfusion.v1.SampleStreamOpened
+	(*SampleBatchAck)(nil),        // 8: perfusion.v1.SampleBatchAck
+	(*RecordEntryRequest)(nil),    // 9: perfusion.v1.RecordEntryRequest
+	(*RecordEntryResponse)(nil),   // 10: perfusion.v1.RecordEntryResponse
+	(*CorrectEntryRequest)(nil),   // 11: perfusion.v1.CorrectEntryRequest
+	(*CorrectEntryResponse)(nil),  // 12: perfusion.v1.CorrectEntryResponse
+	(*ListEntriesRequest)(nil),    // 13: perfusion.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),   // 14: perfusion.v1.ListEntriesResponse
+	(*QuerySamplesRequest)(nil),   // 15: perfusion.v1.QuerySamplesRequest
+	(*QuerySamplesResponse)(nil),  // 16: perfusion.v1.QuerySamplesResponse
+	(*RawSeries)(nil),             // 17: perfusion.v1.RawSeries
+	(*Bucket)(nil),                // 18: perfusion.v1.Bucket
+	(*BucketSeries)(nil),          // 19: perfusion.v1.BucketSeries
+	(*WatchCaseRequest)(nil),      // 20: perfusion.v1.WatchCaseRequest
+	(*WatchCaseResponse)(nil),     // 21: perfusion.v1.WatchCaseResponse
+	(*Entry)(nil),                 // 22: perfusion.v1.Entry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(CaseStatus)(0),               // 24: perfusion.v1.CaseStatus
 }
 var file_perfusion_v1_charting_proto_depIdxs = []int32{
-	1,  // 0: perfusion.v1.StreamSamplesRequest.open:type_name -> perfusion.v1.OpenSampleStream
-	2,  // 1: perfusion.v1.StreamSamplesRequest.batch:type_name -> perfusion.v1.SampleBatch
-	3,  // 2: perfusion.v1.SampleBatch.series:type_name -> perfusion.v1.SampleSeries
-	6,  // 3: perfusion.v1.StreamSamplesResponse.opened:type_name -> perfusion.v1.SampleStreamOpened
-	7,  // 4: perfusion.v1.StreamSamplesResponse.ack:type_name -> perfusion.v1.SampleBatchAck
-	4,  // 5: perfusion.v1.SampleStreamOpened.positions:type_name -> perfusion.v1.SourcePosition
-	21, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
-	21, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
-	21, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
-	21, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
-	21, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
-	22, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
-	22, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
-	16, // 13: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
-	18, // 14: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
-	17, // 15: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
-	18, // 16: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
-	21, // 17: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
-	23, // 18: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
-	0,  // 19: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
-	8,  // 20: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
-	10, // 21: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
-	12, // 22: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
-	14, // 23: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
-	19, // 24: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
-	5,  // 25: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
-	9,  // 26: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
-	11, // 27: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
-	13, // 28: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
-	15, // 29: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
-	20, // 30: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: perfusion.v1.StreamSamplesRequest.open:type_name -> perfusion.v1.OpenSampleStream
+	3,  // 1: perfusion.v1.StreamSamplesRequest.batch:type_name -> perfusion.v1.SampleBatch
+	4,  // 2: perfusion.v1.SampleBatch.series:type_name -> perfusion.v1.SampleSeries
+	7,  // 3: perfusion.v1.StreamSamplesResponse.opened:type_name -> perfusion.v1.SampleStreamOpened
+	8,  // 4: perfusion.v1.StreamSamplesResponse.ack:type_name -> perfusion.v1.SampleBatchAck
+	5,  // 5: perfusion.v1.SampleStreamOpened.positions:type_name -> perfusion.v1.SourcePosition
+	22, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
+	22, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
+	22, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
+	22, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
+	22, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
+	23, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
+	23, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
+	0,  // 13: perfusion.v1.QuerySamplesRequest.method:type_name -> perfusion.v1.DownsampleMethod
+	17, // 14: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
+	19, // 15: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
+	18, // 16: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
+	19, // 17: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
+	22, // 18: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
+	24, // 19: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
+	1,  // 20: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
+	9,  // 21: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
+	11, // 22: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
+	13, // 23: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
+	15, // 24: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
+	20, // 25: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
+	6,  // 26: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
+	10, // 27: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
+	12, // 28: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
+	14, // 29: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
+	16, // 30: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
+	21, // 31: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_charting_proto_init() }
@@ -1723,13 +1800,14 @@ func file_perfusion_v1_charting_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_charting_proto_rawDesc), len(file_perfusion_v1_charting_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_perfusion_v1_charting_proto_goTypes,
 		DependencyIndexes: file_perfusion_v1_charting_proto_depIdxs,
+		EnumInfos:         file_perfusion_v1_charting_proto_enumTypes,
 		MessageInfos:      file_perfusion_v1_charting_proto_msgTypes,
 	}.Build()
 	File_perfusion_v1_charting_proto = out.File
