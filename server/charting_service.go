@@ -17,6 +17,9 @@ type chartingService struct {
 	h *handlers
 	// watchPoll is Config.WatchPoll (watch_service.go).
 	watchPoll time.Duration
+	// stopping closes when Shutdown begins: WatchCase streams, which
+	// never end on their own, end then so the graceful stop can finish.
+	stopping <-chan struct{}
 }
 
 // RecordEntry records an operator entry, idempotent on entry_id.

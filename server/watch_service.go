@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
@@ -64,6 +66,7 @@ type watcher struct {
 	channels []string
 	poll     time.Duration
 	wake     <-chan struct{}
+	stopping <-chan struct{} // the server is shutting down
 	stop     func()
 	signed   bool // the case was signed when the watch began
 }
@@ -73,7 +76,7 @@ type watcher struct {
 // so a write committed between the two still wakes it.
 func (s *chartingService) newWatcher(ctx context.Context, req *pb.WatchCaseRequest) (*watcher, error) {
 	var p parser
-	w := &watcher{st: s.h.store, poll: cmp.Or(s.watchPoll, DefaultWatchPoll)}
+	w := &watcher{st: s.h.store, poll: cmp.Or(s.watchPoll, DefaultWatchPoll), stopping: s.stopping}
 	w.caseID = p.id("case_id", req.GetCaseId(), true)
 	if w.pos = req.GetAfterPosition(); w.pos < 0 {
 		p.v.Add("after_position", "must be 0 or a position received from this case")
@@ -113,6 +116,11 @@ func (w *watcher) run(ctx context.Context, send func(*pb.WatchCaseResponse) erro
 	live := false
 	var lastSamples time.Time
 	for {
+		select {
+		case <-w.stopping: // also between backlog pages, which never wait
+			return errShuttingDown
+		default:
+		}
 		links, err := w.st.Backend().Links(ctx, w.caseID, w.pos, watchPageLinks)
 		if err != nil {
 			return fmt.Errorf("watch: %w", err)
@@ -171,11 +179,17 @@ func (w *watcher) wait(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-w.stopping:
+		return errShuttingDown
 	case <-w.wake:
 	case <-t.C:
 	}
 	return nil
 }
+
+// errShuttingDown ends watches when the server shuts down. Unavailable
+// tells clients to resume from their last position, on another server.
+var errShuttingDown = status.Error(codes.Unavailable, "server shutting down: resume the watch from the last position received")
 
 func onlySamples(links []charting.Link) bool {
 	for _, l := range links {

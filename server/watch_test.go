@@ -446,3 +446,21 @@ func TestWatchCaseBadInput(t *testing.T) {
 	}
 	wantCode(t, "unknown case", recv(&pb.WatchCaseRequest{CaseId: uuid.NewString()}), codes.NotFound)
 }
+
+// TestWatchCaseShutdown checks that a server shutting down ends its
+// watches with Unavailable (resume elsewhere) instead of holding the
+// graceful stop until its deadline.
+func TestWatchCaseShutdown(t *testing.T) {
+	e := start(t, sqliteBackend(t))
+	caseID := e.createCase("OR-W6").GetCaseId()
+	w := watch(t, e.charting, &pb.WatchCaseRequest{CaseId: caseID})
+	w.waitFor(e.head(caseID))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	began := time.Now()
+	e.srv.Shutdown(ctx)
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("shutdown with a watcher took %v: the watch held the graceful stop", took)
+	}
+	wantCode(t, "watch at shutdown", w.ended(), codes.Unavailable)
+}
