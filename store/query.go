@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+
+	"golang.org/x/sync/errgroup"
 
 	"perfusion/charting"
 	"perfusion/charting/samplecodec"
@@ -42,7 +45,73 @@ type bucketSeries struct {
 	any  bool  // a sample has been added
 }
 
+// streamBuckets splits the range at a bucket boundary into one part per
+// processor and scans the parts concurrently (each on its own connection),
+// then joins their buckets. The parts' buckets are disjoint, so every
+// bucket's samples are added by one part, in the order the reference path
+// adds them: the join is exact.
 func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
+	width := charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets).WidthMs()
+	parts := min(runtime.GOMAXPROCS(0), maxQueryParts, q.Buckets)
+	var bounds []int64 // part i covers [bounds[i], bounds[i+1])
+	for i := range parts {
+		b := q.FromMs + int64(q.Buckets*i/parts)*width
+		if b == 0 || b >= q.ToMs || (i > 0 && b == bounds[i-1]) {
+			// 0 means "unbounded" to a SampleFilter; an empty part is
+			// pointless. Fewer parts then.
+			break
+		}
+		bounds = append(bounds, b)
+	}
+	if len(bounds) == 0 {
+		bounds = []int64{q.FromMs}
+	}
+	bounds = append(bounds, q.ToMs)
+	results := make([]map[SeriesKey]*bucketSeries, len(bounds)-1)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range results {
+		g.Go(func() error {
+			var err error
+			results[i], err = s.scanBuckets(gctx, q, bounds[i], bounds[i+1])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket)}
+	for _, part := range results {
+		for k, bs := range part {
+			res.Downsampled[k] = append(res.Downsampled[k], bs.d.Buckets()...)
+			res.WidthMs = bs.d.WidthMs()
+		}
+	}
+	// The reference path gives a series with no sample in range nil
+	// buckets, not an empty slice.
+	for k, b := range res.Downsampled {
+		if len(b) == 0 {
+			res.Downsampled[k] = nil
+		}
+	}
+	return res, nil
+}
+
+// maxQueryParts bounds the connections one query takes from the pool.
+const maxQueryParts = 4
+
+// sourceSlots are one source's accumulators by wanted channel, with the
+// channel names seen at each position of the source's last block: a
+// source's blocks list the same channels in the same order, so most
+// lookups are one string comparison instead of a map lookup.
+type sourceSlots struct {
+	slots []*bucketSeries
+	names []string
+	pick  []int // index into the wanted channels; -1: not wanted; -2: found in keys
+}
+
+// scanBuckets folds the samples in [lo, hi) into per-series buckets over
+// the whole query range.
+func (s *Store) scanBuckets(ctx context.Context, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
 	want := q.Channels
 	if len(want) == 0 {
 		for _, ch := range s.cat.Channels() {
@@ -57,37 +126,53 @@ func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryR
 		idx[ch] = i
 	}
 	all := len(q.Channels) == 0
-	bySource := make(map[string][]*bucketSeries)
+	bySource := make(map[string]*sourceSlots)
 	keys := make(map[SeriesKey]*bucketSeries)
 	var w samplecodec.Walker
-	err := s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs}, func(row *SampleBatchRow) error {
-		slots := bySource[row.SourceID]
-		if slots == nil {
-			slots = make([]*bucketSeries, len(want))
-			bySource[row.SourceID] = slots
+	err := s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi}, func(row *SampleBatchRow) error {
+		src := bySource[row.SourceID]
+		if src == nil {
+			src = &sourceSlots{slots: make([]*bucketSeries, len(want))}
+			bySource[row.SourceID] = src
 		}
 		var bs *bucketSeries
-		want := func(name []byte) bool {
-			i, ok := idx[string(name)]
-			switch {
-			case ok:
-				bs = slots[i]
-			case !all:
-				return false
-			default:
-				bs = keys[SeriesKey{string(name), row.SourceID}]
+		pos := 0
+		wanted := func(name []byte) bool {
+			p := pos
+			pos++
+			if p == len(src.names) {
+				src.names, src.pick = append(src.names, ""), append(src.pick, -1)
 			}
-			if bs == nil {
-				bs = &bucketSeries{d: charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets)}
-				keys[SeriesKey{string(name), row.SourceID}] = bs
-				if ok {
-					slots[i] = bs
+			if src.names[p] != string(name) {
+				src.names[p] = string(name)
+				src.pick[p] = -1
+				if i, ok := idx[string(name)]; ok {
+					src.pick[p] = i
+				} else if all {
+					src.pick[p] = -2
 				}
+			}
+			switch i := src.pick[p]; {
+			case i >= 0:
+				bs = src.slots[i]
+				if bs == nil {
+					bs = &bucketSeries{d: charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets)}
+					src.slots[i] = bs
+					keys[SeriesKey{want[i], row.SourceID}] = bs
+				}
+			case i == -2:
+				k := SeriesKey{string(name), row.SourceID}
+				if bs = keys[k]; bs == nil {
+					bs = &bucketSeries{d: charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets)}
+					keys[k] = bs
+				}
+			default:
+				return false
 			}
 			return true
 		}
-		err := w.Walk(row.Block, want, func(_ []byte, sr charting.Series) error {
-			return bs.add(sr, q.FromMs, q.ToMs)
+		err := w.Walk(row.Block, wanted, func(_ []byte, sr charting.Series) error {
+			return bs.add(sr, lo, hi)
 		})
 		if err != nil && !errors.Is(err, errUnordered) {
 			return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
@@ -100,12 +185,7 @@ func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryR
 		}
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
-	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket, len(keys))}
-	for k, bs := range keys {
-		res.Downsampled[k] = bs.d.Buckets()
-		res.WidthMs = bs.d.WidthMs()
-	}
-	return res, nil
+	return keys, nil
 }
 
 // add folds the samples of sr in [from, to) into the buckets, or returns
