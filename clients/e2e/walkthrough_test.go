@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"net"
@@ -91,18 +92,57 @@ func TestReadmeWalkThrough(t *testing.T) {
 	env := []string{"PERFUSION_TOKEN=" + token, "PERFUSION_PRINCIPAL="}
 
 	// pumpsim retries until the server is up (the client library waits out
-	// Unavailable), so no separate readiness poll is needed.
-	out := runEnv(t, env, 0, pumpsim, "--addr", addr, "--speed", "0", "--duration", "45m", "--spool-dir", filepath.Join(data, "spool"), "--progress", "1h")
-	m := regexp.MustCompile(`case ([0-9a-f-]{36}): (\d+) samples \((\d+) invalid\), (\d+) entries`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("pumpsim printed no case summary:\n%s", out)
+	// Unavailable), so no separate readiness poll is needed. It runs in the
+	// background, paced, while perfusionctl watches the case live.
+	sim := exec.Command(pumpsim, "--addr", addr, "--speed", "540", "--duration", "45m", "--spool-dir", filepath.Join(data, "spool"), "--progress", "1h")
+	sim.Env = append(os.Environ(), env...)
+	simOut, err := sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	id := m[1]
-	if m[2] == "0" || m[4] == "0" {
-		t.Fatalf("pumpsim sent nothing: %s", m[0])
+	var simErr bytes.Buffer
+	sim.Stderr = &simErr
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(simOut)
+	var out strings.Builder
+	var id string
+	for id == "" && lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+		id = regexp.MustCompile(`[0-9a-f-]{36}`).FindString(lines.Text())
+	}
+	if id == "" {
+		sim.Wait()
+		t.Fatalf("pumpsim printed no case id:\n%s%s", out.String(), simErr.String())
 	}
 	p := []string{"--addr", addr}
 	with := func(args ...string) []string { return append(append([]string{}, p...), args...) }
+
+	watch := exec.Command(ctl, with("case", "watch", id, "--channels", "pump_flow,temp_arterial_outlet,inline_hct", "--bucket", "1m")...)
+	watch.Env = append(os.Environ(), env...)
+	var watched, watchErr bytes.Buffer
+	watch.Stdout, watch.Stderr = &watched, &watchErr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- watch.Wait() }()
+	t.Cleanup(func() { watch.Process.Kill() })
+
+	for lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+	}
+	if err := sim.Wait(); err != nil {
+		t.Fatalf("pumpsim: %v\n%s%s", err, out.String(), simErr.String())
+	}
+	m := regexp.MustCompile(`case ([0-9a-f-]{36}): (\d+) samples \((\d+) invalid\), (\d+) entries`).FindStringSubmatch(out.String())
+	if m == nil || m[1] != id {
+		t.Fatalf("pumpsim printed no summary of case %s:\n%s", id, out.String())
+	}
+	if m[2] == "0" || m[4] == "0" {
+		t.Fatalf("pumpsim sent nothing: %s", m[0])
+	}
 
 	trend := runEnv(t, env, 0, ctl, with("samples", "query", id, "--channels", "pump_flow,temp_arterial_outlet", "--buckets", "12")...)
 	if !strings.Contains(trend, "pump_flow") || strings.Count(trend, "\n") < 10 {
@@ -117,6 +157,20 @@ func TestReadmeWalkThrough(t *testing.T) {
 	runEnv(t, env, 4, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...) // not closed yet
 	runEnv(t, env, 0, ctl, with("case", "close", id)...)
 	runEnv(t, env, 0, ctl, with("case", "sign", id, "--meaning", "authored", "--name", "P. Perfusionist")...)
+	// The watch saw the case as it ran and ends by itself at sign-off.
+	select {
+	case err := <-watchDone:
+		if err != nil {
+			t.Fatalf("case watch: %v\n%s%s", err, watched.String(), watchErr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("case watch did not end at sign-off:\n%s", watched.String())
+	}
+	for _, want := range []string{"pump_flow", "inline_hct", "bypass-on", "cross-clamp-off", "case signed"} {
+		if !strings.Contains(watched.String(), want) {
+			t.Fatalf("case watch printed no %q:\n%s", want, watched.String())
+		}
+	}
 	verified := runEnv(t, env, 0, ctl, with("record", "verify", id)...)
 	if !strings.Contains(verified, "OK:") || !strings.Contains(verified, "("+m[2]+" samples)") {
 		t.Fatalf("verify did not cover every sample pumpsim sent (%s):\n%s", m[2], verified)
