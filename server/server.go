@@ -134,6 +134,7 @@ type Server struct {
 	cancel    context.CancelFunc
 	startOnce sync.Once
 	loopDone  chan struct{} // closed when the readiness loop has returned
+	relayDone chan struct{} // closed when the commit relay has returned
 }
 
 // New builds a server from cfg, filling defaults. It starts nothing: Serve
@@ -163,7 +164,7 @@ func New(cfg Config) *Server {
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = DefaultStreamWindow
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{}), relayDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now})
@@ -194,7 +195,12 @@ func New(cfg Config) *Server {
 // Serve accepts connections on lis until Shutdown. It starts the readiness
 // loop that drives the health service. It returns nil after Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
-	s.startOnce.Do(func() { go s.readinessLoop() })
+	s.startOnce.Do(func() {
+		go s.readinessLoop()
+		// Commit wakes to and from other servers (PostgreSQL), for the
+		// watchers of WatchCase.
+		go func() { defer close(s.relayDone); s.cfg.Store.RelayCommits(s.ctx) }()
+	})
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC: %w", err)
 	}
@@ -209,8 +215,9 @@ func (s *Server) Serve(lis net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) {
 	s.cancel()
 	s.health.Shutdown()
-	s.startOnce.Do(func() { close(s.loopDone) }) // never served: no loop to wait for
+	s.startOnce.Do(func() { close(s.loopDone); close(s.relayDone) }) // never served: no loop to wait for
 	<-s.loopDone
+	<-s.relayDone
 	// The fallback fires when ctx's deadline passes or it is cancelled,
 	// whichever comes first; GracefulStop then returns promptly. No sleep:
 	// a quick drain returns at once.

@@ -22,11 +22,18 @@ import (
 type CommitFeed struct {
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[chan struct{}]struct{}
+	// Cases committed here and not yet relayed to other servers, while
+	// RelayCommits runs; bounded by the number of cases written between
+	// two relays.
+	relaying bool
+	pending  map[uuid.UUID]struct{}
+	relay    chan struct{} // a relay is due (coalesced)
 }
 
 // NewCommitFeed returns an empty feed.
 func NewCommitFeed() *CommitFeed {
-	return &CommitFeed{subs: make(map[uuid.UUID]map[chan struct{}]struct{})}
+	return &CommitFeed{subs: make(map[uuid.UUID]map[chan struct{}]struct{}),
+		pending: make(map[uuid.UUID]struct{}), relay: make(chan struct{}, 1)}
 }
 
 // Subscribe returns a channel that receives a value after each commit to
@@ -64,6 +71,114 @@ func (f *CommitFeed) Wake(caseIDs ...uuid.UUID) {
 	}
 }
 
+// wakeAll signals every subscriber of every case.
+func (f *CommitFeed) wakeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, subs := range f.subs {
+		for ch := range subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// committed wakes this process's watchers of the cases and, while commits
+// are relayed, queues the cases for the other servers.
+func (f *CommitFeed) committed(caseIDs []uuid.UUID) {
+	f.Wake(caseIDs...)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.relaying || len(caseIDs) == 0 {
+		return
+	}
+	for _, id := range caseIDs {
+		f.pending[id] = struct{}{}
+	}
+	select {
+	case f.relay <- struct{}{}:
+	default:
+	}
+}
+
+// takePending returns the cases to relay and forgets them.
+func (f *CommitFeed) takePending() []uuid.UUID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]uuid.UUID, 0, len(f.pending))
+	for id := range f.pending {
+		out = append(out, id)
+	}
+	clear(f.pending)
+	return out
+}
+
+func (f *CommitFeed) setRelaying(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.relaying = on
+	clear(f.pending)
+}
+
+// CommitRelay is a Backend that carries commit wakes between the servers of
+// one database (PostgreSQL: NOTIFY and LISTEN), so a watcher on one server
+// hears at once of a write made through another instead of at its next
+// poll. It is an optimisation only: a lost notification (a listener
+// reconnecting) delays a watcher until its poll, it never loses data.
+type CommitRelay interface {
+	// NotifyCommitted tells every listening server that the cases were
+	// written.
+	NotifyCommitted(ctx context.Context, caseIDs []uuid.UUID) error
+	// ListenCommitted calls fn with each case reported written (by any
+	// server, this one included) until ctx ends, reconnecting after a lost
+	// connection. Each time it starts listening it calls fn with uuid.Nil:
+	// writes made before may have gone unheard, so every watcher should
+	// read again.
+	ListenCommitted(ctx context.Context, fn func(caseID uuid.UUID))
+}
+
+// RelayCommits carries commit wakes between servers until ctx ends, when
+// the backend is a CommitRelay (else it returns at once): it listens for
+// other servers' commits and wakes this process's watchers, and it notifies
+// the others of this process's commits. Notifying runs here, off the write
+// path, one statement for every case committed since the last: a write is
+// acknowledged without waiting for it.
+func (s *Store) RelayCommits(ctx context.Context) {
+	r, ok := s.b.(CommitRelay)
+	if !ok {
+		return
+	}
+	s.commits.setRelaying(true)
+	defer s.commits.setRelaying(false)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		r.ListenCommitted(ctx, func(id uuid.UUID) {
+			if id == uuid.Nil {
+				s.commits.wakeAll()
+				return
+			}
+			s.commits.Wake(id)
+		})
+	}()
+	defer func() { <-listening }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.commits.relay:
+		}
+		if ids := s.commits.takePending(); len(ids) > 0 {
+			if err := r.NotifyCommitted(ctx, ids); err != nil && ctx.Err() == nil {
+				// Other servers' watchers find these writes at their poll.
+				s.log.Warn("watch: could not notify other servers of commits", "err", err.Error())
+			}
+		}
+	}
+}
+
 // Commits returns the store's commit feed.
 func (s *Store) Commits() *CommitFeed { return s.commits }
 
@@ -73,7 +188,7 @@ func (s *Store) Commits() *CommitFeed { return s.commits }
 func (s *Store) readWrite(ctx context.Context, caseIDs []uuid.UUID, fn func(ctx context.Context, tx Tx) error) error {
 	err := s.b.ReadWrite(ctx, fn)
 	if err == nil {
-		s.commits.Wake(caseIDs...)
+		s.commits.committed(caseIDs)
 	}
 	return err
 }
