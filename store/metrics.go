@@ -38,6 +38,12 @@ type MetricsBackend interface {
 	// for it. Quartiles interpolate linearly between order statistics
 	// (PostgreSQL's percentile_cont).
 	AggregateCaseMetrics(ctx context.Context, q MetricsQuery, by GroupBy, metrics []string) ([]MetricAggregate, error)
+	// StaleMetrics returns up to limit closed or signed cases whose metrics
+	// are missing, older than the case's ledger head, or of another
+	// definitions version than version: cases imported from an archive, a
+	// refresh that failed after its write committed, or an upgrade that
+	// changed the definitions.
+	StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error)
 }
 
 // CaseMetricsRow is one case's stored metrics with the case attributes
@@ -351,4 +357,40 @@ func (s *Store) AggregateCaseMetrics(ctx context.Context, q MetricsQuery, by Gro
 		return nil, fmt.Errorf("aggregate case metrics: %w", err)
 	}
 	return out, nil
+}
+
+// RefreshStaleMetrics recomputes every closed or signed case whose stored
+// metrics are missing or stale (see MetricsBackend.StaleMetrics), a batch
+// at a time, and returns how many it refreshed. A case that fails is
+// reported in the error and not retried in this run.
+func (s *Store) RefreshStaleMetrics(ctx context.Context) (int, error) {
+	mb, err := s.metricsBackend()
+	if err != nil {
+		return 0, err
+	}
+	const batch = 100
+	failed := map[uuid.UUID]bool{}
+	var errs []error
+	n := 0
+	for {
+		ids, err := mb.StaleMetrics(ctx, charting.MetricDefinitionsVersion, batch+len(failed))
+		if err != nil {
+			return n, fmt.Errorf("refresh stale metrics: %w", err)
+		}
+		progress := false
+		for _, id := range ids {
+			if failed[id] {
+				continue
+			}
+			if _, err := s.RefreshMetrics(ctx, id); err != nil {
+				failed[id] = true
+				errs = append(errs, fmt.Errorf("case %s: %w", id, err))
+				continue
+			}
+			n, progress = n+1, true
+		}
+		if !progress {
+			return n, errors.Join(errs...)
+		}
+	}
 }

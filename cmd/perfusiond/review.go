@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"perfusion/charting/deid"
+	"perfusion/store"
 )
 
 // envExportKeyFile names the file holding the de-identification key.
@@ -28,4 +31,23 @@ func loadExportKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("export key in %s: must be at least %d bytes", path, deid.MinKeyLen)
 	}
 	return key, nil
+}
+
+// refreshStaleMetrics recomputes, in the background, the quality metrics of
+// closed or signed cases that have none or stale ones (imported from an
+// archive, a refresh that failed, or new metric definitions after an
+// upgrade). The returned channel closes when it is done or ctx ends.
+func refreshStaleMetrics(ctx context.Context, st *store.Store, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err := st.RefreshStaleMetrics(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("stale quality metrics not all refreshed", "refreshed", n, "err", err)
+		case n > 0:
+			log.Info("stale quality metrics refreshed", "cases", n)
+		}
+	}()
+	return done
 }

@@ -131,8 +131,9 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopDelivery()
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox()})
 	srv := server.New(server.Config{
-		Store:             store.New(db, store.Config{Outbox: c.delivery.outbox()}),
+		Store:             st,
 		Logger:            log,
 		Authenticator:     authn,
 		TLS:               tlsCfg,
@@ -145,6 +146,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	refreshed := refreshStaleMetrics(ctx, st, log)
+	defer func() { <-refreshed }() // before the database closes
 	log.Info("listening", "addr", lis.Addr().String())
 	if a.onListen != nil {
 		a.onListen(lis.Addr())

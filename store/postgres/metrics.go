@@ -187,3 +187,16 @@ func (b *Backend) AggregateCaseMetrics(ctx context.Context, q store.MetricsQuery
 	}
 	return out, wrap("aggregate case metrics", rows.Err())
 }
+
+// StaleMetrics lists closed or signed cases without current metrics.
+func (b *Backend) StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error) {
+	rows, err := b.pool.Query(ctx, `SELECT c.case_id FROM cases c LEFT JOIN case_metrics m ON m.case_id = c.case_id
+		WHERE c.status IN ('closed', 'signed')
+		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> $1)
+		ORDER BY c.case_id LIMIT $2`, version, limit)
+	if err != nil {
+		return nil, wrap("stale metrics", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	return ids, wrap("stale metrics", err)
+}

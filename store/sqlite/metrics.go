@@ -210,3 +210,28 @@ func (b *Backend) AggregateCaseMetrics(ctx context.Context, q store.MetricsQuery
 	flush()
 	return out, wrap("aggregate case metrics", rows.Err())
 }
+
+// StaleMetrics lists closed or signed cases without current metrics.
+func (b *Backend) StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT c.case_id FROM cases c LEFT JOIN case_metrics m ON m.case_id = c.case_id
+		WHERE c.status IN ('closed', 'signed')
+		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> ?)
+		ORDER BY c.case_id LIMIT ?`, version, limit)
+	if err != nil {
+		return nil, wrap("stale metrics", err)
+	}
+	defer rows.Close()
+	var out []uuid.UUID
+	for rows.Next() {
+		var id sql.NullString
+		if err := rows.Scan(&id); err != nil {
+			return nil, wrap("stale metrics", err)
+		}
+		u, err := parseUUID(id, "case id")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, wrap("stale metrics", rows.Err())
+}

@@ -71,6 +71,7 @@ func Run(t *testing.T, h Harness) {
 		{"MetricsLifecycle", testMetricsLifecycle},
 		{"MetricsQuery", testMetricsQuery},
 		{"MetricsAggregate", testMetricsAggregate},
+		{"MetricsRepair", testMetricsRepair},
 		{"OutboxEnqueue", testOutboxEnqueue},
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
