@@ -40,6 +40,15 @@
 // kept in the spool. A gateway's own reconnect never sees this, because it
 // has already given up the old stream.
 //
+// # Watching a case
+//
+// Watch follows a case for a display (ChartingService.WatchCase): trend
+// buckets, entries, corrections and voids, close and sign-off, as they
+// commit. It keeps the position of the last message it handed on and, when
+// the stream breaks, calls again from it after a back-off, so the display
+// sees every write exactly once however often the network drops; it returns
+// nil once the case is signed and delivered.
+//
 // # Identity and transport
 //
 // Until real authentication lands, every call names its caller in the
