@@ -115,13 +115,15 @@ var policy = map[string]Rule{
 	"/perfusion.v1.RecordService/VerifyRecord":  {Roles: readers, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.RecordService/GetAuditTrail": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 
-	// ReviewService: quality review across cases. Metrics, staff ids and
-	// case ids identify no patient, and extracts are de-identified (Safe
-	// Harbor), so reviewers need no identified grant; lists are confined
-	// to the caller's sites through filter.site.
-	"/perfusion.v1.ReviewService/QueryCases":       {Roles: reviewers, Scope: ScopeList, PatientData: true},
+	// ReviewService: quality review across cases, de-identified by default.
+	// Aggregates and Safe Harbor extracts identify no patient, so any
+	// reviewer may have them; per-case listings carry case ids and exact
+	// dates of service (PHI under Safe Harbor), so a reviewer needs the
+	// identified grant for those. Lists are confined to the caller's sites
+	// through filter.site.
+	"/perfusion.v1.ReviewService/QueryCases":       {Roles: reviewers, Identified: true, Scope: ScopeList, PatientData: true},
 	"/perfusion.v1.ReviewService/AggregateMetrics": {Roles: reviewers, Scope: ScopeList, PatientData: true},
-	"/perfusion.v1.ReviewService/GetCaseMetrics":   {Roles: readers, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ReviewService/GetCaseMetrics":   {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ReviewService/ExportCohort":     {Roles: reviewers, Scope: ScopeList, PatientData: true},
 
 	// ExportService: previews carry patient identifiers; delivery listings
