@@ -311,25 +311,31 @@ func (w *Walker) bodyV2(times []int64, flags byte, body []byte) (charting.Series
 // memory.
 func decodeBlockV2(b []byte) ([]charting.Series, error) {
 	var w Walker
-	var out []charting.Series
+	var taken []*int64 // first elements of the time columns handed out
+	out := make([]charting.Series, 0, 8)
 	err := w.walkV2(b, nil, func(name []byte, s charting.Series) error {
-		c := charting.Series{Channel: string(name)}
+		// The values and invalid flags were decoded into fresh buffers
+		// (the Walker's are handed over below). This Walker's time columns
+		// are not reused either, so the first series of each column takes
+		// it as it is (capacity-limited, so appending to it cannot reach
+		// the next column); later series of the same column get a copy.
+		c := charting.Series{Channel: string(name), Values: s.Values, Invalid: s.Invalid}
 		if len(s.TimesMs) > 0 {
-			c.TimesMs = slices.Clone(s.TimesMs)
-			c.Values = slices.Clone(s.Values)
+			c.TimesMs = s.TimesMs
+			if first := &s.TimesMs[0]; slices.Contains(taken, first) {
+				c.TimesMs = slices.Clone(s.TimesMs)
+			} else {
+				taken = append(taken, first)
+			}
+		} else {
+			c.Values = nil
 		}
-		if s.Invalid != nil {
-			c.Invalid = make([]bool, len(s.Invalid))
-			copy(c.Invalid, s.Invalid)
-		}
+		w.sc.vals, w.sc.inv = nil, nil
 		out = append(out, c)
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if out == nil {
-		out = []charting.Series{}
 	}
 	return out, nil
 }
