@@ -24,7 +24,7 @@ type interceptors struct {
 	authz *authorizer
 	// audit, when set, records a call in the access audit and returns the
 	// call's error, or its own when the record could not be written.
-	audit func(ctx context.Context, method string, r Rule, p Principal, caseID string, err error) error
+	audit *accessAuditor
 }
 
 func newInterceptors(log *slog.Logger, auth Authenticator, authz *authorizer) *interceptors {
@@ -105,33 +105,37 @@ func (ic *interceptors) admit(ctx context.Context, method string) (context.Conte
 }
 
 func (ic *interceptors) unaryAccess(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx = context.WithValue(ctx, breakGlassKey{}, &breakGlassMark{})
 	actx, p, r, err := ic.admit(ctx, info.FullMethod)
 	if r.Public && err == nil {
 		return handler(ctx, req)
 	}
 	var caseID string
-	if err == nil {
-		if m, ok := req.(proto.Message); ok {
+	if m, ok := req.(proto.Message); ok {
+		if err == nil {
 			caseID, err = ic.authz.checkScope(actx, p, r, m)
+		} else {
+			caseID = caseIDOf(m) // a refused call's case, for the audit
 		}
 	}
 	if err != nil {
-		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, err)
+		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, nil, err)
 	}
 	resp, err := handler(actx, req)
-	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, err); aerr != err {
+	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, resp, err); aerr != err {
 		return nil, aerr
 	}
 	return resp, err
 }
 
 func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, p, r, err := ic.admit(ss.Context(), info.FullMethod)
+	base := context.WithValue(ss.Context(), breakGlassKey{}, &breakGlassMark{})
+	ctx, p, r, err := ic.admit(base, info.FullMethod)
 	if r.Public && err == nil {
 		return handler(srv, ss)
 	}
 	if err != nil {
-		return ic.audited(ss.Context(), info.FullMethod, r, p, "", err)
+		return ic.audited(base, info.FullMethod, r, p, "", nil, err)
 	}
 	scoped := &scopedStream{ServerStream: ss, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}}
 	switch r.Scope {
@@ -142,17 +146,17 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 	default:
 		err = handler(srv, scoped)
 	}
-	return ic.audited(ss.Context(), info.FullMethod, r, p, scoped.caseID, err)
+	return ic.audited(base, info.FullMethod, r, p, scoped.caseID, nil, err)
 }
 
 // audited records a call in the access audit when it touched patient data
 // or was refused, and returns the call's error; when the record cannot be
 // written the call fails instead (see access_audit.go).
-func (ic *interceptors) audited(ctx context.Context, method string, r Rule, p Principal, caseID string, err error) error {
+func (ic *interceptors) audited(ctx context.Context, method string, r Rule, p Principal, caseID string, resp any, err error) error {
 	if ic.audit == nil {
 		return err
 	}
-	return ic.audit(ctx, method, r, p, caseID, err)
+	return ic.audit.record(ctx, method, r, p, caseID, resp, err)
 }
 
 // errPanic is what a client sees when a handler panics: nothing of the

@@ -134,6 +134,12 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
 	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleIntegration, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	// AccessService: the access audit and break-glass. Opening a grant is
+	// not site-scoped (that is its point) but audited, with its case.
+	"/perfusion.v1.AccessService/ListAccessEvents": {Roles: []Role{RoleAdmin}},
+	"/perfusion.v1.AccessService/OpenBreakGlass":   {Roles: clinicians, PatientData: true},
+	"/perfusion.v1.AccessService/EndBreakGlass":    {Roles: clinicians, PatientData: true},
+	"/perfusion.v1.AccessService/ListBreakGlass":   {Roles: []Role{RoleAdmin}},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

@@ -58,6 +58,9 @@ type Config struct {
 	// TLS, when set, serves TLS (see TLSConfig); nil serves plaintext,
 	// which perfusiond allows on loopback only unless told otherwise.
 	TLS *tls.Config
+	// BreakGlassDuration is how long emergency access lasts; 0 means
+	// DefaultBreakGlassDuration.
+	BreakGlassDuration time.Duration
 	// SignAuthMaxAge is how recent a signer's authentication (auth_time)
 	// must be; 0 means DefaultSignAuthMaxAge.
 	SignAuthMaxAge time.Duration
@@ -118,6 +121,7 @@ var serviceNames = []string{
 	perfusionv1.RecordService_ServiceDesc.ServiceName,
 	perfusionv1.ReviewService_ServiceDesc.ServiceName,
 	perfusionv1.ExportService_ServiceDesc.ServiceName,
+	perfusionv1.AccessService_ServiceDesc.ServiceName,
 }
 
 // Server is a perfusion gRPC server.
@@ -127,6 +131,8 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	ingest *ingest.Committer // closed by Shutdown once no stream can submit
+	// auditor writes the access audit; nil when the backend keeps none.
+	auditor *accessAuditor
 
 	// ctx lives until Shutdown begins; it ends the readiness loop and any
 	// readiness check in flight.
@@ -145,6 +151,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Authenticator == nil {
 		cfg.Authenticator = HeaderAuthenticator{}
+	}
+	if cfg.BreakGlassDuration <= 0 {
+		cfg.BreakGlassDuration = DefaultBreakGlassDuration
 	}
 	if cfg.SignAuthMaxAge <= 0 {
 		cfg.SignAuthMaxAge = DefaultSignAuthMaxAge
@@ -167,7 +176,15 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{}), relayDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
-	chain := newInterceptors(cfg.Logger, cfg.Authenticator, &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now})
+	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now}
+	chain := newInterceptors(cfg.Logger, cfg.Authenticator, authz)
+	// The access audit and break-glass live in the record's database; a
+	// backend without them (none today) serves without either.
+	if access, err := cfg.Store.Access(); err == nil {
+		authz.access = access
+		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now}
+		chain.audit = s.auditor
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryRecovery),
 		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamRecovery),
@@ -186,6 +203,7 @@ func New(cfg Config) *Server {
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	perfusionv1.RegisterExportServiceServer(s.grpc, newExportService(h, cfg.Renderer))
+	perfusionv1.RegisterAccessServiceServer(s.grpc, &accessService{h: h, auditor: s.auditor, duration: cfg.BreakGlassDuration})
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -200,6 +218,11 @@ func (s *Server) Serve(lis net.Listener) error {
 		// Commit wakes to and from other servers (PostgreSQL), for the
 		// watchers of WatchCase.
 		go func() { defer close(s.relayDone); s.cfg.Store.RelayCommits(s.ctx) }()
+		if s.auditor != nil {
+			// Short grants (tests) are swept more often, so an expiry is
+			// recorded within a quarter of the grant's length.
+			go s.auditor.sweepLoop(s.ctx, min(breakGlassSweep, max(s.cfg.BreakGlassDuration/4, 10*time.Millisecond)))
+		}
 	})
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC: %w", err)

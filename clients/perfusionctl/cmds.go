@@ -36,6 +36,8 @@ PERFUSION_TOKEN) and, for services, a client certificate (--cert, --key);
 			{name: "review", summary: "quality metrics across cases: query, aggregate, de-identified export", subs: reviewCommands()},
 			{name: "export", summary: "preview the HL7 v2 or FHIR message a signed case version is sent as", subs: exportCommands()},
 			{name: "delivery", summary: "list deliveries to the hospital; retry a failed one", subs: deliveryCommands()},
+			{name: "audit", summary: "access audit reports (admins)", subs: auditCommands()},
+			{name: "break-glass", summary: "emergency access to another site's case; review of its use", subs: breakGlassCommands()},
 			completionCommand(),
 		},
 	}

@@ -31,6 +31,7 @@ const (
 	envClientCertRoles = "PERFUSION_CLIENT_CERT_ROLES"
 	envClientCertSites = "PERFUSION_CLIENT_CERT_SITES"
 	envAllowPlaintext  = "PERFUSION_ALLOW_PLAINTEXT"
+	envBreakGlass      = "PERFUSION_BREAK_GLASS_DURATION"
 )
 
 // authConfig is how serve authenticates callers and secures the wire.
@@ -43,6 +44,7 @@ type authConfig struct {
 	tlsCert, tlsKey, tlsClientCA      string
 	clientCertRoles, clientCertSites  string
 	allowPlaintext                    bool
+	breakGlass                        time.Duration
 }
 
 func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
@@ -64,6 +66,8 @@ func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
 	fs.StringVar(&c.clientCertRoles, "client-cert-roles", "integration", "roles of a client-certificate principal, comma-separated (env "+envClientCertRoles+")")
 	fs.StringVar(&c.clientCertSites, "client-cert-sites", "*", "sites a client-certificate principal may reach, comma-separated, * for all (env "+envClientCertSites+")")
 	fs.BoolVar(&c.allowPlaintext, "allow-plaintext", false, "allow plaintext on a non-loopback address (behind a TLS-terminating proxy only) (env "+envAllowPlaintext+")")
+	fs.DurationVar(&c.breakGlass, "break-glass-duration", server.DefaultBreakGlassDuration, "how long emergency (break-glass) access to another site's case lasts (env "+envBreakGlass+")")
+	env["break-glass-duration"] = envBreakGlass
 	for k, v := range map[string]string{"jwks-file": envJWKSFile, "jwks-url": envJWKSURL, "jwt-issuer": envJWTIssuer, "jwt-audience": envJWTAudience,
 		"name-claim": envNameClaim, "roles-claim": envRolesClaim, "sites-claim": envSitesClaim, "jwt-leeway": envJWTLeeway,
 		"sign-auth-max-age": envSignAuthMaxAge, "dev-tokens": envDevTokens, "dev-header-auth": envDevHeaderAuth,
@@ -88,8 +92,8 @@ func (c *authConfig) check(embedded bool) error {
 		return usageErrorf("--tls-cert and --tls-key go together")
 	case c.tlsClientCA != "" && c.tlsCert == "":
 		return usageErrorf("--tls-client-ca needs --tls-cert and --tls-key")
-	case c.leeway < 0 || c.leeway > 5*time.Minute || c.signAuthMaxAge <= 0:
-		return usageErrorf("--jwt-leeway must be 0 to 5m and --sign-auth-max-age positive")
+	case c.leeway < 0 || c.leeway > 5*time.Minute || c.signAuthMaxAge <= 0 || c.breakGlass <= 0 || c.breakGlass > 24*time.Hour:
+		return usageErrorf("--jwt-leeway must be 0 to 5m, --sign-auth-max-age positive and --break-glass-duration up to 24h")
 	case !jwks && !c.devTokens && !c.devHeaderAuth && c.tlsClientCA == "":
 		if !embedded {
 			return usageErrorf("no authentication configured: give --jwks-url or --jwks-file with --jwt-issuer and --jwt-audience (or, for development, --dev-tokens)")

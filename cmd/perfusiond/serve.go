@@ -133,16 +133,17 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	defer stopDelivery()
 	st := store.New(db, store.Config{Outbox: c.delivery.outbox()})
 	srv := server.New(server.Config{
-		Store:             st,
-		Logger:            log,
-		Authenticator:     authn,
-		TLS:               tlsCfg,
-		SignAuthMaxAge:    c.auth.signAuthMaxAge,
-		ReadinessInterval: c.readinessInterval,
-		Ingest:            c.ingest,
-		StreamWindow:      c.streamWindow,
-		ExportKey:         exportKey,
-		Renderer:          renderer,
+		Store:              st,
+		Logger:             log,
+		Authenticator:      authn,
+		TLS:                tlsCfg,
+		SignAuthMaxAge:     c.auth.signAuthMaxAge,
+		BreakGlassDuration: c.auth.breakGlass,
+		ReadinessInterval:  c.readinessInterval,
+		Ingest:             c.ingest,
+		StreamWindow:       c.streamWindow,
+		ExportKey:          exportKey,
+		Renderer:           renderer,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

@@ -72,6 +72,8 @@ func Run(t *testing.T, h Harness) {
 		{"MetricsQuery", testMetricsQuery},
 		{"MetricsAggregate", testMetricsAggregate},
 		{"MetricsRepair", testMetricsRepair},
+		{"AccessEvents", testAccessEvents},
+		{"BreakGlass", testBreakGlass},
 		{"OutboxEnqueue", testOutboxEnqueue},
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
