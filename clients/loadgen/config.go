@@ -92,7 +92,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.baseline, "baseline", true, "with --database-url: also COPY the same samples one row each into a scratch database")
 	fs.IntVar(&c.baselineWork, "baseline-workers", runtime.NumCPU(), "parallel COPY connections for the baseline")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
-	fs.StringVar(&c.principal, "principal", "loadgen-gateway", "x-perfusion-principal sent with every call")
+	fs.StringVar(&c.principal, "principal", "loadgen-gateway", "x-perfusion-principal sent with every call (trusted by the --spawn server; with --addr, set PERFUSION_TOKEN instead)")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the simulated signals")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/metadata"
@@ -12,7 +14,8 @@ import (
 	pb "perfusion/api/perfusion/v1"
 )
 
-// principalHeader names the caller until real authentication lands.
+// principalHeader names the caller to a server run with --dev-header-auth
+// (the --spawn server).
 const principalHeader = "x-perfusion-principal"
 
 // run is one measurement, phase by phase: server, cases, history, ingest,
@@ -33,6 +36,12 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 	}
 	rep := newReport(c, addr, dsn != "")
 	ctx = metadata.AppendToOutgoingContext(ctx, principalHeader, c.principal)
+	if tok := os.Getenv("PERFUSION_TOKEN"); tok != "" && !c.spawn {
+		// A running server (--addr) authenticates by token: one from
+		// `perfusiond token --roles perfusionist,integration`. A spawned one
+		// trusts the development header.
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(tok))
+	}
 	control, err := dial(addr)
 	if err != nil {
 		return nil, err
