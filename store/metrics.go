@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -39,11 +40,13 @@ type MetricsBackend interface {
 	// (PostgreSQL's percentile_cont).
 	AggregateCaseMetrics(ctx context.Context, q MetricsQuery, by GroupBy, metrics []string) ([]MetricAggregate, error)
 	// StaleMetrics returns up to limit closed or signed cases whose metrics
-	// are missing, older than the case's ledger head, or of another
-	// definitions version than version: cases imported from an archive, a
-	// refresh that failed after its write committed, or an upgrade that
-	// changed the definitions.
-	StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error)
+	// are missing, older than the case's ledger head, of another
+	// definitions version than version, or computed with other thresholds
+	// than config (the JSON of a charting.MetricsConfig, compared as JSON):
+	// cases imported from an archive, a refresh that failed after its write
+	// committed, an upgrade that changed the definitions, or a site that
+	// changed its thresholds.
+	StaleMetrics(ctx context.Context, version int, config []byte, limit int) ([]uuid.UUID, error)
 }
 
 // CaseMetricsRow is one case's stored metrics with the case attributes
@@ -299,7 +302,8 @@ func (s *Store) CaseMetrics(ctx context.Context, caseID uuid.UUID) (*CaseMetrics
 	}
 	row, err := mb.GetCaseMetrics(ctx, caseID)
 	switch {
-	case err == nil && row.CoversSeq >= c.Head.Seq && row.Metrics.Version == charting.MetricDefinitionsVersion:
+	case err == nil && row.CoversSeq >= c.Head.Seq && row.Metrics.Version == charting.MetricDefinitionsVersion &&
+		sameConfig(row.Metrics.Config, s.MetricsConfig()):
 		return row, nil
 	case err != nil && !errors.Is(err, charting.ErrNotFound):
 		return nil, fmt.Errorf("case metrics: %w", err)
@@ -369,11 +373,15 @@ func (s *Store) RefreshStaleMetrics(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	const batch = 100
+	cfg, err := json.Marshal(s.MetricsConfig())
+	if err != nil {
+		return 0, fmt.Errorf("refresh stale metrics: %w", err)
+	}
 	failed := map[uuid.UUID]bool{}
 	var errs []error
 	n := 0
 	for {
-		ids, err := mb.StaleMetrics(ctx, charting.MetricDefinitionsVersion, batch+len(failed))
+		ids, err := mb.StaleMetrics(ctx, charting.MetricDefinitionsVersion, cfg, batch+len(failed))
 		if err != nil {
 			return n, fmt.Errorf("refresh stale metrics: %w", err)
 		}
@@ -393,4 +401,12 @@ func (s *Store) RefreshStaleMetrics(ctx context.Context) (int, error) {
 			return n, errors.Join(errs...)
 		}
 	}
+}
+
+// sameConfig reports whether two threshold sets are equal, compared as
+// their JSON as stored.
+func sameConfig(a, b charting.MetricsConfig) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }

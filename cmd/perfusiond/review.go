@@ -3,16 +3,52 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 
+	"perfusion/charting"
 	"perfusion/charting/deid"
 	"perfusion/store"
 )
 
-// envExportKeyFile names the file holding the de-identification key.
-const envExportKeyFile = "PERFUSION_EXPORT_KEY_FILE"
+// Environment variables of the review flags.
+const (
+	envExportKeyFile = "PERFUSION_EXPORT_KEY_FILE"
+	envDO2iThreshold = "PERFUSION_METRICS_DO2I_THRESHOLD"
+	envMAPThresholds = "PERFUSION_METRICS_MAP_THRESHOLDS"
+)
+
+// metricsFlags defines the site's quality-metric thresholds. Changing them
+// makes every stored case's metrics stale; the server recomputes them in
+// the background at start.
+func metricsFlags(fs *flag.FlagSet, env envFlags) func() (*charting.MetricsConfig, error) {
+	def := charting.DefaultMetricsConfig()
+	do2i := fs.Float64("metrics-do2i-threshold", def.DO2iThreshold,
+		"DO2i threshold (mL/min/m²) for minutes and area below; the literature uses 262, 272, 280 and 300 (env "+envDO2iThreshold+")")
+	maps := fs.String("metrics-map-thresholds", "40,50", "MAP thresholds (mmHg), comma-separated, for minutes below each (env "+envMAPThresholds+")")
+	env["metrics-do2i-threshold"], env["metrics-map-thresholds"] = envDO2iThreshold, envMAPThresholds
+	return func() (*charting.MetricsConfig, error) {
+		cfg := charting.DefaultMetricsConfig()
+		if *do2i <= 0 || *do2i > 2000 || math.IsNaN(*do2i) {
+			return nil, usageErrorf("--metrics-do2i-threshold must be between 0 and 2000")
+		}
+		cfg.DO2iThreshold = *do2i
+		cfg.MAPThresholds = nil
+		for _, f := range strings.Split(*maps, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v <= 0 || v > 300 {
+				return nil, usageErrorf("--metrics-map-thresholds: %q is not a pressure between 0 and 300 mmHg", f)
+			}
+			cfg.MAPThresholds = append(cfg.MAPThresholds, v)
+		}
+		return &cfg, nil
+	}
+}
 
 // loadExportKey reads the key that pseudonymises cases in de-identified
 // extracts. It comes from a file (never a flag value, which would show in

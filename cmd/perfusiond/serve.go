@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"perfusion/charting"
 	"perfusion/server"
 	"perfusion/store"
 	"perfusion/store/ingest"
@@ -32,6 +33,7 @@ type serveConfig struct {
 	ingest            ingest.Config
 	streamWindow      int
 	exportKeyFile     string
+	metrics           func() (*charting.MetricsConfig, error)
 	delivery          *deliveryConfig // delivery.go
 	auth              *authConfig
 }
@@ -61,6 +63,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.exportKeyFile, "export-key-file", "",
 		"file holding the key (at least 32 bytes) that pseudonymises cases in de-identified extracts; empty disables extracts (env "+envExportKeyFile+")")
 	env["export-key-file"] = envExportKeyFile
+	c.metrics = metricsFlags(fs, env)
 	c.delivery = a.deliveryFlags(fs, env)
 	c.auth = authFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
@@ -70,6 +73,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
+		return nil, err
+	}
+	if _, err := c.metrics(); err != nil {
 		return nil, err
 	}
 	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
@@ -131,7 +137,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopDelivery()
-	st := store.New(db, store.Config{Outbox: c.delivery.outbox()})
+	metricsCfg, _ := c.metrics() // checked by serveFlags
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg})
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,

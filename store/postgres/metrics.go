@@ -189,11 +189,12 @@ func (b *Backend) AggregateCaseMetrics(ctx context.Context, q store.MetricsQuery
 }
 
 // StaleMetrics lists closed or signed cases without current metrics.
-func (b *Backend) StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error) {
+func (b *Backend) StaleMetrics(ctx context.Context, version int, config []byte, limit int) ([]uuid.UUID, error) {
 	rows, err := b.pool.Query(ctx, `SELECT c.case_id FROM cases c LEFT JOIN case_metrics m ON m.case_id = c.case_id
 		WHERE c.status IN ('closed', 'signed')
-		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> $1)
-		ORDER BY c.case_id LIMIT $2`, version, limit)
+		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> $1
+		       OR m.doc->'config' IS DISTINCT FROM $2::jsonb)
+		ORDER BY c.case_id LIMIT $3`, version, string(config), limit)
 	if err != nil {
 		return nil, wrap("stale metrics", err)
 	}

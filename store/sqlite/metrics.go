@@ -212,11 +212,14 @@ func (b *Backend) AggregateCaseMetrics(ctx context.Context, q store.MetricsQuery
 }
 
 // StaleMetrics lists closed or signed cases without current metrics.
-func (b *Backend) StaleMetrics(ctx context.Context, version, limit int) ([]uuid.UUID, error) {
+func (b *Backend) StaleMetrics(ctx context.Context, version int, config []byte, limit int) ([]uuid.UUID, error) {
+	// json() minifies both sides the same way, so the comparison is of
+	// JSON values written by the same encoder, not of formatting.
 	rows, err := b.r.QueryContext(ctx, `SELECT c.case_id FROM cases c LEFT JOIN case_metrics m ON m.case_id = c.case_id
 		WHERE c.status IN ('closed', 'signed')
-		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> ?)
-		ORDER BY c.case_id LIMIT ?`, version, limit)
+		  AND (m.case_id IS NULL OR m.covers_seq < c.head_seq OR m.definitions_version <> ?
+		       OR json(json_extract(m.doc, '$.config')) IS NOT json(?))
+		ORDER BY c.case_id LIMIT ?`, version, string(config), limit)
 	if err != nil {
 		return nil, wrap("stale metrics", err)
 	}

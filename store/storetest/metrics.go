@@ -253,6 +253,21 @@ func testMetricsRepair(t *testing.T, h *Harness) {
 	if err != nil || len(rows) != 3 {
 		t.Fatalf("after repair: %v, %d cases with metrics, want 3", err, len(rows))
 	}
+	// New thresholds make every row stale: case A's MAP (35 for 6 minutes,
+	// else 65) is below 70 for all 60 minutes.
+	cfg := charting.DefaultMetricsConfig()
+	cfg.MAPThresholds = []float64{40, 70}
+	s2 := store.New(s.Backend(), store.Config{Metrics: &cfg})
+	if n, err := s2.RefreshStaleMetrics(ctx); err != nil || n != 3 {
+		t.Fatalf("after a threshold change: refreshed %d, %v; want 3", n, err)
+	}
+	a, err := s2.CaseMetrics(ctx, co.a)
+	if err != nil || metricValue(t, a, "minutes_map_below_70") != 60 || a.Metrics.Config.MAPThresholds[1] != 70 {
+		t.Fatalf("case A with new thresholds: %v %+v", err, a)
+	}
+	if n, err := s2.RefreshStaleMetrics(ctx); err != nil || n != 0 {
+		t.Fatalf("second run: refreshed %d, %v; want 0", n, err)
+	}
 }
 
 // idArg passes a case id as each backend stores it.
