@@ -7,3 +7,7 @@ import "context"
 func QuerySamplesNaive(s *Store) func(context.Context, SampleQuery) (*SampleQueryResult, error) {
 	return s.querySamplesNaive
 }
+
+// SetQueryParts sets how many concurrent parts a bucketed query is split
+// into (0: one per processor), for benchmarks comparing them.
+func SetQueryParts(s *Store, n int) { s.queryParts = n }

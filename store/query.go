@@ -52,7 +52,11 @@ type bucketSeries struct {
 // adds them: the join is exact.
 func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
 	width := charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets).WidthMs()
-	parts := min(runtime.GOMAXPROCS(0), maxQueryParts, q.Buckets)
+	parts := s.queryParts
+	if parts <= 0 {
+		parts = min(runtime.GOMAXPROCS(0), maxQueryParts)
+	}
+	parts = min(parts, q.Buckets)
 	var bounds []int64 // part i covers [bounds[i], bounds[i+1])
 	for i := range parts {
 		b := q.FromMs + int64(q.Buckets*i/parts)*width

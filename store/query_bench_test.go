@@ -17,7 +17,9 @@ import (
 // 40 channels at 1 Hz stored as 1-s batches (14,400 blocks, as a gateway
 // sending every second leaves it), 10 channels downsampled to 600 buckets.
 // The "naive" variant is the reference path (decode every block into raw
-// series, sort, then bucket), measured in the same run for the ratio. Run:
+// series, sort, then bucket), measured in the same run for the ratio;
+// "fast" splits the range into one part per processor, the others into 1
+// and 4 parts. Run:
 //
 //	PERFUSION_TEST_DATABASE_URL=… go test ./store -run XXX -bench QuerySamples -benchtime 50x
 func BenchmarkQuerySamples(b *testing.B) {
@@ -32,10 +34,12 @@ func BenchmarkQuerySamples(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			s, q := loadQueryCase(b, be.open(b), 4*3600, 1)
 			for _, v := range []struct {
-				name string
-				run  func(context.Context, store.SampleQuery) (*store.SampleQueryResult, error)
-			}{{"fast", s.QuerySamples}, {"naive", store.QuerySamplesNaive(s)}} {
+				name  string
+				run   func(context.Context, store.SampleQuery) (*store.SampleQueryResult, error)
+				parts int
+			}{{"fast", s.QuerySamples, 0}, {"fast-1part", s.QuerySamples, 1}, {"fast-4parts", s.QuerySamples, 4}, {"naive", store.QuerySamplesNaive(s), 0}} {
 				b.Run(v.name, func(b *testing.B) {
+					store.SetQueryParts(s, v.parts)
 					ctx := context.Background()
 					lat := make([]time.Duration, 0, b.N)
 					b.ResetTimer()

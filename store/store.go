@@ -50,6 +50,9 @@ type Store struct {
 	// commits wakes this process's watchers after a write commits
 	// (watch.go).
 	commits *CommitFeed
+	// queryParts is how many concurrent parts a bucketed sample query is
+	// split into (query.go); 0 means one per processor. Benchmarks set it.
+	queryParts int
 }
 
 // New returns a Store over b.
