@@ -88,6 +88,29 @@ func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Pri
 	return err
 }
 
+// recordStreamOpen records that a stream reached a case (reason "stream
+// opened"); its end is recorded by record like any call.
+func (a *accessAuditor) recordStreamOpen(ctx context.Context, method string, p Principal, caseID string) error {
+	e := store.AccessEvent{ID: uuid.New(), At: a.now(), Principal: p.Name, Via: p.Via, Method: method, Code: codes.OK.String(), Reason: "stream opened"}
+	roles := make([]string, len(p.Roles))
+	for i, role := range p.Roles {
+		roles[i] = string(role)
+	}
+	e.Roles = strings.Join(roles, " ")
+	e.CaseID, _ = uuid.Parse(caseID)
+	if m, ok := ctx.Value(breakGlassKey{}).(*breakGlassMark); ok && m.used {
+		e.Reason = "stream opened, break-glass"
+	}
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		e.ClientAddr = pr.Addr.String()
+	}
+	if err := a.access.AppendAccessEvents(context.WithoutCancel(ctx), []store.AccessEvent{e}); err != nil {
+		a.log.Error("access audit write failed; ending the stream", "method", method, "err", err.Error())
+		return errAuditUnavailable
+	}
+	return nil
+}
+
 // sweepExpired records the expiry of every grant that has expired and was
 // not yet recorded.
 func (a *accessAuditor) sweepExpired(ctx context.Context) error {

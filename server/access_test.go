@@ -251,3 +251,51 @@ func TestBreakGlass(t *testing.T) {
 	_, err = e.cases.GetCase(doc(), &pb.GetCaseRequest{CaseId: north})
 	wantCode(t, "after ending", err, codes.PermissionDenied)
 }
+
+// TestAccessAuditStreams: a stream's access is recorded when it first
+// names its case, before anything is sent or stored, and again when it
+// ends; with the audit down the stream ends at once.
+func TestAccessAuditStreams(t *testing.T) {
+	e := startJWT(t)
+	id := e.createCaseAt("MAIN")
+	ctx, cancel := context.WithTimeout(e.token("gateway-1", []server.Role{server.RoleIntegration}, []string{"MAIN"}, 0), 10*time.Second)
+	defer cancel()
+	ss, err := e.charting.StreamSamples(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Send(openMsg(id, "hlm-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.Recv(); err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	opened := e.accessEvents(&pb.ListAccessEventsRequest{CaseId: id, Principal: "gateway-1"})
+	if len(opened) != 1 || opened[0].GetReason() != "stream opened" || !strings.HasSuffix(opened[0].GetMethod(), "/StreamSamples") {
+		t.Fatalf("while the stream is open: %v", opened)
+	}
+	ss.CloseSend()
+	for {
+		if _, err := ss.Recv(); err != nil {
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.accessEvents(&pb.ListAccessEventsRequest{CaseId: id, Principal: "gateway-1"})) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's end was not recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	b := sqlitetest.Open(t)
+	c := start(t, b).createCase("OR-1")
+	down := start(t, failingAudit{b})
+	s2, err := down.charting.StreamSamples(as(gateway))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Send(openMsg(c.GetCaseId(), "hlm-1"))
+	_, err = s2.Recv()
+	wantCode(t, "stream with the audit down", err, codes.Unavailable)
+}

@@ -188,6 +188,9 @@ type scopedStream struct {
 	checked map[string]bool
 	// caseID is the first case the stream named, for the access audit.
 	caseID string
+	// opened, when set, records in the access audit that the stream
+	// reached a case.
+	opened func(caseID string) error
 }
 
 func (s *scopedStream) Context() context.Context { return s.ctx }
@@ -212,5 +215,14 @@ func (s *scopedStream) RecvMsg(m any) error {
 		return err
 	}
 	s.checked[id] = true
+	// A stream may read or write a case for hours (WatchCase,
+	// StreamSamples): its access is recorded when it first names the case,
+	// before anything of the case is sent or stored, and again when it
+	// ends. When the first record cannot be written the stream ends here.
+	if s.opened != nil {
+		if err := s.opened(id); err != nil {
+			return err
+		}
+	}
 	return nil
 }

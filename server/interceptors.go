@@ -138,6 +138,11 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 		return ic.audited(base, info.FullMethod, r, p, "", nil, err)
 	}
 	scoped := &scopedStream{ServerStream: ss, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}}
+	if ic.audit != nil && r.PatientData {
+		scoped.opened = func(caseID string) error {
+			return ic.audit.recordStreamOpen(base, info.FullMethod, p, caseID)
+		}
+	}
 	switch r.Scope {
 	case ScopeList:
 		err = handler(srv, &listScopedStream{ServerStream: ss, ctx: ctx, p: p})
