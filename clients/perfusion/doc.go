@@ -51,8 +51,12 @@
 //
 // # Identity and transport
 //
-// Until real authentication lands, every call names its caller in the
-// x-perfusion-principal metadata key (WithPrincipal). TLS and tokens are
-// added with WithDialOptions (grpc.WithTransportCredentials) and
-// WithPerRPCCredentials; by default the connection is plaintext.
+// Every call carries a bearer token (WithToken: a JWT from the hospital's
+// identity provider, or in development one printed by `perfusiond token`),
+// or the connection a client certificate (WithTLS with Certificates, for
+// device gateways). WithTLS sets TLS 1.3 and the server's CA; without it
+// the connection is plaintext, which perfusiond accepts on loopback only.
+// Credentials builds these options from command-line flags and
+// PERFUSION_TOKEN. WithPrincipal (the x-perfusion-principal header) is for
+// development servers run with --dev-header-auth and in-process tests.
 package perfusion
