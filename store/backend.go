@@ -40,6 +40,10 @@ type Backend interface {
 	// exists, outside any transaction (WatchCase reads batches by their
 	// ledger links); keys not stored are absent from the map.
 	ReadSampleBlocks(ctx context.Context, keys []SampleKey) (map[SampleKey][]byte, error)
+	// ReadEntries returns the committed entries of a case among ids that
+	// exist, by id, outside any transaction (WatchCase reads entries by
+	// their ledger links, so a new entry costs a watcher one entry read).
+	ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]*charting.Entry, error)
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error
 	// Name is "postgres" or "sqlite".

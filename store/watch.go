@@ -225,23 +225,21 @@ type WatchItem struct {
 // read from its ledger: their content is committed with them.
 func (s *Store) WatchContent(ctx context.Context, caseID uuid.UUID, links []charting.Link, maxSamples int) ([]WatchItem, error) {
 	items := make([]WatchItem, 0, len(links))
-	var entries map[string]*charting.Entry
+	entries, err := s.watchEntries(ctx, caseID, links)
+	if err != nil {
+		return nil, err
+	}
 	samples := 0
 	for i := 0; i < len(links); {
 		l := links[i]
 		switch l.Kind {
 		case charting.LinkEntry, charting.LinkCorrection, charting.LinkAddendum:
-			e := entries[l.Ref]
+			id, _ := uuid.Parse(l.Ref)
+			e := entries[id]
 			if e == nil {
-				// Read the case's entries once per call; the entry commits
-				// with its link, so this read has every linked entry.
-				var err error
-				if entries, err = s.entryIndex(ctx, caseID); err != nil {
-					return nil, err
-				}
-				if e = entries[l.Ref]; e == nil {
-					return nil, fmt.Errorf("watch: entry %s of ledger position %d: %w", l.Ref, l.Seq, charting.ErrNotFound)
-				}
+				// The entry commits with its link: it cannot be missing
+				// unless the record was tampered with.
+				return nil, fmt.Errorf("watch: entry %s of ledger position %d: %w", l.Ref, l.Seq, charting.ErrNotFound)
 			}
 			items = append(items, WatchItem{Link: l, Entry: e})
 			i++
@@ -270,17 +268,27 @@ func (s *Store) WatchContent(ctx context.Context, caseID uuid.UUID, links []char
 	return items, nil
 }
 
-// entryIndex reads every entry of a case, by id.
-func (s *Store) entryIndex(ctx context.Context, caseID uuid.UUID) (map[string]*charting.Entry, error) {
-	all, err := s.b.Entries(ctx, caseID)
+// watchEntries reads the entries the links record, in one read.
+func (s *Store) watchEntries(ctx context.Context, caseID uuid.UUID, links []charting.Link) (map[uuid.UUID]*charting.Entry, error) {
+	var ids []uuid.UUID
+	for _, l := range links {
+		switch l.Kind {
+		case charting.LinkEntry, charting.LinkCorrection, charting.LinkAddendum:
+			id, err := uuid.Parse(l.Ref)
+			if err != nil {
+				return nil, fmt.Errorf("watch: ledger position %d: entry ref %q is not an id", l.Seq, l.Ref)
+			}
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	entries, err := s.b.ReadEntries(ctx, caseID, ids)
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
-	out := make(map[string]*charting.Entry, len(all))
-	for k := range all {
-		out[all[k].ID.String()] = &all[k]
-	}
-	return out, nil
+	return entries, nil
 }
 
 // watchBlockChunk is how many sample blocks WatchContent reads at once.

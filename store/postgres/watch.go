@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"perfusion/charting"
 	"perfusion/store"
 )
 
@@ -90,4 +91,28 @@ func (b *Backend) listenOnce(ctx context.Context, fn func(caseID uuid.UUID)) err
 			fn(id)
 		}
 	}
+}
+
+// ReadEntries reads the entries of a case among ids, one index probe each.
+func (b *Backend) ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]*charting.Entry, error) {
+	out := make(map[uuid.UUID]*charting.Entry, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := b.pool.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = ANY($2)`, caseID, ids)
+	if err != nil {
+		return nil, wrap("read entries", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, wrap("read entries", err)
+		}
+		out[e.ID] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("read entries", err)
+	}
+	return out, nil
 }

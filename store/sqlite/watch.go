@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 
+	"github.com/google/uuid"
+
+	"perfusion/charting"
 	"perfusion/store"
 )
 
@@ -35,6 +38,35 @@ func (b *Backend) ReadSampleBlocks(ctx context.Context, keys []store.SampleKey) 
 			return nil, wrap("read sample blocks", err)
 		}
 		out[k] = block
+	}
+	return out, nil
+}
+
+// ReadEntries reads the entries of a case among ids from the read pool, one
+// primary-key probe each in one read transaction.
+func (b *Backend) ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]*charting.Entry, error) {
+	out := make(map[uuid.UUID]*charting.Entry, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	q, err := b.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, wrap("read entries", err)
+	}
+	defer q.Rollback()
+	st, err := q.PrepareContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = ? AND entry_id = ?`)
+	if err != nil {
+		return nil, wrap("read entries", err)
+	}
+	defer st.Close()
+	for _, id := range ids {
+		e, err := scanEntry(st.QueryRowContext(ctx, caseID.String(), id.String()))
+		if errors.Is(err, sql.ErrNoRows) || errors.Is(err, charting.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, wrap("read entries", err)
+		}
+		out[e.ID] = e
 	}
 	return out, nil
 }

@@ -61,6 +61,16 @@ func testWatchFeed(t *testing.T, h *Harness) {
 		t.Fatalf("read sample blocks: got keys %v, want the two stored", reflect.ValueOf(blocks).MapKeys())
 	}
 
+	got, err := b.ReadEntries(ctx, c.ID, []uuid.UUID{e.ID, uuid.New()})
+	if err != nil {
+		t.Fatalf("read entries: %v", err)
+	}
+	if len(got) != 1 || got[e.ID] == nil || got[e.ID].ID != e.ID || got[e.ID].Detail.Note == nil || got[e.ID].Detail.Note.Text != "note" {
+		t.Fatalf("read entries: got %v, want the one stored entry", got)
+	}
+	if got, err := b.ReadEntries(ctx, other.ID, []uuid.UUID{e.ID}); err != nil || len(got) != 0 {
+		t.Fatalf("read entries of another case: %v, %v; want none", got, err)
+	}
 	h0 := head(t, s, c.ID)
 	links, err := b.Links(ctx, c.ID, 0, 0)
 	if err != nil {
