@@ -202,8 +202,14 @@ func (bs *bucketSeries) add(sr charting.Series, from, to int64) error {
 			return errUnordered
 		}
 	}
-	lo := sort.Search(len(ts), func(i int) bool { return ts[i] >= from })
-	hi := sort.Search(len(ts), func(i int) bool { return ts[i] >= to })
+	if len(ts) == 0 {
+		return nil
+	}
+	lo, hi := 0, len(ts)
+	if ts[0] < from || ts[hi-1] >= to { // the usual block lies inside the range
+		lo = sort.Search(len(ts), func(i int) bool { return ts[i] >= from })
+		hi = sort.Search(len(ts), func(i int) bool { return ts[i] >= to })
+	}
 	if lo == hi {
 		return nil
 	}
