@@ -114,6 +114,7 @@ func (s *chartingService) newWatcher(ctx context.Context, req *pb.WatchCaseReque
 // run sends pages until the case is signed and delivered, or ctx ends.
 func (w *watcher) run(ctx context.Context, send func(*pb.WatchCaseResponse) error) error {
 	live := false
+	announced := false // a caught_up message was sent
 	var lastSamples time.Time
 	for {
 		select {
@@ -132,6 +133,15 @@ func (w *watcher) run(ctx context.Context, send func(*pb.WatchCaseResponse) erro
 				return send(&pb.WatchCaseResponse{Position: w.pos, CaughtUp: true, Status: pb.CaseStatus_CASE_STATUS_SIGNED, Final: true})
 			}
 			live = true
+			if !announced {
+				// Nothing to deliver (a resume with nothing missed, or a
+				// backlog that ended on a page boundary): say so, so a
+				// display stops showing "loading".
+				if err := send(&pb.WatchCaseResponse{Position: w.pos, CaughtUp: true}); err != nil {
+					return err
+				}
+				announced = true
+			}
 			if err := w.wait(ctx, w.poll); err != nil {
 				return err
 			}
@@ -166,6 +176,7 @@ func (w *watcher) run(ctx context.Context, send func(*pb.WatchCaseResponse) erro
 		}
 		w.pos = msg.Position
 		live = live || msg.CaughtUp
+		announced = announced || msg.CaughtUp
 		if msg.Final {
 			return nil
 		}

@@ -126,7 +126,8 @@ func newTally() *tally {
 func (tl *tally) add(t *testing.T, msgs []*pb.WatchCaseResponse) {
 	t.Helper()
 	for _, m := range msgs {
-		if m.GetPosition() <= tl.last && !(m.GetFinal() && m.GetPosition() == tl.last && len(m.GetEntries())+len(m.GetSamples()) == 0) {
+		empty := len(m.GetEntries())+len(m.GetSamples()) == 0 && m.GetStatus() == pb.CaseStatus_CASE_STATUS_UNSPECIFIED
+		if m.GetPosition() < tl.last || (m.GetPosition() == tl.last && !(empty && (m.GetFinal() || m.GetCaughtUp()))) {
 			t.Fatalf("position %d after %d: positions must advance", m.GetPosition(), tl.last)
 		}
 		tl.last = m.GetPosition()
@@ -469,4 +470,43 @@ func TestWatchCaseShutdown(t *testing.T) {
 		t.Fatalf("shutdown with a watcher took %v: the watch held the graceful stop", took)
 	}
 	wantCode(t, "watch at shutdown", w.ended(), codes.Unavailable)
+}
+
+// TestWatchCaseCaughtUpAnnounced checks that a watcher with nothing to
+// catch up on is told so at once, and that the backlog's end is marked
+// when it falls on a page boundary.
+func TestWatchCaseCaughtUpAnnounced(t *testing.T) {
+	e := start(t, sqliteBackend(t), slowPoll)
+	caseID := e.createCase("OR-W7").GetCaseId()
+	head := e.head(caseID)
+	w := watch(t, e.charting, &pb.WatchCaseRequest{CaseId: caseID, AfterPosition: head})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.messages()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m := w.messages(); len(m) != 1 || !m[0].GetCaughtUp() || m[0].GetPosition() != head || len(m[0].GetEntries()) != 0 {
+		t.Fatalf("resume with nothing missed: got %v, want one caught_up message at %d", m, head)
+	}
+	w.stop()
+
+	// 254 more links make 256: exactly one full page of backlog.
+	for i := range 254 {
+		e.recordEntry(noteEntry(caseID, fmt.Sprint("n", i), time.Now()))
+	}
+	if h := e.head(caseID); h != 256 {
+		t.Fatalf("head %d, want 256 (one page)", h)
+	}
+	w = watch(t, e.charting, &pb.WatchCaseRequest{CaseId: caseID})
+	w.waitFor(256)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		m := w.messages()
+		if last := m[len(m)-1]; last.GetCaughtUp() && last.GetPosition() == 256 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backlog of one full page never marked caught_up: %d messages", len(m))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -1494,6 +1494,10 @@ type WatchCaseResponse struct {
 	Position int64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
 	// True when this message reached the case's committed head at the time
 	// it was read: the backlog is delivered and later messages are live.
+	// When there is nothing to deliver (a resume that missed nothing, or a
+	// backlog ending on a page boundary) a message with only caught_up and
+	// the unchanged position says so; every other message advances the
+	// position.
 	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	// Sample batches committed in this message's positions, one series per
 	// channel and source, reduced to buckets of the requested width. A
