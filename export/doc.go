@@ -21,12 +21,15 @@
 //
 // # Not exported yet
 //
-// Device trends and devices (FHIR valueSampledData, PCD-01 OBX) and the
-// sample-derived metrics (temperatures, DO2i, MAP): they need the samples,
-// which this renderer does not read yet. Sent metrics are those that
-// charting.ComputeMetrics derives from entries and details: CPB (or ECMO),
-// cross-clamp, CPB-outside-clamp and circulatory-arrest times, BSA and the
-// net prime volume index.
+// Device trends and devices (FHIR valueSampledData and DeviceMetric, the
+// PCD-01 OBX hierarchy): the builders exist, but the renderer does not
+// downsample stored samples into them yet. Metrics are those of
+// charting.ComputeMetrics that the summary has codes for: CPB (or ECMO),
+// cross-clamp, outside-clamp and circulatory-arrest times, BSA, net prime
+// volume index, lowest core and highest arterial outlet temperature,
+// lowest haematocrit, lowest DO2i and the time and area below the DO2i
+// threshold (with the threshold). Nadir times (OBX-14) are not sent: the
+// computed metrics keep values, not when they occurred.
 //
 // Nothing here logs patient data: log lines name case ids, versions,
 // destinations and outcome classes only.

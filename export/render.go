@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"perfusion/charting"
+	"perfusion/charting/samplecodec"
 	"perfusion/hl7/fhir"
 	v2 "perfusion/hl7/v2"
 	"perfusion/store"
@@ -87,6 +88,9 @@ type Version struct {
 	All     []charting.Entry // every entry at the version, history included
 	Current []charting.Entry // the entries in force
 	First   bool             // the first signature: not an amendment
+	// Series are the case's device data. Samples are accepted only while a
+	// case is charted, so every version has all of them.
+	Series []charting.SourcedSeries
 }
 
 // Load reads the case as it stood at version (a signature's or addendum's
@@ -144,10 +148,24 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		if len(sigs) == 0 {
 			return ErrNotAVersion
 		}
+		var series []charting.SourcedSeries
+		err = rd.ScanSampleBatches(ctx, caseID, store.SampleFilter{}, func(b *store.SampleBatchRow) error {
+			ss, err := samplecodec.DecodeBlock(b.Block)
+			if err != nil {
+				return fmt.Errorf("export: decode samples: %w", err)
+			}
+			for _, x := range ss {
+				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		cc := *c
 		cc.Signatures = sigs
 		v = &Version{Case: &cc, Number: version, At: last.RecordedAt, All: all,
-			Current: charting.CurrentView(all, false), First: version == sigs[0].Number}
+			Current: charting.CurrentView(all, false), First: version == sigs[0].Number, Series: series}
 		return nil
 	})
 	if err != nil {
@@ -193,12 +211,18 @@ var metricMap = map[string]string{
 	"circulatory_arrest_minutes": v2.MetricCirculatoryArrestDuration,
 	"bsa_m2":                     v2.MetricBSA,
 	"net_prime_volume_index":     v2.MetricNetPrimeVolumeIndex,
+	"nadir_temp_c":               v2.MetricLowestTemperature,
+	"max_arterial_outlet_c":      v2.MetricHighestTemperature,
+	"nadir_hct_pct":              v2.MetricLowestHct,
+	"nadir_do2i":                 v2.MetricLowestDO2i,
+	"minutes_do2i_below":         v2.MetricDO2iBelowThresholdDuration,
+	"area_do2i_below":            v2.MetricDO2iBelowThresholdArea,
 }
 
 // metrics computes the entry-derived metrics of the version, in a fixed
 // order.
 func (r *Renderer) metrics(v *Version) []v2.Metric {
-	m := charting.ComputeMetrics(v.Case, v.All, nil, r.mcfg)
+	m := charting.ComputeMetrics(v.Case, v.All, v.Series, r.mcfg)
 	methods := map[string]bool{}
 	for _, lc := range v2.LocalCodes(r.cat) {
 		if lc.Use == v2.UseMethod {
@@ -221,12 +245,33 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 			key = v2.MetricECMODuration
 		}
 		mt := v2.Metric{Key: key, Value: round(val, 3)}
-		if key == v2.MetricBSA && methods[string(m.BSAFormula)] {
-			mt.Method = string(m.BSAFormula)
+		switch key {
+		case v2.MetricBSA:
+			if methods[string(m.BSAFormula)] {
+				mt.Method = string(m.BSAFormula)
+			}
+		case v2.MetricLowestTemperature:
+			mt.Channel = r.knownChannel(m.NadirTempSite)
+		case v2.MetricHighestTemperature:
+			mt.Channel = r.knownChannel("temp_arterial_outlet")
 		}
 		out = append(out, mt)
 	}
+	_, below := m.Values["minutes_do2i_below"]
+	if below {
+		// The threshold the DO2i minutes and area were computed against.
+		out = append(out, v2.Metric{Key: v2.MetricDO2iThreshold, Value: r.mcfg.DO2iThreshold})
+	}
 	return out
+}
+
+// knownChannel returns key when the catalogue names it, else "" (OBX-20 is
+// then left out rather than failing the message).
+func (r *Renderer) knownChannel(key string) string {
+	if _, ok := r.cat.Lookup(key); ok {
+		return key
+	}
+	return ""
 }
 
 // round keeps metric values readable (a duration of 97.00000001 minutes

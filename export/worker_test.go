@@ -97,6 +97,16 @@ func signedCase(t *testing.T, s *store.Store, clk *clock) (uuid.UUID, int64) {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 	}
+	// Nasopharyngeal temperature once a minute on bypass: 36 falling to a
+	// nadir of 32.0 at minute 40, then back.
+	temp := charting.Series{Channel: "temp_nasopharyngeal"}
+	for m := 10; m <= 90; m++ {
+		temp.TimesMs = append(temp.TimesMs, at(m).UnixMilli())
+		temp.Values = append(temp.Values, 32+float64(max(40-m, m-40))/10)
+	}
+	if r := s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{{CaseID: c.ID, SourceID: "monitor-1", Seq: 1, Series: []charting.Series{temp}}})[0]; r.Err != nil {
+		t.Fatalf("samples: %v", r.Err)
+	}
 	if _, err := s.CloseCase(ctx, "perf.one", c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -342,6 +352,26 @@ func TestMLLPRetriesUntilAccepted(t *testing.T) {
 		t.Fatalf("preview differs from what was sent (%v)", err)
 	}
 	validateHL7(t, rcv.stored[d.MessageID])
+	// Metrics from entries and from samples: bypass from minute 10 to 90,
+	// clamp from 20 to 80, the lab Hct, and the nadir temperature with its
+	// site.
+	m, _ := v2.Parse(rcv.stored[d.MessageID])
+	want := map[string]string{"cpb_duration": "80", "cross_clamp_duration": "60", "lowest_temperature": "32", "lowest_hct": "25"}
+	for _, obx := range m.All("OBX") {
+		code := obx.Field(3).Component(1)
+		if w, ok := want[code]; ok {
+			if obx.Field(5).Value() != w {
+				t.Errorf("%s = %s, want %s", code, obx.Field(5).Value(), w)
+			}
+			if code == "lowest_temperature" && obx.Field(20).Component(1) != "temp_nasopharyngeal" {
+				t.Errorf("lowest_temperature OBX-20 = %q", obx.Field(20).Component(1))
+			}
+			delete(want, code)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("metrics missing from the summary: %v", want)
+	}
 }
 
 // TestMLLPContentErrorNotResent: AE fails the delivery for good; it is not
