@@ -48,16 +48,20 @@ type JWKSConfig struct {
 
 // JWKS is a cached JSON Web Key Set: fetched on first use, refreshed after
 // Refresh, refetched early (at most once per MinRefetch) when a token names
-// a key id it does not hold. When a refresh fails the keys already held are
-// kept, so a provider outage does not lock everyone out at once.
+// a key id it does not hold. A due refresh runs in the background while the
+// keys held keep verifying, and when it fails they are kept, so a slow or
+// failed provider neither stalls nor locks out callers whose keys are
+// known. Only a caller that needs new keys (none held yet, or an unknown
+// key id) waits for a fetch.
 type JWKS struct {
 	cfg JWKSConfig
 	now func() time.Time
 
 	mu        sync.Mutex
 	keys      map[string]any
-	fetchedAt time.Time // last successful fetch
-	triedAt   time.Time // last attempt
+	fetchedAt time.Time     // last successful fetch
+	triedAt   time.Time     // last attempt started
+	inflight  chan struct{} // closed when the fetch in flight ends; nil when none
 }
 
 // NewJWKS returns a key set for cfg; nothing is fetched until first use.
@@ -84,20 +88,34 @@ func NewJWKS(cfg JWKSConfig) (*JWKS, error) {
 // set holds exactly one key.
 func (j *JWKS) PublicKey(ctx context.Context, kid string) (any, error) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	now := j.now()
-	stale := j.keys == nil || now.Sub(j.fetchedAt) >= j.cfg.Refresh
-	if stale && (j.keys == nil || now.Sub(j.triedAt) >= j.cfg.MinRefetch) {
-		j.refresh(ctx, now)
+	mayFetch := j.triedAt.IsZero() || now.Sub(j.triedAt) >= j.cfg.MinRefetch
+	if j.keys != nil && now.Sub(j.fetchedAt) >= j.cfg.Refresh && mayFetch {
+		j.startFetch(now) // in the background: the held keys still serve
+		mayFetch = false
 	}
 	if k, ok := j.lookup(kid); ok {
+		j.mu.Unlock()
 		return k, nil
 	}
-	if j.keys != nil && now.Sub(j.triedAt) >= j.cfg.MinRefetch {
-		j.refresh(ctx, now) // perhaps the provider rotated its keys
-		if k, ok := j.lookup(kid); ok {
-			return k, nil
+	// No keys yet, or an unknown key id (perhaps the provider rotated its
+	// keys): wait for a fetch, a new one at most once per MinRefetch.
+	wait := j.inflight
+	if wait == nil && (mayFetch || j.keys == nil && now.Sub(j.triedAt) >= time.Second) {
+		wait = j.startFetch(now)
+	}
+	j.mu.Unlock()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, status.Error(codes.Unavailable, "the identity provider's keys are being fetched; retry")
 		}
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if k, ok := j.lookup(kid); ok {
+		return k, nil
 	}
 	if j.keys == nil {
 		return nil, status.Error(codes.Unavailable, "the identity provider's keys cannot be fetched; retry later")
@@ -115,15 +133,30 @@ func (j *JWKS) lookup(kid string) (any, bool) {
 	return k, ok
 }
 
-// refresh fetches the set; on failure the keys held are kept.
-func (j *JWKS) refresh(ctx context.Context, now time.Time) {
-	j.triedAt = now
-	keys, err := j.fetch(ctx)
-	if err != nil {
-		j.cfg.Logger.Warn("jwks refresh failed; keeping the keys held", "err", err.Error(), "keys_held", len(j.keys))
-		return
+// startFetch starts a fetch unless one is in flight and returns the
+// channel closed when it ends. j.mu must be held. The fetch is not bound
+// to any caller's context: its result serves every caller.
+func (j *JWKS) startFetch(now time.Time) chan struct{} {
+	if j.inflight != nil {
+		return j.inflight
 	}
-	j.keys, j.fetchedAt = keys, now
+	done := make(chan struct{})
+	j.inflight, j.triedAt = done, now
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		keys, err := j.fetch(ctx)
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		j.inflight = nil
+		if err != nil {
+			j.cfg.Logger.Warn("jwks refresh failed; keeping the keys held", "err", err.Error(), "keys_held", len(j.keys))
+			return
+		}
+		j.keys, j.fetchedAt = keys, now
+	}()
+	return done
 }
 
 func (j *JWKS) fetch(ctx context.Context) (map[string]any, error) {
@@ -136,8 +169,6 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]any, error) {
 		defer f.Close()
 		r = f
 	} else {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.URL, nil)
 		if err != nil {
 			return nil, fmt.Errorf("jwks request: %w", err)

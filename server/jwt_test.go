@@ -232,3 +232,44 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+// TestJWKSSlowProviderDoesNotStall: once keys are held, a due refresh runs
+// in the background; a provider that hangs does not hold up callers whose
+// key is known, and its keys stay in use.
+func TestJWKSSlowProviderDoesNotStall(t *testing.T) {
+	p := newIDP(t)
+	var hang atomic.Bool
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			<-release
+		}
+		p.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	defer close(release)
+	keys, err := server.NewJWKS(server.JWKSConfig{URL: slow.URL, Refresh: 50 * time.Millisecond, MinRefetch: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := keys.PublicKey(ctx, "ec-1"); err != nil {
+		t.Fatal(err)
+	}
+	hang.Store(true)
+	time.Sleep(100 * time.Millisecond) // the keys are now due for refresh
+	for range 3 {
+		start := time.Now()
+		if _, err := keys.PublicKey(ctx, "ec-1"); err != nil {
+			t.Fatalf("known key while the provider hangs: %v", err)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Fatalf("a known key took %s while the provider hangs", d)
+		}
+	}
+	// An unknown key id waits for the fetch, bounded by the caller.
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = keys.PublicKey(cctx, "ec-9")
+	wantCode(t, "unknown kid while the provider hangs", err, codes.Unavailable)
+}
