@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -24,6 +26,13 @@ func WithToken(token string) Option {
 	return func(c *config) { c.perRPC = bearerToken{token: token, secure: c.tls != nil} }
 }
 
+// WithTokenFile sends the token held in path with every call, re-reading
+// the file when it changes, so a long-running gateway picks up the tokens
+// an agent rotates into it without restarting.
+func WithTokenFile(path string) Option {
+	return func(c *config) { c.perRPC = &tokenFile{path: path, secure: c.tls != nil} }
+}
+
 // WithTLS dials with TLS configured by cfg (server CA, server name, client
 // certificate). Without it the connection is plaintext, which perfusiond
 // accepts on loopback only.
@@ -31,9 +40,12 @@ func WithTLS(cfg *tls.Config) Option {
 	return func(c *config) {
 		c.tls = cfg
 		c.dialOpts = append(c.dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		if b, ok := c.perRPC.(bearerToken); ok {
+		switch b := c.perRPC.(type) {
+		case bearerToken:
 			b.secure = true
 			c.perRPC = b
+		case *tokenFile:
+			b.secure = true
 		}
 	}
 }
@@ -50,6 +62,41 @@ func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 }
 
 func (b bearerToken) RequireTransportSecurity() bool { return b.secure }
+
+// tokenFile is a PerRPCCredentials reading its token from a file, again
+// whenever the file's modification time or size changes.
+type tokenFile struct {
+	path   string
+	secure bool
+
+	mu      sync.Mutex
+	token   string
+	modTime time.Time
+	size    int64
+}
+
+func (f *tokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("perfusion: token file: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.token == "" || !fi.ModTime().Equal(f.modTime) || fi.Size() != f.size {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("perfusion: token file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, errors.New("perfusion: token file is empty")
+		}
+		f.token, f.modTime, f.size = tok, fi.ModTime(), fi.Size()
+	}
+	return map[string]string{"authorization": "Bearer " + f.token}, nil
+}
+
+func (f *tokenFile) RequireTransportSecurity() bool { return f.secure }
 
 // Credentials is how a command-line client identifies itself and secures
 // its connection; the commands fill it from flags.
@@ -84,17 +131,20 @@ func (c Credentials) Options(getenv func(string) string) ([]Option, error) {
 	}
 	tok := c.Token
 	if tok == "" && c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read token file: %w", err)
+		// Checked now so a wrong path is a usage error, then re-read as
+		// it changes.
+		if _, err := os.Stat(c.TokenFile); err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
 		}
-		tok = strings.TrimSpace(string(b))
-	}
-	if tok == "" && c.Principal == "" {
-		tok = strings.TrimSpace(getenv(EnvToken))
-	}
-	if tok != "" {
-		opts = append(opts, WithToken(tok))
+		opts = append(opts, WithTokenFile(c.TokenFile))
+		tok = "file"
+	} else {
+		if tok == "" && c.Principal == "" {
+			tok = strings.TrimSpace(getenv(EnvToken))
+		}
+		if tok != "" {
+			opts = append(opts, WithToken(tok))
+		}
 	}
 	if c.Principal != "" {
 		opts = append(opts, WithPrincipal(c.Principal))
