@@ -20,7 +20,7 @@ func (b *Backend) ReadSampleBlocks(ctx context.Context, keys []store.SampleKey) 
 	if len(keys) == 0 {
 		return out, nil
 	}
-	ids, srcs, seqs := make([]uuid.UUID, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
+	ids, srcs, seqs := make([][16]byte, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
 	for i, k := range keys {
 		ids[i], srcs[i], seqs[i] = k.CaseID, k.SourceID, k.Seq
 	}
@@ -55,7 +55,7 @@ func (b *Backend) NotifyCommitted(ctx context.Context, caseIDs []uuid.UUID) erro
 	if len(caseIDs) == 0 {
 		return nil
 	}
-	_, err := b.pool.Exec(ctx, `SELECT pg_notify('`+commitChannel+`', id::text) FROM unnest($1::uuid[]) AS id`, caseIDs)
+	_, err := b.pool.Exec(ctx, `SELECT pg_notify('`+commitChannel+`', id::text) FROM unnest($1::uuid[]) AS id`, uuidArray(caseIDs))
 	return wrap("notify commits", err)
 }
 
@@ -99,7 +99,7 @@ func (b *Backend) ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := b.pool.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = ANY($2)`, caseID, ids)
+	rows, err := b.pool.Query(ctx, `SELECT `+entryColumns+` FROM entries WHERE case_id = $1 AND entry_id = ANY($2)`, caseID, uuidArray(ids))
 	if err != nil {
 		return nil, wrap("read entries", err)
 	}
