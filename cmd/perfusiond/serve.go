@@ -103,6 +103,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("perfusiond starting", "version", versionString())
+	tuneGC(a.getenv, log)
 	db, err := openDatabase(ctx, c.common, log)
 	if err != nil {
 		return err
