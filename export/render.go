@@ -380,8 +380,10 @@ func (r *Renderer) Record(v *Version) (*fhir.Record, error) {
 	if start.IsZero() {
 		return nil, fmt.Errorf("%w: the case has no bypass start or start time", ErrContent)
 	}
+	devices, trends := r.fhirDevices(r.trends(v))
 	return &fhir.Record{Case: v.Case, Version: v.Number, Timestamp: v.At, BypassStart: start, BypassEnd: end,
-		Entries: v.Current, Originals: originals(v.All), Metrics: r.metrics(v), Catalogue: r.cat}, nil
+		Entries: v.Current, Originals: originals(v.All), Metrics: r.metrics(v), Devices: devices, Trends: trends,
+		Catalogue: r.cat}, nil
 }
 
 // originals maps each correction to the first entry of its chain.

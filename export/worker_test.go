@@ -104,8 +104,23 @@ func signedCase(t *testing.T, s *store.Store, clk *clock) (uuid.UUID, int64) {
 		temp.TimesMs = append(temp.TimesMs, at(m).UnixMilli())
 		temp.Values = append(temp.Values, 32+float64(max(40-m, m-40))/10)
 	}
-	if r := s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{{CaseID: c.ID, SourceID: "monitor-1", Seq: 1, Series: []charting.Series{temp}}})[0]; r.Err != nil {
-		t.Fatalf("samples: %v", r.Err)
+	// Arterial pump flow from the heart-lung machine every 30 s on bypass,
+	// alternating 4.40 and 4.60 (a minute's mean is 4.5), with one reading
+	// the device flagged invalid at minute 20.
+	flow := charting.Series{Channel: "pump_flow", Invalid: []bool{}}
+	for half := 20; half < 180; half++ {
+		flow.TimesMs = append(flow.TimesMs, start.Add(time.Duration(half)*30*time.Second).UnixMilli())
+		flow.Values = append(flow.Values, 4.4+0.2*float64(half%2))
+		flow.Invalid = append(flow.Invalid, half == 40)
+	}
+	flow.Values[20] = 0
+	for i, r := range s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{
+		{CaseID: c.ID, SourceID: "monitor-1", Seq: 1, Series: []charting.Series{temp}},
+		{CaseID: c.ID, SourceID: "hlm-1", Seq: 1, Series: []charting.Series{flow}},
+	}) {
+		if r.Err != nil {
+			t.Fatalf("samples %d: %v", i, r.Err)
+		}
 	}
 	if _, err := s.CloseCase(ctx, "perf.one", c.ID); err != nil {
 		t.Fatalf("close: %v", err)

@@ -66,7 +66,19 @@ type Options struct {
 	// StaffSystem is the identifier system of staff IDs (signers,
 	// perfusionists, entry authors).
 	StaffSystem string
+	// DeviceSystem is the identifier system of device source IDs (the
+	// source_id a gateway streams under), used for the Devices of exported
+	// trends when the hospital has no better identifier for them. Empty
+	// means DefaultDeviceSystem.
+	DeviceSystem string
 }
+
+// DefaultDeviceSystem is the identifier system of device source IDs when
+// Options.DeviceSystem is empty. Source IDs are unique within one
+// perfusion server's gateways, not beyond it: a hospital with several
+// servers should configure a system per server.
+const DefaultDeviceSystem = "urn:perfusion:device-source"
+
 
 // Record is a signed case as the bundles report it. Metrics are computed
 // by the caller, as for v2.Summary, so FHIR and HL7 v2 report the same

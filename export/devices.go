@@ -1,0 +1,118 @@
+package export
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"perfusion/charting"
+	"perfusion/hl7/fhir"
+	v2 "perfusion/hl7/v2"
+)
+
+// TrendPeriodMs is the sampling period of exported device data: one-minute
+// means. A minute is the resolution of a paper perfusion chart and of the
+// usual device feed into an EHR flowsheet; a 4-hour case is 240 values a
+// channel, a few kilobytes of FHIR SampledData, where the raw 1-Hz data
+// would be 14,400. The full-resolution record stays in this service
+// (QuerySamples, `perfusionctl samples export`).
+const TrendPeriodMs = 60_000
+
+// trends resamples a version's device data for export, each value rounded
+// to one digit more than the channel's device resolution (a mean is finer
+// than one reading, not arbitrarily so).
+func (r *Renderer) trends(v *Version) []charting.SourcedSeries {
+	out := charting.RegularTrends(v.Series, v.Current, TrendPeriodMs)
+	for _, ss := range out {
+		d := decimals(r.cat.Resolution(ss.Series.Channel)) + 1
+		for i, x := range ss.Series.Values {
+			ss.Series.Values[i] = round(x, d)
+		}
+	}
+	return out
+}
+
+// decimals is how many decimal places a resolution needs (0.01 → 2); an
+// unknown resolution keeps three.
+func decimals(res float64) int {
+	if res <= 0 || math.IsInf(res, 0) || math.IsNaN(res) {
+		return 3
+	}
+	return max(0, int(math.Ceil(-math.Log10(res)-1e-9)))
+}
+
+// fhirDevices returns a Device per source of the trends, sorted by source
+// ID, and the trends as FHIR sends them. The heart-lung machine (or ECMO
+// console) is the source of arterial pump flow, the one channel only such
+// a machine reports; with no pump flow no device is marked as one.
+func (r *Renderer) fhirDevices(trends []charting.SourcedSeries) ([]fhir.DeviceInfo, []fhir.Trend) {
+	system := r.fhir.DeviceSystem
+	if system == "" {
+		system = fhir.DefaultDeviceSystem
+	}
+	hlm := ""
+	var sources []string
+	out := make([]fhir.Trend, 0, len(trends))
+	for _, ss := range trends {
+		if ss.Series.Channel == "pump_flow" {
+			hlm = ss.SourceID
+		}
+		if !slices.Contains(sources, ss.SourceID) {
+			sources = append(sources, ss.SourceID)
+		}
+		out = append(out, fhir.Trend{SourceID: ss.SourceID, Series: ss.Series, PeriodMs: TrendPeriodMs})
+	}
+	slices.Sort(sources)
+	devs := make([]fhir.DeviceInfo, 0, len(sources))
+	for _, s := range sources {
+		devs = append(devs, fhir.DeviceInfo{SourceID: s, Identifier: fhir.Identifier{System: system, Value: s},
+			Name: s, HeartLungMachine: s == hlm})
+	}
+	return devs, out
+}
+
+// DeviceReportKind is the message kind of the device report's MSH-10
+// (v2.ControlID).
+const DeviceReportKind = "oru-pcd01"
+
+// DeviceReport renders a loaded version's device data as an IHE PCD-01
+// ORU^R01 (MSH-21 IHE_PCD_001): one OBR per minute, each with the
+// MDS/VMD/channel/metric OBX hierarchy of every source that had data in it
+// (v2.BuildDeviceReport). A minute whose samples were all invalid or marked
+// artifact is sent as an invalid reading (no value, flagged INV), so the
+// receiver sees the gap. The summary ORU^R01 stays small; this is the
+// message for a receiver that wants the device data as flowsheet rows.
+func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
+	trends := r.trends(v)
+	var obs []v2.DeviceObservation
+	for _, ss := range trends {
+		s := ss.Series
+		for i, t := range s.TimesMs {
+			obs = append(obs, v2.DeviceObservation{SourceID: ss.SourceID, Channel: s.Channel,
+				Time: timeMs(t), Value: s.Values[i], Invalid: s.IsInvalid(i)})
+		}
+	}
+	if len(obs) == 0 {
+		return nil, fmt.Errorf("%w: the case has no device data", ErrContent)
+	}
+	c := v.Case
+	visit := v2.VisitFromCase(c)
+	visit.PointOfCare = r.hl7.PointOfCare
+	h := r.Header(v)
+	h.ControlID = v2.ControlID(DeviceReportKind, c.ID, v.Number)
+	m, err := v2.BuildDeviceReport(h, &v2.DeviceReport{Kind: c.Kind, Patient: c.Details.Patient, Visit: visit,
+		Observations: obs, Catalogue: r.cat})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrContent, err)
+	}
+	b, err := m.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return &Rendered{Payload: b, MessageID: h.ControlID, ContentType: "x-application/hl7-v2+er7"}, nil
+}
+
+// timeMs is a sample time as a time.Time in UTC; message builders write it
+// in their configured zone.
+func timeMs(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
