@@ -79,7 +79,6 @@ type Options struct {
 // servers should configure a system per server.
 const DefaultDeviceSystem = "urn:perfusion:device-source"
 
-
 // Record is a signed case as the bundles report it. Metrics are computed
 // by the caller, as for v2.Summary, so FHIR and HL7 v2 report the same
 // numbers.
