@@ -19,17 +19,27 @@
 // costs one snapshot read per attempt, and a fix to a renderer applies to
 // deliveries still queued.
 //
-// # Not exported yet
+// # Device data
 //
-// Device trends and devices (FHIR valueSampledData and DeviceMetric, the
-// PCD-01 OBX hierarchy): the builders exist, but the renderer does not
-// downsample stored samples into them yet. Metrics are those of
-// charting.ComputeMetrics that the summary has codes for: CPB (or ECMO),
-// cross-clamp, outside-clamp and circulatory-arrest times, BSA, net prime
-// volume index, lowest core and highest arterial outlet temperature,
-// lowest haematocrit, lowest DO2i and the time and area below the DO2i
-// threshold (with the threshold). Nadir times (OBX-14) are not sent: the
-// computed metrics keep values, not when they occurred.
+// The FHIR Bundle carries the case's device data resampled to one-minute
+// means (TrendPeriodMs, charting.RegularTrends): a Device per data source
+// (the source of arterial pump flow typed as the heart-lung machine), a
+// DeviceMetric and a SampledData trend Observation per channel. Invalid
+// readings and artifact-marked samples are left out of the means, and a
+// minute with none is "E". The HL7 v2 summary stays a summary; the same
+// minutes are available as an IHE PCD-01 report (Renderer.DeviceReport),
+// rendered on request and not queued: a second message per version would
+// need its own outbox rows and acknowledgement, and an interface engine
+// that wants device rows usually takes them live from the gateway.
+// Samples are accepted only while a case is charted, so the device data
+// of a version never changes and rendering stays deterministic.
+//
+// Metrics are those of charting.ComputeMetrics that the summary has codes
+// for: CPB (or ECMO), cross-clamp, outside-clamp and circulatory-arrest
+// times, BSA, net prime volume index, lowest core and highest arterial
+// outlet temperature, lowest haematocrit, lowest DO2i and the time and
+// area below the DO2i threshold (with the threshold). Nadir times (OBX-14)
+// are not sent: the computed metrics keep values, not when they occurred.
 //
 // Nothing here logs patient data: log lines name case ids, versions,
 // destinations and outcome classes only.

@@ -49,6 +49,14 @@ func (s *exportService) renderFail(err error) error {
 	return s.h.fail(err)
 }
 
+func knownHL7Message(m pb.HL7Message) bool {
+	switch m {
+	case pb.HL7Message_HL7_MESSAGE_UNSPECIFIED, pb.HL7Message_HL7_MESSAGE_SUMMARY, pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT:
+		return true
+	}
+	return false
+}
+
 func (s *exportService) version(req interface {
 	GetCaseId() string
 	GetVersion() int64
@@ -64,6 +72,11 @@ func (s *exportService) version(req interface {
 // RenderHL7 renders a version's ORU^R01.
 func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request) (*pb.RenderHL7Response, error) {
 	id, ver, err := s.version(req)
+	if err == nil && !knownHL7Message(req.GetMessage()) {
+		var p parser
+		p.v.Add("message", "must be HL7_MESSAGE_SUMMARY, HL7_MESSAGE_DEVICE_REPORT or unspecified")
+		err = p.err()
+	}
 	if err != nil {
 		return nil, s.h.fail(err)
 	}
@@ -71,7 +84,11 @@ func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request)
 	if err != nil {
 		return nil, s.renderFail(err)
 	}
-	out, err := s.r.HL7(v)
+	render := s.r.HL7
+	if req.GetMessage() == pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT {
+		render = s.r.DeviceReport
+	}
+	out, err := render(v)
 	if err != nil {
 		return nil, s.renderFail(err)
 	}

@@ -172,3 +172,59 @@ func TestExportService(t *testing.T) {
 		e.assertNoPHI()
 	})
 }
+
+// TestRenderDeviceReport: the device data of a case streamed over gRPC
+// comes back as an IHE PCD-01 report with its own MSH-10; bad message
+// kinds are refused by field, and a case without samples has no report.
+func TestRenderDeviceReport(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b store.Backend) {
+		e := start(t, b, withOutbox(b))
+		ex := pb.NewExportServiceClient(e.conn)
+		ctx := as(perfusionist)
+		c := e.createCase("OR-7")
+		// Three minutes of pump flow and outlet temperature, from a whole
+		// minute, in batches of 20 s.
+		t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
+		e.recordEntry(&pb.Entry{EntryId: uuid.NewString(), CaseId: c.GetCaseId(), OccurredAt: timestamppb.New(t0),
+			Detail: &pb.Entry_Event{Event: &pb.Event{Type: pb.EventType_EVENT_TYPE_BYPASS_ON}}})
+		ss := openStream(t, e.charting, c.GetCaseId(), "hlm-1")
+		for seq := int64(1); seq <= 9; seq++ {
+			ss.send(flowBatch("hlm-1", seq, t0.UnixMilli()+(seq-1)*20_000, 20))
+		}
+		ss.close()
+		e.closeAndSign(c.GetCaseId())
+
+		resp, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: c.GetCaseId(), Message: pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT})
+		if err != nil {
+			t.Fatalf("render device report: %v", err)
+		}
+		m, err := v2.Parse(resp.GetMessage())
+		if err != nil {
+			t.Fatalf("parse the device report: %v", err)
+		}
+		id := uuid.MustParse(c.GetCaseId())
+		if m.Get("MSH-21") != "IHE_PCD_001" || m.ControlID() != v2.ControlID(export.DeviceReportKind, id, resp.GetVersion()) ||
+			m.ControlID() == v2.ControlID(export.ControlIDKind, id, resp.GetVersion()) {
+			t.Fatalf("device report MSH-21 %q, MSH-10 %q", m.Get("MSH-21"), m.ControlID())
+		}
+		if n := len(m.All("OBR")); n != 3 {
+			t.Errorf("%d OBR groups, want one per minute (3)", n)
+		}
+		flows := 0
+		for _, obx := range m.All("OBX") {
+			if obx.Field(3).Value() == "pump_flow" {
+				flows++
+			}
+		}
+		if flows != 3 {
+			t.Errorf("%d pump flow rows, want 3 (a mean per minute)", flows)
+		}
+
+		_, err = ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: c.GetCaseId(), Message: pb.HL7Message(99)})
+		wantFieldViolation(t, "render an unknown message", err, "message")
+		noSamples, _ := e.signedViaAPI()
+		_, err = ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: noSamples, Message: pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT})
+		wantCode(t, "device report without samples", err, codes.FailedPrecondition)
+		e.assertNoPHI()
+	})
+}

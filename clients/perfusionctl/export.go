@@ -27,11 +27,16 @@ same message id (printed on stderr). The output carries patient identifiers;
 		examples: []string{
 			"perfusionctl export " + kind + " $CASE > out",
 			"perfusionctl export " + kind + " $CASE --version 214 --to case-v214." + map[string]string{"hl7": "hl7", "fhir": "json"}[kind],
+			map[string]string{"hl7": "perfusionctl export hl7 $CASE --device-report > devices.hl7", "fhir": "perfusionctl export fhir $CASE | jq '.entry[].resource.resourceType'"}[kind],
 		},
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
 			version := fs.Int64("version", 0, "version: a signature's or addendum's ledger sequence (as 'delivery list' shows); 0 the latest")
 			to := fs.String("to", "", "write to this new file (mode 0600) instead of stdout")
+			var device *bool
+			if kind == "hl7" {
+				device = fs.Bool("device-report", false, "the device data as an IHE PCD-01 report (one-minute means) instead of the summary")
+			}
 			return func(ctx context.Context, e *env, args []string) error {
 				id, err := caseArg(*caseFlag, args)
 				if err != nil {
@@ -46,7 +51,11 @@ same message id (printed on stderr). The output carries patient identifiers;
 				var ver int64
 				var msgID string
 				if kind == "hl7" {
-					resp, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: id, Version: *version})
+					msg := pb.HL7Message_HL7_MESSAGE_SUMMARY
+					if *device {
+						msg = pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT
+					}
+					resp, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: id, Version: *version, Message: msg})
 					if err != nil {
 						return err
 					}

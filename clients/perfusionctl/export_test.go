@@ -38,6 +38,12 @@ func TestExportAndDeliveryCommands(t *testing.T) {
 	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
 		t.Fatalf("--to file mode %v, want 0600", st.Mode().Perm())
 	}
+	// This case has no device data: no device report, and the error says so.
+	r = ctl(t, addr, "export", "hl7", id, "--device-report")
+	mustCode(t, r, exitConflict)
+	if !strings.Contains(r.stderr, "no device data") {
+		t.Fatalf("device report of a case without samples: %s", r.stderr)
+	}
 	// Without FHIR identifier systems the server refuses to render FHIR.
 	mustCode(t, ctl(t, addr, "export", "fhir", id), exitConflict)
 

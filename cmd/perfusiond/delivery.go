@@ -29,6 +29,7 @@ const (
 	envFHIRMRNSystems   = "PERFUSION_FHIR_MRN_SYSTEMS"
 	envFHIREncounterSys = "PERFUSION_FHIR_ENCOUNTER_SYSTEM"
 	envFHIRStaffSys     = "PERFUSION_FHIR_STAFF_SYSTEM"
+	envFHIRDeviceSys    = "PERFUSION_FHIR_DEVICE_SYSTEM"
 	envDeliveryPoll     = "PERFUSION_DELIVERY_POLL_INTERVAL"
 	envDeliveryLease    = "PERFUSION_DELIVERY_LEASE"
 )
@@ -43,6 +44,7 @@ type deliveryConfig struct {
 	fhirBaseURL                  string
 	mrnSystems                   string
 	encounterSystem, staffSystem string
+	deviceSystem                 string
 	pollInterval, lease          time.Duration
 	location                     *time.Location
 	parsedMRNSystems             map[string]string
@@ -64,12 +66,13 @@ func (a *app) deliveryFlags(fs interface {
 	fs.StringVar(&d.mrnSystems, "fhir-mrn-systems", "", "MRN identifier systems by assigning authority: AUTH=uri[,AUTH=uri…] (env "+envFHIRMRNSystems+")")
 	fs.StringVar(&d.encounterSystem, "fhir-encounter-system", "", "identifier system of the EHR's encounter numbers (env "+envFHIREncounterSys+")")
 	fs.StringVar(&d.staffSystem, "fhir-staff-system", "", "identifier system of staff ids; required for FHIR (env "+envFHIRStaffSys+")")
+	fs.StringVar(&d.deviceSystem, "fhir-device-system", fhir.DefaultDeviceSystem, "identifier system of device source ids, for the Devices of exported trends (env "+envFHIRDeviceSys+")")
 	fs.DurationVar(&d.pollInterval, "delivery-poll-interval", 2*time.Second, "how often an idle delivery worker looks for due deliveries (env "+envDeliveryPoll+")")
 	fs.DurationVar(&d.lease, "delivery-lease", 2*time.Minute, "how long a claimed delivery is held before another server may take it (env "+envDeliveryLease+")")
 	env["hl7-mllp-addr"], env["hl7-sending-application"], env["hl7-sending-facility"] = envMLLPAddr, envHL7SendingApp, envHL7SendingFac
 	env["hl7-receiving-application"], env["hl7-receiving-facility"], env["hl7-ack-timeout"] = envHL7ReceivingApp, envHL7ReceivingFac, envHL7AckTimeout
 	env["hl7-time-zone"], env["fhir-base-url"], env["fhir-mrn-systems"] = envHL7TimeZone, envFHIRBaseURL, envFHIRMRNSystems
-	env["fhir-encounter-system"], env["fhir-staff-system"] = envFHIREncounterSys, envFHIRStaffSys
+	env["fhir-encounter-system"], env["fhir-staff-system"], env["fhir-device-system"] = envFHIREncounterSys, envFHIRStaffSys, envFHIRDeviceSys
 	env["delivery-poll-interval"], env["delivery-lease"] = envDeliveryPoll, envDeliveryLease
 	return d
 }
@@ -139,7 +142,7 @@ func (d *deliveryConfig) renderer(db store.Backend) *export.Renderer {
 	h := export.HL7Config{SendingApplication: v2.HD{NamespaceID: d.sendingApp}, SendingFacility: v2.HD{NamespaceID: d.sendingFac},
 		ReceivingApplication: v2.HD{NamespaceID: d.receivingApp}, ReceivingFacility: v2.HD{NamespaceID: d.receivingFac},
 		Location: d.location}
-	f := fhir.Options{MRNSystems: d.parsedMRNSystems, EncounterSystem: d.encounterSystem, StaffSystem: d.staffSystem}
+	f := fhir.Options{MRNSystems: d.parsedMRNSystems, EncounterSystem: d.encounterSystem, StaffSystem: d.staffSystem, DeviceSystem: d.deviceSystem}
 	return export.NewRenderer(db, h, f, nil)
 }
 

@@ -22,6 +22,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HL7Message names an HL7 v2 message the service renders for a version.
+type HL7Message int32
+
+const (
+	// Unspecified: the summary.
+	HL7Message_HL7_MESSAGE_UNSPECIFIED HL7Message = 0
+	// The ORU^R01 case summary (OBR for the bypass run, OBX per metric,
+	// lab, total and event, NTE notes): what an MLLP destination receives.
+	HL7Message_HL7_MESSAGE_SUMMARY HL7Message = 1
+	// The device data as an IHE PCD-01 ORU^R01 (MSH-21 IHE_PCD_001): one
+	// OBR per minute with the MDS/VMD/channel/metric OBX hierarchy, each
+	// value the minute's mean of the usable samples (invalid readings and
+	// artifact-marked samples left out; a minute with none is sent without
+	// a value, flagged INV). Its MSH-10 differs from the summary's.
+	// FailedPrecondition when the case has no device data.
+	HL7Message_HL7_MESSAGE_DEVICE_REPORT HL7Message = 2
+)
+
+// Enum value maps for HL7Message.
+var (
+	HL7Message_name = map[int32]string{
+		0: "HL7_MESSAGE_UNSPECIFIED",
+		1: "HL7_MESSAGE_SUMMARY",
+		2: "HL7_MESSAGE_DEVICE_REPORT",
+	}
+	HL7Message_value = map[string]int32{
+		"HL7_MESSAGE_UNSPECIFIED":   0,
+		"HL7_MESSAGE_SUMMARY":       1,
+		"HL7_MESSAGE_DEVICE_REPORT": 2,
+	}
+)
+
+func (x HL7Message) Enum() *HL7Message {
+	p := new(HL7Message)
+	*p = x
+	return p
+}
+
+func (x HL7Message) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HL7Message) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_export_proto_enumTypes[0].Descriptor()
+}
+
+func (HL7Message) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_export_proto_enumTypes[0]
+}
+
+func (x HL7Message) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HL7Message.Descriptor instead.
+func (HL7Message) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{0}
+}
+
 // DeliveryDestination is where a delivery goes.
 type DeliveryDestination int32
 
@@ -59,11 +118,11 @@ func (x DeliveryDestination) String() string {
 }
 
 func (DeliveryDestination) Descriptor() protoreflect.EnumDescriptor {
-	return file_perfusion_v1_export_proto_enumTypes[0].Descriptor()
+	return file_perfusion_v1_export_proto_enumTypes[1].Descriptor()
 }
 
 func (DeliveryDestination) Type() protoreflect.EnumType {
-	return &file_perfusion_v1_export_proto_enumTypes[0]
+	return &file_perfusion_v1_export_proto_enumTypes[1]
 }
 
 func (x DeliveryDestination) Number() protoreflect.EnumNumber {
@@ -72,7 +131,7 @@ func (x DeliveryDestination) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryDestination.Descriptor instead.
 func (DeliveryDestination) EnumDescriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{0}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{1}
 }
 
 // DeliveryState is where a delivery is in its life.
@@ -122,11 +181,11 @@ func (x DeliveryState) String() string {
 }
 
 func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_perfusion_v1_export_proto_enumTypes[1].Descriptor()
+	return file_perfusion_v1_export_proto_enumTypes[2].Descriptor()
 }
 
 func (DeliveryState) Type() protoreflect.EnumType {
-	return &file_perfusion_v1_export_proto_enumTypes[1]
+	return &file_perfusion_v1_export_proto_enumTypes[2]
 }
 
 func (x DeliveryState) Number() protoreflect.EnumNumber {
@@ -135,7 +194,7 @@ func (x DeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryState.Descriptor instead.
 func (DeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{1}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{2}
 }
 
 // RenderHL7Request names a case version.
@@ -145,7 +204,9 @@ type RenderHL7Request struct {
 	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
 	// The version: the ledger sequence of a signature or addendum (as
 	// Delivery.version shows). 0 means the latest version.
-	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Which message; unspecified means the summary, the message delivered.
+	Message       HL7Message `protobuf:"varint,3,opt,name=message,proto3,enum=perfusion.v1.HL7Message" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +253,13 @@ func (x *RenderHL7Request) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *RenderHL7Request) GetMessage() HL7Message {
+	if x != nil {
+		return x.Message
+	}
+	return HL7Message_HL7_MESSAGE_UNSPECIFIED
 }
 
 // RenderHL7Response is the rendered message.
@@ -799,10 +867,11 @@ var File_perfusion_v1_export_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\n" +
-	"\x19perfusion/v1/export.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
+	"\x19perfusion/v1/export.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
 	"\x10RenderHL7Request\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"u\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x122\n" +
+	"\amessage\x18\x03 \x01(\x0e2\x18.perfusion.v1.HL7MessageR\amessage\"u\n" +
 	"\x11RenderHL7Response\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12,\n" +
 	"\x12message_control_id\x18\x02 \x01(\tR\x10messageControlId\x12\x18\n" +
@@ -854,7 +923,12 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
 	"deliveryId\"K\n" +
 	"\x15RetryDeliveryResponse\x122\n" +
-	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery*\x84\x01\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery*a\n" +
+	"\n" +
+	"HL7Message\x12\x1b\n" +
+	"\x17HL7_MESSAGE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13HL7_MESSAGE_SUMMARY\x10\x01\x12\x1d\n" +
+	"\x19HL7_MESSAGE_DEVICE_REPORT\x10\x02*\x84\x01\n" +
 	"\x13DeliveryDestination\x12$\n" +
 	" DELIVERY_DESTINATION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDELIVERY_DESTINATION_HL7V2_MLLP\x10\x01\x12\"\n" +
@@ -884,46 +958,48 @@ func file_perfusion_v1_export_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_export_proto_rawDescData
 }
 
-var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_perfusion_v1_export_proto_goTypes = []any{
-	(DeliveryDestination)(0),       // 0: perfusion.v1.DeliveryDestination
-	(DeliveryState)(0),             // 1: perfusion.v1.DeliveryState
-	(*RenderHL7Request)(nil),       // 2: perfusion.v1.RenderHL7Request
-	(*RenderHL7Response)(nil),      // 3: perfusion.v1.RenderHL7Response
-	(*RenderFHIRRequest)(nil),      // 4: perfusion.v1.RenderFHIRRequest
-	(*RenderFHIRResponse)(nil),     // 5: perfusion.v1.RenderFHIRResponse
-	(*Delivery)(nil),               // 6: perfusion.v1.Delivery
-	(*ListDeliveriesRequest)(nil),  // 7: perfusion.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil), // 8: perfusion.v1.ListDeliveriesResponse
-	(*RetryDeliveryRequest)(nil),   // 9: perfusion.v1.RetryDeliveryRequest
-	(*RetryDeliveryResponse)(nil),  // 10: perfusion.v1.RetryDeliveryResponse
-	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
+	(HL7Message)(0),                // 0: perfusion.v1.HL7Message
+	(DeliveryDestination)(0),       // 1: perfusion.v1.DeliveryDestination
+	(DeliveryState)(0),             // 2: perfusion.v1.DeliveryState
+	(*RenderHL7Request)(nil),       // 3: perfusion.v1.RenderHL7Request
+	(*RenderHL7Response)(nil),      // 4: perfusion.v1.RenderHL7Response
+	(*RenderFHIRRequest)(nil),      // 5: perfusion.v1.RenderFHIRRequest
+	(*RenderFHIRResponse)(nil),     // 6: perfusion.v1.RenderFHIRResponse
+	(*Delivery)(nil),               // 7: perfusion.v1.Delivery
+	(*ListDeliveriesRequest)(nil),  // 8: perfusion.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil), // 9: perfusion.v1.ListDeliveriesResponse
+	(*RetryDeliveryRequest)(nil),   // 10: perfusion.v1.RetryDeliveryRequest
+	(*RetryDeliveryResponse)(nil),  // 11: perfusion.v1.RetryDeliveryResponse
+	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
 }
 var file_perfusion_v1_export_proto_depIdxs = []int32{
-	0,  // 0: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
-	1,  // 1: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
-	11, // 2: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	11, // 3: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
-	11, // 4: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	11, // 5: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 6: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
-	6,  // 8: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
-	6,  // 9: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
-	2,  // 10: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
-	4,  // 11: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
-	7,  // 12: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
-	9,  // 13: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
-	3,  // 14: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
-	5,  // 15: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
-	8,  // 16: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
-	10, // 17: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 0: perfusion.v1.RenderHL7Request.message:type_name -> perfusion.v1.HL7Message
+	1,  // 1: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
+	2,  // 2: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
+	12, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	12, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
+	12, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	12, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	12, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
+	2,  // 8: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
+	7,  // 9: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
+	7,  // 10: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	3,  // 11: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
+	5,  // 12: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
+	8,  // 13: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
+	10, // 14: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
+	4,  // 15: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
+	6,  // 16: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
+	9,  // 17: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
+	11, // 18: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_export_proto_init() }
@@ -936,7 +1012,7 @@ func file_perfusion_v1_export_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_export_proto_rawDesc), len(file_perfusion_v1_export_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -45,7 +45,9 @@ const (
 // server without an outbox.
 type ExportServiceClient interface {
 	// RenderHL7 returns the HL7 v2 ORU^R01 of a case version exactly as it
-	// is (or would be) sent: the same bytes, the same MSH-10.
+	// is (or would be) sent: the same bytes, the same MSH-10. With message
+	// HL7_MESSAGE_DEVICE_REPORT it returns the version's device data as an
+	// IHE PCD-01 report instead (rendered on request, not delivered).
 	RenderHL7(ctx context.Context, in *RenderHL7Request, opts ...grpc.CallOption) (*RenderHL7Response, error)
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
 	// exactly as it is (or would be) POSTed.
@@ -125,7 +127,9 @@ func (c *exportServiceClient) RetryDelivery(ctx context.Context, in *RetryDelive
 // server without an outbox.
 type ExportServiceServer interface {
 	// RenderHL7 returns the HL7 v2 ORU^R01 of a case version exactly as it
-	// is (or would be) sent: the same bytes, the same MSH-10.
+	// is (or would be) sent: the same bytes, the same MSH-10. With message
+	// HL7_MESSAGE_DEVICE_REPORT it returns the version's device data as an
+	// IHE PCD-01 report instead (rendered on request, not delivered).
 	RenderHL7(context.Context, *RenderHL7Request) (*RenderHL7Response, error)
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
 	// exactly as it is (or would be) POSTed.
