@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -60,9 +61,31 @@ func (t *MLLPTransport) Send(ctx context.Context, r *Rendered) Outcome {
 // 2xx delivered; 4xx other than 408 and 429 permanent; 5xx, 408, 429 and
 // network errors retried by the outbox.
 type FHIRTransport struct {
-	base   string
-	client *http.Client
-	header http.Header
+	base      string
+	client    *http.Client
+	header    http.Header
+	tokenFile string
+}
+
+// UseBearerTokenFile makes every request carry "Authorization: Bearer" and
+// the token in path, read again on each attempt so a token renewed by a
+// sidecar (an OAuth client-credentials helper, a SMART backend-services
+// agent) is picked up without a restart. A missing or empty file fails the
+// attempt as retryable: the token may be about to appear. Call it before
+// the transport is used.
+func (t *FHIRTransport) UseBearerTokenFile(path string) { t.tokenFile = path }
+
+// bearer reads the token file; the error names the file, never the token.
+func (t *FHIRTransport) bearer() (string, error) {
+	b, err := os.ReadFile(t.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("fhir: bearer token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \r\n\t") {
+		return "", fmt.Errorf("fhir: bearer token file %s: empty or not a single token", t.tokenFile)
+	}
+	return tok, nil
 }
 
 // NewFHIRTransport returns a transport posting to baseURL with client (nil:
@@ -89,6 +112,13 @@ func (t *FHIRTransport) Send(ctx context.Context, r *Rendered) Outcome {
 	}
 	for k, v := range t.header {
 		req.Header[k] = v
+	}
+	if t.tokenFile != "" {
+		tok, err := t.bearer()
+		if err != nil {
+			return Outcome{Result: Retry, Err: err}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Accept", "application/fhir+json")

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,6 +221,7 @@ type fhirServer struct {
 	script   []int
 	arrivals int
 	stored   map[string][]byte
+	auth     []string // Authorization of every arrival
 }
 
 func newFHIRServer(t *testing.T, script ...int) *fhirServer {
@@ -244,6 +247,7 @@ func (f *fhirServer) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	f.mu.Lock()
 	f.arrivals++
+	f.auth = append(f.auth, req.Header.Get("Authorization"))
 	status := http.StatusOK
 	if len(f.script) > 0 {
 		status, f.script = f.script[0], f.script[1:]
@@ -653,4 +657,47 @@ func runValidator(t *testing.T, dir, pkg, name string, content []byte) []byte {
 		t.Fatalf("independent validator refused %s: %v\n%s%s", name, err, out, stderr)
 	}
 	return out
+}
+
+// TestFHIRBearerTokenFile: each attempt reads the token file again, so a
+// renewed token is used without a restart; a missing file is retried, and
+// the token never appears in the delivery's error.
+func TestFHIRBearerTokenFile(t *testing.T) {
+	e := newEnv(t, pgtest.Open(t), startClock(), store.DestinationFHIR)
+	srv := newFHIRServer(t)
+	tr, err := export.NewFHIRTransport(srv.srv.URL, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	tr.UseBearerTokenFile(tokenFile)
+	w := e.worker(t, map[store.Destination]export.Transport{store.DestinationFHIR: tr})
+
+	// No file yet: the attempt fails as retryable, nothing reaches the server.
+	c1, v1 := signedCase(t, e.s, e.clk)
+	if n := drain(t, e, w, 1); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+	if d := delivery(t, e, c1, v1, store.DestinationFHIR); d.State != store.DeliveryPending || !strings.Contains(d.LastError, "bearer token file") {
+		t.Fatalf("without a token file: %+v", d)
+	}
+	if err := os.WriteFile(tokenFile, []byte("tok-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, e, w, 5)
+	if err := os.WriteFile(tokenFile, []byte("tok-2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2, v2n := signedCase(t, e.s, e.clk)
+	drain(t, e, w, 5)
+	for _, d := range []*store.Delivery{delivery(t, e, c1, v1, store.DestinationFHIR), delivery(t, e, c2, v2n, store.DestinationFHIR)} {
+		if d.State != store.DeliveryDelivered || strings.Contains(d.LastError, "tok-") {
+			t.Fatalf("delivery %+v", d)
+		}
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if want := []string{"Bearer tok-1", "Bearer tok-2"}; !slices.Equal(srv.auth, want) {
+		t.Fatalf("Authorization headers %q, want %q", srv.auth, want)
+	}
 }

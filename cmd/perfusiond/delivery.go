@@ -30,6 +30,7 @@ const (
 	envFHIREncounterSys = "PERFUSION_FHIR_ENCOUNTER_SYSTEM"
 	envFHIRStaffSys     = "PERFUSION_FHIR_STAFF_SYSTEM"
 	envFHIRDeviceSys    = "PERFUSION_FHIR_DEVICE_SYSTEM"
+	envFHIRTokenFile    = "PERFUSION_FHIR_BEARER_TOKEN_FILE"
 	envDeliveryPoll     = "PERFUSION_DELIVERY_POLL_INTERVAL"
 	envDeliveryLease    = "PERFUSION_DELIVERY_LEASE"
 )
@@ -44,7 +45,7 @@ type deliveryConfig struct {
 	fhirBaseURL                  string
 	mrnSystems                   string
 	encounterSystem, staffSystem string
-	deviceSystem                 string
+	deviceSystem, tokenFile      string
 	pollInterval, lease          time.Duration
 	location                     *time.Location
 	parsedMRNSystems             map[string]string
@@ -67,13 +68,14 @@ func (a *app) deliveryFlags(fs interface {
 	fs.StringVar(&d.encounterSystem, "fhir-encounter-system", "", "identifier system of the EHR's encounter numbers (env "+envFHIREncounterSys+")")
 	fs.StringVar(&d.staffSystem, "fhir-staff-system", "", "identifier system of staff ids; required for FHIR (env "+envFHIRStaffSys+")")
 	fs.StringVar(&d.deviceSystem, "fhir-device-system", fhir.DefaultDeviceSystem, "identifier system of device source ids, for the Devices of exported trends (env "+envFHIRDeviceSys+")")
+	fs.StringVar(&d.tokenFile, "fhir-bearer-token-file", "", "file holding an OAuth bearer token for the FHIR server, read again on every attempt (env "+envFHIRTokenFile+")")
 	fs.DurationVar(&d.pollInterval, "delivery-poll-interval", 2*time.Second, "how often an idle delivery worker looks for due deliveries (env "+envDeliveryPoll+")")
 	fs.DurationVar(&d.lease, "delivery-lease", 2*time.Minute, "how long a claimed delivery is held before another server may take it (env "+envDeliveryLease+")")
 	env["hl7-mllp-addr"], env["hl7-sending-application"], env["hl7-sending-facility"] = envMLLPAddr, envHL7SendingApp, envHL7SendingFac
 	env["hl7-receiving-application"], env["hl7-receiving-facility"], env["hl7-ack-timeout"] = envHL7ReceivingApp, envHL7ReceivingFac, envHL7AckTimeout
 	env["hl7-time-zone"], env["fhir-base-url"], env["fhir-mrn-systems"] = envHL7TimeZone, envFHIRBaseURL, envFHIRMRNSystems
 	env["fhir-encounter-system"], env["fhir-staff-system"], env["fhir-device-system"] = envFHIREncounterSys, envFHIRStaffSys, envFHIRDeviceSys
-	env["delivery-poll-interval"], env["delivery-lease"] = envDeliveryPoll, envDeliveryLease
+	env["delivery-poll-interval"], env["delivery-lease"], env["fhir-bearer-token-file"] = envDeliveryPoll, envDeliveryLease, envFHIRTokenFile
 	return d
 }
 
@@ -172,6 +174,9 @@ func (d *deliveryConfig) startWorker(ctx context.Context, db store.Backend, r *e
 		t, err := export.NewFHIRTransport(d.fhirBaseURL, nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("delivery: %w", err)
+		}
+		if d.tokenFile != "" {
+			t.UseBearerTokenFile(d.tokenFile)
 		}
 		transports[store.DestinationFHIR] = t
 	}
