@@ -84,6 +84,12 @@ type Metrics struct {
 	Values map[string]float64 `json:"values"`
 	// NadirTempSite is the site of nadir_temp_c (a catalogue channel key).
 	NadirTempSite string `json:"nadir_temp_site,omitempty"`
+	// At holds when a nadir or peak first occurred (nadir_temp_c and each
+	// nadir_temp_<site>, max_arterial_outlet_c, nadir_hct_pct, nadir_do2i):
+	// the device time of the sample, or the lab's clinical time. Exports
+	// send it (HL7 OBX-14, FHIR effectiveDateTime); the de-identified
+	// extract does not.
+	At map[string]time.Time `json:"at,omitempty"`
 	// BSAFormula is the formula behind bsa_m2 (perfusion.md "The case").
 	BSAFormula BSAFormula `json:"bsa_formula,omitempty"`
 	// BypassStart is the first bypass_on, zero when none was charted; the
@@ -188,7 +194,7 @@ func DO2i(flowLmin, bsaM2, cao2 float64) float64 {
 // always gives the same output.
 func ComputeMetrics(c *Case, entries []Entry, series []SourcedSeries, cfg MetricsConfig) Metrics {
 	cur := CurrentView(entries, false)
-	m := Metrics{Version: MetricDefinitionsVersion, Config: cfg, Values: map[string]float64{}}
+	m := Metrics{Version: MetricDefinitionsVersion, Config: cfg, Values: map[string]float64{}, At: map[string]time.Time{}}
 	ev := eventTimes(cur)
 	k := &metricsCalc{cfg: cfg, m: &m, cur: cur, ev: ev}
 	k.times()
@@ -226,6 +232,9 @@ func (k *metricsCalc) set(name string, v float64) {
 		k.m.Values[name] = v
 	}
 }
+
+// setAt records when the metric name's value occurred.
+func (k *metricsCalc) setAt(name string, ms int64) { k.m.At[name] = time.UnixMilli(ms).UTC() }
 
 // span is a half-open time interval [from, to) in Unix milliseconds.
 type span struct{ from, to int64 }
@@ -333,25 +342,28 @@ func (k *metricsCalc) bsa(c *Case) {
 }
 
 func (k *metricsCalc) temperatures() {
-	nadir, site := math.Inf(1), ""
+	nadir, site, nadirAt := math.Inf(1), "", int64(0)
 	for _, s := range tempSites {
-		lo := k.tracks[s].segments(k.window, k.holdMs()).minValue()
+		lo, at := k.tracks[s].segments(k.window, k.holdMs()).minAt()
 		if math.IsInf(lo, 1) {
 			continue
 		}
 		k.set("nadir_"+s, lo)
+		k.setAt("nadir_"+s, at)
 		if slices.Contains(coreSites, s) && lo < nadir {
-			nadir, site = lo, s
+			nadir, site, nadirAt = lo, s, at
 		}
 	}
 	if site != "" {
 		k.set("nadir_temp_c", nadir)
+		k.setAt("nadir_temp_c", nadirAt)
 		k.m.NadirTempSite = site
 	}
 	hold := k.holdMs()
 	art := k.tracks["temp_arterial_outlet"].segments(k.window, hold)
-	if hi := art.maxValue(); !math.IsInf(hi, -1) {
+	if hi, at := art.maxAt(); !math.IsInf(hi, -1) {
 		k.set("max_arterial_outlet_c", hi)
+		k.setAt("max_arterial_outlet_c", at)
 		k.set("minutes_arterial_outlet_above_max", art.minutesWhere(func(v float64) bool { return v > k.cfg.ArterialOutletMaxC }))
 	}
 	for _, s := range coreSites {
@@ -451,12 +463,17 @@ func (k *metricsCalc) labsOn(analyte string) []*LabResult {
 }
 
 func (k *metricsCalc) hct() {
-	lo := k.tracks["inline_hct"].segments(k.window, k.holdMs()).minValue()
-	for _, l := range k.labsOn("hct") {
-		lo = min(lo, l.Value)
+	lo, at := k.tracks["inline_hct"].segments(k.window, k.holdMs()).minAt()
+	for _, e := range k.cur {
+		l := e.Detail.LabResult
+		t := e.OccurredAt.UnixMilli()
+		if l != nil && l.Analyte == "hct" && k.inWindow(t) && (l.Value < lo || l.Value == lo && t < at) {
+			lo, at = l.Value, t
+		}
 	}
 	if !math.IsInf(lo, 1) {
 		k.set("nadir_hct_pct", lo)
+		k.setAt("nadir_hct_pct", at)
 	}
 }
 

@@ -232,6 +232,15 @@ func TestComputeMetricsFullCase(t *testing.T) {
 	if m.NadirTempSite != "temp_bladder" || m.BSAFormula != BSADuBois || !m.BypassStart.Equal(at(10)) || m.Version != MetricDefinitionsVersion {
 		t.Errorf("site %q formula %q bypass start %v version %d", m.NadirTempSite, m.BSAFormula, m.BypassStart, m.Version)
 	}
+	// When the nadirs and the peak occurred: bladder 29.5 at minute 45;
+	// outlet 37.5 first at minute 70; the lab Hct 21 at minute 55; DO2i
+	// 210 from minute 30.
+	for name, min := range map[string]float64{"nadir_temp_c": 45, "nadir_temp_bladder": 45, "max_arterial_outlet_c": 70,
+		"nadir_hct_pct": 55, "nadir_do2i": 30, "nadir_temp_arterial_outlet": 10} {
+		if got := m.At[name]; !got.Equal(at(min)) {
+			t.Errorf("%s at %v, want minute %v (%v)", name, got, min, at(min))
+		}
+	}
 	defs := map[string]bool{}
 	for _, d := range MetricDefinitions(m.Config) {
 		defs[d.Name] = true

@@ -147,23 +147,36 @@ func (tr track) valueAt(t, hold int64) (float64, bool) {
 }
 
 func (ss segments) minValue() float64 {
-	lo := math.Inf(1)
-	for _, s := range ss {
-		if !s.skip {
-			lo = min(lo, s.v)
-		}
-	}
+	lo, _ := ss.minAt()
 	return lo
 }
 
 func (ss segments) maxValue() float64 {
-	hi := math.Inf(-1)
+	hi, _ := ss.maxAt()
+	return hi
+}
+
+// minAt returns the lowest valid value and when it first stood (the start
+// of its segment, in Unix ms); +Inf when there is none.
+func (ss segments) minAt() (float64, int64) {
+	lo, at := math.Inf(1), int64(0)
 	for _, s := range ss {
-		if !s.skip {
-			hi = max(hi, s.v)
+		if !s.skip && s.v < lo {
+			lo, at = s.v, s.from
 		}
 	}
-	return hi
+	return lo, at
+}
+
+// maxAt is minAt for the highest value; -Inf when there is none.
+func (ss segments) maxAt() (float64, int64) {
+	hi, at := math.Inf(-1), int64(0)
+	for _, s := range ss {
+		if !s.skip && s.v > hi {
+			hi, at = s.v, s.from
+		}
+	}
+	return hi, at
 }
 
 // minutesWhere returns the valid minutes whose value satisfies pred.
@@ -246,7 +259,8 @@ func (k *metricsCalc) do2i() {
 		series[i] = d
 	}
 	segs := series.segments(k.window, hold)
-	if lo := segs.minValue(); !math.IsInf(lo, 1) {
+	if lo, at := segs.minAt(); !math.IsInf(lo, 1) {
+		k.setAt("nadir_do2i", at)
 		th := k.cfg.DO2iThreshold
 		var area, sum float64
 		var valid int64

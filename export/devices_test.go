@@ -90,6 +90,30 @@ func TestDeviceDataExported(t *testing.T) {
 		t.Errorf("temperature data (%d values) %v", len(temp), temp)
 	}
 
+	// The summary sends when the nadir occurred: 32.0 °C at minute 40 of
+	// signedCase (three hours before the clock).
+	sum, err := e.r.HL7(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := v2.Parse(sum.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nadirAt := e.clk.now().Add(-3*time.Hour + 40*time.Minute)
+	found := false
+	for _, obx := range sm.All("OBX") {
+		if obx.Field(3).Value() == v2.MetricLowestTemperature {
+			found = true
+			if got, want := obx.Field(14).Value(), v2.FormatDTM(nadirAt, nil); got != want || obx.Field(5).Value() != "32" {
+				t.Errorf("lowest temperature OBX-5 %q OBX-14 %q, want 32 at %q", obx.Field(5).Value(), got, want)
+			}
+		}
+	}
+	if !found {
+		t.Error("no lowest temperature in the summary")
+	}
+
 	h, err := e.r.DeviceReport(v)
 	if err != nil {
 		t.Fatal(err)

@@ -38,8 +38,9 @@
 // for: CPB (or ECMO), cross-clamp, outside-clamp and circulatory-arrest
 // times, BSA, net prime volume index, lowest core and highest arterial
 // outlet temperature, lowest haematocrit, lowest DO2i and the time and
-// area below the DO2i threshold (with the threshold). Nadir times (OBX-14)
-// are not sent: the computed metrics keep values, not when they occurred.
+// area below the DO2i threshold (with the threshold). The lowest
+// temperature, haematocrit and DO2i and the highest outlet temperature
+// carry when they first occurred (OBX-14, effectiveDateTime).
 //
 // Nothing here logs patient data: log lines name case ids, versions,
 // destinations and outcome classes only.

@@ -244,7 +244,7 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 		if key == v2.MetricCPBDuration && v.Case.Kind == charting.KindECMO {
 			key = v2.MetricECMODuration
 		}
-		mt := v2.Metric{Key: key, Value: round(val, 3)}
+		mt := v2.Metric{Key: key, Value: round(val, 3), At: m.At[n]}
 		switch key {
 		case v2.MetricBSA:
 			if methods[string(m.BSAFormula)] {
