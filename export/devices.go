@@ -103,14 +103,7 @@ func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
 	h.ControlID = v2.ControlID(DeviceReportKind, c.ID, v.Number)
 	m, err := v2.BuildDeviceReport(h, &v2.DeviceReport{Kind: c.Kind, Patient: c.Details.Patient, Visit: visit,
 		Observations: obs, Catalogue: r.cat})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrContent, err)
-	}
-	b, err := m.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	return &Rendered{Payload: b, MessageID: h.ControlID, ContentType: "x-application/hl7-v2+er7"}, nil
+	return encodeHL7(h, m, err)
 }
 
 // timeMs is a sample time as a time.Time in UTC; message builders write it

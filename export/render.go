@@ -425,8 +425,13 @@ func (r *Renderer) HL7(v *Version) (*Rendered, error) {
 	}
 	h := r.Header(v)
 	m, err := v2.BuildSummary(h, s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrContent, err)
+	return encodeHL7(h, m, err)
+}
+
+// encodeHL7 encodes a built message; a builder's refusal is ErrContent.
+func encodeHL7(h v2.Header, m *v2.Message, buildErr error) (*Rendered, error) {
+	if buildErr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrContent, buildErr)
 	}
 	b, err := m.Encode()
 	if err != nil {
