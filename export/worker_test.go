@@ -66,7 +66,7 @@ func newStore(b store.Backend, clk *clock, dests ...store.Destination) *store.St
 // signedCase charts a small CPB case with labs, drugs, fluids, blood and
 // a note, closes and signs it, and returns its id and the signature's
 // version.
-func signedCase(t *testing.T, s *store.Store, clk *clock) (uuid.UUID, int64) {
+func signedCase(t testing.TB, s *store.Store, clk *clock) (uuid.UUID, int64) {
 	t.Helper()
 	ctx := context.Background()
 	start := clk.now().Add(-3 * time.Hour)
@@ -279,7 +279,7 @@ type env struct {
 	r   *export.Renderer
 }
 
-func newEnv(t *testing.T, b *postgres.Backend, clk *clock, dests ...store.Destination) *env {
+func newEnv(t testing.TB, b *postgres.Backend, clk *clock, dests ...store.Destination) *env {
 	o, err := store.OutboxOf(b)
 	if err != nil {
 		t.Fatal(err)
