@@ -19,18 +19,42 @@ import (
 // (QuerySamples, `perfusionctl samples export`).
 const TrendPeriodMs = 60_000
 
+// MaxTrendPoints bounds the points of one exported channel. A run longer
+// than a day (ECMO runs last days to weeks) is exported in periods of
+// whole minutes long enough to stay within it — two minutes for a run of
+// up to about two days, three up to three, and so on — so a month-long run
+// still makes a message an interface engine accepts.
+const MaxTrendPoints = 1440
+
+// trendPeriod is TrendPeriodMs, lengthened by whole minutes for runs of
+// more than MaxTrendPoints minutes.
+func trendPeriod(series []charting.SourcedSeries) int64 {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, ss := range series {
+		if n := len(ss.Series.TimesMs); n > 0 {
+			lo, hi = min(lo, slices.Min(ss.Series.TimesMs)), max(hi, slices.Max(ss.Series.TimesMs))
+		}
+	}
+	if hi < lo {
+		return TrendPeriodMs
+	}
+	minutes := (hi-lo)/TrendPeriodMs + 2 // slots touched, at worst
+	return TrendPeriodMs * max(1, (minutes+MaxTrendPoints-1)/MaxTrendPoints)
+}
+
 // trends resamples a version's device data for export, each value rounded
 // to one digit more than the channel's device resolution (a mean is finer
-// than one reading, not arbitrarily so).
-func (r *Renderer) trends(v *Version) []charting.SourcedSeries {
-	out := charting.RegularTrends(v.Series, v.Current, TrendPeriodMs)
+// than one reading, not arbitrarily so), and returns the period used.
+func (r *Renderer) trends(v *Version) ([]charting.SourcedSeries, int64) {
+	period := trendPeriod(v.Series)
+	out := charting.RegularTrends(v.Series, v.Current, period)
 	for _, ss := range out {
 		d := decimals(r.cat.Resolution(ss.Series.Channel)) + 1
 		for i, x := range ss.Series.Values {
 			ss.Series.Values[i] = round(x, d)
 		}
 	}
-	return out
+	return out, period
 }
 
 // decimals is how many decimal places a resolution needs (0.01 → 2); an
@@ -46,7 +70,7 @@ func decimals(res float64) int {
 // ID, and the trends as FHIR sends them. The heart-lung machine (or ECMO
 // console) is the source of arterial pump flow, the one channel only such
 // a machine reports; with no pump flow no device is marked as one.
-func (r *Renderer) fhirDevices(trends []charting.SourcedSeries) ([]fhir.DeviceInfo, []fhir.Trend) {
+func (r *Renderer) fhirDevices(trends []charting.SourcedSeries, period int64) ([]fhir.DeviceInfo, []fhir.Trend) {
 	system := r.fhir.DeviceSystem
 	if system == "" {
 		system = fhir.DefaultDeviceSystem
@@ -61,7 +85,7 @@ func (r *Renderer) fhirDevices(trends []charting.SourcedSeries) ([]fhir.DeviceIn
 		if !slices.Contains(sources, ss.SourceID) {
 			sources = append(sources, ss.SourceID)
 		}
-		out = append(out, fhir.Trend{SourceID: ss.SourceID, Series: ss.Series, PeriodMs: TrendPeriodMs})
+		out = append(out, fhir.Trend{SourceID: ss.SourceID, Series: ss.Series, PeriodMs: period})
 	}
 	slices.Sort(sources)
 	devs := make([]fhir.DeviceInfo, 0, len(sources))
@@ -84,7 +108,7 @@ const DeviceReportKind = "oru-pcd01"
 // receiver sees the gap. The summary ORU^R01 stays small; this is the
 // message for a receiver that wants the device data as flowsheet rows.
 func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
-	trends := r.trends(v)
+	trends, _ := r.trends(v)
 	var obs []v2.DeviceObservation
 	for _, ss := range trends {
 		s := ss.Series

@@ -22,7 +22,8 @@
 // # Device data
 //
 // The FHIR Bundle carries the case's device data resampled to one-minute
-// means (TrendPeriodMs, charting.RegularTrends): a Device per data source
+// means (TrendPeriodMs, charting.RegularTrends; runs of more than a day
+// in periods of whole minutes, MaxTrendPoints at most): a Device per data source
 // (the source of arterial pump flow typed as the heart-lung machine), a
 // DeviceMetric and a SampledData trend Observation per channel. Invalid
 // readings and artifact-marked samples are left out of the means, and a
