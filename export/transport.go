@@ -136,6 +136,10 @@ func (t *FHIRTransport) Send(ctx context.Context, r *Rendered) Outcome {
 		out.Result = Delivered
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
 		out.Result, out.Err = Retry, fmt.Errorf("fhir: server answered %d", c)
+	case c == http.StatusUnauthorized && t.tokenFile != "":
+		// Most likely the token expired and its renewal is on the way: the
+		// next attempt reads the file again.
+		out.Result, out.Err = Retry, fmt.Errorf("fhir: server answered 401 to the bearer token; it is read again on the next attempt")
 	default:
 		out.Result, out.Err = Permanent, fmt.Errorf("fhir: server refused the bundle (%d)", c)
 	}

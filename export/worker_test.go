@@ -688,6 +688,11 @@ func TestFHIRBearerTokenFile(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("tok-2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The server turns the old token away once (expired): retried, and the
+	// retry carries the renewed one.
+	srv.mu.Lock()
+	srv.script = []int{http.StatusUnauthorized}
+	srv.mu.Unlock()
 	c2, v2n := signedCase(t, e.s, e.clk)
 	drain(t, e, w, 5)
 	for _, d := range []*store.Delivery{delivery(t, e, c1, v1, store.DestinationFHIR), delivery(t, e, c2, v2n, store.DestinationFHIR)} {
@@ -697,7 +702,7 @@ func TestFHIRBearerTokenFile(t *testing.T) {
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if want := []string{"Bearer tok-1", "Bearer tok-2"}; !slices.Equal(srv.auth, want) {
+	if want := []string{"Bearer tok-1", "Bearer tok-2", "Bearer tok-2"}; !slices.Equal(srv.auth, want) {
 		t.Fatalf("Authorization headers %q, want %q", srv.auth, want)
 	}
 }
