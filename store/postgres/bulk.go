@@ -52,7 +52,13 @@ func (t *pgTx) LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*c
 // SampleBlocks reads the stored blocks of the keys that exist, one primary
 // key probe per key.
 func (t *pgTx) SampleBlocks(ctx context.Context, keys []store.SampleKey) (map[store.SampleKey][]byte, error) {
-	out := make(map[store.SampleKey][]byte)
+	return sampleBlocks(ctx, t.query, keys)
+}
+
+// sampleBlocks is SampleBlocks over any query function: a transaction's
+// (which first flushes its queued writes) or the pool's.
+func sampleBlocks(ctx context.Context, query func(context.Context, string, ...any) (pgx.Rows, error), keys []store.SampleKey) (map[store.SampleKey][]byte, error) {
+	out := make(map[store.SampleKey][]byte, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
@@ -60,7 +66,7 @@ func (t *pgTx) SampleBlocks(ctx context.Context, keys []store.SampleKey) (map[st
 	for i, k := range keys {
 		ids[i], srcs[i], seqs[i] = k.CaseID, k.SourceID, k.Seq
 	}
-	rows, err := t.query(ctx, `SELECT b.case_id, b.source_id, b.seq, b.block
+	rows, err := query(ctx, `SELECT b.case_id, b.source_id, b.seq, b.block
 		FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS k(case_id, source_id, seq)
 		JOIN sample_batches b ON b.case_id = k.case_id AND b.source_id = k.source_id AND b.seq = k.seq`, ids, srcs, seqs)
 	if err != nil {
