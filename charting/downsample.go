@@ -40,20 +40,26 @@ func (d *Downsampler) Add(s Series) {
 		if k >= int64(len(d.buckets)) {
 			continue
 		}
-		b := &d.buckets[k]
-		if s.IsInvalid(i) {
-			b.InvalidCount++
-			continue
-		}
-		v := s.Values[i]
-		if b.Count == 0 {
-			b.Min, b.Max = v, v
-		} else {
-			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
-		}
-		b.Count++
-		b.sum += v
+		d.buckets[k].add(s, i)
 	}
+}
+
+// add folds sample i of s into the bucket. Every path that buckets samples
+// goes through it, so they agree to the last bit: the same comparisons and
+// the same order of additions.
+func (b *Bucket) add(s Series, i int) {
+	if s.IsInvalid(i) {
+		b.InvalidCount++
+		return
+	}
+	v := s.Values[i]
+	if b.Count == 0 {
+		b.Min, b.Max = v, v
+	} else {
+		b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
+	}
+	b.Count++
+	b.sum += v
 }
 
 // Buckets returns the buckets that hold any sample, in time order.

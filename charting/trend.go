@@ -29,18 +29,7 @@ func (t *Trend) Add(s Series) {
 			b = &Bucket{StartMs: start}
 			t.buckets[start] = b
 		}
-		if s.IsInvalid(i) {
-			b.InvalidCount++
-			continue
-		}
-		v := s.Values[i]
-		if b.Count == 0 {
-			b.Min, b.Max = v, v
-		} else {
-			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
-		}
-		b.Count++
-		b.sum += v
+		b.add(s, i)
 	}
 }
 
