@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/charting"
 	"perfusion/clients/perfusion"
 	"perfusion/clients/pumpsim/sim"
 )
@@ -54,6 +55,7 @@ type Config struct {
 	WeightKg      float64
 	TargetTempC   float64
 	Arrest        time.Duration
+	BSAFormula    string        // mosteller (default), dubois or haycock
 	Progress      time.Duration // progress line interval; 0 = none
 	Out           io.Writer
 	ClientOptions []perfusion.Option
@@ -88,6 +90,7 @@ func main() {
 	flag.Float64Var(&cfg.WeightKg, "weight", 80, "patient weight, kg (neonates from ~1.5 kg)")
 	flag.Float64Var(&cfg.TargetTempC, "target-temp", 0, "cooling target, °C (0: 32, or 18 with --arrest)")
 	flag.DurationVar(&cfg.Arrest, "arrest", 0, "deep hypothermic circulatory arrest of this length during the cross-clamp, e.g. 30m (CPB only)")
+	flag.StringVar(&cfg.BSAFormula, "bsa-formula", "mosteller", "BSA formula flows are indexed to: mosteller, dubois or haycock (often used for children)")
 	flag.DurationVar(&cfg.Progress, "progress", 2*time.Second, "progress line interval (0 = none)")
 	flag.Parse()
 	cfg.Out = os.Stdout
@@ -105,6 +108,17 @@ type progress struct {
 	phase            []atomic.Int32
 }
 
+// bsaFormulas maps --bsa-formula to the model's formula and the case's.
+var bsaFormulas = map[string]struct {
+	sim charting.BSAFormula
+	pb  pb.BsaFormula
+}{
+	"":          {charting.BSAMosteller, pb.BsaFormula_BSA_FORMULA_MOSTELLER},
+	"mosteller": {charting.BSAMosteller, pb.BsaFormula_BSA_FORMULA_MOSTELLER},
+	"dubois":    {charting.BSADuBois, pb.BsaFormula_BSA_FORMULA_DUBOIS},
+	"haycock":   {charting.BSAHaycock, pb.BsaFormula_BSA_FORMULA_HAYCOCK},
+}
+
 // run simulates cfg.Cases cases concurrently and returns what each sent.
 func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 	switch {
@@ -117,6 +131,9 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 	}
 	if cfg.Duration <= 0 {
 		cfg.Duration = 4 * time.Hour
+	}
+	if _, ok := bsaFormulas[cfg.BSAFormula]; !ok {
+		return nil, fmt.Errorf("--bsa-formula must be mosteller, dubois or haycock, not %q", cfg.BSAFormula)
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
@@ -239,7 +256,8 @@ var sources = []sim.Source{sim.HLM, sim.Blender, sim.Monitor, sim.Inline}
 
 func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, simStart time.Time, pr *progress) (CaseResult, error) {
 	s := sim.New(sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
-		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest})
+		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest,
+		BSAFormula: bsaFormulas[cfg.BSAFormula].sim})
 	sc := s.Config()
 	var res CaseResult
 	kind := pb.CaseKind_CASE_KIND_CPB
@@ -256,7 +274,7 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 		Details: &pb.CaseDetails{
 			Patient: &pb.Patient{Mrn: fmt.Sprintf("SIM%06d", cfg.Seed+uint64(i)), MrnAssigningAuthority: "PUMPSIM",
 				FamilyName: "Simulated", GivenName: fmt.Sprintf("Patient %d", i+1), HeightCm: sc.HeightCm, WeightKg: sc.WeightKg,
-				BsaFormula: pb.BsaFormula_BSA_FORMULA_MOSTELLER},
+				BsaFormula: bsaFormulas[cfg.BSAFormula].pb},
 			Procedure: &pb.Procedure{Description: desc},
 			Circuit:   &pb.Circuit{ArterialPump: pump, CardioplegiaSystem: "blood 4:1"},
 			Prime:     &pb.Prime{Components: []*pb.PrimeComponent{{Name: "balanced crystalloid", VolumeMl: sc.PrimeML}}},

@@ -97,7 +97,7 @@ func TestRunEndToEnd(t *testing.T) {
 func TestRunPacedECMONeonate(t *testing.T) {
 	addr := startServer(t)
 	cfg := Config{Addr: addr, Principal: "pumpsim-test", Seed: 3, Speed: 1200, Cases: 1, Duration: 20 * time.Minute,
-		ECMO: true, HeightCm: 50, WeightKg: 3.2, SpoolDir: t.TempDir(), Close: true, Out: io.Discard}
+		ECMO: true, HeightCm: 50, WeightKg: 3.2, BSAFormula: "haycock", SpoolDir: t.TempDir(), Close: true, Out: io.Discard}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -116,6 +116,18 @@ func TestRunPacedECMONeonate(t *testing.T) {
 	r := res[0]
 	if !r.Closed || r.Signed {
 		t.Fatalf("result %+v", r)
+	}
+	got, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: r.CaseID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := got.GetCase().GetDetails().GetPatient().GetBsaFormula(); f != pb.BsaFormula_BSA_FORMULA_HAYCOCK {
+		t.Errorf("case BSA formula %v, want Haycock as asked", f)
+	}
+	bad := cfg
+	bad.BSAFormula = "boyd"
+	if _, err := run(ctx, bad); err == nil || !strings.Contains(err.Error(), "--bsa-formula") {
+		t.Errorf("unknown formula: %v", err)
 	}
 	q, err := c.QuerySamples(ctx, &pb.QuerySamplesRequest{CaseId: r.CaseID, Channels: []string{"pump_flow"}})
 	if err != nil {

@@ -106,7 +106,11 @@ func New(cfg Config) *Sim {
 	}
 	s := &Sim{cfg: cfg, cat: charting.DefaultCatalogue(), rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		invalidLeft: map[string]int{}, last: map[string]float64{}}
-	s.bsa = charting.BSA(charting.BSAMosteller, cfg.HeightCm, cfg.WeightKg)
+	if cfg.BSAFormula == "" {
+		cfg.BSAFormula = charting.BSAMosteller
+	}
+	s.cfg.BSAFormula = cfg.BSAFormula
+	s.bsa = charting.BSA(cfg.BSAFormula, cfg.HeightCm, cfg.WeightKg)
 	s.ebv = EBVmL(cfg.WeightKg)
 	s.prim = cfg.PrimeML
 	s.neonatal = cfg.WeightKg < 10
@@ -127,7 +131,7 @@ func New(cfg Config) *Sim {
 	return s
 }
 
-// BSA is the patient's body surface area (Mosteller), m².
+// BSA is the patient's body surface area by Config.BSAFormula, m².
 func (s *Sim) BSA() float64 { return s.bsa }
 
 // Config returns the configuration with defaults filled in.

@@ -62,6 +62,10 @@ type Config struct {
 	// the cross-clamp (CPB only; 0: none). With it, the default cooling
 	// target is DeepHypothermiaC.
 	Arrest time.Duration
+	// BSAFormula computes the body surface area that flows are indexed to;
+	// empty means Mosteller. Haycock is often used for children
+	// (perfusion.md "Patients of every age").
+	BSAFormula charting.BSAFormula
 }
 
 // DeepHypothermiaC is the cooling target for a circulatory arrest when none

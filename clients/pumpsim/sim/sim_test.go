@@ -247,3 +247,18 @@ func TestECMONoClampSteadyFlow(t *testing.T) {
 		}
 	}
 }
+
+func TestBSAFormula(t *testing.T) {
+	// Haycock for a 3.2 kg, 50 cm neonate: 0.024265 × 3.2^0.5378 × 50^0.3964
+	// = 0.024265 × 1.8693 × 4.7148 = 0.2139 m²; Mosteller √(50 × 3.2 / 3600)
+	// = 0.2108 m².
+	for _, tc := range []struct {
+		f    charting.BSAFormula
+		want float64
+	}{{charting.BSAHaycock, 0.2139}, {"", 0.2108}, {charting.BSAMosteller, 0.2108}} {
+		s := New(Config{Seed: 9, HeightCm: 50, WeightKg: 3.2, BSAFormula: tc.f})
+		if got := s.BSA(); math.Abs(got-tc.want) > 0.0005 {
+			t.Errorf("%q: BSA %.4f, want %.4f", tc.f, got, tc.want)
+		}
+	}
+}
