@@ -15,7 +15,6 @@ package deid
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"perfusion/charting"
+	"perfusion/charting/csvsafe"
 )
 
 // MinKeyLen is the shortest export key accepted: 32 bytes, the HMAC-SHA256
@@ -152,14 +152,14 @@ func WriteNDJSON(w io.Writer, r Record) error {
 // CSVWriter writes records as CSV with a fixed column set: the record's
 // scalar fields, then one column per metric. Events are NDJSON only.
 type CSVWriter struct {
-	w       *csv.Writer
+	w       *csvsafe.Writer
 	metrics []string
 	header  bool
 }
 
 // NewCSVWriter writes to w with the given metric columns.
 func NewCSVWriter(w io.Writer, metrics []string) *CSVWriter {
-	return &CSVWriter{w: csv.NewWriter(w), metrics: metrics}
+	return &CSVWriter{w: csvsafe.NewWriter(w), metrics: metrics}
 }
 
 // Write writes one record (the header first, once).

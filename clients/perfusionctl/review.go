@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/charting/csvsafe"
 )
 
 // defaultReviewColumns are the metrics a reviewer sees first in a case
@@ -175,7 +175,7 @@ func printReviewCases(e *env, resp *pb.QueryCasesResponse, cols []string) error 
 	case "json":
 		return e.emit(resp)
 	case "csv":
-		w := csv.NewWriter(e.stdout)
+		w := csvsafe.NewWriter(e.stdout)
 		w.Write(append([]string{"case_id", "scheduled_start", "status", "kind", "site", "room", "surgeon", "perfusionist"}, cols...))
 		for _, c := range resp.GetCases() {
 			row := []string{c.GetCaseId(), fmtTime(c.GetScheduledStart()), enumText(c.GetStatus()), enumText(c.GetKind()),
@@ -271,7 +271,7 @@ func printAggregate(e *env, resp *pb.AggregateMetricsResponse) error {
 	case "json":
 		return e.emit(resp)
 	case "csv":
-		w := csv.NewWriter(e.stdout)
+		w := csvsafe.NewWriter(e.stdout)
 		w.Write(head)
 		w.WriteAll(rows)
 		return w.Error()
@@ -318,7 +318,7 @@ func reviewMetricsCommand() *command {
 func printCaseMetrics(w io.Writer, resp *pb.GetCaseMetricsResponse, asCSV bool) error {
 	m := resp.GetCase().GetMetrics()
 	if asCSV {
-		cw := csv.NewWriter(w)
+		cw := csvsafe.NewWriter(w)
 		cw.Write([]string{"metric", "value", "unit", "description"})
 		for _, d := range resp.GetDefinitions() {
 			if v, ok := m[d.GetName()]; ok {

@@ -90,3 +90,19 @@ func FuzzParseCondition(f *testing.F) {
 		}
 	})
 }
+
+// TestReviewCSVIsSpreadsheetSafe: a staff ID that a spreadsheet would run
+// as a formula comes out as text; numbers stay numbers.
+func TestReviewCSVIsSpreadsheetSafe(t *testing.T) {
+	addr := servertest.Start(t)
+	id := chartClosedCase(t, addr, "2026-03-10T08:00:00Z", "@SUM(A1)", 75, "22")
+	r := ctl(t, addr, "review", "cases", "--output", "csv", "--metrics", "cpb_minutes")
+	mustCode(t, r, exitOK)
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[1][0] != id {
+		t.Fatalf("review cases csv: %v\n%s", err, r.stdout)
+	}
+	if rows[1][6] != "'@SUM(A1)" || rows[1][8] != "75" {
+		t.Fatalf("surgeon cell %q, cpb %q: want the formula neutralised and the number kept", rows[1][6], rows[1][8])
+	}
+}

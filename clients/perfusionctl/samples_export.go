@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/charting/csvsafe"
 	"perfusion/clients/perfusion"
 )
 
@@ -175,7 +175,7 @@ func groupWindows(starts []int64, counts map[int64]int64, width, limit int64) ([
 }
 
 func exportWindows(ctx context.Context, c *perfusion.Client, q *pb.QuerySamplesRequest, windows []window, w io.Writer, bar *progress) (int64, error) {
-	cw := csv.NewWriter(w)
+	cw := csvsafe.NewWriter(w)
 	if err := cw.Write([]string{"time", "source", "channel", "unit", "value", "invalid"}); err != nil {
 		return 0, err
 	}
@@ -211,7 +211,7 @@ func exportWindows(ctx context.Context, c *perfusion.Client, q *pb.QuerySamplesR
 
 // writeRaw writes one window's series merged in time order (then source and
 // channel), so the file reads as a timeline.
-func writeRaw(cw *csv.Writer, series []*pb.RawSeries) (int64, error) {
+func writeRaw(cw *csvsafe.Writer, series []*pb.RawSeries) (int64, error) {
 	type row struct {
 		t int64
 		s *pb.RawSeries
