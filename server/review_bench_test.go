@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,6 +78,24 @@ func BenchmarkReviewCohort(b *testing.B) {
 	b.Run("AggregateByMonth", func(b *testing.B) {
 		timeCalls(b, func() error { _, err := review.AggregateMetrics(rctx, agg); return err })
 	})
+	// The whole cohort as a de-identified CSV, streamed: a handful of
+	// exports whatever -benchtime says, since one reads every case.
+	b.Run("ExportCohortCSV", func(b *testing.B) {
+		const exports = 3
+		var size, rows int
+		start := time.Now()
+		for range exports {
+			size, rows = exportCohort(b, review, rctx)
+		}
+		per := time.Since(start) / exports
+		b.ReportMetric(float64(per.Milliseconds()), "ms/export")
+		b.ReportMetric(float64(rows)/per.Seconds(), "cases/s")
+		b.ReportMetric(float64(size), "bytes")
+		b.ReportMetric(0, "ns/op")
+		if rows != reviewCohort {
+			b.Fatalf("extract has %d cases, want %d", rows, reviewCohort)
+		}
+	})
 
 }
 
@@ -106,7 +125,8 @@ func startReviewServer(b *testing.B, s *store.Store) pb.ReviewServiceClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: s, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReadinessInterval: 20 * time.Millisecond})
+	srv := server.New(server.Config{Store: s, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReadinessInterval: 20 * time.Millisecond,
+		ExportKey: []byte("benchmark export key, 32 bytes or more")})
 	go srv.Serve(lis)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -288,5 +308,24 @@ func bulkLoadCohort(b *testing.B, db *postgres.Backend, templates []charting.Met
 	// the steady state (index-only scans need the visibility map).
 	if _, err := db.Pool().Exec(ctx, `VACUUM ANALYZE cases, case_metrics, case_metric_values`); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// exportCohort streams every case as CSV and returns its size and rows.
+func exportCohort(b *testing.B, review pb.ReviewServiceClient, ctx context.Context) (size, rows int) {
+	st, err := review.ExportCohort(ctx, &pb.ExportCohortRequest{Format: pb.ExportFormat_EXPORT_FORMAT_CSV})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		resp, err := st.Recv()
+		if err == io.EOF {
+			return size, rows - 1 // the header
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += len(resp.GetData())
+		rows += bytes.Count(resp.GetData(), []byte{'\n'})
 	}
 }
