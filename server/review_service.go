@@ -316,7 +316,10 @@ func (s *reviewService) ExportCohort(req *pb.ExportCohortRequest, stream grpc.Se
 		if len(rows) < q.Limit {
 			return nil
 		}
-		q.Offset += len(rows)
+		// By key, not offset: a case signed while the extract streams can
+		// neither repeat a row nor push one off a page.
+		last := rows[len(rows)-1]
+		q.After = &store.CaseCursor{ScheduledStart: last.ScheduledStart, ID: last.CaseID}
 	}
 }
 

@@ -127,8 +127,13 @@ type MetricsQuery struct {
 	// orders by scheduled start. Ties break on case id.
 	SortMetric string
 	Descending bool
-	Offset     int
-	Limit      int
+	// After pages by key: only cases after this one in the scheduled-start
+	// order (before it when Descending). Unlike Offset, a case added
+	// between pages can neither repeat a row nor push one off a page. Only
+	// with the scheduled-start order (no SortMetric).
+	After  *CaseCursor
+	Offset int
+	Limit  int
 }
 
 var metricName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -155,6 +160,9 @@ func (q *MetricsQuery) Validate() error {
 	}
 	if q.SortMetric != "" && !metricName.MatchString(q.SortMetric) {
 		v.Add("sort_by", "must be a metric name")
+	}
+	if q.After != nil && q.SortMetric != "" {
+		v.Add("page_token", "paging by key needs the scheduled-start order")
 	}
 	if q.Offset < 0 || q.Limit < 0 || q.Limit > 1000 {
 		v.Add("page_size", "must be 0 to 1000")

@@ -119,6 +119,13 @@ func metricsWhere(q store.MetricsQuery, args *[]any) string {
 			add(f[0]+" = ?", f[1])
 		}
 	}
+	if q.After != nil {
+		cmp := " > "
+		if q.Descending {
+			cmp = " < "
+		}
+		add("(m.scheduled_start, m.case_id)"+cmp+"(?, ?)", micros(q.After.ScheduledStart), q.After.ID.String())
+	}
 	for _, c := range q.Conditions {
 		// c.Op was checked by MetricsQuery.Validate: one of six literals.
 		add("EXISTS (SELECT 1 FROM case_metric_values v WHERE v.case_id = m.case_id AND v.metric = ? AND v.value "+

@@ -182,7 +182,31 @@ func testMetricsQuery(t *testing.T, h *Harness) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// Paging by key, a case at a time, both ways: every case once, in order.
+	for _, desc := range []bool{false, true} {
+		want := []uuid.UUID{co.a, co.b, co.c}
+		if desc {
+			slices.Reverse(want)
+		}
+		var got []uuid.UUID
+		q := store.MetricsQuery{Descending: desc, Limit: 1}
+		for range 5 {
+			rows, err := s.QueryCaseMetrics(ctx, q)
+			if err != nil {
+				t.Fatalf("page after %v: %v", q.After, err)
+			}
+			if len(rows) == 0 {
+				break
+			}
+			got = append(got, ids(rows)...)
+			q.After = &store.CaseCursor{ScheduledStart: rows[0].ScheduledStart, ID: rows[0].CaseID}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("paging by key (descending %v): got %v, want %v", desc, got, want)
+		}
+	}
 	bad := []store.MetricsQuery{
+		{SortMetric: "cpb_minutes", After: &store.CaseCursor{ID: co.a}},
 		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", "like", 1)}},
 		{Conditions: []store.MetricCondition{cond("x; DROP TABLE cases", store.OpLess, 1)}},
 		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", store.OpLess, math.NaN())}},
