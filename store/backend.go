@@ -44,6 +44,10 @@ type Backend interface {
 	// exist, by id, outside any transaction (WatchCase reads entries by
 	// their ledger links, so a new entry costs a watcher one entry read).
 	ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]*charting.Entry, error)
+	// ChunkCandidates returns up to limit sources (oldest case first) whose
+	// watermark is at least runBatches past their last run, or is past it
+	// at all in a closed or signed case.
+	ChunkCandidates(ctx context.Context, runBatches, limit int) ([]ChunkCandidate, error)
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error
 	// Name is "postgres" or "sqlite".
@@ -91,6 +95,12 @@ type Tx interface {
 	InsertSignature(ctx context.Context, s *charting.Signature) error
 	// AppendLink stores a ledger link. ErrDuplicate when the sequence exists.
 	AppendLink(ctx context.Context, l *charting.Link) error
+	// ChunkCoverage returns the last sequence of the source's last run, 0
+	// when it has none.
+	ChunkCoverage(ctx context.Context, key SourceKey) (int64, error)
+	// InsertSampleChunks stores the rows of one run (chunks.go).
+	// ErrDuplicate when a row's key exists.
+	InsertSampleChunks(ctx context.Context, rows []*SampleChunkRow) error
 
 	// Bulk primitives. A group commit of sample batches from many streams
 	// must cost a number of database round trips that does not grow with
@@ -178,6 +188,11 @@ type Reader interface {
 	// matches f, ordered by first sample time, then source and sequence.
 	// It stops at fn's first error and returns it.
 	ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f SampleFilter, fn func(*SampleBatchRow) error) error
+	// ScanSampleChunks calls fn for each chunk row of the case that matches
+	// f, ordered by source, run and channel (a run's marker first). It
+	// stops at fn's first error and returns it. All rows come from one
+	// committed state: a run is seen whole or not at all.
+	ScanSampleChunks(ctx context.Context, caseID uuid.UUID, f ChunkFilter, fn func(*SampleChunkRow) error) error
 	// Links returns ledger links with sequence > after, in order, at most
 	// limit of them (limit <= 0: all).
 	Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error)
@@ -205,6 +220,9 @@ type SampleFilter struct {
 	// Batches whose time range overlaps [FromMs, ToMs) are returned;
 	// ToMs == 0 means no upper bound.
 	FromMs, ToMs int64
+	// After skips each listed source's batches with sequence <= its value:
+	// those a trend has read from chunk runs.
+	After map[string]int64
 }
 
 // CaseFilter selects cases. Zero values match anything.

@@ -11,3 +11,7 @@ func QuerySamplesNaive(s *Store) func(context.Context, SampleQuery) (*SampleQuer
 // SetQueryParts sets how many concurrent parts a bucketed query is split
 // into (0: one per processor), for benchmarks comparing them.
 func SetQueryParts(s *Store, n int) { s.queryParts = n }
+
+// SetQueryRuns makes bucketed queries read chunk runs (the default) or
+// ignore them and read every batch, for benchmarks to compare.
+func SetQueryRuns(s *Store, on bool) { s.ignoreRuns = !on }

@@ -43,6 +43,8 @@ type bucketSeries struct {
 	d    *charting.Downsampler
 	last int64 // time of the last sample added
 	any  bool  // a sample has been added
+	// afterRun: the last samples added came from a chunk run.
+	afterRun bool
 }
 
 // streamBuckets splits the range at a bucket boundary into one part per
@@ -83,18 +85,18 @@ func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryR
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket)}
+	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket), WidthMs: width}
 	for _, part := range results {
 		for k, bs := range part {
 			res.Downsampled[k] = append(res.Downsampled[k], bs.d.Buckets()...)
-			res.WidthMs = bs.d.WidthMs()
 		}
 	}
-	// The reference path gives a series with no sample in range nil
-	// buckets, not an empty slice.
+	// A series with no sample in the range is left out, as the reference
+	// path leaves it out: whether a scan met it at all depends on how its
+	// samples were batched or chunked.
 	for k, b := range res.Downsampled {
 		if len(b) == 0 {
-			res.Downsampled[k] = nil
+			delete(res.Downsampled, k)
 		}
 	}
 	return res, nil
@@ -114,88 +116,164 @@ type sourceSlots struct {
 }
 
 // scanBuckets folds the samples in [lo, hi) into per-series buckets over
-// the whole query range.
+// the whole query range: first the chunk runs (chunks.go) of the wanted
+// channels, then the batches past each source's last run.
 func (s *Store) scanBuckets(ctx context.Context, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
-	want := q.Channels
-	if len(want) == 0 {
-		for _, ch := range s.cat.Channels() {
-			want = append(want, ch.Key)
-		}
+	sc := newBucketScan(s.cat, q)
+	var after map[string]int64
+	var err error
+	if !s.ignoreRuns {
+		after, err = sc.runs(ctx, s.b, q, lo, hi)
 	}
-	// Wanted channels have a slot per source; when every channel is wanted,
-	// channels outside the catalogue (an older catalogue's) are found in
-	// keys by name.
-	idx := make(map[string]int, len(want))
-	for i, ch := range want {
-		idx[ch] = i
-	}
-	all := len(q.Channels) == 0
-	bySource := make(map[string]*sourceSlots)
-	keys := make(map[SeriesKey]*bucketSeries)
-	var w samplecodec.Walker
-	err := s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi}, func(row *SampleBatchRow) error {
-		src := bySource[row.SourceID]
-		if src == nil {
-			src = &sourceSlots{slots: make([]*bucketSeries, len(want))}
-			bySource[row.SourceID] = src
-		}
-		var bs *bucketSeries
-		pos := 0
-		wanted := func(name []byte) bool {
-			p := pos
-			pos++
-			if p == len(src.names) {
-				src.names, src.pick = append(src.names, ""), append(src.pick, -1)
-			}
-			if src.names[p] != string(name) {
-				src.names[p] = string(name)
-				src.pick[p] = -1
-				if i, ok := idx[string(name)]; ok {
-					src.pick[p] = i
-				} else if all {
-					src.pick[p] = -2
-				}
-			}
-			switch i := src.pick[p]; {
-			case i >= 0:
-				bs = src.slots[i]
-				if bs == nil {
-					bs = &bucketSeries{d: charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets)}
-					src.slots[i] = bs
-					keys[SeriesKey{want[i], row.SourceID}] = bs
-				}
-			case i == -2:
-				k := SeriesKey{string(name), row.SourceID}
-				if bs = keys[k]; bs == nil {
-					bs = &bucketSeries{d: charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets)}
-					keys[k] = bs
-				}
-			default:
-				return false
-			}
-			return true
-		}
-		err := w.Walk(row.Block, wanted, func(_ []byte, sr charting.Series) error {
-			return bs.add(sr, lo, hi)
+	if err == nil {
+		err = s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi, After: after}, func(row *SampleBatchRow) error {
+			return sc.batch(row, lo, hi)
 		})
-		if err != nil && !errors.Is(err, errUnordered) {
-			return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
-		}
-		return err
-	})
+	}
 	if err != nil {
 		if errors.Is(err, errUnordered) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
-	return keys, nil
+	return sc.keys, nil
+}
+
+// bucketScan finds the accumulator of each (channel, source) a scan meets.
+type bucketScan struct {
+	q    SampleQuery
+	want []string       // the wanted channels
+	idx  map[string]int // index in want by name
+	// all: every channel is wanted, so channels outside the catalogue (an
+	// older catalogue's) are found in keys by name.
+	all      bool
+	bySource map[string]*sourceSlots
+	keys     map[SeriesKey]*bucketSeries
+	w        samplecodec.Walker
+}
+
+func newBucketScan(cat *charting.Catalogue, q SampleQuery) *bucketScan {
+	sc := &bucketScan{q: q, want: q.Channels, all: len(q.Channels) == 0,
+		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries)}
+	if sc.all {
+		for _, ch := range cat.Channels() {
+			sc.want = append(sc.want, ch.Key)
+		}
+	}
+	sc.idx = make(map[string]int, len(sc.want))
+	for i, ch := range sc.want {
+		sc.idx[ch] = i
+	}
+	return sc
+}
+
+// source returns the slots of a source.
+func (sc *bucketScan) source(id string) *sourceSlots {
+	src := sc.bySource[id]
+	if src == nil {
+		src = &sourceSlots{slots: make([]*bucketSeries, len(sc.want))}
+		sc.bySource[id] = src
+	}
+	return src
+}
+
+// series returns the accumulator for a wanted pick (an index into want,
+// or -2 for a channel found by name), creating it on first use.
+func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name []byte) *bucketSeries {
+	if pick >= 0 {
+		bs := src.slots[pick]
+		if bs == nil {
+			bs = &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets)}
+			src.slots[pick] = bs
+			sc.keys[SeriesKey{sc.want[pick], sourceID}] = bs
+		}
+		return bs
+	}
+	k := SeriesKey{string(name), sourceID}
+	bs := sc.keys[k]
+	if bs == nil {
+		bs = &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets)}
+		sc.keys[k] = bs
+	}
+	return bs
+}
+
+// runs folds the chunk rows overlapping [lo, hi) and returns where each
+// source's last run ends, for the batch scan to start after it. Every
+// marker is read, whatever its time, so the ends are exact.
+func (sc *bucketScan) runs(ctx context.Context, b Backend, q SampleQuery, lo, hi int64) (map[string]int64, error) {
+	after := make(map[string]int64)
+	var channels []string
+	if !sc.all {
+		channels = sc.want
+	}
+	err := b.ScanSampleChunks(ctx, q.CaseID, ChunkFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi, Channels: channels}, func(row *SampleChunkRow) error {
+		if row.Channel == "" {
+			after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
+			return nil
+		}
+		pick, ok := sc.idx[row.Channel]
+		if !ok {
+			if !sc.all {
+				return nil
+			}
+			pick = -2
+		}
+		bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
+		err := sc.w.Walk(row.Block, func([]byte) bool { return true }, func(_ []byte, sr charting.Series) error {
+			return bs.add(sr, lo, hi, true)
+		})
+		if err != nil && !errors.Is(err, errUnordered) {
+			return fmt.Errorf("trend chunk %s..%d: %w", charting.SampleRef(row.SourceID, row.SeqFrom), row.SeqTo, err)
+		}
+		return err
+	})
+	return after, err
+}
+
+// batch folds one batch's wanted series.
+func (sc *bucketScan) batch(row *SampleBatchRow, lo, hi int64) error {
+	src := sc.source(row.SourceID)
+	var bs *bucketSeries
+	pos := 0
+	wanted := func(name []byte) bool {
+		p := pos
+		pos++
+		if p == len(src.names) {
+			src.names, src.pick = append(src.names, ""), append(src.pick, -1)
+		}
+		if src.names[p] != string(name) {
+			src.names[p] = string(name)
+			src.pick[p] = -1
+			if i, ok := sc.idx[string(name)]; ok {
+				src.pick[p] = i
+			} else if sc.all {
+				src.pick[p] = -2
+			}
+		}
+		if src.pick[p] == -1 {
+			return false
+		}
+		bs = sc.series(src, row.SourceID, src.pick[p], name)
+		return true
+	}
+	err := sc.w.Walk(row.Block, wanted, func(_ []byte, sr charting.Series) error {
+		return bs.add(sr, lo, hi, false)
+	})
+	if err != nil && !errors.Is(err, errUnordered) {
+		return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
+	}
+	return err
 }
 
 // add folds the samples of sr in [from, to) into the buckets, or returns
 // errUnordered when they are not in time order, within the series or after
 // those added before.
-func (bs *bucketSeries) add(sr charting.Series, from, to int64) error {
+//
+// A run's samples, and the first samples after a run, must come strictly
+// after those added before: the reference path orders equal times by
+// batch, and a run boundary between them would hide that order.
+func (bs *bucketSeries) add(sr charting.Series, from, to int64, run bool) error {
 	ts := sr.TimesMs
 	for i := 1; i < len(ts); i++ {
 		if ts[i] < ts[i-1] {
@@ -213,10 +291,10 @@ func (bs *bucketSeries) add(sr charting.Series, from, to int64) error {
 	if lo == hi {
 		return nil
 	}
-	if bs.any && ts[lo] < bs.last {
+	if bs.any && (ts[lo] < bs.last || ts[lo] == bs.last && (run || bs.afterRun)) {
 		return errUnordered
 	}
-	bs.any, bs.last = true, ts[hi-1]
+	bs.any, bs.last, bs.afterRun = true, ts[hi-1], run
 	sub := charting.Series{TimesMs: ts[lo:hi], Values: sr.Values[lo:hi]}
 	if sr.Invalid != nil {
 		sub.Invalid = sr.Invalid[lo:hi]

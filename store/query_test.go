@@ -32,15 +32,20 @@ func TestQueryBucketsMatchNaive(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			for _, disorder := range []bool{false, true} {
-				t.Run(fmt.Sprintf("disorder=%v", disorder), func(t *testing.T) {
-					checkQueryMatchesNaive(t, be.open(t), disorder)
-				})
+				for _, runs := range []bool{false, true} {
+					t.Run(fmt.Sprintf("disorder=%v/runs=%v", disorder, runs), func(t *testing.T) {
+						checkQueryMatchesNaive(t, be.open(t), disorder, runs)
+					})
+				}
 			}
 		})
 	}
 }
 
-func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder bool) {
+// With runs, part of the batches is compacted into chunk runs of random
+// length half-way through loading and again at the end, so queries read
+// runs, then batches past them.
+func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder, runs bool) {
 	ctx := context.Background()
 	s := store.New(backend, store.Config{})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -86,11 +91,34 @@ func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder bool) 
 		}
 	}
 	rng.Shuffle(len(batches), func(i, j int) { batches[i], batches[j] = batches[j], batches[i] })
+	built := 0
+	compact := func() {
+		if !runs {
+			return
+		}
+		n, err := s.CompactSamples(ctx, 3+rng.IntN(10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		built += n
+	}
 	for i := 0; i < len(batches); i += 17 {
 		for _, r := range s.AppendSamples(ctx, "gw", batches[i:min(i+17, len(batches))]) {
 			if r.Err != nil {
 				t.Fatal(r.Err)
 			}
+		}
+		if i/17 == len(batches)/34 {
+			compact()
+		}
+	}
+	compact()
+	if runs {
+		if built < 4 {
+			t.Fatalf("%d runs built: the test data is wrong", built)
+		}
+		if v, err := s.VerifyRecord(ctx, c.ID); err != nil || !v.OK() {
+			t.Fatalf("verify after compaction: %v %+v", err, v)
 		}
 	}
 	naive := store.QuerySamplesNaive(s)

@@ -485,10 +485,16 @@ func downsample(raw map[SeriesKey]*charting.Series, q SampleQuery) *SampleQueryR
 	}
 	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket, len(raw))}
 	for key, sr := range raw {
+		if sr.Len() == 0 {
+			continue // no sample in range: left out (see streamBuckets)
+		}
 		d := charting.NewDownsampler(from, to, q.Buckets)
 		d.Add(*sr)
 		res.Downsampled[key] = d.Buckets()
 		res.WidthMs = d.WidthMs()
+	}
+	if res.WidthMs == 0 && q.FromMs != 0 && q.ToMs != 0 {
+		res.WidthMs = charting.NewDownsampler(from, to, q.Buckets).WidthMs() // no series, same width
 	}
 	return res
 }

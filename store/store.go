@@ -53,6 +53,8 @@ type Store struct {
 	// queryParts is how many concurrent parts a bucketed sample query is
 	// split into (query.go); 0 means one per processor. Benchmarks set it.
 	queryParts int
+	// ignoreRuns makes bucketed queries read batches only (benchmarks).
+	ignoreRuns bool
 }
 
 // New returns a Store over b.

@@ -34,7 +34,7 @@ func (s *Store) VerifyRecord(ctx context.Context, caseID uuid.UUID) (*Verificati
 	var out *Verification
 	err := s.b.Snapshot(ctx, func(ctx context.Context, r Reader) error {
 		var err error
-		out, err = verifyRecord(ctx, r, caseID)
+		out, err = verifyRecord(ctx, r, caseID, s.cat.Resolution)
 		return err
 	})
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *Store) VerifyRecord(ctx context.Context, caseID uuid.UUID) (*Verificati
 }
 
 // verifyRecord verifies a case through r, which must read one snapshot.
-func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID) (*Verification, error) {
+func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID, resolution func(string) float64) (*Verification, error) {
 	c, err := r.GetCase(ctx, caseID)
 	if err != nil {
 		return nil, err
@@ -54,16 +54,40 @@ func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID) (*Verificatio
 		return nil, err
 	}
 	out := new(Verification)
-	content, err := recordContent(ctx, r, c, out)
+	runs, err := newRunCheck(ctx, r, caseID, resolution)
+	if err != nil {
+		return nil, err
+	}
+	content, err := recordContent(ctx, r, c, out, runs)
 	if err != nil {
 		return nil, err
 	}
 	out.VerifyResult = charting.Verify(charting.VerifyInput{Status: c.Status, Head: c.Head, Signatures: c.Signatures, Links: links, Content: content})
+	if bad := runs.finish(); bad != nil && out.Bad == nil {
+		// The batches verified but a trend chunk built from them differs:
+		// what a trend shows was altered. Named by the run's first batch.
+		out.Bad = badRun(links, bad)
+	}
 	return out, nil
 }
 
+// badRun reports a run that does not match its batches at the link of the
+// run's first batch.
+func badRun(links []charting.Link, run *storedRun) *charting.BadLink {
+	ref := charting.SampleRef(run.key.SourceID, run.from)
+	bad := &charting.BadLink{Kind: charting.LinkSamples, Ref: ref, Problem: charting.ProblemContentAltered, Detail: run.detail}
+	for _, l := range links {
+		if l.Kind == charting.LinkSamples && l.Ref == ref {
+			bad.Seq = l.Seq
+			break
+		}
+	}
+	return bad
+}
+
 // recordContent gathers the digest of every stored datum by content key.
-func recordContent(ctx context.Context, r Reader, c *charting.Case, out *Verification) (map[string]charting.Content, error) {
+// Batches a chunk run covers are handed to runs, which rebuilds the run.
+func recordContent(ctx context.Context, r Reader, c *charting.Case, out *Verification, runs *runCheck) (map[string]charting.Content, error) {
 	content := make(map[string]charting.Content)
 	put := func(kind charting.LinkKind, ref string, d charting.Hash, bad error) {
 		content[charting.ContentKey(kind, ref)] = charting.Content{Kind: kind, Ref: ref, Digest: d, Unreadable: bad}
@@ -93,6 +117,7 @@ func recordContent(ctx context.Context, r Reader, c *charting.Case, out *Verific
 	err = r.ScanSampleBatches(ctx, c.ID, SampleFilter{}, func(row *SampleBatchRow) error {
 		ref := charting.SampleRef(row.SourceID, row.Seq)
 		series, err := samplecodec.DecodeBlock(row.Block)
+		runs.add(row.SourceID, row.Seq, series, err)
 		if err != nil {
 			put(charting.LinkSamples, ref, charting.Hash{}, err)
 			return nil

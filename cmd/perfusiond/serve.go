@@ -17,6 +17,8 @@ import (
 // Environment variables of the sample group commit's flags.
 const (
 	envCommitDelay   = "PERFUSION_COMMIT_DELAY"
+	envCompactEvery  = "PERFUSION_COMPACT_INTERVAL"
+	envCompactRun    = "PERFUSION_COMPACT_RUN_BATCHES"
 	envCommits       = "PERFUSION_COMMITS"
 	envCommitBatches = "PERFUSION_COMMIT_MAX_BATCHES"
 	envIngestQueue   = "PERFUSION_INGEST_QUEUE_SAMPLES"
@@ -32,6 +34,8 @@ type serveConfig struct {
 	readinessInterval time.Duration
 	ingest            ingest.Config
 	streamWindow      int
+	compactInterval   time.Duration
+	compactRun        int
 	exportKeyFile     string
 	metrics           func() (*charting.MetricsConfig, error)
 	delivery          *deliveryConfig // delivery.go
@@ -60,6 +64,11 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		"batches one stream may have awaiting acknowledgement (env "+envStreamWindow+")")
 	env["commit-delay"], env["commits"], env["commit-max-batches"] = envCommitDelay, envCommits, envCommitBatches
 	env["ingest-queue-samples"], env["stream-window"] = envIngestQueue, envStreamWindow
+	fs.DurationVar(&c.compactInterval, "compact-interval", 10*time.Second,
+		"how often complete runs of sample batches are copied into per-channel trend chunks; 0 turns it off (trends then read every batch) (env "+envCompactEvery+")")
+	fs.IntVar(&c.compactRun, "compact-run-batches", store.DefaultChunkBatches,
+		"batches of one source per trend chunk (env "+envCompactRun+")")
+	env["compact-interval"], env["compact-run-batches"] = envCompactEvery, envCompactRun
 	fs.StringVar(&c.exportKeyFile, "export-key-file", "",
 		"file holding the key (at least 32 bytes) that pseudonymises cases in de-identified extracts; empty disables extracts (env "+envExportKeyFile+")")
 	env["export-key-file"] = envExportKeyFile
@@ -80,6 +89,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	}
 	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
 		return nil, usageErrorf("--shutdown-timeout and --readiness-interval must be positive")
+	}
+	if c.compactInterval < 0 || c.compactRun <= 0 {
+		return nil, usageErrorf("--compact-interval must not be negative and --compact-run-batches must be positive")
 	}
 	if c.ingest.MaxDelay <= 0 || c.ingest.Commits <= 0 || c.ingest.MaxBatches <= 0 || c.ingest.QueueSamples <= 0 || c.streamWindow <= 0 {
 		return nil, usageErrorf("--commit-delay, --commits, --commit-max-batches, --ingest-queue-samples and --stream-window must be positive")
@@ -139,7 +151,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	defer stopDelivery()
 	metricsCfg, _ := c.metrics() // checked by serveFlags
-	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg})
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log})
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,
@@ -157,6 +169,14 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	go func() { served <- srv.Serve(lis) }()
 	refreshed := refreshStaleMetrics(ctx, st, log)
 	defer func() { <-refreshed }() // before the database closes
+	if c.compactInterval > 0 {
+		compacted := make(chan struct{})
+		go func() {
+			defer close(compacted)
+			st.RunCompactor(ctx, c.compactInterval, c.compactRun)
+		}()
+		defer func() { <-compacted }()
+	}
 	log.Info("listening", "addr", lis.Addr().String())
 	if a.onListen != nil {
 		a.onListen(lis.Addr())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -287,6 +289,10 @@ func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store
 	if f.FromMs != 0 {
 		args = append(args, f.FromMs)
 		q += " AND max_time_ms >= $" + strconv.Itoa(len(args))
+	}
+	for _, src := range slices.Sorted(maps.Keys(f.After)) {
+		args = append(args, src, f.After[src])
+		q += " AND NOT (source_id = $" + strconv.Itoa(len(args)-1) + " AND seq <= $" + strconv.Itoa(len(args)) + ")"
 	}
 	q += " ORDER BY min_time_ms, source_id, seq"
 	rows, err := r.q.Query(ctx, q, args...)

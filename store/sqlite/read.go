@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -406,6 +408,10 @@ func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store
 	if f.FromMs != 0 {
 		query += ` AND max_time_ms >= ?`
 		args = append(args, f.FromMs)
+	}
+	for _, src := range slices.Sorted(maps.Keys(f.After)) {
+		query += ` AND NOT (source_id = ? AND seq <= ?)`
+		args = append(args, src, f.After[src])
 	}
 	query += ` ORDER BY min_time_ms, source_id, seq`
 	rows, err := r.q.QueryContext(ctx, query, args...)

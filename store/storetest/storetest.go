@@ -57,6 +57,8 @@ func Run(t *testing.T, h Harness) {
 		{"SamplesGroupCommitsConcurrent", testGroupCommitsConcurrent},
 		{"BulkPrimitives", testBulkPrimitives},
 		{"QuerySamples", testQuerySamples},
+		{"SampleRuns", testSampleRuns},
+		{"TamperRunsDetected", testTamperRuns},
 		{"AuditTrail", testAuditTrail},
 		{"VerifyIntactRecord", testVerifyIntact},
 		{"TamperEntryDetected", testTamperEntry},
