@@ -31,6 +31,11 @@ import (
 //
 // (-benchtime counts seconds of data; each sub-benchmark divides it by its
 // batch length, so every batch length stores the same data.)
+//
+// The cases are then closed and compacted, as a finished case ends up:
+// every batch also copied into a trend chunk run (store/chunks.go).
+// "B/sample" is the record as acknowledged (sample_batches and ledger);
+// "chunks-B/sample" what the runs add; "total-B/sample" both.
 func BenchmarkFootprint(b *testing.B) {
 	for _, secs := range []int{1, 5, 10, 15, 30, 60} {
 		b.Run(fmt.Sprintf("batch=%ds", secs), func(b *testing.B) {
@@ -43,7 +48,7 @@ func BenchmarkFootprint(b *testing.B) {
 // and sample_sources hold a row per case and per source whose updates leave
 // dead versions until vacuum reuses them; they are reported but do not grow
 // with the data.
-var footprintTables = []string{"sample_batches", "ledger", "cases", "sample_sources"}
+var footprintTables = []string{"sample_batches", "ledger", "sample_chunks", "cases", "sample_sources"}
 
 func relationSizes(b *testing.B, pg *postgres.Backend) map[string]int64 {
 	out := make(map[string]int64)
@@ -98,17 +103,36 @@ func benchFootprint(b *testing.B, pg *postgres.Backend, cases, secs int) {
 		}
 	}
 	b.StopTimer()
+	for _, id := range ids {
+		if _, err := s.CloseCase(ctx, "bench", id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for {
+		n, err := s.CompactSamples(ctx, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
 	after := relationSizes(b, pg)
-	var grown int64
+	var grown, chunks int64
 	var parts []string
 	for _, t := range footprintTables {
 		d := after[t] - before[t]
 		parts = append(parts, fmt.Sprintf("%s %.2f", t, float64(d)/float64(samples)))
-		if t == "sample_batches" || t == "ledger" {
+		switch t {
+		case "sample_batches", "ledger":
 			grown += d
+		case "sample_chunks":
+			chunks += d
 		}
 	}
 	b.ReportMetric(float64(grown)/float64(samples), "B/sample")
+	b.ReportMetric(float64(chunks)/float64(samples), "chunks-B/sample")
+	b.ReportMetric(float64(grown+chunks)/float64(samples), "total-B/sample")
 	b.ReportMetric(float64(samples), "samples")
 	b.Logf("%d samples in %d-s batches; bytes per sample by table: %s", samples, secs, strings.Join(parts, ", "))
 	var heap, toast, idx, block float64
