@@ -7,8 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
+	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -125,7 +128,7 @@ func (s *reviewService) QueryCases(ctx context.Context, req *pb.QueryCasesReques
 	q.SortMetric, q.Descending = req.GetSortBy(), req.GetDescending()
 	q.Limit = p.pageSize("page_size", req.GetPageSize(), defaultReviewPageSize, maxReviewPageSize)
 	fp := queryFingerprint(req)
-	q.Offset = p.reviewPageToken("page_token", req.GetPageToken(), fp)
+	q.After, q.Offset = p.reviewPageToken("page_token", req.GetPageToken(), fp, q.SortMetric != "")
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
@@ -138,7 +141,7 @@ func (s *reviewService) QueryCases(ctx context.Context, req *pb.QueryCasesReques
 	out := &pb.QueryCasesResponse{}
 	if len(rows) > want {
 		rows = rows[:want]
-		out.NextPageToken = encodeReviewPageToken(q.Offset+want, fp)
+		out.NextPageToken = encodeReviewPageToken(store.CursorOf(&rows[want-1], q), fp, q.SortMetric != "")
 	}
 	for i := range rows {
 		out.Cases = append(out.Cases, summaryOut(&rows[i], req.GetMetrics()))
@@ -158,10 +161,27 @@ func summaryOut(r *store.CaseMetricsRow, keep []string) *pb.CaseMetricsSummary {
 	return out
 }
 
-// Review page tokens: base64url of a version byte, the offset of the next
-// page and 8 bytes of a hash of the request's filter and sort, so a token
-// used with another query is refused instead of silently skipping rows.
-const reviewTokenV1 = 1
+// Review page tokens are base64url of a version byte, 8 bytes of a hash of
+// the request's filter and sort (a token used with another query is
+// refused instead of silently skipping rows), and where the page ended:
+//
+//	v2: kind (0 scheduled start, 1 metric value, 2 no value), 8 bytes
+//	    (start in Unix nanoseconds, or the value's IEEE 754 bits), case id
+//	v1: the offset of the next page (8 bytes) — still accepted, so a
+//	    listing paged across an upgrade goes on
+//
+// v2 pages by key: a case closed, signed or re-computed while a reviewer
+// pages can neither repeat a row nor push one off a page.
+const (
+	reviewTokenV1 = 1
+	reviewTokenV2 = 2
+)
+
+const (
+	cursorStart   = 0
+	cursorValue   = 1
+	cursorNoValue = 2
+)
 
 func queryFingerprint(req *pb.QueryCasesRequest) []byte {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.QueryCasesRequest{
@@ -170,29 +190,59 @@ func queryFingerprint(req *pb.QueryCasesRequest) []byte {
 	return h[:8]
 }
 
-func encodeReviewPageToken(offset int, fp []byte) string {
-	b := []byte{reviewTokenV1}
-	b = binary.BigEndian.AppendUint64(b, uint64(offset))
-	return base64.RawURLEncoding.EncodeToString(append(b, fp...))
+func encodeReviewPageToken(c *store.MetricsCursor, fp []byte, byMetric bool) string {
+	b := append([]byte{reviewTokenV2}, fp...)
+	switch {
+	case !byMetric:
+		b = binary.BigEndian.AppendUint64(append(b, cursorStart), uint64(c.ScheduledStart.UnixNano()))
+	case c.HasValue:
+		b = binary.BigEndian.AppendUint64(append(b, cursorValue), math.Float64bits(c.Value))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, cursorNoValue), 0)
+	}
+	return base64.RawURLEncoding.EncodeToString(append(b, c.ID[:]...))
 }
 
-// reviewPageToken decodes a token from encodeReviewPageToken into an
-// offset; "" is the first page.
-func (p *parser) reviewPageToken(field, tok string, fp []byte) int {
+// reviewPageToken decodes a token from encodeReviewPageToken into a cursor
+// (v2) or an offset (v1); "" is the first page. byMetric says whether the
+// query sorts by a metric, which the token's kind must match.
+func (p *parser) reviewPageToken(field, tok string, fp []byte, byMetric bool) (*store.MetricsCursor, int) {
 	if tok == "" {
-		return 0
+		return nil, 0
+	}
+	bad := func() (*store.MetricsCursor, int) {
+		p.v.Add(field, "is not a token from a previous response to the same query")
+		return nil, 0
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 17 || b[0] != reviewTokenV1 || !bytes.Equal(b[9:], fp) {
-		p.v.Add(field, "is not a token from a previous response to the same query")
-		return 0
+	if err != nil || len(b) == 0 {
+		return bad()
 	}
-	off := binary.BigEndian.Uint64(b[1:9])
-	if off > 1<<31 {
-		p.v.Add(field, "is not a token from a previous response to the same query")
-		return 0
+	switch {
+	case b[0] == reviewTokenV1 && len(b) == 17 && bytes.Equal(b[9:], fp):
+		off := binary.BigEndian.Uint64(b[1:9])
+		if off > 1<<31 {
+			return bad()
+		}
+		return nil, int(off)
+	case b[0] == reviewTokenV2 && len(b) == 34 && bytes.Equal(b[1:9], fp):
+		kind, key := b[9], binary.BigEndian.Uint64(b[10:18])
+		c := &store.MetricsCursor{ID: uuid.UUID(b[18:34])}
+		switch {
+		case kind == cursorStart && !byMetric:
+			c.ScheduledStart = time.Unix(0, int64(key)).UTC()
+		case kind == cursorValue && byMetric:
+			c.Value, c.HasValue = math.Float64frombits(key), true
+			if math.IsNaN(c.Value) || math.IsInf(c.Value, 0) {
+				return bad()
+			}
+		case kind == cursorNoValue && byMetric && key == 0:
+		default:
+			return bad()
+		}
+		return c, 0
 	}
-	return int(off)
+	return bad()
 }
 
 // AggregateMetrics summarises metrics over a cohort.
@@ -318,8 +368,7 @@ func (s *reviewService) ExportCohort(req *pb.ExportCohortRequest, stream grpc.Se
 		}
 		// By key, not offset: a case signed while the extract streams can
 		// neither repeat a row nor push one off a page.
-		last := rows[len(rows)-1]
-		q.After = &store.CaseCursor{ScheduledStart: last.ScheduledStart, ID: last.CaseID}
+		q.After = store.CursorOf(&rows[len(rows)-1], q)
 	}
 }
 

@@ -127,13 +127,59 @@ type MetricsQuery struct {
 	// orders by scheduled start. Ties break on case id.
 	SortMetric string
 	Descending bool
-	// After pages by key: only cases after this one in the scheduled-start
-	// order (before it when Descending). Unlike Offset, a case added
-	// between pages can neither repeat a row nor push one off a page. Only
-	// with the scheduled-start order (no SortMetric).
-	After  *CaseCursor
+	// After pages by key: only cases after this one in the query's order
+	// (CursorOf gives it from a page's last row). Unlike Offset, a case
+	// added or re-computed between pages can neither repeat a row nor push
+	// one off a page.
+	After  *MetricsCursor
 	Offset int
 	Limit  int
+}
+
+// MetricsCursor is the sort key of the last row of a page: its scheduled
+// start (scheduled-start order) or its value of the sort metric, and its
+// case id, which breaks ties.
+type MetricsCursor struct {
+	ScheduledStart time.Time
+	// Value is the row's sort metric value; HasValue is false when it
+	// lacked the metric (such rows sort last, by id).
+	Value    float64
+	HasValue bool
+	ID       uuid.UUID
+}
+
+// CursorOf is the cursor of row in q's order, to page after it.
+func CursorOf(row *CaseMetricsRow, q MetricsQuery) *MetricsCursor {
+	c := &MetricsCursor{ScheduledStart: row.ScheduledStart, ID: row.CaseID}
+	if q.SortMetric != "" {
+		c.Value, c.HasValue = row.Metrics.Values[q.SortMetric]
+	}
+	return c
+}
+
+// AfterSQL is the WHERE condition of q.After for a backend: rows strictly
+// after the cursor in q's order, where that order is (m.scheduled_start,
+// m.case_id) or, with a sort metric, (s.value NULLS LAST, m.case_id), both
+// ascending or both descending. arg binds a value and returns its
+// placeholder (called once per occurrence); start and id are the cursor's
+// scheduled start and id as the backend binds them, idCast what makes the
+// id placeholder comparable with m.case_id.
+func (q *MetricsQuery) AfterSQL(arg func(any) string, start, id any, idCast string) string {
+	beyond := " > "
+	if q.Descending {
+		beyond = " < "
+	}
+	idAfter := func() string { return "m.case_id" + beyond + arg(id) + idCast }
+	switch {
+	case q.SortMetric == "":
+		return "(m.scheduled_start, m.case_id)" + beyond + "(" + arg(start) + ", " + arg(id) + idCast + ")"
+	case !q.After.HasValue:
+		// Past every value: only rows without one remain, by id.
+		return "(s.value IS NULL AND " + idAfter() + ")"
+	default:
+		return "(s.value IS NULL OR s.value" + beyond + arg(q.After.Value) +
+			" OR (s.value = " + arg(q.After.Value) + " AND " + idAfter() + "))"
+	}
 }
 
 var metricName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -160,9 +206,6 @@ func (q *MetricsQuery) Validate() error {
 	}
 	if q.SortMetric != "" && !metricName.MatchString(q.SortMetric) {
 		v.Add("sort_by", "must be a metric name")
-	}
-	if q.After != nil && q.SortMetric != "" {
-		v.Add("page_token", "paging by key needs the scheduled-start order")
 	}
 	if q.Offset < 0 || q.Limit < 0 || q.Limit > 1000 {
 		v.Add("page_size", "must be 0 to 1000")

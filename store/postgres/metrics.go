@@ -106,11 +106,7 @@ func metricsWhere(q store.MetricsQuery, args *[]any) string {
 		}
 	}
 	if q.After != nil {
-		cmp := " > "
-		if q.Descending {
-			cmp = " < "
-		}
-		add("(m.scheduled_start, m.case_id)" + cmp + "(" + arg(q.After.ScheduledStart) + ", " + arg(q.After.ID) + "::uuid)")
+		add(q.AfterSQL(arg, q.After.ScheduledStart, q.After.ID, "::uuid"))
 	}
 	for _, c := range q.Conditions {
 		// c.Op was checked by MetricsQuery.Validate: one of six literals.

@@ -120,11 +120,9 @@ func metricsWhere(q store.MetricsQuery, args *[]any) string {
 		}
 	}
 	if q.After != nil {
-		cmp := " > "
-		if q.Descending {
-			cmp = " < "
-		}
-		add("(m.scheduled_start, m.case_id)"+cmp+"(?, ?)", micros(q.After.ScheduledStart), q.After.ID.String())
+		var bound []any
+		cond := q.AfterSQL(func(v any) string { bound = append(bound, v); return "?" }, micros(q.After.ScheduledStart), q.After.ID.String(), "")
+		add(cond, bound...)
 	}
 	for _, c := range q.Conditions {
 		// c.Op was checked by MetricsQuery.Validate: one of six literals.

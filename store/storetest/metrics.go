@@ -25,47 +25,53 @@ type metricsCohort struct {
 	s       *store.Store
 	a, b, c uuid.UUID
 	hctC    uuid.UUID // the entry corrected after closing
+	base    time.Time // when the cohort's bypass runs began
 }
 
 func newMetricsCohort(t *testing.T, h *Harness) *metricsCohort {
 	s, _, clk := newStore(t, h)
-	ctx := context.Background()
 	base := clk.now().Add(-3 * time.Hour)
-	mk := func(start time.Time, surgeon, perf string, cpb int, hct float64, mapLow bool) (uuid.UUID, uuid.UUID) {
-		d := sampleDetails()
-		d.Team.Surgeon.StaffID = surgeon
-		d.Team.Perfusionists = []charting.StaffMember{{StaffID: perf}}
-		c, err := s.CreateCase(ctx, actor, store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-1", ScheduledStart: start, Details: d})
-		if err != nil {
-			t.Fatalf("create case: %v", err)
-		}
-		record(t, s, eventEntry(c.ID, base, "bypass_on"))
-		record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), "bypass_off"))
-		lab := record(t, s, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(10 * time.Minute),
-			Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: hct, Unit: "%"}}})
-		if mapLow {
-			// MAP once a minute for the first hour: 35 at minutes 20–25, else 65.
-			m := charting.Series{Channel: "map"}
-			for i := range 60 {
-				m.TimesMs = append(m.TimesMs, base.Add(time.Duration(i)*time.Minute).UnixMilli())
-				v := 65.0
-				if i >= 20 && i <= 25 {
-					v = 35
-				}
-				m.Values = append(m.Values, v)
-			}
-			appendOne(t, s, &charting.SampleBatch{CaseID: c.ID, SourceID: "monitor", Seq: 1, Series: []charting.Series{m}})
-		}
-		if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
-			t.Fatalf("close: %v", err)
-		}
-		return c.ID, lab.ID
-	}
-	co := &metricsCohort{s: s}
-	co.a, _ = mk(time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC), "S1", "P1", 90, 20, true)
-	co.b, _ = mk(time.Date(2026, 1, 20, 8, 0, 0, 0, time.UTC), "S2", "P1", 120, 24, false)
-	co.c, co.hctC = mk(time.Date(2026, 2, 3, 8, 0, 0, 0, time.UTC), "S1", "P2", 60, 18, false)
+	co := &metricsCohort{s: s, base: base}
+	co.a, _ = metricsCase(t, s, base, time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC), "S1", "P1", 90, 20, true)
+	co.b, _ = metricsCase(t, s, base, time.Date(2026, 1, 20, 8, 0, 0, 0, time.UTC), "S2", "P1", 120, 24, false)
+	co.c, co.hctC = metricsCase(t, s, base, time.Date(2026, 2, 3, 8, 0, 0, 0, time.UTC), "S1", "P2", 60, 18, false)
 	return co
+}
+
+// metricsCase stores a closed case scheduled at start whose bypass began at
+// base and lasted cpb minutes, with one haematocrit and, with mapLow, an
+// hour of MAP dipping to 35 mmHg; it returns the case and lab entry ids.
+func metricsCase(t *testing.T, s *store.Store, base, start time.Time, surgeon, perf string, cpb int, hct float64, mapLow bool) (uuid.UUID, uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	d := sampleDetails()
+	d.Team.Surgeon.StaffID = surgeon
+	d.Team.Perfusionists = []charting.StaffMember{{StaffID: perf}}
+	c, err := s.CreateCase(ctx, actor, store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-1", ScheduledStart: start, Details: d})
+	if err != nil {
+		t.Fatalf("create case: %v", err)
+	}
+	record(t, s, eventEntry(c.ID, base, "bypass_on"))
+	record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), "bypass_off"))
+	lab := record(t, s, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(10 * time.Minute),
+		Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: hct, Unit: "%"}}})
+	if mapLow {
+		// MAP once a minute for the first hour: 35 at minutes 20–25, else 65.
+		m := charting.Series{Channel: "map"}
+		for i := range 60 {
+			m.TimesMs = append(m.TimesMs, base.Add(time.Duration(i)*time.Minute).UnixMilli())
+			v := 65.0
+			if i >= 20 && i <= 25 {
+				v = 35
+			}
+			m.Values = append(m.Values, v)
+		}
+		appendOne(t, s, &charting.SampleBatch{CaseID: c.ID, SourceID: "monitor", Seq: 1, Series: []charting.Series{m}})
+	}
+	if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	return c.ID, lab.ID
 }
 
 func metricValue(t *testing.T, r *store.CaseMetricsRow, name string) float64 {
@@ -182,31 +188,7 @@ func testMetricsQuery(t *testing.T, h *Harness) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	// Paging by key, a case at a time, both ways: every case once, in order.
-	for _, desc := range []bool{false, true} {
-		want := []uuid.UUID{co.a, co.b, co.c}
-		if desc {
-			slices.Reverse(want)
-		}
-		var got []uuid.UUID
-		q := store.MetricsQuery{Descending: desc, Limit: 1}
-		for range 5 {
-			rows, err := s.QueryCaseMetrics(ctx, q)
-			if err != nil {
-				t.Fatalf("page after %v: %v", q.After, err)
-			}
-			if len(rows) == 0 {
-				break
-			}
-			got = append(got, ids(rows)...)
-			q.After = &store.CaseCursor{ScheduledStart: rows[0].ScheduledStart, ID: rows[0].CaseID}
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("paging by key (descending %v): got %v, want %v", desc, got, want)
-		}
-	}
 	bad := []store.MetricsQuery{
-		{SortMetric: "cpb_minutes", After: &store.CaseCursor{ID: co.a}},
 		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", "like", 1)}},
 		{Conditions: []store.MetricCondition{cond("x; DROP TABLE cases", store.OpLess, 1)}},
 		{Conditions: []store.MetricCondition{cond("nadir_hct_pct", store.OpLess, math.NaN())}},
@@ -300,4 +282,49 @@ func idArg(b store.Backend, id uuid.UUID) any {
 		return id.String()
 	}
 	return id
+}
+
+// testMetricsKeyset pages through a cohort with ties and missing values by
+// key, in every order and several page sizes, and must meet every case
+// exactly once, in the order of the unpaged query.
+func testMetricsKeyset(t *testing.T, h *Harness) {
+	co := newMetricsCohort(t, h)
+	s, ctx := co.s, context.Background()
+	base := time.Date(2026, 2, 10, 8, 0, 0, 0, time.UTC)
+	// Ties on cpb_minutes (90 ×2 more, 60 once more) and on scheduled
+	// start; MAP data (hence minutes_map_below_40) in some cases only.
+	for i, cpb := range []int{90, 60, 90, 30, 120} {
+		start := base.Add(time.Duration(i/2) * 24 * time.Hour)
+		metricsCase(t, s, co.base, start, "S3", "P3", cpb, 22, i%2 == 0)
+	}
+	for _, sort := range []string{"", "cpb_minutes", "minutes_map_below_40"} {
+		for _, desc := range []bool{false, true} {
+			all, err := s.QueryCaseMetrics(ctx, store.MetricsQuery{SortMetric: sort, Descending: desc, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 8 {
+				t.Fatalf("%d cases, want 8", len(all))
+			}
+			want := ids(all)
+			for _, size := range []int{1, 2, 3} {
+				q := store.MetricsQuery{SortMetric: sort, Descending: desc, Limit: size}
+				var got []uuid.UUID
+				for range 10 {
+					rows, err := s.QueryCaseMetrics(ctx, q)
+					if err != nil {
+						t.Fatalf("sort %q desc %v: page after %+v: %v", sort, desc, q.After, err)
+					}
+					got = append(got, ids(rows)...)
+					if len(rows) < size {
+						break
+					}
+					q.After = store.CursorOf(&rows[len(rows)-1], q)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("sort %q desc %v, pages of %d: got %v, want %v", sort, desc, size, got, want)
+				}
+			}
+		}
+	}
 }

@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		{"VerifyDuringWrites", testVerifyDuringWrites},
 		{"MetricsLifecycle", testMetricsLifecycle},
 		{"MetricsQuery", testMetricsQuery},
+		{"MetricsKeyset", testMetricsKeyset},
 		{"MetricsAggregate", testMetricsAggregate},
 		{"MetricsRepair", testMetricsRepair},
 		{"AccessEvents", testAccessEvents},

@@ -521,7 +521,10 @@ type QueryCasesRequest struct {
 	// Cases per page: default 50, at most 500.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page; empty for the first. A token is
-	// only valid with the same filter and sort.
+	// only valid with the same filter and sort. Pages continue after the
+	// previous page's last case in the sort order (not at a count), so a case
+	// closed, signed or re-computed while a reviewer pages neither repeats
+	// nor pushes another off a page.
 	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Metrics to return per case; empty returns all.
 	Metrics       []string `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty"`
