@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -155,6 +156,7 @@ func (s *Store) CompactSamples(ctx context.Context, runBatches int) (int, error)
 		return 0, fmt.Errorf("compact samples: %w", err)
 	}
 	built := 0
+	var errs []error
 	for _, c := range cands {
 		for from := c.Covered + 1; from <= c.Watermark; from += int64(runBatches) {
 			to := min(c.Watermark, from+int64(runBatches)-1)
@@ -163,13 +165,22 @@ func (s *Store) CompactSamples(ctx context.Context, runBatches int) (int, error)
 			}
 			ok, err := s.compactRun(ctx, c.Key, from, to)
 			if err != nil {
-				return built, fmt.Errorf("compact samples: %w", err)
+				// Other sources go on: one that cannot be compacted (a
+				// batch that no longer decodes, say) must not starve them.
+				errs = append(errs, fmt.Errorf("case %s source %s: %w", c.Key.CaseID, c.Key.SourceID, err))
+				break
 			}
 			if !ok {
 				break // another process is compacting this source
 			}
 			built++
 		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return built, fmt.Errorf("compact samples: %w", err)
 	}
 	return built, nil
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +143,17 @@ func testTamperRuns(t *testing.T, h *Harness) {
 		WHERE case_id = $1 AND source_id = 'hlm' AND seq_to = 20 AND channel = 'pump_flow'`, c2.ID.String())
 	ref = charting.SampleRef("hlm", 11)
 	wantBad(t, verifyBad(t, s2, c2.ID), linkOf(t, s2, c2.ID, charting.LinkSamples, ref), charting.LinkSamples, ref, charting.ProblemContentAltered)
+
+	// A source whose batch no longer decodes cannot be compacted; the
+	// others still are, and the error names the case and source.
+	s3, b3, _ := newStore(t, h)
+	c3, _ := chunkedCase(t, s3)
+	if _, err := s3.CloseCase(context.Background(), actor, c3.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.Tamper(t, b3, `UPDATE sample_batches SET block = $1 WHERE case_id = $2 AND source_id = 'hlm' AND seq = 3`, []byte{0xff, 0x00}, c3.ID.String())
+	n, err := s3.CompactSamples(context.Background(), 10)
+	if err == nil || n != 1 || !strings.Contains(err.Error(), c3.ID.String()) || !strings.Contains(err.Error(), "source hlm") {
+		t.Fatalf("compaction with an unreadable batch: %d runs, %v; want mon's run and an error naming the case and hlm", n, err)
+	}
 }
