@@ -95,6 +95,9 @@ func buildRun(key SourceKey, from, to int64, batches []decodedBatch, resolution 
 	var names []string
 	for _, b := range batches {
 		for _, sr := range b.series {
+			if sr.Len() == 0 {
+				continue // never stored (a series holds a sample), but never a crash
+			}
 			dst := byChannel[sr.Channel]
 			if dst == nil {
 				dst = &charting.Series{Channel: sr.Channel}
