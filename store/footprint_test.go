@@ -37,7 +37,7 @@ import (
 // "B/sample" is the record as acknowledged (sample_batches and ledger);
 // "chunks-B/sample" what the runs add; "total-B/sample" both.
 func BenchmarkFootprint(b *testing.B) {
-	for _, secs := range []int{1, 5, 10, 15, 30, 60} {
+	for _, secs := range []int{1, 5, 7, 10, 15, 30, 60} {
 		b.Run(fmt.Sprintf("batch=%ds", secs), func(b *testing.B) {
 			benchFootprint(b, pgtest.Open(b), 20, secs)
 		})
