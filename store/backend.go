@@ -44,9 +44,10 @@ type Backend interface {
 	// exist, by id, outside any transaction (WatchCase reads entries by
 	// their ledger links, so a new entry costs a watcher one entry read).
 	ReadEntries(ctx context.Context, caseID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]*charting.Entry, error)
-	// ChunkCandidates returns up to limit sources (oldest case first) whose
-	// watermark is at least runBatches past their last run, or is past it
-	// at all in a closed or signed case.
+	// ChunkCandidates returns up to limit sources whose watermark is at
+	// least runBatches past their last run, or is past it at all in a
+	// closed or signed case: open cases first (their trends are being
+	// watched), newest first (after an upgrade, the history comes last).
 	ChunkCandidates(ctx context.Context, runBatches, limit int) ([]ChunkCandidate, error)
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error

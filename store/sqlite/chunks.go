@@ -17,7 +17,7 @@ func (b *Backend) ChunkCandidates(ctx context.Context, runBatches, limit int) ([
 		FROM sample_sources s JOIN cases c ON c.case_id = s.case_id
 		WHERE s.watermark - s.chunked >= ?
 		   OR (s.watermark > s.chunked AND c.status IN ('closed', 'signed'))
-		ORDER BY c.created_at, s.case_id, s.source_id
+		ORDER BY c.status IN ('closed', 'signed'), c.created_at DESC, s.case_id, s.source_id
 		LIMIT ?`, runBatches, limit)
 	if err != nil {
 		return nil, wrap("chunk candidates", err)
