@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sort"
 
@@ -25,17 +26,92 @@ var errUnordered = errors.New("samples out of time order")
 // sums are added in the same order, because the fast path only runs while
 // every series' samples arrive in time order, which is the order the
 // reference path sorts them into (stably, so equal times keep the scan
-// order). Otherwise, and for open-ended ranges (whose buckets depend on the
-// data's extent), it falls back to the reference path.
+// order). Otherwise it falls back to the reference path.
+//
+// An open-ended range ("the whole case") takes its open ends from the
+// data, as the reference path does: the first and last sample of the
+// series asked for. A first pass finds them (from chunk runs' bounds where
+// a run lies inside the range, else from sample times), then the range is
+// fixed and streamed like any other.
 func (s *Store) queryBuckets(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
+	fixed := q
 	if q.FromMs == 0 || q.ToMs == 0 {
-		return s.querySamplesNaive(ctx, q)
+		lo, hi, ok, err := s.extent(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("query samples: %w", err)
+		}
+		if !ok {
+			return s.querySamplesNaive(ctx, q) // no sample: the reference's empty answer
+		}
+		if fixed.FromMs == 0 {
+			fixed.FromMs = lo
+		}
+		if fixed.ToMs == 0 {
+			fixed.ToMs = hi + 1
+		}
 	}
-	res, err := s.streamBuckets(ctx, q)
+	res, err := s.streamBuckets(ctx, fixed)
 	if errors.Is(err, errUnordered) {
 		return s.querySamplesNaive(ctx, q)
 	}
 	return res, err
+}
+
+// extent returns the first and last sample time of the query's series
+// within its bounds (an unset bound is open); ok is false when there is
+// no such sample.
+func (s *Store) extent(ctx context.Context, q SampleQuery) (lo, hi int64, ok bool, err error) {
+	to := q.ToMs
+	if to == 0 {
+		to = math.MaxInt64
+	}
+	in := func(t int64) bool { return t >= q.FromMs && t < to }
+	see := func(ts ...int64) {
+		for _, t := range ts {
+			if in(t) {
+				if !ok || t < lo {
+					lo = t
+				}
+				if !ok || t > hi {
+					hi = t
+				}
+				ok = true
+			}
+		}
+	}
+	sc := newBucketScan(s.cat, q)
+	var w samplecodec.Walker
+	all := func([]byte) bool { return true }
+	times := func(_ []byte, sr charting.Series) error { see(sr.TimesMs...); return nil }
+	after := make(map[string]int64)
+	if !s.ignoreRuns {
+		var channels []string
+		if !sc.all {
+			channels = sc.want
+		}
+		err = s.b.ScanSampleChunks(ctx, q.CaseID, ChunkFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs, Channels: channels}, func(row *SampleChunkRow) error {
+			switch {
+			case row.Channel == "":
+				after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
+			case in(row.MinTimeMs) && in(row.MaxTimeMs):
+				see(row.MinTimeMs, row.MaxTimeMs) // the run lies inside: its bounds are its samples'
+			default:
+				return w.Walk(row.Block, all, times)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, 0, false, err
+		}
+	}
+	wanted := func(name []byte) bool {
+		_, ok := sc.idx[string(name)]
+		return ok || sc.all
+	}
+	err = s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs, After: after}, func(row *SampleBatchRow) error {
+		return w.Walk(row.Block, wanted, times)
+	})
+	return lo, hi, ok, err
 }
 
 // bucketSeries accumulates one (channel, source) series.

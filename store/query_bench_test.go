@@ -26,6 +26,8 @@ import (
 //     batches are not in a run yet, so they are read as batches: the most
 //     an open case has outside runs (599 short of a run, plus what arrives
 //     before the compactor's next pass).
+//   - "runs-whole-case": the same without a range, whose ends the query
+//     first finds in the data.
 //
 // Run:
 //
@@ -54,6 +56,14 @@ func BenchmarkQuerySamples(b *testing.B) {
 					benchQuery(b, v.run, q)
 				})
 			}
+			// The whole case, no range given: its ends come from the data.
+			whole := q
+			whole.FromMs, whole.ToMs = 0, 0
+			b.Run("runs-whole-case", func(b *testing.B) {
+				store.SetQueryParts(s, 0)
+				store.SetQueryRuns(s, true)
+				benchQuery(b, s.QuerySamples, whole)
+			})
 		})
 	}
 }

@@ -125,7 +125,13 @@ func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder, runs 
 	end := start + 2*3600*1000
 	for i := range 40 {
 		q := store.SampleQuery{CaseID: c.ID, Buckets: 1 + rng.IntN(700)}
-		if i%5 != 0 {
+		switch i % 5 {
+		case 0: // the whole case: both ends from the data
+		case 1: // from a time to the last sample
+			q.FromMs = start - 5000 + rng.Int64N(3600*1000)
+		case 2: // from the first sample to a time
+			q.ToMs = start + rng.Int64N(end-start)
+		default:
 			q.FromMs = start - 5000 + rng.Int64N(3600*1000)
 			q.ToMs = q.FromMs + 1 + rng.Int64N(end-q.FromMs)
 		}
