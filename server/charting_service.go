@@ -111,6 +111,27 @@ func (s *chartingService) ListEntries(ctx context.Context, req *pb.ListEntriesRe
 	return out, nil
 }
 
+// ListSources summarises a case's device sources, with their clock lag.
+func (s *chartingService) ListSources(ctx context.Context, req *pb.ListSourcesRequest) (*pb.ListSourcesResponse, error) {
+	var p parser
+	id := p.id("case_id", req.GetCaseId(), true)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	sums, err := s.h.store.SourceSummaries(ctx, id)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	out := &pb.ListSourcesResponse{Sources: make([]*pb.SourceSummary, 0, len(sums))}
+	for _, m := range sums {
+		out.Sources = append(out.Sources, &pb.SourceSummary{SourceId: m.SourceID, Batches: m.Batches, Samples: m.Samples,
+			AcknowledgedThrough: m.AcknowledgedThrough, FirstSampleAt: ts(time.UnixMilli(m.FirstSampleMs)),
+			LastSampleAt: ts(time.UnixMilli(m.LastSampleMs)), LastReceivedAt: ts(m.LastReceived),
+			MinReceiptLagMs: m.MinReceiptLagMs, LastReceiptLagMs: m.LastReceiptLagMs})
+	}
+	return out, nil
+}
+
 // QuerySamples returns device data raw or in buckets.
 func (s *chartingService) QuerySamples(ctx context.Context, req *pb.QuerySamplesRequest) (*pb.QuerySamplesResponse, error) {
 	var p parser

@@ -108,6 +108,7 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ChartingService/ListEntries": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	// Device samples identify no one: reviewers may read them.
 	"/perfusion.v1.ChartingService/QuerySamples": {Roles: readers, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/ListSources":  {Roles: readers, Scope: ScopeCase, PatientData: true},
 	// A watch carries entries, free-text notes included: identified.
 	"/perfusion.v1.ChartingService/WatchCase": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 

@@ -224,6 +224,9 @@ type SampleFilter struct {
 	// After skips each listed source's batches with sequence <= its value:
 	// those a trend has read from chunk runs.
 	After map[string]int64
+	// WithoutBlocks leaves SampleBatchRow.Block empty: for summaries of the
+	// batches that need no sample.
+	WithoutBlocks bool
 }
 
 // CaseFilter selects cases. Zero values match anything.

@@ -148,6 +148,10 @@ func TestReadmeWalkThrough(t *testing.T) {
 	if !strings.Contains(trend, "pump_flow") || strings.Count(trend, "\n") < 10 {
 		t.Fatalf("trend table:\n%s", trend)
 	}
+	sources := runEnv(t, env, 0, ctl, with("samples", "sources", id)...)
+	if !strings.HasPrefix(sources, "SOURCE") || strings.Count(sources, "\n") < 2 {
+		t.Fatalf("sources table:\n%s", sources)
+	}
 	entries := runEnv(t, env, 0, ctl, with("entry", "list", id)...)
 	for _, want := range []string{"bypass-on", "cross-clamp-on", "heparin"} {
 		if !strings.Contains(entries, want) {

@@ -349,6 +349,11 @@ func (c *Client) ListEntries(ctx context.Context, req *pb.ListEntriesRequest) (*
 	return retry(ctx, c, func(ctx context.Context) (*pb.ListEntriesResponse, error) { return c.charting.ListEntries(ctx, req) })
 }
 
+// ListSources lists a case's device sources with their clock lag; retried.
+func (c *Client) ListSources(ctx context.Context, req *pb.ListSourcesRequest) (*pb.ListSourcesResponse, error) {
+	return retry(ctx, c, func(ctx context.Context) (*pb.ListSourcesResponse, error) { return c.charting.ListSources(ctx, req) })
+}
+
 // QuerySamples reads device data, raw or downsampled; retried.
 func (c *Client) QuerySamples(ctx context.Context, req *pb.QuerySamplesRequest) (*pb.QuerySamplesResponse, error) {
 	return retry(ctx, c, func(ctx context.Context) (*pb.QuerySamplesResponse, error) { return c.charting.QuerySamples(ctx, req) })

@@ -81,7 +81,61 @@ Largest-Triangle-Three-Buckets to keep peaks and troughs (for plotting).`,
 				return printTrend(e, resp)
 			}
 		},
-	}, samplesExportCommand()}
+	}, samplesExportCommand(), sourcesCommand()}
+}
+
+// sourcesCommand lists a case's device sources with their clock lag.
+func sourcesCommand() *command {
+	return &command{
+		name: "sources", summary: "a case's device sources: batches, resume point, clock lag behind the server", args: "CASE_ID",
+		long: `One row per device source. LAG is the smallest delay seen between a batch's
+newest device time and the moment the server recorded it: the device clock's
+lag behind the server clock plus the quickest send (negative: the device clock
+is ahead). Device times are kept as sent; a lag of minutes means the device's
+times in trends and exports are off by that much.`,
+		examples: []string{
+			"perfusionctl samples sources $CASE",
+			"perfusionctl samples sources $CASE --output json",
+		},
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			cs := fs.String("case", "", "case id (or give it as the argument)")
+			return func(ctx context.Context, e *env, args []string) error {
+				id, err := caseArg(*cs, args)
+				if err != nil {
+					return err
+				}
+				c, err := e.Client(ctx)
+				if err != nil {
+					return err
+				}
+				resp, err := c.ListSources(ctx, &pb.ListSourcesRequest{CaseId: id})
+				if err != nil {
+					return err
+				}
+				if e.json() {
+					return e.emit(resp)
+				}
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SOURCE	BATCHES	SAMPLES	ACKED THROUGH	FIRST SAMPLE	LAST SAMPLE	LAST RECEIVED	LAG	LAST LAG")
+				for _, src := range resp.GetSources() {
+					fmt.Fprintf(tw, "%s	%d	%d	%d	%s	%s	%s	%s	%s\n", src.GetSourceId(), src.GetBatches(), src.GetSamples(),
+						src.GetAcknowledgedThrough(), fmtTime(src.GetFirstSampleAt()), fmtTime(src.GetLastSampleAt()),
+						fmtTime(src.GetLastReceivedAt()), fmtLag(src.GetMinReceiptLagMs()), fmtLag(src.GetLastReceiptLagMs()))
+				}
+				return tw.Flush()
+			}
+		},
+	}
+}
+
+// fmtLag prints a receipt lag to the second, signed: "+10m0s" behind,
+// "-2s" ahead.
+func fmtLag(ms int64) string {
+	d := (time.Duration(ms) * time.Millisecond).Round(time.Second)
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 type column struct {

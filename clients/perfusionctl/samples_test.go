@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +153,45 @@ func TestVerifyFailureExit5(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), &resp); err != nil || resp.GetFirstBadLink().GetSequence() != 7 {
 		t.Fatalf("json: %v\n%s", err, r.stdout)
 	}
+}
+
+// TestSamplesSources lists the one source streamSamples used, whose newest
+// sample was 11 s old on arrival: its lag shows, in the table and as JSON.
+func TestSamplesSources(t *testing.T) {
+	addr := startServer(t)
+	r := ctl(t, addr, "case", "create", "--kind", "cpb", "--site", "MAIN", "--room", "OR-1", "--start", "now")
+	mustCode(t, r, exitOK)
+	caseID := uuidRE.FindString(r.stdout)
+	streamSamples(t, addr, caseID)
+
+	r = ctl(t, addr, "samples", "sources", caseID)
+	mustCode(t, r, exitOK)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "SOURCE") {
+		t.Fatalf("want a header and one source:\n%s", r.stdout)
+	}
+	f := strings.Fields(lines[1])
+	if f[0] != "hlm-1" || f[1] != "1" || f[2] != "20" || f[3] != "1" || !strings.HasPrefix(f[len(f)-2], "+1") {
+		t.Fatalf("source row %q: want hlm-1, 1 batch, 20 samples, acked through 1, a lag of about +11s", lines[1])
+	}
+
+	r = ctl(t, addr, "samples", "sources", caseID, "--output", "json")
+	mustCode(t, r, exitOK)
+	var resp struct {
+		Sources []struct {
+			SourceID        string `json:"sourceId"`
+			MinReceiptLagMs string `json:"minReceiptLagMs"`
+		} `json:"sources"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
+		t.Fatalf("%v:\n%s", err, r.stdout)
+	}
+	if len(resp.Sources) != 1 {
+		t.Fatalf("json: %s", r.stdout)
+	}
+	lag, err := strconv.ParseInt(resp.Sources[0].MinReceiptLagMs, 10, 64)
+	if err != nil || lag < 11_000 || lag > 20_000 {
+		t.Fatalf("min receipt lag %q, want about 11 s", resp.Sources[0].MinReceiptLagMs)
+	}
+	mustCode(t, ctl(t, addr, "samples", "sources"), exitUsage)
 }

@@ -275,7 +275,11 @@ func (r reader) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Si
 // variant gets its own plan on the (case_id, min_time_ms, source_id, seq)
 // index, which also yields the order without a sort.
 func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
-	q := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block
+	block := "block"
+	if f.WithoutBlocks {
+		block = "''::bytea"
+	}
+	q := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, ` + block + `
 		FROM sample_batches WHERE case_id = $1`
 	args := []any{caseID}
 	if f.SourceID != "" {

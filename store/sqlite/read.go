@@ -394,7 +394,11 @@ func signaturesWhere(ctx context.Context, q queryer, where string, args []any) (
 // time range, ordered by first sample time, source and sequence, calling fn
 // for each as it is read; a case's blocks are never all in memory at once.
 func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store.SampleFilter, fn func(*store.SampleBatchRow) error) error {
-	query := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, block
+	block := "block"
+	if f.WithoutBlocks {
+		block = "X''"
+	}
+	query := `SELECT source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, ` + block + `
 		FROM sample_batches WHERE case_id = ?`
 	args := []any{caseID.String()}
 	if f.SourceID != "" {

@@ -251,3 +251,49 @@ func testQuerySamples(t *testing.T, h *Harness) {
 		t.Fatalf("unknown case: %v", err)
 	}
 }
+
+// testSourceSummaries: per source, what was stored and how far its clock
+// lags the server's, from known clocks: hlm 10 min behind (its second
+// batch sent 5 s late), mon 2 s ahead, and a source whose first batch never
+// arrived.
+func testSourceSummaries(t *testing.T, h *Harness) {
+	s, _, clk := newStore(t, h)
+	ctx := context.Background()
+	c := createCase(t, s, "OR-1")
+	behind := 10 * time.Minute
+	first := clk.now()
+	appendOne(t, s, batch(c.ID, "hlm", 1, clk.now().Add(-behind-9*time.Second).UnixMilli(), 10))
+	appendOne(t, s, batch(c.ID, "mon", 1, clk.now().Add(2*time.Second-9*time.Second).UnixMilli(), 10))
+	clk.advance(10 * time.Second)
+	appendOne(t, s, batch(c.ID, "hlm", 2, clk.now().Add(-behind-14*time.Second).UnixMilli(), 10))
+	appendOne(t, s, batch(c.ID, "late", 2, clk.now().Add(-9*time.Second).UnixMilli(), 10))
+	got, err := s.SourceSummaries(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlmFirst := first.Add(-behind - 9*time.Second).UnixMilli()
+	want := []store.SourceSummary{
+		{SourceID: "hlm", Batches: 2, Samples: 40, AcknowledgedThrough: 2, FirstSampleMs: hlmFirst, LastSampleMs: hlmFirst + 10_000 - 5_000 + 9_000,
+			LastReceived: clk.now(), MinReceiptLagMs: behind.Milliseconds(), LastReceiptLagMs: behind.Milliseconds() + 5_000},
+		{SourceID: "late", Batches: 1, Samples: 20, AcknowledgedThrough: 0, FirstSampleMs: clk.now().Add(-9 * time.Second).UnixMilli(), LastSampleMs: clk.now().UnixMilli(),
+			LastReceived: clk.now(), MinReceiptLagMs: 0, LastReceiptLagMs: 0},
+		{SourceID: "mon", Batches: 1, Samples: 20, AcknowledgedThrough: 1, FirstSampleMs: first.Add(-7 * time.Second).UnixMilli(), LastSampleMs: first.Add(2 * time.Second).UnixMilli(),
+			LastReceived: first, MinReceiptLagMs: -2_000, LastReceiptLagMs: -2_000},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d sources %+v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.LastReceived.Equal(w.LastReceived) {
+			t.Errorf("%s: last received %s, want %s", w.SourceID, g.LastReceived, w.LastReceived)
+		}
+		g.LastReceived, w.LastReceived = time.Time{}, time.Time{}
+		if g != w {
+			t.Errorf("source %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+	if _, err := s.SourceSummaries(ctx, uuid.New()); !errors.Is(err, charting.ErrNotFound) {
+		t.Fatalf("unknown case: %v", err)
+	}
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		{"SamplesGroupCommitsConcurrent", testGroupCommitsConcurrent},
 		{"BulkPrimitives", testBulkPrimitives},
 		{"QuerySamples", testQuerySamples},
+		{"SourceSummaries", testSourceSummaries},
 		{"SampleRuns", testSampleRuns},
 		{"TamperRunsDetected", testTamperRuns},
 		{"AuditTrail", testAuditTrail},

@@ -1143,6 +1143,224 @@ func (x *QuerySamplesResponse) GetDownsampled() []*BucketSeries {
 	return nil
 }
 
+// ListSourcesRequest names a case.
+type ListSourcesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Case id (UUID).
+	CaseId        string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesRequest) Reset() {
+	*x = ListSourcesRequest{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesRequest) ProtoMessage() {}
+
+func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListSourcesRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListSourcesRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+// ListSourcesResponse lists a case's device sources by source id.
+type ListSourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per source that has a stored batch.
+	Sources       []*SourceSummary `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesResponse) Reset() {
+	*x = ListSourcesResponse{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesResponse) ProtoMessage() {}
+
+func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListSourcesResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListSourcesResponse) GetSources() []*SourceSummary {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+// SourceSummary is what a case holds from one device source.
+//
+// A batch's receipt lag is the server time it was recorded minus its newest
+// device time: the delay in sending it plus the server clock's lead over
+// the device's. The smallest lag over a source's batches is the best
+// estimate of the clock part, since delay is never negative; a negative lag
+// means the device clock is ahead of the server's. Device times are stored
+// as sent and never re-timed.
+type SourceSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source (device gateway channel) id.
+	SourceId string `protobuf:"bytes,1,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	// Batches stored.
+	Batches int64 `protobuf:"varint,2,opt,name=batches,proto3" json:"batches,omitempty"`
+	// Samples stored, invalid-marked readings included.
+	Samples int64 `protobuf:"varint,3,opt,name=samples,proto3" json:"samples,omitempty"`
+	// Every batch 1..acknowledged_through is stored: where the source resumes.
+	AcknowledgedThrough int64 `protobuf:"varint,4,opt,name=acknowledged_through,json=acknowledgedThrough,proto3" json:"acknowledged_through,omitempty"`
+	// The earliest and latest device time among the samples.
+	FirstSampleAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_sample_at,json=firstSampleAt,proto3" json:"first_sample_at,omitempty"`
+	// See first_sample_at.
+	LastSampleAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_sample_at,json=lastSampleAt,proto3" json:"last_sample_at,omitempty"`
+	// Server time the source's highest-sequence batch was recorded.
+	LastReceivedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_received_at,json=lastReceivedAt,proto3" json:"last_received_at,omitempty"`
+	// Smallest receipt lag over the batches, in milliseconds: the estimate of
+	// how far the device clock lags the server's (negative: ahead).
+	MinReceiptLagMs int64 `protobuf:"varint,8,opt,name=min_receipt_lag_ms,json=minReceiptLagMs,proto3" json:"min_receipt_lag_ms,omitempty"`
+	// Receipt lag of the highest-sequence batch, in milliseconds.
+	LastReceiptLagMs int64 `protobuf:"varint,9,opt,name=last_receipt_lag_ms,json=lastReceiptLagMs,proto3" json:"last_receipt_lag_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SourceSummary) Reset() {
+	*x = SourceSummary{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceSummary) ProtoMessage() {}
+
+func (x *SourceSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceSummary.ProtoReflect.Descriptor instead.
+func (*SourceSummary) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SourceSummary) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *SourceSummary) GetBatches() int64 {
+	if x != nil {
+		return x.Batches
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetSamples() int64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetAcknowledgedThrough() int64 {
+	if x != nil {
+		return x.AcknowledgedThrough
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetFirstSampleAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSampleAt
+	}
+	return nil
+}
+
+func (x *SourceSummary) GetLastSampleAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSampleAt
+	}
+	return nil
+}
+
+func (x *SourceSummary) GetLastReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReceivedAt
+	}
+	return nil
+}
+
+func (x *SourceSummary) GetMinReceiptLagMs() int64 {
+	if x != nil {
+		return x.MinReceiptLagMs
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetLastReceiptLagMs() int64 {
+	if x != nil {
+		return x.LastReceiptLagMs
+	}
+	return 0
+}
+
 // RawSeries is the stored samples of one channel from one source.
 type RawSeries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1164,7 +1382,7 @@ type RawSeries struct {
 
 func (x *RawSeries) Reset() {
 	*x = RawSeries{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[16]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1394,7 @@ func (x *RawSeries) String() string {
 func (*RawSeries) ProtoMessage() {}
 
 func (x *RawSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[16]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1407,7 @@ func (x *RawSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RawSeries.ProtoReflect.Descriptor instead.
 func (*RawSeries) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{16}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RawSeries) GetChannel() string {
@@ -1255,7 +1473,7 @@ type Bucket struct {
 
 func (x *Bucket) Reset() {
 	*x = Bucket{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[17]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1485,7 @@ func (x *Bucket) String() string {
 func (*Bucket) ProtoMessage() {}
 
 func (x *Bucket) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[17]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1498,7 @@ func (x *Bucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bucket.ProtoReflect.Descriptor instead.
 func (*Bucket) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{17}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Bucket) GetStartUnixMs() int64 {
@@ -1344,7 +1562,7 @@ type BucketSeries struct {
 
 func (x *BucketSeries) Reset() {
 	*x = BucketSeries{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[18]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1574,7 @@ func (x *BucketSeries) String() string {
 func (*BucketSeries) ProtoMessage() {}
 
 func (x *BucketSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[18]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1587,7 @@ func (x *BucketSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSeries.ProtoReflect.Descriptor instead.
 func (*BucketSeries) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{18}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BucketSeries) GetChannel() string {
@@ -1428,7 +1646,7 @@ type WatchCaseRequest struct {
 
 func (x *WatchCaseRequest) Reset() {
 	*x = WatchCaseRequest{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1658,7 @@ func (x *WatchCaseRequest) String() string {
 func (*WatchCaseRequest) ProtoMessage() {}
 
 func (x *WatchCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1671,7 @@ func (x *WatchCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCaseRequest.ProtoReflect.Descriptor instead.
 func (*WatchCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{19}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchCaseRequest) GetCaseId() string {
@@ -1522,7 +1740,7 @@ type WatchCaseResponse struct {
 
 func (x *WatchCaseResponse) Reset() {
 	*x = WatchCaseResponse{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1752,7 @@ func (x *WatchCaseResponse) String() string {
 func (*WatchCaseResponse) ProtoMessage() {}
 
 func (x *WatchCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1765,7 @@ func (x *WatchCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCaseResponse.ProtoReflect.Descriptor instead.
 func (*WatchCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{20}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchCaseResponse) GetPosition() int64 {
@@ -1658,7 +1876,21 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\x06method\x18\a \x01(\x0e2\x1e.perfusion.v1.DownsampleMethodR\x06method\"\x7f\n" +
 	"\x14QuerySamplesResponse\x12)\n" +
 	"\x03raw\x18\x01 \x03(\v2\x17.perfusion.v1.RawSeriesR\x03raw\x12<\n" +
-	"\vdownsampled\x18\x02 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\vdownsampled\"\xc6\x01\n" +
+	"\vdownsampled\x18\x02 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\vdownsampled\"-\n" +
+	"\x12ListSourcesRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\"L\n" +
+	"\x13ListSourcesResponse\x125\n" +
+	"\asources\x18\x01 \x03(\v2\x1b.perfusion.v1.SourceSummaryR\asources\"\xbb\x03\n" +
+	"\rSourceSummary\x12\x1b\n" +
+	"\tsource_id\x18\x01 \x01(\tR\bsourceId\x12\x18\n" +
+	"\abatches\x18\x02 \x01(\x03R\abatches\x12\x18\n" +
+	"\asamples\x18\x03 \x01(\x03R\asamples\x121\n" +
+	"\x14acknowledged_through\x18\x04 \x01(\x03R\x13acknowledgedThrough\x12B\n" +
+	"\x0ffirst_sample_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rfirstSampleAt\x12@\n" +
+	"\x0elast_sample_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastSampleAt\x12D\n" +
+	"\x10last_received_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\x12+\n" +
+	"\x12min_receipt_lag_ms\x18\b \x01(\x03R\x0fminReceiptLagMs\x12-\n" +
+	"\x13last_receipt_lag_ms\x18\t \x01(\x03R\x10lastReceiptLagMs\"\xc6\x01\n" +
 	"\tRawSeries\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x12\n" +
@@ -1694,13 +1926,14 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\x10DownsampleMethod\x12!\n" +
 	"\x1dDOWNSAMPLE_METHOD_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19DOWNSAMPLE_METHOD_BUCKETS\x10\x01\x12\x1a\n" +
-	"\x16DOWNSAMPLE_METHOD_LTTB\x10\x022\x95\x04\n" +
+	"\x16DOWNSAMPLE_METHOD_LTTB\x10\x022\xe9\x04\n" +
 	"\x0fChartingService\x12\\\n" +
 	"\rStreamSamples\x12\".perfusion.v1.StreamSamplesRequest\x1a#.perfusion.v1.StreamSamplesResponse(\x010\x01\x12R\n" +
 	"\vRecordEntry\x12 .perfusion.v1.RecordEntryRequest\x1a!.perfusion.v1.RecordEntryResponse\x12U\n" +
 	"\fCorrectEntry\x12!.perfusion.v1.CorrectEntryRequest\x1a\".perfusion.v1.CorrectEntryResponse\x12R\n" +
 	"\vListEntries\x12 .perfusion.v1.ListEntriesRequest\x1a!.perfusion.v1.ListEntriesResponse\x12U\n" +
-	"\fQuerySamples\x12!.perfusion.v1.QuerySamplesRequest\x1a\".perfusion.v1.QuerySamplesResponse\x12N\n" +
+	"\fQuerySamples\x12!.perfusion.v1.QuerySamplesRequest\x1a\".perfusion.v1.QuerySamplesResponse\x12R\n" +
+	"\vListSources\x12 .perfusion.v1.ListSourcesRequest\x1a!.perfusion.v1.ListSourcesResponse\x12N\n" +
 	"\tWatchCase\x12\x1e.perfusion.v1.WatchCaseRequest\x1a\x1f.perfusion.v1.WatchCaseResponse0\x01B(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
@@ -1716,7 +1949,7 @@ func file_perfusion_v1_charting_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_charting_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_perfusion_v1_charting_proto_goTypes = []any{
 	(DownsampleMethod)(0),         // 0: perfusion.v1.DownsampleMethod
 	(*StreamSamplesRequest)(nil),  // 1: perfusion.v1.StreamSamplesRequest
@@ -1735,14 +1968,17 @@ var file_perfusion_v1_charting_proto_goTypes = []any{
 	(*ListEntriesResponse)(nil),   // 14: perfusion.v1.ListEntriesResponse
 	(*QuerySamplesRequest)(nil),   // 15: perfusion.v1.QuerySamplesRequest
 	(*QuerySamplesResponse)(nil),  // 16: perfusion.v1.QuerySamplesResponse
-	(*RawSeries)(nil),             // 17: perfusion.v1.RawSeries
-	(*Bucket)(nil),                // 18: perfusion.v1.Bucket
-	(*BucketSeries)(nil),          // 19: perfusion.v1.BucketSeries
-	(*WatchCaseRequest)(nil),      // 20: perfusion.v1.WatchCaseRequest
-	(*WatchCaseResponse)(nil),     // 21: perfusion.v1.WatchCaseResponse
-	(*Entry)(nil),                 // 22: perfusion.v1.Entry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(CaseStatus)(0),               // 24: perfusion.v1.CaseStatus
+	(*ListSourcesRequest)(nil),    // 17: perfusion.v1.ListSourcesRequest
+	(*ListSourcesResponse)(nil),   // 18: perfusion.v1.ListSourcesResponse
+	(*SourceSummary)(nil),         // 19: perfusion.v1.SourceSummary
+	(*RawSeries)(nil),             // 20: perfusion.v1.RawSeries
+	(*Bucket)(nil),                // 21: perfusion.v1.Bucket
+	(*BucketSeries)(nil),          // 22: perfusion.v1.BucketSeries
+	(*WatchCaseRequest)(nil),      // 23: perfusion.v1.WatchCaseRequest
+	(*WatchCaseResponse)(nil),     // 24: perfusion.v1.WatchCaseResponse
+	(*Entry)(nil),                 // 25: perfusion.v1.Entry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(CaseStatus)(0),               // 27: perfusion.v1.CaseStatus
 }
 var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	2,  // 0: perfusion.v1.StreamSamplesRequest.open:type_name -> perfusion.v1.OpenSampleStream
@@ -1751,37 +1987,43 @@ var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	7,  // 3: perfusion.v1.StreamSamplesResponse.opened:type_name -> perfusion.v1.SampleStreamOpened
 	8,  // 4: perfusion.v1.StreamSamplesResponse.ack:type_name -> perfusion.v1.SampleBatchAck
 	5,  // 5: perfusion.v1.SampleStreamOpened.positions:type_name -> perfusion.v1.SourcePosition
-	22, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
-	22, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
-	22, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
-	22, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
-	22, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
-	23, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
-	23, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
+	25, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
+	25, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
+	25, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
+	25, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
+	25, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
+	26, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
+	26, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
 	0,  // 13: perfusion.v1.QuerySamplesRequest.method:type_name -> perfusion.v1.DownsampleMethod
-	17, // 14: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
-	19, // 15: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
-	18, // 16: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
-	19, // 17: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
-	22, // 18: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
-	24, // 19: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
-	1,  // 20: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
-	9,  // 21: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
-	11, // 22: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
-	13, // 23: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
-	15, // 24: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
-	20, // 25: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
-	6,  // 26: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
-	10, // 27: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
-	12, // 28: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
-	14, // 29: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
-	16, // 30: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
-	21, // 31: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
-	26, // [26:32] is the sub-list for method output_type
-	20, // [20:26] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	20, // 14: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
+	22, // 15: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
+	19, // 16: perfusion.v1.ListSourcesResponse.sources:type_name -> perfusion.v1.SourceSummary
+	26, // 17: perfusion.v1.SourceSummary.first_sample_at:type_name -> google.protobuf.Timestamp
+	26, // 18: perfusion.v1.SourceSummary.last_sample_at:type_name -> google.protobuf.Timestamp
+	26, // 19: perfusion.v1.SourceSummary.last_received_at:type_name -> google.protobuf.Timestamp
+	21, // 20: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
+	22, // 21: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
+	25, // 22: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
+	27, // 23: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
+	1,  // 24: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
+	9,  // 25: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
+	11, // 26: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
+	13, // 27: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
+	15, // 28: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
+	17, // 29: perfusion.v1.ChartingService.ListSources:input_type -> perfusion.v1.ListSourcesRequest
+	23, // 30: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
+	6,  // 31: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
+	10, // 32: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
+	12, // 33: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
+	14, // 34: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
+	16, // 35: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
+	18, // 36: perfusion.v1.ChartingService.ListSources:output_type -> perfusion.v1.ListSourcesResponse
+	24, // 37: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_charting_proto_init() }
@@ -1805,7 +2047,7 @@ func file_perfusion_v1_charting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_charting_proto_rawDesc), len(file_perfusion_v1_charting_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

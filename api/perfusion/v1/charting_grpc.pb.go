@@ -24,6 +24,7 @@ const (
 	ChartingService_CorrectEntry_FullMethodName  = "/perfusion.v1.ChartingService/CorrectEntry"
 	ChartingService_ListEntries_FullMethodName   = "/perfusion.v1.ChartingService/ListEntries"
 	ChartingService_QuerySamples_FullMethodName  = "/perfusion.v1.ChartingService/QuerySamples"
+	ChartingService_ListSources_FullMethodName   = "/perfusion.v1.ChartingService/ListSources"
 	ChartingService_WatchCase_FullMethodName     = "/perfusion.v1.ChartingService/WatchCase"
 )
 
@@ -60,6 +61,10 @@ type ChartingServiceClient interface {
 	// QuerySamples returns device data of a case in a time range, raw or
 	// downsampled to a number of buckets.
 	QuerySamples(ctx context.Context, in *QuerySamplesRequest, opts ...grpc.CallOption) (*QuerySamplesResponse, error)
+	// ListSources lists the device sources that sent samples for a case: what
+	// each sent, where it may resume, and how far its clock appears to lag
+	// the server's, so a display can warn of a device clock that is off.
+	ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error)
 	// WatchCase follows a case live, for a tablet or display: every sample
 	// batch (downsampled into trend buckets), entry, correction, void and
 	// lifecycle change, in the order they were committed, as they commit.
@@ -142,6 +147,16 @@ func (c *chartingServiceClient) QuerySamples(ctx context.Context, in *QuerySampl
 	return out, nil
 }
 
+func (c *chartingServiceClient) ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSourcesResponse)
+	err := c.cc.Invoke(ctx, ChartingService_ListSources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *chartingServiceClient) WatchCase(ctx context.Context, in *WatchCaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCaseResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ChartingService_ServiceDesc.Streams[1], ChartingService_WatchCase_FullMethodName, cOpts...)
@@ -194,6 +209,10 @@ type ChartingServiceServer interface {
 	// QuerySamples returns device data of a case in a time range, raw or
 	// downsampled to a number of buckets.
 	QuerySamples(context.Context, *QuerySamplesRequest) (*QuerySamplesResponse, error)
+	// ListSources lists the device sources that sent samples for a case: what
+	// each sent, where it may resume, and how far its clock appears to lag
+	// the server's, so a display can warn of a device clock that is off.
+	ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error)
 	// WatchCase follows a case live, for a tablet or display: every sample
 	// batch (downsampled into trend buckets), entry, correction, void and
 	// lifecycle change, in the order they were committed, as they commit.
@@ -237,6 +256,9 @@ func (UnimplementedChartingServiceServer) ListEntries(context.Context, *ListEntr
 }
 func (UnimplementedChartingServiceServer) QuerySamples(context.Context, *QuerySamplesRequest) (*QuerySamplesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method QuerySamples not implemented")
+}
+func (UnimplementedChartingServiceServer) ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSources not implemented")
 }
 func (UnimplementedChartingServiceServer) WatchCase(*WatchCaseRequest, grpc.ServerStreamingServer[WatchCaseResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchCase not implemented")
@@ -341,6 +363,24 @@ func _ChartingService_QuerySamples_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChartingService_ListSources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChartingServiceServer).ListSources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChartingService_ListSources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChartingServiceServer).ListSources(ctx, req.(*ListSourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ChartingService_WatchCase_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchCaseRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -374,6 +414,10 @@ var ChartingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "QuerySamples",
 			Handler:    _ChartingService_QuerySamples_Handler,
+		},
+		{
+			MethodName: "ListSources",
+			Handler:    _ChartingService_ListSources_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
