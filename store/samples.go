@@ -409,19 +409,16 @@ func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*char
 	}
 	out := make(map[SeriesKey]*charting.Series)
 	total := 0
+	// Only the wanted channels are decoded; the walker reuses its buffers,
+	// and the samples are copied out below.
+	var w samplecodec.Walker
+	wanted := func(name []byte) bool { return len(q.Channels) == 0 || slices.Contains(q.Channels, string(name)) }
 	err := s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs}, func(row *SampleBatchRow) error {
-		series, err := samplecodec.DecodeBlock(row.Block)
-		if err != nil {
-			return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
-		}
-		for _, sr := range series {
-			if len(q.Channels) > 0 && !slices.Contains(q.Channels, sr.Channel) {
-				continue
-			}
-			key := SeriesKey{sr.Channel, row.SourceID}
+		err := w.Walk(row.Block, wanted, func(name []byte, sr charting.Series) error {
+			key := SeriesKey{string(name), row.SourceID}
 			dst := out[key]
 			if dst == nil {
-				dst = &charting.Series{Channel: sr.Channel}
+				dst = &charting.Series{Channel: key.Channel}
 				out[key] = dst
 			}
 			for i, t := range sr.TimesMs {
@@ -433,6 +430,10 @@ func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*char
 				dst.Invalid = append(dst.Invalid, sr.IsInvalid(i))
 				total++
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
 		}
 		if limit := cmp.Or(q.RawLimit, MaxRawSamples); q.Buckets == 0 && total > limit {
 			return &charting.InvalidError{Violations: []charting.FieldViolation{{Field: "buckets",
