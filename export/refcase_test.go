@@ -7,7 +7,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,5 +301,37 @@ func TestReferenceCaseGolden(t *testing.T) {
 	pgHL7, pgBundle, pgDoc, pgPCD01 := renderRef(t, pgtest.Open(t), 105*time.Minute)
 	if !bytes.Equal(pgHL7, hl7) || !bytes.Equal(pgBundle, bundle) || !bytes.Equal(pgDoc, doc) || !bytes.Equal(pgPCD01, pcd01) {
 		t.Error("PostgreSQL and the embedded store render the reference case differently")
+	}
+}
+
+// TestRenderUsesSiteThresholds: a site that reviews DO2i against 300
+// exports the reference case's DO2i minutes and threshold against 300 too,
+// not against the default 280 (the renderer computes the metrics it sends).
+func TestRenderUsesSiteThresholds(t *testing.T) {
+	b := openSQLite(t)
+	s := store.New(b, store.Config{Now: fixedClock(refTime("10:45"))})
+	v := chartRefCase(t, s, 105*time.Minute)
+	ctx := context.Background()
+	render := func(r *export.Renderer) string {
+		msg, err := r.Render(ctx, store.DestinationMLLP, refCaseID, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(msg.Payload)
+	}
+	def := render(export.NewRenderer(b, refHL7(), refFHIR(), nil))
+	cfg := charting.DefaultMetricsConfig()
+	cfg.DO2iThreshold = 300
+	site := render(export.NewRenderer(b, refHL7(), refFHIR(), nil).WithMetricsConfig(cfg))
+	if !strings.Contains(def, "do2i_threshold^DO2i threshold^99PERF||280|") {
+		t.Fatalf("default render lacks the 280 threshold")
+	}
+	if !strings.Contains(site, "do2i_threshold^DO2i threshold^99PERF||300|") {
+		t.Fatalf("site render lacks the 300 threshold")
+	}
+	below := regexp.MustCompile(`do2i_below_threshold_duration\^[^|]*\|\|([0-9.]+)\|`)
+	d, sMin := below.FindStringSubmatch(def), below.FindStringSubmatch(site)
+	if d == nil || sMin == nil || d[1] == sMin[1] {
+		t.Fatalf("minutes below DO2i: default %v, site %v; want both, different", d, sMin)
 	}
 }

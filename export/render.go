@@ -49,6 +49,14 @@ func NewRenderer(b store.Backend, h HL7Config, f fhir.Options, cat *charting.Cat
 	return &Renderer{b: b, hl7: h, fhir: f, cat: cat, mcfg: charting.DefaultMetricsConfig()}
 }
 
+// WithMetricsConfig makes the renderer compute the exported quality
+// metrics with the site's thresholds, the ones review queries use
+// (perfusiond's --metrics-* flags), instead of the defaults; it returns r.
+func (r *Renderer) WithMetricsConfig(cfg charting.MetricsConfig) *Renderer {
+	r.mcfg = cfg
+	return r
+}
+
 // ControlIDKind is the message kind of the summary's MSH-10
 // (v2.ControlID).
 const ControlIDKind = "oru-summary"

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"perfusion/charting"
 	"perfusion/export"
 	"perfusion/hl7/fhir"
 	"perfusion/hl7/mllp"
@@ -140,12 +141,12 @@ func (d *deliveryConfig) outbox() *store.OutboxConfig {
 }
 
 // renderer renders exports for previews and deliveries.
-func (d *deliveryConfig) renderer(db store.Backend) *export.Renderer {
+func (d *deliveryConfig) renderer(db store.Backend, metrics charting.MetricsConfig) *export.Renderer {
 	h := export.HL7Config{SendingApplication: v2.HD{NamespaceID: d.sendingApp}, SendingFacility: v2.HD{NamespaceID: d.sendingFac},
 		ReceivingApplication: v2.HD{NamespaceID: d.receivingApp}, ReceivingFacility: v2.HD{NamespaceID: d.receivingFac},
 		Location: d.location}
 	f := fhir.Options{MRNSystems: d.parsedMRNSystems, EncounterSystem: d.encounterSystem, StaffSystem: d.staffSystem, DeviceSystem: d.deviceSystem}
-	return export.NewRenderer(db, h, f, nil)
+	return export.NewRenderer(db, h, f, nil).WithMetricsConfig(metrics)
 }
 
 // startWorker starts the delivery worker when a destination is configured

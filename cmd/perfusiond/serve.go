@@ -144,13 +144,13 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		lis.Close()
 		return err
 	}
-	renderer := c.delivery.renderer(db)
+	metricsCfg, _ := c.metrics() // checked by serveFlags
+	renderer := c.delivery.renderer(db, *metricsCfg)
 	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, log)
 	if err != nil {
 		return err
 	}
 	defer stopDelivery()
-	metricsCfg, _ := c.metrics() // checked by serveFlags
 	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log})
 	srv := server.New(server.Config{
 		Store:              st,
