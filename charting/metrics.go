@@ -52,6 +52,40 @@ type MetricsConfig struct {
 	// (perfusion.md "Continuous channels"), so a gap longer than this is
 	// missing data, not a constant value (inferred).
 	MaxHold time.Duration `json:"max_hold_ns"`
+	// Populations give patient populations their own thresholds: a case
+	// whose patient weighs at most a population's MaxWeightKg is measured
+	// with that population's config (the lightest such population; cases
+	// of unknown weight use the site's). Neonates and infants are not small
+	// adults (perfusion.md "Patients of every age").
+	Populations []MetricsPopulation `json:"populations,omitempty"`
+}
+
+// MetricsPopulation is a patient population with its own thresholds.
+type MetricsPopulation struct {
+	Name        string  `json:"name"`
+	MaxWeightKg float64 `json:"max_weight_kg"`
+	// Config holds the population's thresholds; its own Populations are
+	// ignored.
+	Config MetricsConfig `json:"config"`
+}
+
+// For returns the thresholds of a patient of weightKg (0: unknown) and the
+// population's name, "" for the site's own.
+func (c MetricsConfig) For(weightKg float64) (MetricsConfig, string) {
+	best := -1
+	for i, p := range c.Populations {
+		if weightKg > 0 && weightKg <= p.MaxWeightKg && (best < 0 || p.MaxWeightKg < c.Populations[best].MaxWeightKg) {
+			best = i
+		}
+	}
+	if best < 0 {
+		eff := c
+		eff.Populations = nil
+		return eff, ""
+	}
+	eff := c.Populations[best].Config
+	eff.Populations = nil
+	return eff, c.Populations[best].Name
 }
 
 // DefaultMetricsConfig returns the thresholds of perfusion.md "Quality
@@ -76,8 +110,11 @@ type SourcedSeries struct {
 type Metrics struct {
 	// Version is MetricDefinitionsVersion at computation.
 	Version int `json:"version"`
-	// Config holds the thresholds used.
-	Config MetricsConfig `json:"config"`
+	// Config holds the site's thresholds, populations included; Population
+	// names the population whose thresholds were used ("" for the site's):
+	// Thresholds gives them.
+	Config     MetricsConfig `json:"config"`
+	Population string        `json:"population,omitempty"`
 	// Values holds every metric that could be computed, by name (see
 	// MetricDefinitions). A metric whose inputs are missing is absent,
 	// never 0.
@@ -104,6 +141,14 @@ type MetricDefinition struct {
 	Description string `json:"description"`
 }
 
+func populationConfigs(cfg MetricsConfig) []MetricsConfig {
+	var out []MetricsConfig
+	for _, p := range cfg.Populations {
+		out = append(out, p.Config)
+	}
+	return out
+}
+
 // MetricDefinitions lists the named metrics for cfg (the MAP thresholds
 // make names), in a fixed order.
 func MetricDefinitions(cfg MetricsConfig) []MetricDefinition {
@@ -126,9 +171,17 @@ func MetricDefinitions(cfg MetricsConfig) []MetricDefinition {
 		{"area_do2i_below", "mL/m2", "area below the DO2i threshold: Σ (threshold − DO2i) × minutes"},
 		{"minutes_do2i_skipped", "min", "minutes on bypass without a usable DO2i (artifact, invalid or missing input)"},
 	}...)
-	for _, th := range cfg.MAPThresholds {
-		n := fmtThreshold(th)
-		d = append(d, MetricDefinition{"minutes_map_below_" + n, "min", "minutes on bypass with MAP below " + n + " mmHg"})
+	// Every population's MAP thresholds name metrics, so a cohort of mixed
+	// populations can be queried for any of them.
+	seen := map[string]bool{}
+	for _, c := range append([]MetricsConfig{cfg}, populationConfigs(cfg)...) {
+		for _, th := range c.MAPThresholds {
+			n := fmtThreshold(th)
+			if !seen[n] {
+				seen[n] = true
+				d = append(d, MetricDefinition{"minutes_map_below_" + n, "min", "minutes on bypass with MAP below " + n + " mmHg"})
+			}
+		}
 	}
 	d = append(d, []MetricDefinition{
 		{"minutes_map_skipped", "min", "minutes of MAP data on bypass skipped as artifact or invalid"},
@@ -188,15 +241,30 @@ func DO2i(flowLmin, bsaM2, cao2 float64) float64 {
 	return flowLmin / bsaM2 * cao2 * 10
 }
 
+// Thresholds returns the thresholds the metrics were computed with.
+func (m Metrics) Thresholds() MetricsConfig {
+	for _, p := range m.Config.Populations {
+		if p.Name == m.Population && m.Population != "" {
+			eff := p.Config
+			eff.Populations = nil
+			return eff
+		}
+	}
+	eff := m.Config
+	eff.Populations = nil
+	return eff
+}
+
 // ComputeMetrics computes the quality metrics of a case (perfusion.md
 // "Quality metrics") from its details, its entries (all of them: corrections
 // and voids are applied here) and its samples. It is pure: the same input
 // always gives the same output.
 func ComputeMetrics(c *Case, entries []Entry, series []SourcedSeries, cfg MetricsConfig) Metrics {
 	cur := CurrentView(entries, false)
-	m := Metrics{Version: MetricDefinitionsVersion, Config: cfg, Values: map[string]float64{}, At: map[string]time.Time{}}
+	eff, pop := cfg.For(c.Details.Patient.WeightKg)
+	m := Metrics{Version: MetricDefinitionsVersion, Config: cfg, Population: pop, Values: map[string]float64{}, At: map[string]time.Time{}}
 	ev := eventTimes(cur)
-	k := &metricsCalc{cfg: cfg, m: &m, cur: cur, ev: ev}
+	k := &metricsCalc{cfg: eff, m: &m, cur: cur, ev: ev}
 	k.times()
 	k.window = intervals(ev, "bypass_on", "bypass_off")
 	if len(k.window) > 0 {

@@ -372,3 +372,50 @@ func TestComputeMetricsIgnoresEntryOrder(t *testing.T) {
 	b := ComputeMetrics(c, rev, srev, DefaultMetricsConfig())
 	checkValues(t, b, a.Values)
 }
+
+// TestMetricsPopulations: a case is measured with the thresholds of the
+// lightest population its patient's weight fits, else with the site's; the
+// stored config stays the site's (populations included) and names the
+// population, so Thresholds gives back what was used.
+func TestMetricsPopulations(t *testing.T) {
+	site := DefaultMetricsConfig()
+	neonate, child := site, site
+	neonate.DO2iThreshold, neonate.MAPThresholds = 1000, []float64{25}
+	child.DO2iThreshold = 500
+	cfg := site
+	cfg.Populations = []MetricsPopulation{{Name: "child", MaxWeightKg: 30, Config: child}, {Name: "neonate", MaxWeightKg: 5, Config: neonate}}
+
+	c, entries, series := fullCase()
+	adult := ComputeMetrics(c, entries, series, site)
+	for _, tc := range []struct {
+		weight float64
+		pop    string
+		do2i   float64
+	}{{3.2, "neonate", 1000}, {5, "neonate", 1000}, {18, "child", 500}, {80, "", 280}, {0, "", 280}} {
+		c.Details.Patient.WeightKg = tc.weight
+		m := ComputeMetrics(c, entries, series, cfg)
+		if m.Population != tc.pop || m.Thresholds().DO2iThreshold != tc.do2i || len(m.Config.Populations) != 2 {
+			t.Errorf("%g kg: population %q, DO2i threshold %g; want %q, %g", tc.weight, m.Population, m.Thresholds().DO2iThreshold, tc.pop, tc.do2i)
+		}
+		switch tc.pop {
+		case "":
+			if m.Values["minutes_do2i_below"] != adult.Values["minutes_do2i_below"] {
+				t.Errorf("%g kg: minutes below DO2i %g, the site's thresholds give %g", tc.weight, m.Values["minutes_do2i_below"], adult.Values["minutes_do2i_below"])
+			}
+		case "neonate":
+			if _, ok := m.Values["minutes_map_below_25"]; !ok || m.Values["minutes_do2i_below"] <= adult.Values["minutes_do2i_below"] {
+				t.Errorf("neonate: %v; want minutes below MAP 25 and more minutes below the higher DO2i threshold", m.Values)
+			}
+			if _, ok := m.Values["minutes_map_below_40"]; ok {
+				t.Errorf("neonate measured against the site's MAP 40")
+			}
+		}
+	}
+	names := map[string]bool{}
+	for _, d := range MetricDefinitions(cfg) {
+		names[d.Name] = true
+	}
+	if !names["minutes_map_below_25"] || !names["minutes_map_below_40"] || !names["minutes_map_below_50"] {
+		t.Errorf("definitions lack a population's or the site's MAP metrics: %v", names)
+	}
+}

@@ -268,7 +268,7 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 	_, below := m.Values["minutes_do2i_below"]
 	if below {
 		// The threshold the DO2i minutes and area were computed against.
-		out = append(out, v2.Metric{Key: v2.MetricDO2iThreshold, Value: r.mcfg.DO2iThreshold})
+		out = append(out, v2.Metric{Key: v2.MetricDO2iThreshold, Value: m.Thresholds().DO2iThreshold})
 	}
 	return out
 }

@@ -289,7 +289,7 @@ func (s *reviewService) GetCaseMetrics(ctx context.Context, req *pb.GetCaseMetri
 	}
 	m := r.Metrics
 	out := &pb.GetCaseMetricsResponse{Case: summaryOut(r, nil), DefinitionsVersion: int32(m.Version),
-		Thresholds: thresholdsOut(m.Config), NadirTempSite: m.NadirTempSite, BsaFormula: string(m.BSAFormula),
+		Thresholds: thresholdsOut(m.Thresholds()), Population: m.Population, NadirTempSite: m.NadirTempSite, BsaFormula: string(m.BSAFormula),
 		CoversSequence: r.CoversSeq, ComputedAt: ts(r.ComputedAt)}
 	for _, d := range charting.MetricDefinitions(m.Config) {
 		out.Definitions = append(out.Definitions, &pb.MetricDefinition{Name: d.Name, Unit: d.Unit, Description: d.Description})

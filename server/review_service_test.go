@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +294,43 @@ func TestExportCohortDeidentified(t *testing.T) {
 		t.Fatal("the export key reached the log")
 	}
 	e.assertNoPHI()
+}
+
+// TestCaseMetricsPopulation: with a neonate population configured, a
+// 3.2 kg patient's metrics come back over the API naming the population
+// and its thresholds, and its MAP threshold is a queryable metric.
+func TestCaseMetricsPopulation(t *testing.T) {
+	cfg := charting.DefaultMetricsConfig()
+	neonate := cfg
+	neonate.DO2iThreshold, neonate.MAPThresholds = 340, []float64{25}
+	cfg.Populations = []charting.MetricsPopulation{{Name: "neonate", MaxWeightKg: 5, Config: neonate}}
+	b := sqliteBackend(t)
+	st := store.New(b, store.Config{Metrics: &cfg})
+	e := start(t, b, func(c *server.Config) { c.Store = st })
+	ctx := context.Background()
+	d := charting.Details{Patient: charting.Patient{MRN: "N1", MRNAssigningAuthority: "HOSP", FamilyName: "Baby", GivenName: "A",
+		BirthDate: "2026-11-20", Sex: "female", HeightCm: 49, WeightKg: 3.2}}
+	c, err := st.CreateCase(ctx, perfusionist, store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-N", ScheduledStart: time.Now(), Details: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	for i, typ := range []string{"bypass_on", "bypass_off"} {
+		if _, _, err := st.RecordEntry(ctx, perfusionist, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(time.Duration(i) * time.Hour),
+			Detail: charting.EntryDetail{Event: &charting.Event{Type: typ}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CloseCase(ctx, perfusionist, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	review := pb.NewReviewServiceClient(e.conn)
+	m, err := review.GetCaseMetrics(as(reviewer), &pb.GetCaseMetricsRequest{CaseId: c.ID.String()})
+	if err != nil || m.GetPopulation() != "neonate" || m.GetThresholds().GetDo2IThreshold() != 340 || !slices.Equal(m.GetThresholds().GetMapThresholds(), []float64{25}) {
+		t.Fatalf("metrics of a 3.2 kg patient: %v %v", err, m)
+	}
+	_, err = review.QueryCases(as(reviewer), &pb.QueryCasesRequest{SortBy: "minutes_map_below_25"})
+	if err != nil {
+		t.Fatalf("a population's MAP metric is not queryable: %v", err)
+	}
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,6 +23,7 @@ const (
 	envExportKeyFile = "PERFUSION_EXPORT_KEY_FILE"
 	envDO2iThreshold = "PERFUSION_METRICS_DO2I_THRESHOLD"
 	envMAPThresholds = "PERFUSION_METRICS_MAP_THRESHOLDS"
+	envPopulations   = "PERFUSION_METRICS_POPULATIONS"
 )
 
 // metricsFlags defines the site's quality-metric thresholds. Changing them
@@ -31,7 +34,8 @@ func metricsFlags(fs *flag.FlagSet, env envFlags) func() (*charting.MetricsConfi
 	do2i := fs.Float64("metrics-do2i-threshold", def.DO2iThreshold,
 		"DO2i threshold (mL/min/m²) for minutes and area below; the literature uses 262, 272, 280 and 300 (env "+envDO2iThreshold+")")
 	maps := fs.String("metrics-map-thresholds", "40,50", "MAP thresholds (mmHg), comma-separated, for minutes below each (env "+envMAPThresholds+")")
-	env["metrics-do2i-threshold"], env["metrics-map-thresholds"] = envDO2iThreshold, envMAPThresholds
+	pops := fs.String("metrics-populations", "", "JSON file of patient populations with their own thresholds, chosen by patient weight (env "+envPopulations+")")
+	env["metrics-do2i-threshold"], env["metrics-map-thresholds"], env["metrics-populations"] = envDO2iThreshold, envMAPThresholds, envPopulations
 	return func() (*charting.MetricsConfig, error) {
 		cfg := charting.DefaultMetricsConfig()
 		if *do2i <= 0 || *do2i > 2000 || math.IsNaN(*do2i) {
@@ -46,8 +50,73 @@ func metricsFlags(fs *flag.FlagSet, env envFlags) func() (*charting.MetricsConfi
 			}
 			cfg.MAPThresholds = append(cfg.MAPThresholds, v)
 		}
+		if *pops != "" {
+			var err error
+			if cfg.Populations, err = loadPopulations(*pops, cfg); err != nil {
+				return nil, err
+			}
+		}
 		return &cfg, nil
 	}
+}
+
+// populationFile is one population of a --metrics-populations file: its
+// name, the heaviest patient it holds, and any threshold of
+// charting.MetricsConfig by its JSON name; thresholds it leaves out are
+// the site's.
+type populationFile struct {
+	Name        string  `json:"name"`
+	MaxWeightKg float64 `json:"max_weight_kg"`
+	charting.MetricsConfig
+}
+
+// loadPopulations reads a --metrics-populations file, for example
+//
+//	[{"name": "neonate", "max_weight_kg": 5, "do2i_threshold": 340, "map_thresholds": [25, 30]},
+//	 {"name": "child", "max_weight_kg": 30, "map_thresholds": [35, 45]}]
+//
+// Unknown fields are refused, so a misspelt threshold is not silently the
+// site's.
+func loadPopulations(path string, site charting.MetricsConfig) ([]charting.MetricsPopulation, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErrorf("--metrics-populations: %v", err)
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(b, &raws); err != nil {
+		return nil, usageErrorf("--metrics-populations %s: not a JSON array of populations: %v", path, err)
+	}
+	var out []charting.MetricsPopulation
+	names := map[string]bool{}
+	for i, raw := range raws {
+		// Decoding reuses a slice's array: each population gets its own
+		// copy of the site's, or decoding one would rewrite the site's.
+		p := populationFile{MetricsConfig: site}
+		p.MAPThresholds = slices.Clone(site.MAPThresholds)
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return nil, usageErrorf("--metrics-populations %s: population %d: %v", path, i, err)
+		}
+		switch {
+		case p.Name == "" || names[p.Name]:
+			return nil, usageErrorf("--metrics-populations %s: population %d needs a name of its own", path, i)
+		case !(p.MaxWeightKg > 0 && p.MaxWeightKg <= 500):
+			return nil, usageErrorf("--metrics-populations %s: %s: max_weight_kg must be between 0 and 500", path, p.Name)
+		case !(p.DO2iThreshold > 0 && p.DO2iThreshold <= 2000):
+			return nil, usageErrorf("--metrics-populations %s: %s: do2i_threshold must be between 0 and 2000", path, p.Name)
+		case len(p.MetricsConfig.Populations) > 0:
+			return nil, usageErrorf("--metrics-populations %s: %s: populations do not nest", path, p.Name)
+		}
+		for _, v := range p.MAPThresholds {
+			if !(v > 0 && v <= 300) {
+				return nil, usageErrorf("--metrics-populations %s: %s: map_thresholds must be pressures between 0 and 300 mmHg", path, p.Name)
+			}
+		}
+		names[p.Name] = true
+		out = append(out, charting.MetricsPopulation{Name: p.Name, MaxWeightKg: p.MaxWeightKg, Config: p.MetricsConfig})
+	}
+	return out, nil
 }
 
 // loadExportKey reads the key that pseudonymises cases in de-identified

@@ -1188,7 +1188,8 @@ type GetCaseMetricsResponse struct {
 	DefinitionsVersion int32 `protobuf:"varint,2,opt,name=definitions_version,json=definitionsVersion,proto3" json:"definitions_version,omitempty"`
 	// Definitions of the metrics.
 	Definitions []*MetricDefinition `protobuf:"bytes,3,rep,name=definitions,proto3" json:"definitions,omitempty"`
-	// Thresholds used.
+	// Thresholds used: the site's, or those of the patient population the
+	// case belongs to (see population).
 	Thresholds *MetricThresholds `protobuf:"bytes,4,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
 	// Site of nadir_temp_c (a channel key such as temp_bladder).
 	NadirTempSite string `protobuf:"bytes,5,opt,name=nadir_temp_site,json=nadirTempSite,proto3" json:"nadir_temp_site,omitempty"`
@@ -1197,7 +1198,10 @@ type GetCaseMetricsResponse struct {
 	// Ledger sequence of the record the metrics were computed from.
 	CoversSequence int64 `protobuf:"varint,7,opt,name=covers_sequence,json=coversSequence,proto3" json:"covers_sequence,omitempty"`
 	// When they were computed.
-	ComputedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	// The patient population whose thresholds were used (perfusiond
+	// --metrics-populations, by patient weight); empty for the site's own.
+	Population    string `protobuf:"bytes,9,opt,name=population,proto3" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1286,6 +1290,13 @@ func (x *GetCaseMetricsResponse) GetComputedAt() *timestamppb.Timestamp {
 		return x.ComputedAt
 	}
 	return nil
+}
+
+func (x *GetCaseMetricsResponse) GetPopulation() string {
+	if x != nil {
+		return x.Population
+	}
+	return ""
 }
 
 // ExportCohortRequest asks for a de-identified extract.
@@ -1499,7 +1510,7 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"glucoseMax\x12\x19\n" +
 	"\bpco2_min\x18\x0e \x01(\x01R\apco2Min\x12\x19\n" +
 	"\bpco2_max\x18\x0f \x01(\x01R\apco2Max\x12(\n" +
-	"\x10max_hold_seconds\x18\x10 \x01(\x01R\x0emaxHoldSeconds\"\xb0\x03\n" +
+	"\x10max_hold_seconds\x18\x10 \x01(\x01R\x0emaxHoldSeconds\"\xd0\x03\n" +
 	"\x16GetCaseMetricsResponse\x124\n" +
 	"\x04case\x18\x01 \x01(\v2 .perfusion.v1.CaseMetricsSummaryR\x04case\x12/\n" +
 	"\x13definitions_version\x18\x02 \x01(\x05R\x12definitionsVersion\x12@\n" +
@@ -1512,7 +1523,10 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"bsaFormula\x12'\n" +
 	"\x0fcovers_sequence\x18\a \x01(\x03R\x0ecoversSequence\x12;\n" +
 	"\vcomputed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"computedAt\"\x97\x01\n" +
+	"computedAt\x12\x1e\n" +
+	"\n" +
+	"population\x18\t \x01(\tR\n" +
+	"population\"\x97\x01\n" +
 	"\x13ExportCohortRequest\x122\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1a.perfusion.v1.CohortFilterR\x06filter\x122\n" +
 	"\x06format\x18\x02 \x01(\x0e2\x1a.perfusion.v1.ExportFormatR\x06format\x12\x18\n" +
