@@ -65,19 +65,23 @@ type Event struct {
 
 // Record is one de-identified case.
 type Record struct {
-	Case          string             `json:"case"`
-	Year          int                `json:"year"`
-	Kind          string             `json:"kind"`
-	Status        string             `json:"status"`
-	Age           string             `json:"age,omitempty"` // whole years at the scheduled start; "90+" above 89
-	Sex           string             `json:"sex,omitempty"`
-	HeightCm      float64            `json:"height_cm,omitempty"`
-	WeightKg      float64            `json:"weight_kg,omitempty"`
-	BSAFormula    string             `json:"bsa_formula,omitempty"`
-	NadirTempSite string             `json:"nadir_temp_site,omitempty"`
-	Definitions   int                `json:"definitions_version"`
-	Metrics       map[string]float64 `json:"metrics"`
-	Events        []Event            `json:"events,omitempty"`
+	Case          string  `json:"case"`
+	Year          int     `json:"year"`
+	Kind          string  `json:"kind"`
+	Status        string  `json:"status"`
+	Age           string  `json:"age,omitempty"` // whole years at the scheduled start; "90+" above 89
+	Sex           string  `json:"sex,omitempty"`
+	HeightCm      float64 `json:"height_cm,omitempty"`
+	WeightKg      float64 `json:"weight_kg,omitempty"`
+	BSAFormula    string  `json:"bsa_formula,omitempty"`
+	NadirTempSite string  `json:"nadir_temp_site,omitempty"`
+	Definitions   int     `json:"definitions_version"`
+	// Population names the patient population whose thresholds the
+	// metrics used; empty for the site's own. Metrics of different
+	// populations were measured against different thresholds.
+	Population string             `json:"metrics_population,omitempty"`
+	Metrics    map[string]float64 `json:"metrics"`
+	Events     []Event            `json:"events,omitempty"`
 }
 
 // Build de-identifies one case. entries are all of the case's entries
@@ -88,7 +92,7 @@ func (p *Pseudonymizer) Build(c *charting.Case, entries []charting.Entry, m char
 	r := Record{
 		Case: p.Pseudonym(c), Year: c.ScheduledStart.UTC().Year(), Kind: string(c.Kind), Status: string(c.Status),
 		Age: Age(pt.BirthDate, c.ScheduledStart), Sex: sexCode(pt.Sex), HeightCm: pt.HeightCm, WeightKg: pt.WeightKg,
-		BSAFormula: string(m.BSAFormula), NadirTempSite: m.NadirTempSite, Definitions: m.Version,
+		BSAFormula: string(m.BSAFormula), NadirTempSite: m.NadirTempSite, Definitions: m.Version, Population: m.Population,
 		Metrics: map[string]float64{},
 	}
 	for k, v := range m.Values {
@@ -167,13 +171,13 @@ func (c *CSVWriter) Write(r Record) error {
 	if !c.header {
 		c.header = true
 		h := append([]string{"case", "year", "kind", "status", "age", "sex", "height_cm", "weight_kg",
-			"bsa_formula", "nadir_temp_site", "definitions_version"}, c.metrics...)
+			"bsa_formula", "nadir_temp_site", "definitions_version", "metrics_population"}, c.metrics...)
 		if err := c.w.Write(h); err != nil {
 			return err
 		}
 	}
 	row := []string{r.Case, strconv.Itoa(r.Year), r.Kind, r.Status, r.Age, r.Sex, num(r.HeightCm, r.HeightCm != 0),
-		num(r.WeightKg, r.WeightKg != 0), r.BSAFormula, r.NadirTempSite, strconv.Itoa(r.Definitions)}
+		num(r.WeightKg, r.WeightKg != 0), r.BSAFormula, r.NadirTempSite, strconv.Itoa(r.Definitions), r.Population}
 	for _, m := range c.metrics {
 		v, ok := r.Metrics[m]
 		row = append(row, num(v, ok))

@@ -65,7 +65,8 @@ func TestBuildDropsIdentifiers(t *testing.T) {
 			Detail: charting.EntryDetail{Event: &charting.Event{Type: typ, Comment: comment}}}
 	}
 	entries := []charting.Entry{ev(30, "bypass_on", "told Quentinia's family"), ev(-5, "heparin_given", ""), ev(120, "bypass_off", "")}
-	m := charting.Metrics{Version: 1, Values: map[string]float64{"cpb_minutes": 90, "nadir_hct_pct": 22}, BypassStart: start.Add(30 * time.Minute)}
+	m := charting.Metrics{Version: 1, Values: map[string]float64{"cpb_minutes": 90, "nadir_hct_pct": 22}, BypassStart: start.Add(30 * time.Minute),
+		Population: "elderly"}
 	p, _ := NewPseudonymizer(key)
 	r := p.Build(c, entries, m, nil)
 	if r.Age != "90+" || r.Year != 2026 || r.Sex != "" || len(r.Events) != 3 {
@@ -92,7 +93,8 @@ func TestBuildDropsIdentifiers(t *testing.T) {
 			t.Errorf("extract contains %q:\n%s", s, out.String())
 		}
 	}
-	if !strings.Contains(out.String(), ",90,22") {
-		t.Errorf("CSV lacks the metrics:\n%s", out.String())
+	if !strings.Contains(out.String(), ",1,elderly,90,22") || !strings.Contains(out.String(), `"metrics_population":"elderly"`) ||
+		!strings.Contains(out.String(), "definitions_version,metrics_population,cpb_minutes") {
+		t.Errorf("extract lacks the metrics and the population they were measured for:\n%s", out.String())
 	}
 }
