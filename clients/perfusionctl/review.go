@@ -330,9 +330,13 @@ func printCaseMetrics(w io.Writer, resp *pb.GetCaseMetricsResponse, asCSV bool) 
 	}
 	c, th := resp.GetCase(), resp.GetThresholds()
 	fmt.Fprintf(w, "Case %s  %s  %s %s  scheduled %s\n", c.GetCaseId(), enumText(c.GetStatus()), c.GetSite(), c.GetRoom(), fmtTime(c.GetScheduledStart()))
-	fmt.Fprintf(w, "Definitions v%d, computed %s at ledger sequence %d; BSA formula %s; DO2i threshold %s; MAP thresholds %v\n\n",
+	pop := "the site's"
+	if resp.GetPopulation() != "" {
+		pop = "population " + resp.GetPopulation() + "'s"
+	}
+	fmt.Fprintf(w, "Definitions v%d, computed %s at ledger sequence %d; BSA formula %s; %s thresholds: DO2i %s, MAP %v\n\n",
 		resp.GetDefinitionsVersion(), fmtTime(resp.GetComputedAt()), resp.GetCoversSequence(), resp.GetBsaFormula(),
-		fmtNum(th.GetDo2IThreshold()), th.GetMapThresholds())
+		pop, fmtNum(th.GetDo2IThreshold()), th.GetMapThresholds())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tUNIT\tDEFINITION")
 	for _, d := range resp.GetDefinitions() {
