@@ -79,13 +79,16 @@ func (c MetricsConfig) For(weightKg float64) (MetricsConfig, string) {
 		}
 	}
 	if best < 0 {
-		eff := c
-		eff.Populations = nil
-		return eff, ""
+		return c.own(), ""
 	}
-	eff := c.Populations[best].Config
-	eff.Populations = nil
-	return eff, c.Populations[best].Name
+	return c.Populations[best].Config.own(), c.Populations[best].Name
+}
+
+// own is c without its populations: the thresholds one case is measured
+// with.
+func (c MetricsConfig) own() MetricsConfig {
+	c.Populations = nil
+	return c
 }
 
 // DefaultMetricsConfig returns the thresholds of perfusion.md "Quality
@@ -245,14 +248,10 @@ func DO2i(flowLmin, bsaM2, cao2 float64) float64 {
 func (m Metrics) Thresholds() MetricsConfig {
 	for _, p := range m.Config.Populations {
 		if p.Name == m.Population && m.Population != "" {
-			eff := p.Config
-			eff.Populations = nil
-			return eff
+			return p.Config.own()
 		}
 	}
-	eff := m.Config
-	eff.Populations = nil
-	return eff
+	return m.Config.own()
 }
 
 // ComputeMetrics computes the quality metrics of a case (perfusion.md

@@ -136,13 +136,17 @@ func buildRun(key SourceKey, from, to int64, batches []decodedBatch, resolution 
 	return rows
 }
 
-// decodeBatch decodes a stored block for a run.
-func decodeBatch(seq int64, block []byte) (decodedBatch, error) {
-	series, err := samplecodec.DecodeBlock(block)
-	if err != nil {
-		return decodedBatch{}, err
+// batchOf is a decoded batch with its first sample time, as stored in
+// min_time_ms.
+func batchOf(seq int64, series []charting.Series) decodedBatch {
+	d := decodedBatch{seq: seq, series: series}
+	first := true
+	for _, sr := range series {
+		if sr.Len() > 0 && (first || sr.TimesMs[0] < d.minTime) {
+			d.minTime, first = sr.TimesMs[0], false
+		}
 	}
-	return decodedBatch{seq: seq, minTime: minTime(series), series: series}, nil
+	return d
 }
 
 // CompactSamples builds runs of runBatches batches (DefaultChunkBatches when
@@ -206,11 +210,11 @@ func (s *Store) compactRun(ctx context.Context, key SourceKey, from, to int64) (
 		if !ok {
 			return false, fmt.Errorf("batch %s below the watermark is missing", charting.SampleRef(k.SourceID, k.Seq))
 		}
-		d, err := decodeBatch(k.Seq, block)
+		series, err := samplecodec.DecodeBlock(block)
 		if err != nil {
 			return false, fmt.Errorf("batch %s: %w", charting.SampleRef(k.SourceID, k.Seq), err)
 		}
-		batches = append(batches, d)
+		batches = append(batches, batchOf(k.Seq, series))
 	}
 	slices.SortFunc(batches, batchOrder)
 	rows := buildRun(key, from, to, batches, s.cat.Resolution)
@@ -272,26 +276,22 @@ type storedRun struct {
 	detail   string // how it differs; "" when it matches
 }
 
-// newRunCheck reads the stored runs of a case.
+// newRunCheck reads the stored runs of a case. ScanSampleChunks yields a
+// run's rows together, and a source's runs in sequence order.
 func newRunCheck(ctx context.Context, r Reader, caseID uuid.UUID, resolution func(string) float64) (*runCheck, error) {
 	rc := &runCheck{resolution: resolution, runs: make(map[string][]*storedRun)}
-	byKey := make(map[[2]any]*storedRun)
 	err := r.ScanSampleChunks(ctx, caseID, ChunkFilter{}, func(row *SampleChunkRow) error {
-		k := [2]any{row.SourceID, row.SeqTo}
-		run := byKey[k]
-		if run == nil {
-			run = &storedRun{key: SourceKey{caseID, row.SourceID}, from: row.SeqFrom, to: row.SeqTo}
-			byKey[k] = run
-			rc.runs[row.SourceID] = append(rc.runs[row.SourceID], run)
+		runs := rc.runs[row.SourceID]
+		if n := len(runs); n == 0 || runs[n-1].to != row.SeqTo {
+			runs = append(runs, &storedRun{key: SourceKey{caseID, row.SourceID}, from: row.SeqFrom, to: row.SeqTo})
+			rc.runs[row.SourceID] = runs
 		}
+		run := runs[len(runs)-1]
 		run.rows = append(run.rows, row)
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	for _, runs := range rc.runs {
-		slices.SortFunc(runs, func(a, b *storedRun) int { return cmp.Compare(a.from, b.from) })
 	}
 	return rc, nil
 }
@@ -316,22 +316,11 @@ func (rc *runCheck) add(sourceID string, seq int64, series []charting.Series, de
 		run.broken = true
 		return
 	}
-	run.batches = append(run.batches, decodedBatch{seq: seq, minTime: minTime(series), series: series})
+	run.batches = append(run.batches, batchOf(seq, series))
 	if int64(len(run.batches)) == run.to-run.from+1 {
 		// Complete: compare now and let its samples go.
 		run.detail, run.done, run.batches = run.compare(rc.resolution), true, nil
 	}
-}
-
-// minTime is a batch's first sample time, as stored in min_time_ms.
-func minTime(series []charting.Series) int64 {
-	first, t := true, int64(0)
-	for _, sr := range series {
-		if sr.Len() > 0 && (first || sr.TimesMs[0] < t) {
-			t, first = sr.TimesMs[0], false
-		}
-	}
-	return t
 }
 
 // finish compares every run with its rebuild and returns the first that

@@ -81,35 +81,15 @@ func (s *Store) extent(ctx context.Context, q SampleQuery) (lo, hi int64, ok boo
 	}
 	sc := newBucketScan(s.cat, q)
 	var w samplecodec.Walker
-	all := func([]byte) bool { return true }
 	times := func(_ []byte, sr charting.Series) error { see(sr.TimesMs...); return nil }
-	after := make(map[string]int64)
-	if !s.ignoreRuns {
-		var channels []string
-		if !sc.all {
-			channels = sc.want
-		}
-		err = s.b.ScanSampleChunks(ctx, q.CaseID, ChunkFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs, Channels: channels}, func(row *SampleChunkRow) error {
-			switch {
-			case row.Channel == "":
-				after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
-			case in(row.MinTimeMs) && in(row.MaxTimeMs):
-				see(row.MinTimeMs, row.MaxTimeMs) // the run lies inside: its bounds are its samples'
-			default:
-				return w.Walk(row.Block, all, times)
-			}
+	err = s.scanRunsThenBatches(ctx, sc, q.FromMs, q.ToMs, func(row *SampleChunkRow) error {
+		if in(row.MinTimeMs) && in(row.MaxTimeMs) {
+			see(row.MinTimeMs, row.MaxTimeMs) // the run lies inside: its bounds are its samples'
 			return nil
-		})
-		if err != nil {
-			return 0, 0, false, err
 		}
-	}
-	wanted := func(name []byte) bool {
-		_, ok := sc.idx[string(name)]
-		return ok || sc.all
-	}
-	err = s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs, After: after}, func(row *SampleBatchRow) error {
-		return w.Walk(row.Block, wanted, times)
+		return w.Walk(row.Block, nil, times)
+	}, func(row *SampleBatchRow) error {
+		return w.Walk(row.Block, func(name []byte) bool { return sc.wants(string(name)) }, times)
 	})
 	return lo, hi, ok, err
 }
@@ -196,16 +176,11 @@ type sourceSlots struct {
 // channels, then the batches past each source's last run.
 func (s *Store) scanBuckets(ctx context.Context, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
 	sc := newBucketScan(s.cat, q)
-	var after map[string]int64
-	var err error
-	if !s.ignoreRuns {
-		after, err = sc.runs(ctx, s.b, q, lo, hi)
-	}
-	if err == nil {
-		err = s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi, After: after}, func(row *SampleBatchRow) error {
-			return sc.batch(row, lo, hi)
-		})
-	}
+	err := s.scanRunsThenBatches(ctx, sc, lo, hi, func(row *SampleChunkRow) error {
+		return sc.run(row, lo, hi)
+	}, func(row *SampleBatchRow) error {
+		return sc.batch(row, lo, hi)
+	})
 	if err != nil {
 		if errors.Is(err, errUnordered) {
 			return nil, err
@@ -274,37 +249,58 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 	return bs
 }
 
-// runs folds the chunk rows overlapping [lo, hi) and returns where each
-// source's last run ends, for the batch scan to start after it. Every
-// marker is read, whatever its time, so the ends are exact.
-func (sc *bucketScan) runs(ctx context.Context, b Backend, q SampleQuery, lo, hi int64) (map[string]int64, error) {
+// scanRunsThenBatches is how a bucketed query reads a case: the chunk
+// rows of sc's channels overlapping [from, to) (0: open) with every run's
+// marker, whatever its time, so that where each source's last run ends is
+// exact; then the batches overlapping the range past those ends. onRun
+// gets the channel rows, onBatch the batches. Runs are read in one
+// statement, so a run committed in between is read whole or not at all,
+// and then its batches are read instead.
+func (s *Store) scanRunsThenBatches(ctx context.Context, sc *bucketScan, from, to int64,
+	onRun func(*SampleChunkRow) error, onBatch func(*SampleBatchRow) error) error {
 	after := make(map[string]int64)
-	var channels []string
-	if !sc.all {
-		channels = sc.want
-	}
-	err := b.ScanSampleChunks(ctx, q.CaseID, ChunkFilter{SourceID: q.SourceID, FromMs: lo, ToMs: hi, Channels: channels}, func(row *SampleChunkRow) error {
-		if row.Channel == "" {
-			after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
-			return nil
+	if !s.ignoreRuns {
+		var channels []string
+		if !sc.all {
+			channels = sc.want
 		}
-		pick, ok := sc.idx[row.Channel]
-		if !ok {
-			if !sc.all {
+		err := s.b.ScanSampleChunks(ctx, sc.q.CaseID, ChunkFilter{SourceID: sc.q.SourceID, FromMs: from, ToMs: to, Channels: channels}, func(row *SampleChunkRow) error {
+			if row.Channel == "" {
+				after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
 				return nil
 			}
-			pick = -2
-		}
-		bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
-		err := sc.w.Walk(row.Block, func([]byte) bool { return true }, func(_ []byte, sr charting.Series) error {
-			return bs.add(sr, lo, hi, true)
+			return onRun(row)
 		})
-		if err != nil && !errors.Is(err, errUnordered) {
-			return fmt.Errorf("trend chunk %s..%d: %w", charting.SampleRef(row.SourceID, row.SeqFrom), row.SeqTo, err)
+		if err != nil {
+			return err
 		}
-		return err
+	}
+	return s.b.ScanSampleBatches(ctx, sc.q.CaseID, SampleFilter{SourceID: sc.q.SourceID, FromMs: from, ToMs: to, After: after}, onBatch)
+}
+
+// wants reports whether the query asks for a channel.
+func (sc *bucketScan) wants(name string) bool {
+	_, ok := sc.idx[name]
+	return ok || sc.all
+}
+
+// run folds one chunk row of a wanted channel.
+func (sc *bucketScan) run(row *SampleChunkRow, lo, hi int64) error {
+	pick, ok := sc.idx[row.Channel]
+	if !ok {
+		if !sc.all {
+			return nil
+		}
+		pick = -2
+	}
+	bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
+	err := sc.w.Walk(row.Block, nil, func(_ []byte, sr charting.Series) error {
+		return bs.add(sr, lo, hi, true)
 	})
-	return after, err
+	if err != nil && !errors.Is(err, errUnordered) {
+		return fmt.Errorf("trend chunk %s..%d: %w", charting.SampleRef(row.SourceID, row.SeqFrom), row.SeqTo, err)
+	}
+	return err
 }
 
 // batch folds one batch's wanted series.
