@@ -148,3 +148,34 @@ func BSA(f BSAFormula, heightCm, weightKg float64) float64 {
 	}
 	return math.Round(v*1000) / 1000
 }
+
+// SignatureBy returns the signature of signer with meaning among sigs, or
+// nil. A signer signs with each meaning once, so a retried sign-off finds
+// its first signature here.
+func SignatureBy(sigs []Signature, signer string, meaning SignatureMeaning) *Signature {
+	for i := range sigs {
+		if sigs[i].Signer == signer && sigs[i].Meaning == meaning {
+			return &sigs[i]
+		}
+	}
+	return nil
+}
+
+// MaySign reports whether signer may add a signature with meaning to a
+// record already carrying sigs: a review attests that a second person read
+// the record, so the author cannot review it, nor a reviewer author it.
+func MaySign(sigs []Signature, signer string, meaning SignatureMeaning) error {
+	var conflicting SignatureMeaning
+	switch meaning {
+	case MeaningReviewed:
+		conflicting = MeaningAuthored
+	case MeaningAuthored:
+		conflicting = MeaningReviewed
+	default:
+		return nil
+	}
+	if SignatureBy(sigs, signer, conflicting) != nil {
+		return Preconditionf("the signer already signed this record as %s: a review must be signed by a second person", conflicting)
+	}
+	return nil
+}

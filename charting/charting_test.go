@@ -141,7 +141,7 @@ func TestNULRejected(t *testing.T) {
 	d := Details{Patient: Patient{FamilyName: "x\x00"}}
 	var v Violations
 	d.Validate("details.", &v)
-	if len(v) != 1 || v[0].Field != "details" {
+	if len(v) != 1 || v[0].Field != "details.patient.family_name" {
 		t.Fatalf("details with NUL: %+v", v)
 	}
 }

@@ -120,39 +120,116 @@ func (d *Details) Normalize() {
 	p.BSAM2 = BSA(p.BSAFormula, p.HeightCm, p.WeightKg)
 }
 
-// Validate checks details for plausibility. Patients of every age are
-// expected: weights from about 1.5 kg, so only physical limits are enforced.
+// Validate checks details on their own: formats, physical limits, text.
+// Patients of every age are expected (weights from about 1.5 kg), so the
+// limits here are wide; ValidateForCase adds the age band once the case's
+// date is known.
 func (d *Details) Validate(prefix string, v *Violations) {
 	p := d.Patient
 	if p.BirthDate != "" {
-		if _, err := time.Parse("2006-01-02", p.BirthDate); err != nil {
+		if _, err := time.Parse(time.DateOnly, p.BirthDate); err != nil {
 			v.Add(prefix+"patient.birth_date", "must be a date as YYYY-MM-DD")
 		}
 	}
-	if !finiteIn(p.HeightCm, 0, 260) {
-		v.Add(prefix+"patient.height_cm", "must be between 0 and 260 cm")
-	}
-	if !finiteIn(p.WeightKg, 0, 400) {
-		v.Add(prefix+"patient.weight_kg", "must be between 0 and 400 kg")
-	}
+	checkBody(v, prefix, p, bodyLimits[bandUnknown])
 	switch p.BSAFormula {
 	case "", BSAMosteller, BSADuBois, BSAHaycock:
 	default:
 		v.Add(prefix+"patient.bsa_formula", "unknown formula")
 	}
 	for i, c := range d.Prime.Components {
-		if !finiteIn(c.VolumeML, 0, 10000) {
-			v.Add(prefix+fieldIndex("prime.components", i)+".volume_ml", "must be between 0 and 10000 mL")
-		}
+		inRange(v, prefix+fieldIndex("prime.components", i)+".volume_ml", c.VolumeML, 0, 10000, "mL")
 	}
-	if !finiteIn(d.Prime.RAPVolumeML, 0, 10000) {
-		v.Add(prefix+"prime.rap_volume_ml", "must be between 0 and 10000 mL")
-	}
+	inRange(v, prefix+"prime.rap_volume_ml", d.Prime.RAPVolumeML, 0, 10000, "mL")
 	for i, c := range d.Circuit.Cannulae {
-		if !finiteIn(c.SizeFr, 0, 60) {
-			v.Add(prefix+fieldIndex("circuit.cannulae", i)+".size_fr", "must be between 0 and 60 Fr")
-		}
+		inRange(v, prefix+fieldIndex("circuit.cannulae", i)+".size_fr", c.SizeFr, 0, 60, "Fr")
 	}
 	checkLen(v, prefix+"procedure.description", d.Procedure.Description, 1000)
-	rejectNUL(v, strings.TrimSuffix(prefix, "."), d)
+	checkAllText(v, strings.TrimSuffix(prefix, "."), d)
+}
+
+// Age bands of the body-measure plausibility limits.
+const (
+	bandUnknown = iota
+	bandInfant  // under 1 year
+	bandChild   // 1 to 17 years
+	bandAdult   // 18 years and over
+)
+
+// bodyLimit is a plausible range of height, weight and BMI for an age band.
+// The limits are wide on purpose: they refuse typing errors (a height in
+// metres, a weight in grams, a 5 cm patient) and never a real patient,
+// whose size may be far from the average — premature neonates, children
+// with obesity, adults with dwarfism. (inferred: the data dictionary gives
+// only "weights from about 1.5 kg, BSA from about 0.1 m²".)
+type bodyLimit struct {
+	name                 string
+	minHeight, maxHeight float64 // cm
+	minWeight, maxWeight float64 // kg
+	minBMI, maxBMI       float64 // kg/m²
+	minBSA, maxBSA       float64 // m²
+}
+
+var bodyLimits = [...]bodyLimit{
+	bandUnknown: {"", 25, 260, 0.4, 400, 4, 200, 0.05, 4},
+	bandInfant:  {"a patient under 1 year", 25, 100, 0.4, 20, 4, 40, 0.05, 0.8},
+	bandChild:   {"a patient aged 1 to 17 years", 45, 230, 3, 250, 6, 100, 0.2, 3.5},
+	bandAdult:   {"an adult", 50, 260, 10, 400, 8, 200, 0.3, 4},
+}
+
+func checkBody(v *Violations, prefix string, p Patient, l bodyLimit) {
+	before, who := len(*v), ""
+	if l.name != "" {
+		who = " for " + l.name
+	}
+	if p.HeightCm != 0 {
+		inRange(v, prefix+"patient.height_cm", p.HeightCm, l.minHeight, l.maxHeight, "cm"+who)
+	}
+	if p.WeightKg != 0 {
+		inRange(v, prefix+"patient.weight_kg", p.WeightKg, l.minWeight, l.maxWeight, "kg"+who)
+	}
+	if len(*v) > before || p.HeightCm <= 0 || p.WeightKg <= 0 {
+		return // unknown or already refused: nothing to combine
+	}
+	if bmi := p.WeightKg / (p.HeightCm * p.HeightCm / 10000); bmi < l.minBMI || bmi > l.maxBMI {
+		v.Add(prefix+"patient.weight_kg", "%g kg at %g cm (BMI %.1f) is not a plausible build%s", p.WeightKg, p.HeightCm, bmi, who)
+		return
+	}
+	if bsa := BSA(p.BSAFormula, p.HeightCm, p.WeightKg); bsa < l.minBSA || bsa > l.maxBSA {
+		v.Add(prefix+"patient.bsa_m2", "%g m² from %g cm and %g kg is outside %g to %g m²%s", bsa, p.HeightCm, p.WeightKg, l.minBSA, l.maxBSA, who)
+	}
+}
+
+// ValidateForCase checks what depends on the case's date: the birth date
+// is not after the case nor implausibly long before it, and height, weight
+// and BSA fit the patient's age band at the scheduled start.
+func (d *Details) ValidateForCase(prefix string, scheduledStart time.Time, v *Violations) {
+	born, err := time.Parse(time.DateOnly, d.Patient.BirthDate)
+	if d.Patient.BirthDate == "" || err != nil || scheduledStart.IsZero() {
+		return // format errors are Validate's
+	}
+	before := len(*v)
+	ValidateBirthDate(v, prefix+"patient.birth_date", born, scheduledStart)
+	if len(*v) > before {
+		return
+	}
+	band := bandAdult
+	switch age := ageYears(born, scheduledStart); {
+	case age < 1:
+		band = bandInfant
+	case age < 18:
+		band = bandChild
+	}
+	var own Violations
+	checkBody(&own, prefix, d.Patient, bodyLimits[band])
+	*v = append(*v, own...)
+}
+
+// ageYears returns completed years from born to at.
+func ageYears(born, at time.Time) int {
+	y := at.Year() - born.Year()
+	if at.YearDay() < born.YearDay() {
+		y--
+	}
+	return y
 }

@@ -1,7 +1,9 @@
 package charting
 
 import (
+	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -175,9 +177,6 @@ type Addendum struct {
 	Reason string `json:"reason"`
 }
 
-// MaxTextLen bounds free text in entries.
-const MaxTextLen = 8000
-
 // ValidateEntry checks an entry's client-supplied content. The kind is
 // derived from the detail, which must be exactly one (none on a void).
 func ValidateEntry(cat *Catalogue, e *Entry, now time.Time) error {
@@ -203,7 +202,7 @@ func ValidateEntry(cat *Catalogue, e *Entry, now time.Time) error {
 		e.Kind = kinds[0]
 		validateDetail(cat, e.Detail, &v)
 	}
-	rejectNUL(&v, "entry", e.Detail)
+	checkAllText(&v, "entry", e.Detail)
 	return v.Err()
 }
 
@@ -224,10 +223,42 @@ func required(v *Violations, field, s string, max int) {
 	checkLen(v, field, s, max)
 }
 
-func positive(v *Violations, field string, x, max float64) {
-	if !finiteIn(x, 0, max) || x == 0 {
-		v.Add(field, "must be greater than 0 and at most %g", max)
+func positive(v *Violations, field string, x, max float64, unit string) {
+	if nonFinite(v, field, x) {
+		return
 	}
+	if x <= 0 || x > max {
+		v.Add(field, "%g is not a dose or volume: must be greater than 0 and at most %g %s", x, max, unit)
+	}
+}
+
+// nonFinite adds a violation naming NaN or an infinity for what it is.
+func nonFinite(v *Violations, field string, x float64) bool {
+	switch {
+	case math.IsNaN(x):
+		v.Add(field, "must be a number, not NaN")
+	case math.IsInf(x, 0):
+		v.Add(field, "must be a finite number, not %g", x)
+	default:
+		return false
+	}
+	return true
+}
+
+// inRange adds a violation when x is not a finite number within [lo, hi].
+func inRange(v *Violations, field string, x, lo, hi float64, unit string) {
+	if !nonFinite(v, field, x) && (x < lo || x > hi) {
+		v.Add(field, "%g is outside %g to %g %s", x, lo, hi, unit)
+	}
+}
+
+// DrugUnits are the UCUM units a drug dose may be charted in: amounts,
+// amounts per kilogram and rates. A closed list, because a dose in an
+// unknown unit cannot be totalled, exported or checked by anyone.
+var DrugUnits = []string{
+	"mg", "g", "ug", "ng", "[iU]", "mmol", "meq", "mL",
+	"mg/kg", "ug/kg", "[iU]/kg", "mL/kg",
+	"mg/h", "mg/min", "ug/min", "ug/kg/min", "ug/kg/h", "mg/kg/h", "[iU]/h", "mL/h",
 }
 
 func validateDetail(cat *Catalogue, d EntryDetail, v *Violations) {
@@ -237,21 +268,21 @@ func validateDetail(cat *Catalogue, d EntryDetail, v *Violations) {
 		checkLen(v, "entry.event.comment", d.Event.Comment, MaxTextLen)
 	case d.Drug != nil:
 		required(v, "entry.drug.drug", d.Drug.Drug, 200)
-		positive(v, "entry.drug.dose", d.Drug.Dose, 1e7)
-		required(v, "entry.drug.unit", d.Drug.Unit, 40)
+		positive(v, "entry.drug.dose", d.Drug.Dose, 1e7, d.Drug.Unit)
+		if d.Drug.Unit == "" || !slices.Contains(DrugUnits, d.Drug.Unit) {
+			v.Add("entry.drug.unit", "must be a UCUM unit, one of %s", strings.Join(DrugUnits, " "))
+		}
 		oneOf(v, "entry.drug.route", d.Drug.Route, []string{"intravenous", "circuit", "other"}, false)
 	case d.Fluid != nil:
 		oneOf(v, "entry.fluid.kind", d.Fluid.Kind, FluidKinds, true)
 		checkLen(v, "entry.fluid.name", d.Fluid.Name, 200)
-		positive(v, "entry.fluid.volume_ml", d.Fluid.VolumeML, 100000)
+		positive(v, "entry.fluid.volume_ml", d.Fluid.VolumeML, 100000, "mL")
 	case d.BloodProduct != nil:
 		oneOf(v, "entry.blood_product.type", d.BloodProduct.Type, BloodProductTypes, true)
 		if d.BloodProduct.Units < 1 || d.BloodProduct.Units > 100 {
 			v.Add("entry.blood_product.units", "must be 1 to 100")
 		}
-		if !finiteIn(d.BloodProduct.VolumeML, 0, 100000) {
-			v.Add("entry.blood_product.volume_ml", "must be between 0 and 100000")
-		}
+		inRange(v, "entry.blood_product.volume_ml", d.BloodProduct.VolumeML, 0, 100000, "mL")
 		oneOf(v, "entry.blood_product.route", d.BloodProduct.Route, []string{"intravenous", "circuit", "other"}, false)
 	case d.LabResult != nil:
 		validateLab(d.LabResult, v)
@@ -274,10 +305,8 @@ func validateDetail(cat *Catalogue, d EntryDetail, v *Violations) {
 	case d.Cardioplegia != nil:
 		c := d.Cardioplegia
 		required(v, "entry.cardioplegia.solution", c.Solution, 200)
-		positive(v, "entry.cardioplegia.volume_ml", c.VolumeML, 10000)
-		if !finiteIn(c.TemperatureC, 0, 42) {
-			v.Add("entry.cardioplegia.temperature_c", "must be between 0 and 42 °C")
-		}
+		positive(v, "entry.cardioplegia.volume_ml", c.VolumeML, 10000, "mL")
+		inRange(v, "entry.cardioplegia.temperature_c", c.TemperatureC, 0, 42, "Cel")
 		oneOf(v, "entry.cardioplegia.route", c.Route, []string{"antegrade", "retrograde", "ostial"}, false)
 		oneOf(v, "entry.cardioplegia.phase", c.Phase, []string{"induction", "maintenance"}, false)
 	case d.Addendum != nil:
@@ -295,9 +324,7 @@ func validateLab(l *LabResult, v *Violations) {
 	if l.Unit != a.Unit {
 		v.Add("entry.lab_result.unit", "must be %q for %s", a.Unit, a.Key)
 	}
-	if !finiteIn(l.Value, a.Min, a.Max) {
-		v.Add("entry.lab_result.value", "must be finite and within %g to %g %s", a.Min, a.Max, a.Unit)
-	}
+	inRange(v, "entry.lab_result.value", l.Value, a.Min, a.Max, a.Unit)
 	oneOf(v, "entry.lab_result.site", l.Site, []string{"arterial", "venous", "mixed_venous", "capillary"}, false)
 	oneOf(v, "entry.lab_result.temperature_correction", l.TemperatureCorrection, []string{"alpha_stat", "ph_stat"}, false)
 	checkLen(v, "entry.lab_result.device", l.Device, 200)

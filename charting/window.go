@@ -19,10 +19,12 @@ const (
 	MaxLeadTime = 24 * time.Hour
 	// MaxScheduleAhead and MaxScheduleBehind bound a case's scheduled
 	// start around the moment it is created: the OR schedule is planned
-	// weeks, not years, ahead, and a case recorded after the fact is
-	// recorded within days. (inferred)
+	// weeks, not years, ahead, and a paper record transcribed after the
+	// fact (for a registry, say) is transcribed within the year. A year
+	// either way refuses the typing and clock errors (year 1, 9999, 1970)
+	// without refusing real work. (inferred)
 	MaxScheduleAhead  = 366 * 24 * time.Hour
-	MaxScheduleBehind = 30 * 24 * time.Hour
+	MaxScheduleBehind = 366 * 24 * time.Hour
 	// MaxDeviceClockAhead is how far ahead of the server's receipt a device
 	// time may be and still count as plausible. Surveyed device clocks were
 	// off by 24 minutes on average, in both directions; a reading timed an
@@ -80,12 +82,12 @@ func (c *Case) DeviceWindow(recordedAt time.Time) TimeWindow {
 
 // checkClinicalTime adds a violation when t is outside w, naming the value
 // and the window. A zero t is reported as required.
-func checkClinicalTime(v *Violations, field string, t time.Time, w TimeWindow) {
+func checkClinicalTime(v *Violations, field string, t time.Time, w TimeWindow, what string) {
 	switch {
 	case t.IsZero():
 		v.Add(field, "required")
 	case !w.Contains(t):
-		v.Add(field, "%s is outside the case's time window %s", t.UTC().Format(time.RFC3339), w)
+		v.Add(field, "%s is outside %s, %s", t.UTC().Format(time.RFC3339), what, w)
 	}
 }
 
@@ -93,7 +95,7 @@ func checkClinicalTime(v *Violations, field string, t time.Time, w TimeWindow) {
 // moment it is created.
 func ValidateScheduledStart(v *Violations, field string, start, now time.Time) {
 	w := TimeWindow{From: now.Add(-MaxScheduleBehind), To: now.Add(MaxScheduleAhead)}
-	checkClinicalTime(v, field, start, w)
+	checkClinicalTime(v, field, start, w, "the scheduling horizon (a year either side of now)")
 }
 
 // ValidateBirthDate checks a birth date (YYYY-MM-DD, already parsed as
@@ -110,4 +112,21 @@ func ValidateBirthDate(v *Violations, field string, born, caseStart time.Time) {
 	case born.Before(day.AddDate(-MaxAgeYears, 0, 0)):
 		v.Add(field, "%s is more than %d years before the case", born.Format(time.DateOnly), MaxAgeYears)
 	}
+}
+
+// CheckEntryTimes checks an entry's clinical times against the case it is
+// recorded on, at now: its occurred-at must lie in the case's clinical
+// window, an artifact mark's span in the device window of data received by
+// now. prefix names the request's entry ("entry." or "replacement."). Late
+// entries inside the window are accepted (and flagged late by Stamp).
+func CheckEntryTimes(c *Case, e *Entry, now time.Time, prefix string) error {
+	var v Violations
+	w := c.ClinicalWindow(now)
+	checkClinicalTime(&v, prefix+"occurred_at", e.OccurredAt, w, "the case's time window")
+	if m := e.Detail.ArtifactMark; m != nil {
+		dw := c.DeviceWindow(now)
+		checkClinicalTime(&v, prefix+"artifact_mark.start", m.Start, dw, "the case's device-time window")
+		checkClinicalTime(&v, prefix+"artifact_mark.end", m.End, dw, "the case's device-time window")
+	}
+	return v.Err()
 }

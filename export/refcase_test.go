@@ -208,10 +208,10 @@ func chartRefCase(t testing.TB, s *store.Store, dur time.Duration) int64 {
 	if _, err := s.CloseCase(ctx, "perf.kowalski", refCaseID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if _, _, err := s.SignCase(ctx, "perf.kowalski", refCaseID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Anna Kowalski, CCP"}); err != nil {
+	if _, _, _, err := s.SignCase(ctx, "perf.kowalski", refCaseID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Anna Kowalski, CCP"}); err != nil {
 		t.Fatalf("sign: %v", err)
 	}
-	_, sig, err := s.SignCase(ctx, "perf.osei", refCaseID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "Kwame Osei, CCP"})
+	_, sig, _, err := s.SignCase(ctx, "perf.osei", refCaseID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "Kwame Osei, CCP"})
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}

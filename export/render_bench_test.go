@@ -62,7 +62,7 @@ func longCase(tb testing.TB, s *store.Store, clk *clock, hours int) (uuid.UUID, 
 	if _, err := s.CloseCase(ctx, "perf.one", c.ID); err != nil {
 		tb.Fatalf("close: %v", err)
 	}
-	_, sig, err := s.SignCase(ctx, "perf.one", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
+	_, sig, _, err := s.SignCase(ctx, "perf.one", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
 	if err != nil {
 		tb.Fatalf("sign: %v", err)
 	}

@@ -127,7 +127,7 @@ func signedCase(t testing.TB, s *store.Store, clk *clock) (uuid.UUID, int64) {
 	if _, err := s.CloseCase(ctx, "perf.one", c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	_, sig, err := s.SignCase(ctx, "perf.one", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
+	_, sig, _, err := s.SignCase(ctx, "perf.one", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}

@@ -158,11 +158,11 @@ func (s *caseService) SignCase(ctx context.Context, req *pb.SignCaseRequest) (*p
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
-	c, sig, err := s.h.store.SignCase(ctx, who, id, r)
+	c, sig, dup, err := s.h.store.SignCase(ctx, who, id, r)
 	if err != nil {
 		return nil, s.h.fail(err)
 	}
-	return &pb.SignCaseResponse{Case: caseOut(c), Signature: signatureOut(*sig)}, nil
+	return &pb.SignCaseResponse{Case: caseOut(c), Signature: signatureOut(*sig), Duplicate: dup}, nil
 }
 
 // AddAddendum appends an addendum to a signed case.

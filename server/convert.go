@@ -204,7 +204,13 @@ func (p *parser) time(field string, ts *timestamppb.Timestamp) time.Time {
 		p.v.Add(field, "must be a valid timestamp between years 1 and 9999")
 		return time.Time{}
 	}
-	return ts.AsTime()
+	t := ts.AsTime()
+	if t.IsZero() {
+		// 0001-01-01T00:00:00Z is Go's zero time, which the domain reads
+		// as "unset": say what was sent instead of "required".
+		p.v.Add(field, "%s is not a plausible time", t.Format(time.RFC3339))
+	}
+	return t
 }
 
 // hash parses a lowercase or uppercase hex SHA-256.

@@ -259,7 +259,7 @@ func simulateSignedCase(b *testing.B, s *store.Store, seed uint64) charting.Metr
 	if _, err := s.CloseCase(ctx, "perfusionist-bench", c.ID); err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := s.SignCase(ctx, "perfusionist-bench", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Bench"}); err != nil {
+	if _, _, _, err := s.SignCase(ctx, "perfusionist-bench", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Bench"}); err != nil {
 		b.Fatal(err)
 	}
 	row, err := s.CaseMetrics(ctx, c.ID)

@@ -78,7 +78,7 @@ func seedReviewCases(t *testing.T, s *store.Store, n int) ([]uuid.UUID, []identi
 		if _, err := s.CloseCase(ctx, perfusionist, c.ID); err != nil {
 			t.Fatalf("close: %v", err)
 		}
-		if _, _, err := s.SignCase(ctx, perfusionist, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: id.surgeonName}); err != nil {
+		if _, _, _, err := s.SignCase(ctx, perfusionist, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: id.surgeonName}); err != nil {
 			t.Fatalf("sign: %v", err)
 		}
 		if _, _, err := s.AddAddendum(ctx, perfusionist, c.ID, uuid.New(), "Addendumtext "+id.family, "late "+id.given); err != nil {

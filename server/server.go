@@ -186,8 +186,8 @@ func New(cfg Config) *Server {
 		chain.audit = s.auditor
 	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryRecovery),
-		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamRecovery),
+		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryText, chain.unaryRecovery),
+		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamText, chain.streamRecovery),
 		grpc.KeepaliveParams(cfg.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(cfg.KeepaliveEnforcement),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),

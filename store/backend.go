@@ -94,6 +94,9 @@ type Tx interface {
 	SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID string, w int64) error
 	// InsertSignature stores a signature. ErrDuplicate on a reused number.
 	InsertSignature(ctx context.Context, s *charting.Signature) error
+	// Signatures returns a case's signatures by number, as the
+	// transaction sees them (so a signer can be checked under the lock).
+	Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error)
 	// AppendLink stores a ledger link. ErrDuplicate when the sequence exists.
 	AppendLink(ctx context.Context, l *charting.Link) error
 	// ChunkCoverage returns the last sequence of the source's last run, 0

@@ -179,6 +179,15 @@ func (s *Store) entryAllowed(c *charting.Case, e *charting.Entry, tx Tx, check f
 			return err
 		}
 	}
+	if !e.Void { // a void takes its target's time, checked when it was recorded
+		prefix := "entry."
+		if e.Supersedes != uuid.Nil {
+			prefix = "replacement."
+		}
+		if err := charting.CheckEntryTimes(c, e, s.clock(), prefix); err != nil {
+			return err
+		}
+	}
 	return check(c, tx)
 }
 

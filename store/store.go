@@ -111,21 +111,21 @@ type NewCase struct {
 	Details        charting.Details
 }
 
-func (n *NewCase) validate() error {
+func (n *NewCase) validate(now time.Time) error {
 	var v charting.Violations
 	if n.Kind != charting.KindCPB && n.Kind != charting.KindECMO {
 		v.Add("kind", "required: CPB or ECMO")
 	}
-	if n.Site == "" || len(n.Site) > 64 {
-		v.Add("site", "required, at most 64 characters")
+	for _, f := range []struct{ name, value string }{{"site", n.Site}, {"room", n.Room}} {
+		if f.value == "" {
+			v.Add(f.name, "required")
+		} else {
+			charting.CheckText(&v, f.name, f.value, 64, false)
+		}
 	}
-	if n.Room == "" || len(n.Room) > 64 {
-		v.Add("room", "required, at most 64 characters")
-	}
-	if n.ScheduledStart.IsZero() {
-		v.Add("scheduled_start", "required")
-	}
+	charting.ValidateScheduledStart(&v, "scheduled_start", n.ScheduledStart, now)
 	n.Details.Validate("details.", &v)
+	n.Details.ValidateForCase("details.", n.ScheduledStart, &v)
 	return v.Err()
 }
 
@@ -133,7 +133,7 @@ func (n *NewCase) validate() error {
 // resend returns the existing case; a different one fails with
 // charting.ErrConflict.
 func (s *Store) CreateCase(ctx context.Context, actor string, n NewCase) (*charting.Case, error) {
-	if err := n.validate(); err != nil {
+	if err := n.validate(s.clock()); err != nil {
 		return nil, err
 	}
 	if n.ID == uuid.Nil {
@@ -235,9 +235,7 @@ func (s *Store) ListCases(ctx context.Context, f CaseFilter) (cases []charting.C
 func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUID, expectedVersion int64, d charting.Details, reason string) (*charting.Case, error) {
 	var v charting.Violations
 	d.Validate("details.", &v)
-	if len(reason) > 1000 {
-		v.Add("reason", "at most 1000 characters")
-	}
+	charting.CheckText(&v, "reason", reason, 1000, true)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -256,6 +254,11 @@ func (s *Store) UpdateCaseDetails(ctx context.Context, actor string, id uuid.UUI
 		}
 		if reason == "" && c.Status != charting.StatusPlanned {
 			return &charting.InvalidError{Violations: []charting.FieldViolation{{Field: "reason", Description: "required once the case has started"}}}
+		}
+		var v charting.Violations
+		d.ValidateForCase("details.", c.ScheduledStart, &v)
+		if err := v.Err(); err != nil {
+			return err
 		}
 		now := s.clock()
 		dv := charting.DetailsVersion{Version: c.DetailsVersion + 1, Details: d, Reason: reason, Actor: actor, RecordedAt: now}
@@ -313,21 +316,29 @@ type SignRequest struct {
 
 // SignCase signs a closed or signed case. The signature covers the ledger
 // head before its own link; its number is its own link's sequence.
-func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r SignRequest) (*charting.Case, *charting.Signature, error) {
+//
+// A signer signs with each meaning at most once: a retried SignCase (same
+// signer, same meaning) returns the signature already stored, with dup set,
+// and adds nothing — no link, no second delivery to the EHR. A review is a
+// second person's: whoever signed as author may not sign as reviewer, nor
+// a reviewer as author.
+func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r SignRequest) (c *charting.Case, sig *charting.Signature, dup bool, err error) {
 	var v charting.Violations
 	switch r.Meaning {
 	case charting.MeaningAuthored, charting.MeaningReviewed, charting.MeaningApproved:
 	default:
 		v.Add("meaning", "required: authored, reviewed or approved")
 	}
-	if r.DisplayName == "" || len(r.DisplayName) > 200 {
-		v.Add("signer_display_name", "required, at most 200 characters")
+	if r.DisplayName == "" {
+		v.Add("signer_display_name", "required")
+	} else {
+		charting.CheckText(&v, "signer_display_name", r.DisplayName, 200, false)
 	}
 	if err := v.Err(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	var sig charting.Signature
-	err := s.readWrite(ctx, []uuid.UUID{id}, func(ctx context.Context, tx Tx) error {
+	err = s.readWrite(ctx, []uuid.UUID{id}, func(ctx context.Context, tx Tx) error {
+		sig, dup = nil, false
 		c, err := tx.LockCase(ctx, id)
 		if err != nil {
 			return err
@@ -335,17 +346,28 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		if err := c.CanSign(); err != nil {
 			return err
 		}
+		prior, err := tx.Signatures(ctx, id)
+		if err != nil {
+			return err
+		}
+		if sig = charting.SignatureBy(prior, actor, r.Meaning); sig != nil {
+			dup = true // a retry: the signature stands once
+			return nil
+		}
+		if err := charting.MaySign(prior, actor, r.Meaning); err != nil {
+			return err
+		}
 		if r.ExpectedHead != nil && *r.ExpectedHead != c.Head {
 			return fmt.Errorf("the record has changed since it was reviewed: %w", charting.ErrStale)
 		}
 		now := s.clock()
-		sig = charting.Signature{CaseID: id, Number: c.Head.Seq + 1, Signer: actor, DisplayName: r.DisplayName,
+		sig = &charting.Signature{CaseID: id, Number: c.Head.Seq + 1, Signer: actor, DisplayName: r.DisplayName,
 			Meaning: r.Meaning, SignedAt: now, CoversSeq: c.Head.Seq, CoversHash: c.Head.Hash}
-		if err := tx.InsertSignature(ctx, &sig); err != nil {
+		if err := tx.InsertSignature(ctx, sig); err != nil {
 			return err
 		}
 		ref := strconv.FormatInt(sig.Number, 10)
-		if err := appendLink(ctx, tx, c, charting.LinkSignature, ref, actor, string(r.Meaning), now, charting.DigestSignature(sig)); err != nil {
+		if err := appendLink(ctx, tx, c, charting.LinkSignature, ref, actor, string(r.Meaning), now, charting.DigestSignature(*sig)); err != nil {
 			return err
 		}
 		if err := s.enqueueExports(ctx, tx, id, sig.Number, now); err != nil {
@@ -355,11 +377,13 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		return tx.UpdateCaseState(ctx, c)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign case: %w", err)
+		return nil, nil, false, fmt.Errorf("sign case: %w", err)
 	}
-	c, err := s.GetCase(ctx, id)
-	s.afterRecordChange(ctx, c)
-	return c, &sig, err
+	c, err = s.GetCase(ctx, id)
+	if !dup {
+		s.afterRecordChange(ctx, c)
+	}
+	return c, sig, dup, err
 }
 
 // AuditTrail returns ledger links after a sequence.

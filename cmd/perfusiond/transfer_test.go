@@ -48,7 +48,7 @@ func signedCaseOnDisk(t *testing.T, dir string) (uuid.UUID, charting.Head) {
 	if _, err := s.CloseCase(ctx, "perfusionist-1", c.ID); err != nil {
 		t.Fatal(err)
 	}
-	signed, _, err := s.SignCase(ctx, "perfusionist-1", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"})
+	signed, _, _, err := s.SignCase(ctx, "perfusionist-1", c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,13 +187,13 @@ func chartCase(t testing.TB, s *store.Store, clk *clock, id uuid.UUID, sh shape,
 	_, _, err = s.CorrectEntry(ctx, perfusionist, store.Correction{CaseID: c.ID, EntryID: uuid.New(), Supersedes: late.ID, Reason: "time from the anaesthesia record", Replacement: &fix2})
 	must(err)
 	clk.advance(time.Minute)
-	_, _, err = s.SignCase(ctx, perfusionist, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Pat Perfusionist"})
+	_, _, _, err = s.SignCase(ctx, perfusionist, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "Pat Perfusionist"})
 	must(err)
 	clk.advance(2 * time.Hour)
 	_, _, err = s.AddAddendum(ctx, perfusionist, c.ID, uuid.New(), "Transferred to ICU on low-dose inotropes.", "hand-off information")
 	must(err)
 	clk.advance(time.Minute)
-	_, _, err = s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "Rev Reviewer"})
+	_, _, _, err = s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "Rev Reviewer"})
 	must(err)
 	return c.ID
 }
@@ -361,7 +361,7 @@ func TestManyLinks(t *testing.T) {
 			if _, err := s.CloseCase(ctx, perfusionist, id); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := s.SignCase(ctx, perfusionist, id, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
+			if _, _, _, err := s.SignCase(ctx, perfusionist, id, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
 				t.Fatal(err)
 			}
 			archive := exportCase(t, src, id)

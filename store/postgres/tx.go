@@ -314,3 +314,11 @@ func nullUUID(id uuid.UUID) any {
 	}
 	return id
 }
+
+// Signatures reads the case's signatures in the transaction.
+func (t *pgTx) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return reader{q: t.tx}.Signatures(ctx, caseID)
+}

@@ -250,3 +250,8 @@ func (t *tx) AppendLink(ctx context.Context, l *charting.Link) error {
 		l.CaseID.String(), l.Seq, string(l.Kind), l.Ref, l.Actor, l.Reason, micros(l.RecordedAt), l.PrevHash[:], l.Hash[:])
 	return err
 }
+
+// Signatures reads the case's signatures in the transaction.
+func (t *tx) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error) {
+	return reader{q: t.tx}.Signatures(ctx, caseID)
+}

@@ -166,7 +166,7 @@ func testLifecycle(t *testing.T, h *Harness) {
 	ctx := context.Background()
 	c := createCase(t, s, "OR-1")
 	now := time.Now()
-	_, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"})
+	_, _, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"})
 	wantPrecondition(t, "sign a planned case", err)
 	_, _, err = s.AddAddendum(ctx, actor, c.ID, uuid.New(), "late note", "forgot")
 	wantPrecondition(t, "addendum before signing", err)
@@ -193,12 +193,12 @@ func testLifecycle(t *testing.T, h *Harness) {
 	}
 	stale := head(t, s, c.ID)
 	stale.Seq--
-	_, _, err = s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P", ExpectedHead: &stale})
+	_, _, _, err = s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P", ExpectedHead: &stale})
 	if !errors.Is(err, charting.ErrStale) {
 		t.Fatalf("sign with stale head: %v, want stale", err)
 	}
 	h1 := head(t, s, c.ID)
-	signed, sig, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P", ExpectedHead: &h1})
+	signed, sig, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P", ExpectedHead: &h1})
 	if err != nil || signed.Status != charting.StatusSigned || sig.CoversSeq != h1.Seq || sig.CoversHash != h1.Hash {
 		t.Fatalf("sign: %v, status %s, covers %d", err, signed.Status, sig.CoversSeq)
 	}
@@ -212,7 +212,7 @@ func testLifecycle(t *testing.T, h *Harness) {
 	if err != nil || dup || add.Kind != charting.EntryAddendum {
 		t.Fatalf("addendum: %v dup=%v kind=%s", err, dup, add.Kind)
 	}
-	if _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R R"}); err != nil {
+	if _, _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R R"}); err != nil {
 		t.Fatalf("second signature: %v", err)
 	}
 	final, _ := s.GetCase(ctx, c.ID)

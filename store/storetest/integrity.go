@@ -46,7 +46,7 @@ func chartCase(t *testing.T, s *store.Store, sign bool) chartedCase {
 		if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
+		if _, _, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.AddAddendum(ctx, actor, c.ID, uuid.New(), "post-op note", "hand-off"); err != nil {

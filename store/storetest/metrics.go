@@ -109,7 +109,7 @@ func testMetricsLifecycle(t *testing.T, h *Harness) {
 	if got := metricValue(t, row, "nadir_hct_pct"); got != 22 {
 		t.Fatalf("nadir Hct after correction = %v, want 22", got)
 	}
-	if _, _, err := s.SignCase(ctx, actor, co.c, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
+	if _, _, _, err := s.SignCase(ctx, actor, co.c, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P P"}); err != nil {
 		t.Fatalf("sign: %v", err)
 	}
 	if _, _, err := s.AddAddendum(ctx, actor, co.c, uuid.New(), "late note", "forgot"); err != nil {

@@ -47,7 +47,7 @@ func signedCase(t *testing.T, s *store.Store, clk *clock) (*charting.Case, *char
 	if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	c, sig, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
+	c, sig, _, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One"})
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
@@ -91,7 +91,7 @@ func testOutboxEnqueue(t *testing.T, h *Harness) {
 
 	// A stale signature is refused and queues nothing.
 	stale := charting.Head{Seq: 1}
-	if _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R", ExpectedHead: &stale}); err == nil {
+	if _, _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R", ExpectedHead: &stale}); err == nil {
 		t.Fatal("stale signature accepted")
 	}
 	if n := len(caseDeliveries(t, s, c.ID)); n != 2 {
@@ -108,7 +108,7 @@ func testOutboxEnqueue(t *testing.T, h *Harness) {
 		t.Fatalf("addendum resend: dup %v, %v", dup, err)
 	}
 	cur := head(t, s, c.ID)
-	_, sig2, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R"})
+	_, sig2, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R"})
 	if err != nil {
 		t.Fatalf("second signature: %v", err)
 	}

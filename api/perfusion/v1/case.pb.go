@@ -2145,8 +2145,12 @@ type SignCaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The case.
 	Case *Case `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
-	// The signature just applied.
-	Signature     *Signature `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The signature just applied, or the one already stored for this signer
+	// and meaning.
+	Signature *Signature `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// True when this signer had already signed with this meaning: nothing
+	// was added.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2193,6 +2197,13 @@ func (x *SignCaseResponse) GetSignature() *Signature {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *SignCaseResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // AddAddendumRequest appends an addendum to a signed case.
@@ -2453,10 +2464,11 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x128\n" +
 	"\ameaning\x18\x02 \x01(\x0e2\x1e.perfusion.v1.SignatureMeaningR\ameaning\x12.\n" +
 	"\x13signer_display_name\x18\x03 \x01(\tR\x11signerDisplayName\x12J\n" +
-	"\x14expected_ledger_head\x18\x04 \x01(\v2\x18.perfusion.v1.LedgerHeadR\x12expectedLedgerHead\"q\n" +
+	"\x14expected_ledger_head\x18\x04 \x01(\v2\x18.perfusion.v1.LedgerHeadR\x12expectedLedgerHead\"\x8f\x01\n" +
 	"\x10SignCaseResponse\x12&\n" +
 	"\x04case\x18\x01 \x01(\v2\x12.perfusion.v1.CaseR\x04case\x125\n" +
-	"\tsignature\x18\x02 \x01(\v2\x17.perfusion.v1.SignatureR\tsignature\"z\n" +
+	"\tsignature\x18\x02 \x01(\v2\x17.perfusion.v1.SignatureR\tsignature\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"z\n" +
 	"\x12AddAddendumRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vaddendum_id\x18\x02 \x01(\tR\n" +

@@ -58,7 +58,11 @@ type CaseServiceClient interface {
 	CloseCase(ctx context.Context, in *CloseCaseRequest, opts ...grpc.CallOption) (*CloseCaseResponse, error)
 	// SignCase binds a signer, a meaning and a time to the current ledger head.
 	// The first signature moves a closed case to signed; further signatures
-	// (for example a reviewer's) may follow.
+	// (for example a reviewer's) may follow. A signer signs with each meaning
+	// at most once: a retried SignCase by the same signer with the same meaning
+	// returns the stored signature with duplicate set and adds nothing (no
+	// second signature, no second delivery). Whoever signed as author may not
+	// sign as reviewer, nor a reviewer as author: FailedPrecondition.
 	SignCase(ctx context.Context, in *SignCaseRequest, opts ...grpc.CallOption) (*SignCaseResponse, error)
 	// AddAddendum appends a late note to a signed case: the only write a
 	// signed case accepts. It is idempotent on addendum_id.
@@ -173,7 +177,11 @@ type CaseServiceServer interface {
 	CloseCase(context.Context, *CloseCaseRequest) (*CloseCaseResponse, error)
 	// SignCase binds a signer, a meaning and a time to the current ledger head.
 	// The first signature moves a closed case to signed; further signatures
-	// (for example a reviewer's) may follow.
+	// (for example a reviewer's) may follow. A signer signs with each meaning
+	// at most once: a retried SignCase by the same signer with the same meaning
+	// returns the stored signature with duplicate set and adds nothing (no
+	// second signature, no second delivery). Whoever signed as author may not
+	// sign as reviewer, nor a reviewer as author: FailedPrecondition.
 	SignCase(context.Context, *SignCaseRequest) (*SignCaseResponse, error)
 	// AddAddendum appends a late note to a signed case: the only write a
 	// signed case accepts. It is idempotent on addendum_id.
