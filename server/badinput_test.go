@@ -38,11 +38,14 @@ func newFixture(t *testing.T, b store.Backend) *fixture {
 	return f
 }
 
-// snapshot is what must not change when a request is refused.
+// snapshot is what must not change when a request is refused: the case's
+// head, audit trail and entries read back, the cases at the fixture's site,
+// and that the record still verifies.
 type snapshot struct {
 	id        string
 	head      *pb.LedgerHead
 	trail     int
+	entries   int
 	siteCases int
 }
 
@@ -60,15 +63,24 @@ func (f *fixture) snapshotOf(t *testing.T, caseID string) snapshot {
 	if err != nil {
 		t.Fatalf("list cases: %v", err)
 	}
-	return snapshot{id: caseID, head: c.GetLedgerHead(), trail: len(f.e.auditTrail(caseID)), siteCases: len(cases.GetCases())}
+	entries, err := f.e.charting.ListEntries(as(reviewer), &pb.ListEntriesRequest{CaseId: caseID, IncludeHistory: true})
+	if err != nil {
+		t.Fatalf("list entries: %v", err)
+	}
+	return snapshot{id: caseID, head: c.GetLedgerHead(), trail: len(f.e.auditTrail(caseID)), entries: len(entries.GetEntries()),
+		siteCases: len(cases.GetCases())}
 }
 
 func (f *fixture) assertUnchanged(t *testing.T, before snapshot) {
 	t.Helper()
 	after := f.snapshotOf(t, before.id)
-	if !proto.Equal(before.head, after.head) || before.trail != after.trail || before.siteCases != after.siteCases {
-		t.Fatalf("a refused request changed the record: head %v → %v, trail %d → %d, new cases %d → %d",
-			before.head, after.head, before.trail, after.trail, before.siteCases, after.siteCases)
+	if !proto.Equal(before.head, after.head) || before.trail != after.trail || before.entries != after.entries || before.siteCases != after.siteCases {
+		t.Fatalf("a refused request changed the record: head %v → %v, trail %d → %d, entries %d → %d, new cases %d → %d",
+			before.head, after.head, before.trail, after.trail, before.entries, after.entries, before.siteCases, after.siteCases)
+	}
+	v, err := f.e.record.VerifyRecord(as(reviewer), &pb.VerifyRecordRequest{CaseId: before.id})
+	if err != nil || !v.GetOk() {
+		t.Fatalf("after a refused request the record does not verify: %v %v", v, err)
 	}
 }
 

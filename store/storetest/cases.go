@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,44 @@ func testLifecycle(t *testing.T, h *Harness) {
 	final, _ := s.GetCase(ctx, c.ID)
 	if len(final.Signatures) != 2 || final.Signatures[1].Signer != reviewer {
 		t.Fatalf("signatures: %+v", final.Signatures)
+	}
+	verifyOK(t, s, c.ID)
+}
+
+// testSignOnce: a retried sign-off (same signer, same meaning) returns the
+// stored signature and adds nothing — no link, no second delivery; the
+// author cannot also sign as reviewer, nor the reviewer as author; a second
+// person can review, and approve.
+func testSignOnce(t *testing.T, h *Harness) {
+	ctx := context.Background()
+	s, _, clk := newOutboxStore(t, h)
+	c, first := signedCase(t, s, clk)
+	h0, deliveries := head(t, s, c.ID), len(caseDeliveries(t, s, c.ID))
+
+	again, sig, dup, err := s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "P One (retry)"})
+	if err != nil || !dup || *sig != *first || len(again.Signatures) != 1 {
+		t.Fatalf("retried sign: err %v dup %v sig %+v (first %+v), %d signatures", err, dup, sig, first, len(again.Signatures))
+	}
+	if head(t, s, c.ID) != h0 || len(caseDeliveries(t, s, c.ID)) != deliveries {
+		t.Fatalf("a retried sign-off changed the record or queued another delivery")
+	}
+
+	_, _, _, err = s.SignCase(ctx, actor, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "P One"})
+	wantPrecondition(t, "the author reviews their own record", err)
+	if err == nil || !strings.Contains(err.Error(), "second person") {
+		t.Fatalf("refusal does not say why: %v", err)
+	}
+	if _, _, dup, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R R"}); err != nil || dup {
+		t.Fatalf("review by a second person: %v dup %v", err, dup)
+	}
+	_, _, _, err = s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningAuthored, DisplayName: "R R"})
+	wantPrecondition(t, "the reviewer signs as author", err)
+	if _, _, dup, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningApproved, DisplayName: "R R"}); err != nil || dup {
+		t.Fatalf("approval by the reviewer: %v dup %v", err, dup)
+	}
+	final, err := s.GetCase(ctx, c.ID)
+	if err != nil || len(final.Signatures) != 3 {
+		t.Fatalf("signatures after the rules: %v %+v", err, final.Signatures)
 	}
 	verifyOK(t, s, c.ID)
 }

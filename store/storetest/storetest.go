@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 		{"ListCasesFiltersAndPages", testListCases},
 		{"DetailsVersioned", testDetailsVersioned},
 		{"Lifecycle", testLifecycle},
+		{"SignOnce", testSignOnce},
 		{"EntryIdempotent", testEntryIdempotent},
 		{"LateEntryFlagged", testLateEntry},
 		{"CorrectionsKeepHistory", testCorrections},
