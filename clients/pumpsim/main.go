@@ -303,9 +303,7 @@ var sources = []sim.Source{sim.HLM, sim.Blender, sim.Monitor, sim.Inline}
 // runCase simulates case i, or takes it up where an interrupted run left
 // it when resumed.
 func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, caseID string, resumed bool, t0, simStart time.Time, pr *progress) (CaseResult, error) {
-	s := sim.New(sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
-		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest,
-		BSAFormula: bsaFormulas[cfg.BSAFormula].sim})
+	s := sim.New(simConfig(cfg, i))
 	sc := s.Config()
 	res := CaseResult{CaseID: caseID, Resumed: resumed}
 	caseUUID, err := uuid.Parse(caseID)
@@ -517,6 +515,14 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, caseID
 	}
 	res.Signed = cs == pb.CaseStatus_CASE_STATUS_SIGNED
 	return res, nil
+}
+
+// simConfig is the simulation of case i: seeded, so every run of it (a
+// resume's replay included) yields the same ticks.
+func simConfig(cfg Config, i int) sim.Config {
+	return sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
+		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest,
+		BSAFormula: bsaFormulas[cfg.BSAFormula].sim}
 }
 
 func later(a, b time.Time) time.Time {
