@@ -249,7 +249,8 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return results, err // the state stays: the next run resumes
+		// The state stays, so that the next run resumes these cases.
+		return results, fmt.Errorf("%w (the same command resumes the cases; their state is in %s)", err, sf.path)
 	}
 	return results, sf.remove()
 }
@@ -477,11 +478,8 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, caseID
 	}
 	if !chart {
 		res.OnRecord, res.EntriesOnRecord = res.Samples, res.Entries
-	}
-	if chart {
-		if err := flush(); err != nil {
-			return res, err
-		}
+	} else if err := flush(); err != nil {
+		return res, err
 	}
 	for _, src := range sources {
 		st := streamers[src]
