@@ -96,45 +96,59 @@ func resumeAfterKill(t *testing.T, perfusiond, pumpsim string, storeArgs ...stri
 	args := []string{"--addr", addr, "--principal", "pumpsim-test", "--seed", "11", "--speed", "300",
 		"--duration", "30m", "--cases", fmt.Sprint(cases), "--sign", "--spool-dir", spool, "--progress", "0"}
 
-	first := exec.Command(pumpsim, args...)
-	var firstOut bytes.Buffer
-	first.Stdout, first.Stderr = &firstOut, &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Kill once both cases hold a third of their data (and, the streamers
-	// trailing by up to a second of batching, the spool holds more).
-	killAt := 10 * time.Minute
-	deadline := time.Now().Add(time.Minute)
+	// The first run is killed as soon as both cases exist (while the
+	// pre-bypass checklist is being charted), the restarted one once both
+	// cases hold a third of their data (the spool then holds more: the
+	// streamers trail by up to a second of batching); the third finishes.
 	var ids []string
-	for {
-		if time.Now().After(deadline) {
-			first.Process.Kill()
-			first.Wait()
-			t.Fatalf("pumpsim made no progress:\n%s", firstOut.String())
-		}
-		if ids = caseIDs(t, ctx, c); len(ids) == cases && allPast(t, ctx, c, ids, killAt) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err = first.Wait()
-	if ws, ok := first.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Fatalf("pumpsim was not killed mid-run (%v); it finished first:\n%s", err, firstOut.String())
-	}
-	for _, id := range ids {
-		gc, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: id})
-		if err != nil {
+	for k, killAt := range []time.Duration{-1, 10 * time.Minute} {
+		sim := exec.Command(pumpsim, args...)
+		var out bytes.Buffer
+		sim.Stdout, sim.Stderr = &out, &out
+		if err := sim.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if st := gc.GetCase().GetStatus(); st != pb.CaseStatus_CASE_STATUS_IN_PROGRESS {
-			t.Fatalf("killed case %s is %v, want in progress", id, st)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if time.Now().After(deadline) {
+				sim.Process.Kill()
+				sim.Wait()
+				t.Fatalf("pumpsim made no progress:\n%s", out.String())
+			}
+			if ids = caseIDs(t, ctx, c); len(ids) == cases && (killAt < 0 || allPast(t, ctx, c, ids, killAt)) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
+		if err := sim.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := sim.Wait()
+		if ws, ok := sim.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+			t.Fatalf("pumpsim was not killed mid-run (%v); it finished first:\n%s", err, out.String())
+		}
+		if k > 0 && !strings.Contains(out.String(), "resuming 2 case(s)") {
+			t.Errorf("restarted pumpsim did not say it resumed:\n%s", out.String())
+		}
+		for _, id := range ids {
+			gc, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := gc.GetCase().GetStatus(); st != pb.CaseStatus_CASE_STATUS_PLANNED && st != pb.CaseStatus_CASE_STATUS_IN_PROGRESS {
+				t.Fatalf("killed case %s is %v, want planned or in progress", id, st)
+			}
+		}
+		var entries int
+		for _, id := range ids {
+			le, err := c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries += len(le.GetEntries())
+		}
+		t.Logf("SIGKILL %d: both cases past %v of simulated time, %d entries on the record", k+1, max(killAt, 0), entries)
 	}
-	t.Logf("killed pumpsim with both cases past %s of simulated time", killAt)
 	// Down long enough that pacing by the first run's clock would have
 	// nothing left to wait for: the restart must pace from where the data
 	// stops instead.
