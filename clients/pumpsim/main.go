@@ -12,6 +12,10 @@
 // and --duration D the simulated start is now + D/S − D, so no timestamp
 // is ever in the server's future. --speed 0 runs as fast as possible with
 // the case ending now.
+//
+// A run that is killed (or interrupted) resumes when pumpsim is started
+// again with the same arguments and --spool-dir: see state.go, resume.go
+// and usageText.
 package main
 
 import (
@@ -30,6 +34,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
@@ -61,13 +67,40 @@ type Config struct {
 	ClientOptions []perfusion.Option
 }
 
-// CaseResult is what one simulated case sent.
+// CaseResult is what one simulated case holds: the simulation's samples
+// and entries, whether this run or an interrupted one charted them.
 type CaseResult struct {
 	CaseID           string
 	Samples, Invalid int64
 	Entries          int
 	Closed, Signed   bool
+	// Resumed says the case was begun by an interrupted run; OnRecord and
+	// EntriesOnRecord count what it held when this run took it up.
+	Resumed         bool
+	OnRecord        int64
+	EntriesOnRecord int
 }
+
+const usageText = `pumpsim simulates a heart-lung machine (or ECMO circuit), gas blender,
+in-line blood-gas monitor and patient monitor through a CPB case and charts
+it on perfusiond through the Go client library: the case, 1 Hz numerics,
+6-second blood gases and the perfusionist's entries.
+
+  pumpsim --addr 127.0.0.1:7070 --speed 60 --cases 2 --sign
+
+Resuming: a pumpsim that is killed or interrupted mid-run and started again
+with the same arguments (--close/--sign may be added) and the same
+--spool-dir resumes its own cases instead of opening new ones. It keeps
+pumpsim-<hash>.json in the spool directory (written before the cases are
+created, removed once they have all finished); on restart it sends what
+the spool still holds, asks the server where each device's data and the
+entries stop, replays the seeded simulation up to there without sending it
+again, charts the rest (device times as first simulated; with --speed the
+pacing picks up from there) and closes/signs as asked. Other arguments, or
+no state file, start new cases.
+
+Flags:
+`
 
 func main() {
 	var cfg Config
@@ -83,7 +116,7 @@ func main() {
 	flag.IntVar(&cfg.Cases, "cases", 1, "number of concurrent cases")
 	flag.BoolVar(&cfg.ECMO, "ecmo", false, "ECMO run: no cross-clamp or cardioplegia, steady flow")
 	flag.DurationVar(&cfg.Duration, "duration", 4*time.Hour, "simulated case length")
-	flag.StringVar(&cfg.SpoolDir, "spool-dir", filepath.Join(os.TempDir(), "pumpsim-spool"), "streamer spool directory")
+	flag.StringVar(&cfg.SpoolDir, "spool-dir", filepath.Join(os.TempDir(), "pumpsim-spool"), "streamer spool directory; also holds the run state that lets a killed run resume")
 	flag.BoolVar(&cfg.Close, "close", false, "close the case at the end")
 	flag.BoolVar(&cfg.Sign, "sign", false, "close and sign the case at the end")
 	flag.Float64Var(&cfg.HeightCm, "height", 175, "patient height, cm")
@@ -92,6 +125,10 @@ func main() {
 	flag.DurationVar(&cfg.Arrest, "arrest", 0, "deep hypothermic circulatory arrest of this length during the cross-clamp, e.g. 30m (CPB only)")
 	flag.StringVar(&cfg.BSAFormula, "bsa-formula", "mosteller", "BSA formula flows are indexed to: mosteller, dubois or haycock (often used for children)")
 	flag.DurationVar(&cfg.Progress, "progress", 2*time.Second, "progress line interval (0 = none)")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usageText)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	cfg.Out = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -121,9 +158,8 @@ var bsaFormulas = map[string]struct {
 
 // run simulates cfg.Cases cases concurrently and returns what each sent.
 func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
+	cfg.Cases = max(cfg.Cases, 1)
 	switch {
-	case cfg.Cases < 1:
-		cfg.Cases = 1
 	case cfg.Speed < 0:
 		return nil, errors.New("--speed must be ≥ 0")
 	case cfg.Speed > 0 && cfg.Speed < 1:
@@ -154,14 +190,17 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 	}
 	defer client.Close()
 
-	t0 := time.Now()
-	wall := time.Duration(0)
-	if cfg.Speed > 0 {
-		wall = time.Duration(float64(cfg.Duration) / cfg.Speed)
+	// The run's state is saved before any case is created, so a run killed
+	// at any point is resumed by the next pumpsim with these arguments.
+	sf, st, resumed, err := openState(cfg, time.Now())
+	if err != nil {
+		return nil, err
 	}
-	// The last sample (at simStart + Duration − 1 s) is due at t0 + wall,
-	// never ahead of the wall clock.
-	simStart := t0.Add(wall - cfg.Duration).Truncate(time.Second)
+	defer sf.close()
+	t0, simStart := st.T0, st.SimStart
+	if resumed {
+		fmt.Fprintf(cfg.Out, "resuming %d case(s) of the run started %s with these arguments\n", len(st.CaseIDs), t0.Format(time.RFC3339))
+	}
 
 	pr := &progress{simNanos: make([]atomic.Int64, cfg.Cases), phase: make([]atomic.Int32, cfg.Cases)}
 	stopProgress := make(chan struct{})
@@ -190,7 +229,7 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = runCase(ctx, cfg, client, i, t0, simStart, pr)
+			results[i], errs[i] = runCase(ctx, cfg, client, i, st.CaseIDs[i], resumed, t0, simStart, pr)
 		}()
 	}
 	wg.Wait()
@@ -201,11 +240,19 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 	}
 	for _, r := range results {
 		if r.CaseID != "" {
-			fmt.Fprintf(cfg.Out, "case %s: %d samples (%d invalid), %d entries, closed=%v signed=%v\n",
-				r.CaseID, r.Samples, r.Invalid, r.Entries, r.Closed, r.Signed)
+			again := ""
+			if r.Resumed {
+				again = fmt.Sprintf(", resumed with %d samples and %d entries on the record", r.OnRecord, r.EntriesOnRecord)
+			}
+			fmt.Fprintf(cfg.Out, "case %s: %d samples (%d invalid), %d entries, closed=%v signed=%v%s\n",
+				r.CaseID, r.Samples, r.Invalid, r.Entries, r.Closed, r.Signed, again)
 		}
 	}
-	return results, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		// The state stays, so that the next run resumes these cases.
+		return results, fmt.Errorf("%w (the same command resumes the cases; their state is in %s)", err, sf.path)
+	}
+	return results, sf.remove()
 }
 
 func printProgress(cfg Config, pr *progress) {
@@ -254,12 +301,16 @@ func (b *seriesBuf) take() []*pb.SampleSeries {
 
 var sources = []sim.Source{sim.HLM, sim.Blender, sim.Monitor, sim.Inline}
 
-func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, simStart time.Time, pr *progress) (CaseResult, error) {
-	s := sim.New(sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
-		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest,
-		BSAFormula: bsaFormulas[cfg.BSAFormula].sim})
+// runCase simulates case i, or takes it up where an interrupted run left
+// it when resumed.
+func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, caseID string, resumed bool, t0, simStart time.Time, pr *progress) (CaseResult, error) {
+	s := sim.New(simConfig(cfg, i))
 	sc := s.Config()
-	var res CaseResult
+	res := CaseResult{CaseID: caseID, Resumed: resumed}
+	caseUUID, err := uuid.Parse(caseID)
+	if err != nil {
+		return res, fmt.Errorf("case %d: bad case id: %w", i, err)
+	}
 	kind := pb.CaseKind_CASE_KIND_CPB
 	desc := "Simulated CPB case (pumpsim)"
 	if cfg.ECMO {
@@ -269,21 +320,33 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 	if sc.WeightKg < 10 {
 		pump = pb.PumpType_PUMP_TYPE_ROLLER
 	}
-	created, err := c.CreateCase(ctx, &pb.CreateCaseRequest{CaseId: uuid.NewString(), Kind: kind, Site: "SIM",
-		Room: fmt.Sprintf("OR-%d", i+1), ScheduledStart: timestamppb.New(simStart),
-		Details: &pb.CaseDetails{
-			Patient: &pb.Patient{Mrn: fmt.Sprintf("SIM%06d", cfg.Seed+uint64(i)), MrnAssigningAuthority: "PUMPSIM",
-				FamilyName: "Simulated", GivenName: fmt.Sprintf("Patient %d", i+1), HeightCm: sc.HeightCm, WeightKg: sc.WeightKg,
-				BsaFormula: bsaFormulas[cfg.BSAFormula].pb},
-			Procedure: &pb.Procedure{Description: desc},
-			Circuit:   &pb.Circuit{ArterialPump: pump, CardioplegiaSystem: "blood 4:1"},
-			Prime:     &pb.Prime{Components: []*pb.PrimeComponent{{Name: "balanced crystalloid", VolumeMl: sc.PrimeML}}},
-		}})
-	if err != nil {
-		return res, fmt.Errorf("case %d: CreateCase: %w", i, err)
+	cs := pb.CaseStatus_CASE_STATUS_UNSPECIFIED
+	if resumed {
+		if cs, err = resumeStatus(ctx, cfg, c, caseID); err != nil {
+			return res, fmt.Errorf("case %d: %w", i, err)
+		}
 	}
-	res.CaseID = created.GetCase().GetCaseId()
+	if cs == pb.CaseStatus_CASE_STATUS_UNSPECIFIED {
+		// The same request on a resume: CreateCase is idempotent on the id.
+		_, err := c.CreateCase(ctx, &pb.CreateCaseRequest{CaseId: caseID, Kind: kind, Site: "SIM",
+			Room: fmt.Sprintf("OR-%d", i+1), ScheduledStart: timestamppb.New(simStart),
+			Details: &pb.CaseDetails{
+				Patient: &pb.Patient{Mrn: fmt.Sprintf("SIM%06d", cfg.Seed+uint64(i)), MrnAssigningAuthority: "PUMPSIM",
+					FamilyName: "Simulated", GivenName: fmt.Sprintf("Patient %d", i+1), HeightCm: sc.HeightCm, WeightKg: sc.WeightKg,
+					BsaFormula: bsaFormulas[cfg.BSAFormula].pb},
+				Procedure: &pb.Procedure{Description: desc},
+				Circuit:   &pb.Circuit{ArterialPump: pump, CardioplegiaSystem: "blood 4:1"},
+				Prime:     &pb.Prime{Components: []*pb.PrimeComponent{{Name: "balanced crystalloid", VolumeMl: sc.PrimeML}}},
+			}})
+		if err != nil {
+			return res, fmt.Errorf("case %d: CreateCase: %w", i, err)
+		}
+		cs = pb.CaseStatus_CASE_STATUS_PLANNED
+	}
 	fmt.Fprintf(cfg.Out, "case %d: %s (BSA %.2f m², %s)\n", i, res.CaseID, s.BSA(), desc)
+	// A case the interrupted run closed has all its data: only the
+	// signature may be left to do.
+	chart := cs == pb.CaseStatus_CASE_STATUS_PLANNED || cs == pb.CaseStatus_CASE_STATUS_IN_PROGRESS
 
 	streamers := map[sim.Source]*perfusion.SampleStreamer{}
 	bufs := map[sim.Source]*seriesBuf{}
@@ -295,6 +358,11 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 		}
 	}()
 	for _, src := range sources {
+		if !chart {
+			break
+		}
+		// On a resume, the streamer finds in the spool what the killed run
+		// handed it and did not see acknowledged, and sends it first.
 		st, err := perfusion.OpenSampleStreamer(ctx, c, res.CaseID, string(src),
 			filepath.Join(cfg.SpoolDir, res.CaseID, string(src)), perfusion.StreamerOptions{})
 		if err != nil {
@@ -302,6 +370,26 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 		}
 		streamers[src] = st
 		bufs[src] = &seriesBuf{by: map[string]*pb.SampleSeries{}}
+	}
+	var rec *onRecord // what the case holds from the interrupted run
+	if resumed && chart {
+		for _, src := range sources {
+			if err := streamers[src].Flush(ctx); err != nil {
+				return res, fmt.Errorf("case %d: send the spooled samples of %s: %w", i, src, err)
+			}
+		}
+		if rec, err = readRecord(ctx, c, res.CaseID, simStart); err != nil {
+			return res, fmt.Errorf("case %d: resume: %w", i, err)
+		}
+		if cfg.Speed > 0 {
+			// Pace on from where the data stops: its first missing second
+			// is due now (never earlier than first planned, so no device
+			// time gets ahead of the wall clock). Device times stay as
+			// first simulated.
+			t0 = later(t0, time.Now().Add(-time.Duration(float64(rec.from+time.Second)/cfg.Speed)))
+		}
+		fmt.Fprintf(cfg.Out, "case %d: resuming at %s of simulated time (%d of %d sources had data, %d entries on the record)\n",
+			i, fmtDur(rec.from), rec.sources, len(sources), len(rec.entries))
 	}
 	flush := func() error {
 		for _, src := range sources {
@@ -317,27 +405,32 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 		}
 		return nil
 	}
-	buffered := 0
+	add := func(src sim.Source, ms int64, r sim.Reading) {
+		res.Samples++
+		if r.Invalid {
+			res.Invalid++
+		}
+		switch {
+		case !chart:
+		case rec.stored(r.Channel, ms):
+			res.OnRecord++
+		default:
+			bufs[src].add(ms, r)
+		}
+	}
+	buffered, events := 0, 0
 	for !s.Done() {
 		tk := s.Step()
 		at := simStart.Add(tk.At)
 		ms := at.UnixMilli()
 		for _, r := range tk.Numerics {
-			bufs[sim.SourceOf[r.Channel]].add(ms, r)
-			res.Samples++
-			if r.Invalid {
-				res.Invalid++
-			}
+			add(sim.SourceOf[r.Channel], ms, r)
 		}
 		for _, r := range tk.Gases {
-			bufs[sim.Inline].add(ms, r)
-			res.Samples++
-			if r.Invalid {
-				res.Invalid++
-			}
+			add(sim.Inline, ms, r)
 		}
 		buffered++
-		if len(tk.Events) > 0 || buffered >= 10 {
+		if chart && (len(tk.Events) > 0 || buffered >= 10) {
 			// samples before the entries that mark them
 			if err := flush(); err != nil {
 				return res, err
@@ -345,17 +438,26 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 			buffered = 0
 		}
 		for _, ev := range tk.Events {
-			for _, e := range entries(res.CaseID, simStart, ev) {
+			for j, e := range entries(res.CaseID, simStart, ev) {
+				e.EntryId = entryID(caseUUID, events, j)
+				res.Entries++
+				if !chart {
+					continue
+				}
+				if rec.hasEntry(e.EntryId) {
+					res.EntriesOnRecord++
+					continue
+				}
 				if _, err := c.RecordEntry(ctx, &pb.RecordEntryRequest{Entry: e}); err != nil {
 					return res, fmt.Errorf("case %d: RecordEntry at %s: %w", i, fmtDur(tk.At), err)
 				}
-				res.Entries++
 				pr.entries.Add(1)
 			}
+			events++
 		}
 		pr.simNanos[i].Store(int64(tk.At + time.Second))
 		pr.phase[i].Store(int32(tk.Phase))
-		if cfg.Speed > 0 {
+		if chart && cfg.Speed > 0 {
 			// sample time simStart+At = t0 + D/S − D + At ≤ t0 + (At+1 s)/S = due
 			due := t0.Add(time.Duration(float64(tk.At+time.Second) / cfg.Speed))
 			if d := time.Until(due); d > 0 {
@@ -374,11 +476,16 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 			return res, err
 		}
 	}
-	if err := flush(); err != nil {
+	if !chart {
+		res.OnRecord, res.EntriesOnRecord = res.Samples, res.Entries
+	} else if err := flush(); err != nil {
 		return res, err
 	}
 	for _, src := range sources {
 		st := streamers[src]
+		if st == nil {
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err := st.Close(cctx)
 		cancel()
@@ -390,28 +497,66 @@ func runCase(ctx context.Context, cfg Config, c *perfusion.Client, i int, t0, si
 			return res, fmt.Errorf("case %d: %s: %d batches rejected by the server (see the spool's dead letters)", i, src, d)
 		}
 	}
-	if cfg.Close {
+	if cfg.Close && chart {
 		if _, err := c.CloseCase(ctx, &pb.CloseCaseRequest{CaseId: res.CaseID}); err != nil {
 			return res, fmt.Errorf("case %d: CloseCase: %w", i, err)
 		}
-		res.Closed = true
+		cs = pb.CaseStatus_CASE_STATUS_CLOSED
 	}
-	if cfg.Sign {
+	res.Closed = cs == pb.CaseStatus_CASE_STATUS_CLOSED || cs == pb.CaseStatus_CASE_STATUS_SIGNED
+	if cfg.Sign && cs == pb.CaseStatus_CASE_STATUS_CLOSED {
 		if _, err := c.SignCase(ctx, &pb.SignCaseRequest{CaseId: res.CaseID, Meaning: pb.SignatureMeaning_SIGNATURE_MEANING_AUTHORED,
 			SignerDisplayName: "Simulated Perfusionist (pumpsim)"}); err != nil {
 			return res, fmt.Errorf("case %d: SignCase: %w", i, err)
 		}
-		res.Signed = true
+		cs = pb.CaseStatus_CASE_STATUS_SIGNED
 	}
+	res.Signed = cs == pb.CaseStatus_CASE_STATUS_SIGNED
 	return res, nil
 }
 
+// simConfig is the simulation of case i: seeded, so every run of it (a
+// resume's replay included) yields the same ticks.
+func simConfig(cfg Config, i int) sim.Config {
+	return sim.Config{Seed: cfg.Seed + uint64(i), HeightCm: cfg.HeightCm, WeightKg: cfg.WeightKg,
+		ECMO: cfg.ECMO, Duration: cfg.Duration, TargetTempC: cfg.TargetTempC, Arrest: cfg.Arrest,
+		BSAFormula: bsaFormulas[cfg.BSAFormula].sim}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// resumeStatus is the status of a case of an interrupted run, or
+// UNSPECIFIED when the run was killed before the server created it.
+func resumeStatus(ctx context.Context, cfg Config, c *perfusion.Client, caseID string) (pb.CaseStatus, error) {
+	gc, err := c.GetCase(ctx, &pb.GetCaseRequest{CaseId: caseID})
+	if err == nil {
+		return gc.GetCase().GetStatus(), nil
+	}
+	if status.Code(err) != codes.NotFound {
+		return 0, fmt.Errorf("resume: GetCase: %w", err)
+	}
+	// Streamers are opened (making the case's spool) only after the case
+	// exists: with a spool, the server lost the case or is another one,
+	// and charting the rest of it there would make a record with a hole.
+	if _, serr := os.Stat(filepath.Join(cfg.SpoolDir, caseID)); serr == nil {
+		return 0, fmt.Errorf("resume: case %s was created by the interrupted run, but the server at %s does not know it (another server?); remove %s to start new cases",
+			caseID, cfg.Addr, filepath.Join(cfg.SpoolDir, "pumpsim-"+argsOf(cfg).fingerprint()+".json"))
+	}
+	return pb.CaseStatus_CASE_STATUS_UNSPECIFIED, nil
+}
+
 // entries turns one simulated operator action into record entries (a
-// panel of labs is one entry per analyte; an artifact one per channel).
+// panel of labs is one entry per analyte; an artifact one per channel),
+// without their ids.
 func entries(caseID string, simStart time.Time, ev sim.Event) []*pb.Entry {
 	at := timestamppb.New(simStart.Add(ev.At))
 	mk := func(set func(e *pb.Entry)) *pb.Entry {
-		e := &pb.Entry{EntryId: uuid.NewString(), CaseId: caseID, OccurredAt: at}
+		e := &pb.Entry{CaseId: caseID, OccurredAt: at} // the caller sets EntryId
 		set(e)
 		return e
 	}

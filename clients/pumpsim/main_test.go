@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,5 +162,89 @@ func TestRunPacedECMONeonate(t *testing.T) {
 	}
 	if v, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: r.CaseID}); err != nil || !v.GetOk() {
 		t.Errorf("VerifyRecord: %v %v", v, err)
+	}
+}
+
+// TestRunInterruptedResumes stops a run (as Ctrl-C does), then shows that a
+// run with another seed leaves it alone and starts its own case, that the
+// same arguments take the interrupted case up and finish it with every
+// sample and entry once, and that a finished run leaves no state behind,
+// so the same arguments then start a new case.
+func TestRunInterruptedResumes(t *testing.T) {
+	addr := startServer(t)
+	spool := t.TempDir()
+	cfg := Config{Addr: addr, Principal: "pumpsim-test", Seed: 5, Speed: 600, Cases: 1, Duration: 20 * time.Minute,
+		SpoolDir: spool, Close: true, Out: io.Discard,
+		ClientOptions: []perfusion.Option{perfusion.WithBackoff(5*time.Millisecond, 100*time.Millisecond)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := perfusion.Dial(ctx, addr, perfusion.WithPrincipal("reviewer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	stopped, stop := context.WithTimeout(ctx, 700*time.Millisecond)
+	first, err := run(stopped, cfg)
+	stop()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	id := first[0].CaseID
+	if states, _ := filepath.Glob(filepath.Join(spool, "pumpsim-*.json")); len(states) != 1 {
+		t.Fatalf("run state after the interruption: %v", states)
+	}
+
+	other := cfg
+	other.Seed, other.Speed = 6, 0
+	o, err := run(ctx, other)
+	if err != nil {
+		t.Fatalf("run with another seed: %v", err)
+	}
+	if o[0].CaseID == id || o[0].Resumed {
+		t.Fatalf("a run with another seed took up the interrupted case: %+v", o[0])
+	}
+
+	var out strings.Builder
+	again := cfg
+	again.Out = &out
+	res, err := run(ctx, again)
+	if err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, out.String())
+	}
+	r := res[0]
+	if r.CaseID != id || !r.Resumed || !r.Closed || r.OnRecord == 0 || r.OnRecord >= r.Samples {
+		t.Fatalf("resumed run: %+v\n%s", r, out.String())
+	}
+	var stored int64
+	for _, ch := range sim.Channels() {
+		q, err := c.QuerySamples(ctx, &pb.QuerySamplesRequest{CaseId: id, Channels: []string{ch}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range q.GetRaw() {
+			stored += int64(len(s.GetValues()))
+		}
+	}
+	le, err := c.ListEntries(ctx, &pb.ListEntriesRequest{CaseId: id, IncludeHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored != r.Samples || len(le.GetEntries()) != r.Entries {
+		t.Errorf("case %s holds %d samples and %d entries, the simulation makes %d and %d", id, stored, len(le.GetEntries()), r.Samples, r.Entries)
+	}
+	if v, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: id}); err != nil || !v.GetOk() {
+		t.Errorf("VerifyRecord: %v %v", v, err)
+	}
+	if states, _ := filepath.Glob(filepath.Join(spool, "pumpsim-*.json")); len(states) != 0 {
+		t.Errorf("run state left after the runs finished: %v", states)
+	}
+
+	n, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n[0].CaseID == id || n[0].Resumed {
+		t.Errorf("a finished run was taken up again: %+v", n[0])
 	}
 }
