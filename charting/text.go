@@ -122,3 +122,13 @@ func joinField(path, name string) string {
 	}
 	return path + "." + name
 }
+
+// TextViolations applies the text rules to every string reachable from x,
+// naming each by its JSON path under prefix. The archive import uses it to
+// find, in a record written before the rules (or by a store that kept what
+// another cannot), each text that the rules refuse.
+func TextViolations(prefix string, x any) Violations {
+	var v Violations
+	checkAllText(&v, prefix, x)
+	return v
+}

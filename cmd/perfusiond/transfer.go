@@ -129,7 +129,10 @@ func (a *app) importArchives(ctx context.Context, args []string) error {
 	env := envFlags{}
 	c := a.commonFlags(fs, env)
 	var from string
+	var opts archive.ImportOptions
 	fs.StringVar(&from, "from", "", "archive file, or directory of "+archiveSuffix+" files (required)")
+	fs.BoolVar(&opts.AcceptNonconformingText, "accept-nonconforming-text", false,
+		"import cases whose text breaks today's text rules (control characters kept by an older store) exactly as archived; without it they are refused, naming case and field")
 	if err := a.parse(fs, env, args); err != nil {
 		return err
 	}
@@ -158,7 +161,7 @@ func (a *app) importArchives(ctx context.Context, args []string) error {
 	}
 	var failed int
 	for _, path := range files {
-		id, err := importOne(ctx, db, path)
+		id, err := importOne(ctx, db, path, opts)
 		if err != nil {
 			failed++
 			fmt.Fprintf(a.stderr, "%s: not imported: %v\n", filepath.Base(path), err)
@@ -173,13 +176,13 @@ func (a *app) importArchives(ctx context.Context, args []string) error {
 	return nil
 }
 
-func importOne(ctx context.Context, b store.Backend, path string) (uuid.UUID, error) {
+func importOne(ctx context.Context, b store.Backend, path string, opts archive.ImportOptions) (uuid.UUID, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return uuid.Nil, err
 	}
 	defer f.Close()
-	return archive.Import(ctx, b, io.Reader(f))
+	return archive.ImportWith(ctx, b, io.Reader(f), opts)
 }
 
 func archiveFiles(from string) ([]string, error) {

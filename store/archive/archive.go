@@ -59,6 +59,7 @@ package archive
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -127,6 +128,28 @@ func (e *VerificationError) Error() string {
 
 // Is makes a *VerificationError match ErrInvalid.
 func (e *VerificationError) Is(target error) bool { return target == ErrInvalid }
+
+// TextError reports a case whose archived text breaks the record's text
+// rules (charting.TextProblem): a NUL or a control character kept by the
+// store it came from, which another store cannot hold or the rules now
+// refuse. The archive verified; nothing was stored. The text is covered by
+// the case's hash chain and signatures, so it is never rewritten on the
+// way in: ImportOptions.AcceptNonconformingText imports it as archived
+// where the target store can hold it (PostgreSQL cannot hold U+0000 at all).
+type TextError struct {
+	CaseID     uuid.UUID
+	Violations []charting.FieldViolation
+}
+
+// Error names the case and every field, never the text.
+func (e *TextError) Error() string {
+	parts := make([]string, 0, len(e.Violations))
+	for _, v := range e.Violations {
+		parts = append(parts, v.Field+": "+v.Description)
+	}
+	return fmt.Sprintf("case %s holds text the record's rules refuse (%s); it was not imported: see \"Text the rules refuse\" in the README",
+		e.CaseID, strings.Join(parts, "; "))
+}
 
 // Line types: the "type" member of each line.
 const (

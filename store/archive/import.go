@@ -55,6 +55,21 @@ const maxLine = 16 << 20
 // else removed when Import returns). The transaction re-reads the
 // spool and checks its SHA-256 against what was verified before committing.
 func Import(ctx context.Context, b store.Backend, r io.Reader) (caseID uuid.UUID, err error) {
+	return ImportWith(ctx, b, r, ImportOptions{})
+}
+
+// ImportOptions relax what Import refuses.
+type ImportOptions struct {
+	// AcceptNonconformingText imports a case whose text breaks the
+	// record's text rules (charting.TextProblem) exactly as archived,
+	// where the target store can hold it. Without it such a case is
+	// refused with a *TextError naming every field. The text is never
+	// rewritten: it is covered by the case's hash chain and signatures.
+	AcceptNonconformingText bool
+}
+
+// ImportWith is Import with options.
+func ImportWith(ctx context.Context, b store.Backend, r io.Reader, o ImportOptions) (caseID uuid.UUID, err error) {
 	a := &parsed{}
 	defer a.close()
 	if err := a.read(ctx, r); err != nil {
@@ -62,6 +77,9 @@ func Import(ctx context.Context, b store.Backend, r io.Reader) (caseID uuid.UUID
 	}
 	if err := a.verify(); err != nil {
 		return uuid.Nil, fmt.Errorf("import case archive: %w", err)
+	}
+	if v := a.textViolations(); len(v) > 0 && !o.AcceptNonconformingText {
+		return uuid.Nil, fmt.Errorf("import case archive: %w", &TextError{CaseID: a.c.ID, Violations: v})
 	}
 	err = b.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
 		return a.write(ctx, tx)
@@ -387,6 +405,36 @@ func (a *parsed) readLink(line []byte) error {
 	a.links = append(a.links, link)
 	a.counts.Links++
 	return nil
+}
+
+// textViolations applies the record's text rules to every text of the
+// archive: header and state, details versions, entries, signatures, ledger
+// links and sample sources. Fields are named by where they sit in the
+// archive, with the entry id or version that holds them; never the text.
+func (a *parsed) textViolations() charting.Violations {
+	var v charting.Violations
+	c := a.c
+	for _, f := range []struct{ name, value string }{{"site", c.Site}, {"room", c.Room}, {"created_by", c.CreatedBy}, {"closed_by", c.ClosedBy}} {
+		charting.CheckText(&v, "case."+f.name, f.value, 0, false)
+	}
+	for _, d := range a.details {
+		v = append(v, charting.TextViolations(fmt.Sprintf("details[version %d]", d.Version), d)...)
+	}
+	for _, e := range a.entries {
+		v = append(v, charting.TextViolations("entries["+e.ID.String()+"]", e)...)
+	}
+	for _, sg := range c.Signatures {
+		v = append(v, charting.TextViolations(fmt.Sprintf("signatures[%d]", sg.Number), sg)...)
+	}
+	for _, l := range a.links {
+		v = append(v, charting.TextViolations(fmt.Sprintf("links[%d]", l.Seq), l)...)
+	}
+	for _, src := range sortedKeys(a.seqs) {
+		if p := charting.TextProblem(src, 0, false); p != "" {
+			v.Add("samples.source_id", "a source %s", p)
+		}
+	}
+	return v
 }
 
 // verify checks the archive against its ledger, then the values the ledger
