@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 		{"BulkPrimitives", testBulkPrimitives},
 		{"QuerySamples", testQuerySamples},
 		{"SourceSummaries", testSourceSummaries},
+		{"SamplesImplausibleStoredAndFlagged", testSamplesImplausible},
 		{"SampleRuns", testSampleRuns},
 		{"TamperRunsDetected", testTamperRuns},
 		{"AuditTrail", testAuditTrail},
