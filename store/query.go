@@ -226,13 +226,13 @@ func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, skip map[stri
 
 // bucketScan finds the accumulator of each (channel, source) a scan meets.
 type bucketScan struct {
-	q    SampleQuery
-	cat  *charting.Catalogue
-	c    *charting.Case
+	q   SampleQuery
+	cat *charting.Catalogue
+	c   *charting.Case
 	// skipRuns: sources whose chunk runs are not used (clockSkips).
 	skipRuns map[string]bool
-	want []string       // the wanted channels
-	idx  map[string]int // index in want by name
+	want     []string       // the wanted channels
+	idx      map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
 	// older catalogue's) are found in keys by name.
 	all      bool
