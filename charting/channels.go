@@ -3,10 +3,16 @@ package charting
 import "math"
 
 // Channel describes one continuous device channel: its stable key, its
-// code, its UCUM unit, the physically plausible range a reading must fall in
-// to be stored, and the resolution at which devices report it. Ranges and
-// units are those of the data dictionary (../shared/domain/perfusion.md);
-// where the dictionary gives none, the range is left open on that side.
+// code, its UCUM unit, its plausible range, and the resolution at which
+// devices report it. Ranges and units are those of the data dictionary
+// (../shared/domain/perfusion.md); where the dictionary gives none, the
+// range is left open on that side.
+//
+// The plausible range flags readings, it never refuses them: a reading
+// outside it is stored as the device sent it and shown as out of range
+// (Plausible), because refusing it would lose every other reading of its
+// batch and the device may be right (an adult ECMO flow, a neonate's
+// values).
 type Channel struct {
 	Key        string
 	Name       string
@@ -19,6 +25,17 @@ type Channel struct {
 	Code       string
 	Source     string // usual device: HLM, blender, monitor, in-line monitor
 }
+
+// Plausible reports whether a reading lies in the channel's plausible
+// range. A reading outside it is "out of range": stored and returned as
+// sent, flagged by queries, watches and exports, and left out of bucket
+// statistics, exported means and metrics. The flag is derived from the
+// value and the catalogue whenever it is needed, never stored, so stored
+// batches and their ledger digests do not depend on the catalogue of the
+// day; a deployment that widens a range changes what is flagged, not the
+// record. NaN is not plausible (it is never stored as a reading: a batch
+// carrying one outside invalid_indexes is refused).
+func (ch Channel) Plausible(x float64) bool { return x >= ch.Min && x <= ch.Max }
 
 // Catalogue is a set of channels by key. A deployment may build its own
 // (for example with ranges for a neonatal programme); DefaultCatalogue
@@ -44,6 +61,16 @@ func NewCatalogue(chs []Channel) *Catalogue {
 func (c *Catalogue) Lookup(key string) (Channel, bool) {
 	ch, ok := c.byKey[key]
 	return ch, ok
+}
+
+// Flagging returns the channel with key, or, for a key the catalogue does
+// not know (data stored under an older catalogue), a channel of that key
+// with an open range, so none of its readings is flagged.
+func (c *Catalogue) Flagging(key string) Channel {
+	if ch, ok := c.byKey[key]; ok {
+		return ch
+	}
+	return Channel{Key: key, Min: -inf, Max: inf}
 }
 
 // Channels returns every channel in catalogue order.
@@ -78,7 +105,8 @@ func DefaultCatalogue() *Catalogue {
 	)
 	temp := func(key, name string) Channel { return local(key, name, "Cel", 4, 42, 0.1, hlm) }
 	return NewCatalogue([]Channel{
-		local("pump_flow", "Arterial pump flow", "L/min", 0, 7, 0.01, hlm),
+		// 0–10 L/min: adult ECMO runs 4–7 and up to about 8 (data dictionary).
+		local("pump_flow", "Arterial pump flow", "L/min", 0, 10, 0.01, hlm),
 		local("pump_speed", "Arterial pump speed", "/min", 0, 5000, 1, hlm),
 		local("cardioplegia_flow", "Cardioplegia flow", "mL/min", 0, 500, 1, hlm),
 		local("cardioplegia_pressure", "Cardioplegia pressure", "mm[Hg]", 0, 400, 1, hlm),

@@ -2,6 +2,7 @@ package charting
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,8 +71,8 @@ func TestValidateBatch(t *testing.T) {
 	bad := map[string]func(b *SampleBatch){
 		"batch.series[0].channel":                 func(b *SampleBatch) { b.Series[0].Channel = "x" },
 		"batch.series[1].channel":                 func(b *SampleBatch) { b.Series[1].Channel = "pump_flow" },
-		"batch.series[0].values[1]":               func(b *SampleBatch) { b.Series[0].Values[1] = 7.5 },
-		"batch.series[0].occurred_at_unix_ms[1]":  func(b *SampleBatch) { b.Series[0].TimesMs[1] = ms + 6*60*1000 },
+		"batch.series[0].values[1]":               func(b *SampleBatch) { b.Series[0].Values[1] = math.Inf(1) },
+		"batch.series[0].values[0]":               func(b *SampleBatch) { b.Series[0].Values[0] = math.NaN() },
 		"batch.series[0].values":                  func(b *SampleBatch) { b.Series[0].Values = b.Series[0].Values[:1] },
 		"batch.series[1].invalid_indexes":         func(b *SampleBatch) { b.Series[1].Invalid = []bool{true, false} },
 		"batch.sequence":                          func(b *SampleBatch) { b.Seq = -1 },
@@ -95,6 +96,61 @@ func TestValidateBatch(t *testing.T) {
 		if ie.Violations[0].Field != want {
 			t.Errorf("violation names %q, want %q", ie.Violations[0].Field, want)
 		}
+	}
+}
+
+// Readings are refused only for being malformed, never for what they say:
+// a value outside the plausible range, a time far behind or ahead of the
+// server clock are stored as sent (and flagged or kept out of trends by
+// their readers).
+func TestValidateBatchAcceptsImplausibleReadings(t *testing.T) {
+	cat := DefaultCatalogue()
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	ms := now.UnixMilli()
+	for name, s := range map[string]Series{
+		"adult ECMO flow":       {Channel: "pump_flow", TimesMs: []int64{ms}, Values: []float64{7.5}},
+		"flow beyond 0-10":      {Channel: "pump_flow", TimesMs: []int64{ms}, Values: []float64{12}},
+		"negative flow":         {Channel: "pump_flow", TimesMs: []int64{ms}, Values: []float64{-0.3}},
+		"NIRS below 15":         {Channel: "nirs_left", TimesMs: []int64{ms}, Values: []float64{9}},
+		"clock reset to 1970":   {Channel: "pump_flow", TimesMs: []int64{0, 1000}, Values: []float64{4, 4}},
+		"clock a year ahead":    {Channel: "pump_flow", TimesMs: []int64{ms + 365*24*3600*1000}, Values: []float64{4}},
+		"clock 6 minutes ahead": {Channel: "pump_flow", TimesMs: []int64{ms + 6*60*1000}, Values: []float64{4}},
+	} {
+		b := &SampleBatch{SourceID: "hlm", Seq: 1, Series: []Series{s}}
+		if err := ValidateBatch(cat, b, now); err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+		}
+	}
+}
+
+func TestChannelPlausible(t *testing.T) {
+	cat := DefaultCatalogue()
+	flow, _ := cat.Lookup("pump_flow")
+	if flow.Min != 0 || flow.Max != 10 {
+		t.Errorf("pump_flow range %g-%g, want 0-10 L/min (data dictionary)", flow.Min, flow.Max)
+	}
+	for x, want := range map[float64]bool{0: true, 7.5: true, 10: true, 10.01: false, -0.01: false, math.NaN(): false} {
+		if got := flow.Plausible(x); got != want {
+			t.Errorf("Plausible(%g) = %v, want %v", x, got, want)
+		}
+	}
+	if ch := cat.Flagging("not_in_catalogue"); !ch.Plausible(1e300) || !ch.Plausible(-1e300) {
+		t.Error("a channel of an older catalogue must flag nothing")
+	}
+}
+
+func TestSeriesWithin(t *testing.T) {
+	w := TimeWindow{From: time.UnixMilli(1000), To: time.UnixMilli(2000)}
+	s := Series{Channel: "x", TimesMs: []int64{5, 1000, 1500, 2000, 2001}, Values: []float64{1, 2, 3, 4, 5},
+		Invalid: []bool{false, false, true, false, false}}
+	got := s.Within(w)
+	if !slices.Equal(got.TimesMs, []int64{1000, 1500, 2000}) || !slices.Equal(got.Values, []float64{2, 3, 4}) ||
+		!slices.Equal(got.Invalid, []bool{false, true, false}) {
+		t.Fatalf("Within = %+v", got)
+	}
+	in := Series{TimesMs: []int64{1000, 2000}, Values: []float64{1, 2}}
+	if got := in.Within(w); &got.TimesMs[0] != &in.TimesMs[0] {
+		t.Error("a series wholly inside must come back as is, without a copy")
 	}
 }
 
@@ -130,6 +186,30 @@ func TestDownsampler(t *testing.T) {
 	}
 	if got[2].StartMs != 8000 || got[2].Count != 1 || got[2].Max != 9 {
 		t.Fatalf("bucket 4 = %+v", got[2])
+	}
+}
+
+func TestDownsamplerFlagsOutOfRange(t *testing.T) {
+	flow, _ := DefaultCatalogue().Lookup("pump_flow")
+	d := NewDownsampler(0, 2000, 2).Flagging(flow)
+	d.Add(Series{Channel: "pump_flow", TimesMs: []int64{0, 10, 20, 1000}, Values: []float64{4, 70, 5, -2}})
+	got := d.Buckets()
+	if len(got) != 2 {
+		t.Fatalf("%d buckets, want 2: %+v", len(got), got)
+	}
+	if b := got[0]; b.Count != 2 || b.Min != 4 || b.Max != 5 || b.Mean != 4.5 || b.OutOfRangeCount != 1 {
+		t.Errorf("bucket 0 = %+v: want the statistics of 4 and 5 only, one out of range", b)
+	}
+	if b := got[1]; b.Count != 0 || b.OutOfRangeCount != 1 {
+		t.Errorf("bucket 1 = %+v: a bucket of out-of-range readings only is kept, with its count", b)
+	}
+	tr := NewTrend(1000).Flagging(flow)
+	tr.Add(Series{Channel: "pump_flow", TimesMs: []int64{0, 10}, Values: []float64{7.5, 11}})
+	if b := tr.Buckets(); len(b) != 1 || b[0].Count != 1 || b[0].Mean != 7.5 || b[0].OutOfRangeCount != 1 {
+		t.Errorf("trend buckets %+v", b)
+	}
+	if m := MergeBucket(Bucket{OutOfRangeCount: 2}, Bucket{Count: 1, Min: 3, Max: 3, Mean: 3, OutOfRangeCount: 1}); m.OutOfRangeCount != 3 || m.Count != 1 {
+		t.Errorf("merged %+v", m)
 	}
 }
 

@@ -2,15 +2,29 @@ package charting
 
 import "math"
 
-// Bucket aggregates the valid samples of one time bucket.
+// Bucket aggregates the samples of one time bucket. Count, Min, Max and
+// Mean cover the usable readings only: neither marked invalid by the device
+// nor outside the channel's plausible range. Out-of-range readings are
+// counted (OutOfRangeCount) but left out of the statistics, as a single
+// implausible reading (a flow of 7000 sent in mL/min) would otherwise make
+// the bucket's mean meaningless; the raw query shows them as sent.
 type Bucket struct {
-	StartMs      int64
-	Count        int64
-	Min, Max     float64
-	Mean         float64
-	InvalidCount int64
-	sum          float64
+	StartMs         int64
+	Count           int64
+	Min, Max        float64
+	Mean            float64
+	InvalidCount    int64
+	OutOfRangeCount int64
+	sum             float64
 }
+
+// plausible is a channel's plausible range as buckets use it; the zero
+// value flags nothing (see openRange).
+type plausible struct{ lo, hi float64 }
+
+var openRange = plausible{math.Inf(-1), math.Inf(1)}
+
+func rangeOf(ch Channel) plausible { return plausible{ch.Min, ch.Max} }
 
 // Downsampler aggregates samples of one channel into n equal buckets over
 // [startMs, endMs). Samples may arrive in any order, batch by batch, so a
@@ -18,13 +32,27 @@ type Bucket struct {
 type Downsampler struct {
 	startMs, widthMs int64
 	buckets          []Bucket
+	rng              plausible
 }
 
 // NewDownsampler returns a downsampler for n buckets over [startMs, endMs).
+// It flags no reading as out of range until given a channel (Flagging).
 func NewDownsampler(startMs, endMs int64, n int) *Downsampler {
+	return &Downsampler{startMs: startMs, widthMs: BucketWidth(startMs, endMs, n), buckets: make([]Bucket, n), rng: openRange}
+}
+
+// BucketWidth is the width of n equal buckets over [startMs, endMs), as a
+// Downsampler uses them.
+func BucketWidth(startMs, endMs int64, n int) int64 {
 	span := max(endMs-startMs, 1)
-	width := max((span+int64(n)-1)/int64(n), 1)
-	return &Downsampler{startMs: startMs, widthMs: width, buckets: make([]Bucket, n)}
+	return max((span+int64(n)-1)/int64(n), 1)
+}
+
+// Flagging makes d count readings outside ch's plausible range as out of
+// range instead of folding them into the statistics, and returns d.
+func (d *Downsampler) Flagging(ch Channel) *Downsampler {
+	d.rng = rangeOf(ch)
+	return d
 }
 
 // WidthMs is the bucket width.
@@ -40,19 +68,23 @@ func (d *Downsampler) Add(s Series) {
 		if k >= int64(len(d.buckets)) {
 			continue
 		}
-		d.buckets[k].add(s, i)
+		d.buckets[k].add(s, i, d.rng)
 	}
 }
 
 // add folds sample i of s into the bucket. Every path that buckets samples
 // goes through it, so they agree to the last bit: the same comparisons and
 // the same order of additions.
-func (b *Bucket) add(s Series, i int) {
+func (b *Bucket) add(s Series, i int, r plausible) {
 	if s.IsInvalid(i) {
 		b.InvalidCount++
 		return
 	}
 	v := s.Values[i]
+	if !(v >= r.lo && v <= r.hi) { // as Channel.Plausible
+		b.OutOfRangeCount++
+		return
+	}
 	if b.Count == 0 {
 		b.Min, b.Max = v, v
 	} else {
@@ -66,7 +98,7 @@ func (b *Bucket) add(s Series, i int) {
 func (d *Downsampler) Buckets() []Bucket {
 	var out []Bucket
 	for k, b := range d.buckets {
-		if b.Count == 0 && b.InvalidCount == 0 {
+		if b.Count == 0 && b.InvalidCount == 0 && b.OutOfRangeCount == 0 {
 			continue
 		}
 		b.StartMs = d.startMs + int64(k)*d.widthMs

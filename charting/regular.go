@@ -8,11 +8,16 @@ import (
 // RegularTrends resamples a case's device data onto a regular grid for
 // export: for each channel, the mean of its usable samples in each slot of
 // periodMs, slots aligned to multiples of periodMs since the Unix epoch. A
-// sample is usable unless the device reported it invalid or a current
-// artifact mark covers it (the rule of the time-below metrics); a slot with
-// none is marked Invalid, so a receiver sees a gap, never a made-up value.
-// The grid runs from the channel's first slot with a sample (usable or not)
-// to its last.
+// sample is usable unless the device reported it invalid, its value lies
+// outside the channel's plausible range in cat (Channel.Plausible; nil cat:
+// DefaultCatalogue), or a current artifact mark covers it (the rule of the
+// time-below metrics); a slot with none is marked Invalid, so a receiver
+// sees a gap, never a made-up value, and a slot whose only readings besides
+// invalid or marked ones were out of range says so in OutOfRange. The grid
+// runs from the channel's first slot with a sample (usable or not) to its
+// last. The series must already be restricted to plausibly timed samples
+// (Series.Within): a reading timed in 1970 would stretch the grid over
+// decades.
 //
 // A channel sent by several sources (a temperature from the heart-lung
 // machine and the patient monitor) is exported from one: the source with
@@ -22,9 +27,12 @@ import (
 //
 // cur is the current view of the entries (CurrentView). Results are sorted
 // by channel key; the output is a pure function of the input.
-func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []SourcedSeries {
+func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64, cat *Catalogue) []RegularSeries {
 	if periodMs <= 0 {
 		return nil
+	}
+	if cat == nil {
+		cat = DefaultCatalogue()
 	}
 	var marks []*ArtifactMark
 	for _, e := range cur {
@@ -34,8 +42,9 @@ func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []Source
 	}
 	type key struct{ source, channel string }
 	type slot struct {
-		sum   float64
-		count int
+		sum          float64
+		count        int
+		below, above bool // an out-of-range reading below / above the range
 	}
 	acc := map[key]map[int64]*slot{}
 	usable := map[key]int{}
@@ -47,6 +56,7 @@ func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []Source
 			acc[k] = slots
 		}
 		s := ss.Series
+		ch := cat.Flagging(s.Channel)
 		for i, t := range s.TimesMs {
 			start := t - mod(t, periodMs)
 			sl := slots[start]
@@ -55,6 +65,10 @@ func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []Source
 				slots[start] = sl
 			}
 			if s.IsInvalid(i) || marked(marks, s.Channel, ss.SourceID, t) {
+				continue
+			}
+			if x := s.Values[i]; !ch.Plausible(x) {
+				sl.below, sl.above = sl.below || x < ch.Min, sl.above || x > ch.Max
 				continue
 			}
 			sl.sum += s.Values[i]
@@ -69,7 +83,7 @@ func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []Source
 			chosen[k.channel] = k
 		}
 	}
-	out := make([]SourcedSeries, 0, len(chosen))
+	out := make([]RegularSeries, 0, len(chosen))
 	for ch, k := range chosen {
 		slots := acc[k]
 		starts := make([]int64, 0, len(slots))
@@ -82,20 +96,42 @@ func RegularTrends(series []SourcedSeries, cur []Entry, periodMs int64) []Source
 		lo, hi := slices.Min(starts), slices.Max(starts)
 		n := int((hi-lo)/periodMs) + 1
 		s := Series{Channel: ch, TimesMs: make([]int64, n), Values: make([]float64, n), Invalid: make([]bool, n)}
+		var oor []int8
 		for i := range n {
 			t := lo + int64(i)*periodMs
 			s.TimesMs[i] = t
-			if sl := slots[t]; sl != nil && sl.count > 0 {
+			sl := slots[t]
+			switch {
+			case sl != nil && sl.count > 0:
 				s.Values[i] = sl.sum / float64(sl.count)
-			} else {
-				s.Invalid[i] = true
+				continue
+			case sl != nil && sl.below != sl.above:
+				if oor == nil {
+					oor = make([]int8, n)
+				}
+				oor[i] = 1
+				if sl.below {
+					oor[i] = -1
+				}
 			}
+			s.Invalid[i] = true
 		}
 		if !slices.Contains(s.Invalid, true) {
 			s.Invalid = nil
 		}
-		out = append(out, SourcedSeries{SourceID: k.source, Series: s})
+		out = append(out, RegularSeries{SourcedSeries: SourcedSeries{SourceID: k.source, Series: s}, OutOfRange: oor})
 	}
-	slices.SortFunc(out, func(a, b SourcedSeries) int { return cmp.Compare(a.Series.Channel, b.Series.Channel) })
+	slices.SortFunc(out, func(a, b RegularSeries) int { return cmp.Compare(a.Series.Channel, b.Series.Channel) })
 	return out
+}
+
+// RegularSeries is one channel's regular grid for export.
+type RegularSeries struct {
+	SourcedSeries
+	// OutOfRange is nil, or as long as the series: -1 (or +1) at a slot
+	// without a usable reading in which the device's readings were all
+	// below (or all above) the channel's plausible range — the slot is
+	// also Invalid; 0 elsewhere. A slot with readings on both sides of the
+	// range is a plain gap.
+	OutOfRange []int8
 }

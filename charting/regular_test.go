@@ -27,7 +27,7 @@ func TestRegularTrends(t *testing.T) {
 		// the monitor's series is the one exported.
 		{SourceID: "hlm-1", Series: Series{Channel: "map", TimesMs: []int64{ms(0)}, Values: []float64{99}}},
 	}
-	got := RegularTrends(series, CurrentView(b.all, false), 60_000)
+	got := RegularTrends(series, CurrentView(b.all, false), 60_000, nil)
 	if len(got) != 2 {
 		t.Fatalf("got %d series, want 2 (one per channel): %+v", len(got), got)
 	}
@@ -63,7 +63,31 @@ func TestRegularTrends(t *testing.T) {
 			t.Errorf("pump flow slot %d = %v, want %v", i, f.Series.Values[i], w)
 		}
 	}
-	if RegularTrends(series, nil, 0) != nil {
+	if RegularTrends(series, nil, 0, nil) != nil {
 		t.Error("a zero period must give nothing")
+	}
+}
+
+// An out-of-range reading is stored as sent but left out of the exported
+// mean, like an invalid one; a slot with nothing else says which side of
+// the range its readings were on.
+func TestRegularTrendsLeavesOutOfRangeOut(t *testing.T) {
+	ms := func(min float64) int64 { return at(min).UnixMilli() }
+	series := []SourcedSeries{{SourceID: "hlm-1", Series: Series{Channel: "pump_flow",
+		TimesMs: []int64{ms(0), ms(0.5), ms(1), ms(2), ms(3)},
+		Values:  []float64{4.0, 70, 4.4, 12, -1}}}}
+	got := RegularTrends(series, nil, 60_000, DefaultCatalogue())
+	if len(got) != 1 {
+		t.Fatalf("got %d series, want 1", len(got))
+	}
+	f := got[0]
+	if f.Series.Values[0] != 4.0 || f.Series.Values[1] != 4.4 {
+		t.Errorf("values %v: want 4.0 (70 L/min left out) and 4.4", f.Series.Values)
+	}
+	if want := []bool{false, false, true, true}; !slices.Equal(f.Series.Invalid, want) {
+		t.Errorf("invalid %v, want %v", f.Series.Invalid, want)
+	}
+	if want := []int8{0, 0, 1, -1}; !slices.Equal(f.OutOfRange, want) {
+		t.Errorf("out of range %v, want %v", f.OutOfRange, want)
 	}
 }

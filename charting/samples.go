@@ -16,9 +16,9 @@ const (
 	MaxSeriesPerBatch  = 256
 	MaxSamplesPerBatch = 10000
 	MaxSourceIDLen     = 64
-	// MaxFutureSkew is how far ahead of the server clock a device time may
-	// be. Device clocks drift (by 24 minutes on average in one survey), but
-	// data from the future would corrupt every time-based metric.
+	// MaxFutureSkew is how far ahead of the server clock an operator-entered
+	// (clinical) time may be. Device times are not bound by it: they are
+	// stored as sent and judged by Case.DeviceWindow instead.
 	MaxFutureSkew = 5 * time.Minute
 )
 
@@ -53,12 +53,31 @@ func (b *SampleBatch) TimeRange() (minMs, maxMs int64) {
 	return minMs, maxMs
 }
 
-// ValidateBatch checks a batch against the catalogue: known channels, equal
-// lengths, strictly increasing times not in the future, finite values within
-// the plausible range. Values at invalid indexes are set to 0, so a device's
-// placeholder never reaches the record as a number. The whole batch is
-// rejected on any violation.
-func ValidateBatch(cat *Catalogue, b *SampleBatch, now time.Time) error {
+// ValidateBatch checks that a batch is well formed. Only what cannot be a
+// reading at all refuses it, because a refused batch loses every reading in
+// it (the data dictionary: "refuse only what cannot be a reading at all").
+// These checks refuse the whole batch, with a field violation each:
+//
+//   - source id empty or longer than MaxSourceIDLen bytes; sequence below 1;
+//   - no series, or more than MaxSeriesPerBatch; more than
+//     MaxSamplesPerBatch samples in all;
+//   - a channel the catalogue does not know, or one channel twice;
+//   - a series without samples, with a number of values or an invalid mask
+//     that does not match its times;
+//   - times that are not strictly increasing within a series, or negative
+//     (before 1970: no device clock counts from before the epoch);
+//   - a NaN or ±Inf value at an index not marked invalid.
+//
+// Nothing is refused for what a reading says. A value outside the channel's
+// plausible range is stored as sent and flagged (Channel.Plausible); a
+// device time far from the case (a clock reset to 1970, one years ahead) is
+// stored as sent and kept out of trends, bucket widths, watches and
+// exports (Case.DeviceWindow, Series.Within). Values at invalid indexes are
+// set to 0, so a device's placeholder never reaches the record as a number.
+//
+// The server time is not needed since device times are no longer checked
+// against it; the parameter stays so callers need not change.
+func ValidateBatch(cat *Catalogue, b *SampleBatch, _ time.Time) error {
 	var v Violations
 	if b.SourceID == "" || len(b.SourceID) > MaxSourceIDLen {
 		v.Add("batch.source_id", "required, at most %d bytes", MaxSourceIDLen)
@@ -73,10 +92,9 @@ func ValidateBatch(cat *Catalogue, b *SampleBatch, now time.Time) error {
 		v.Add("batch.series", "holds %d samples; at most %d per batch", n, MaxSamplesPerBatch)
 		return v.Err()
 	}
-	limit := now.Add(MaxFutureSkew).UnixMilli()
 	seen := make(map[string]bool, len(b.Series))
 	for i := range b.Series {
-		validateSeries(cat, &b.Series[i], "batch.series["+strconv.Itoa(i)+"]", limit, seen, &v)
+		validateSeries(cat, &b.Series[i], "batch.series["+strconv.Itoa(i)+"]", seen, &v)
 		if len(v) > 20 {
 			break // enough to tell the client what is wrong
 		}
@@ -84,8 +102,8 @@ func ValidateBatch(cat *Catalogue, b *SampleBatch, now time.Time) error {
 	return v.Err()
 }
 
-func validateSeries(cat *Catalogue, s *Series, f string, limitMs int64, seen map[string]bool, v *Violations) {
-	ch, ok := cat.Lookup(s.Channel)
+func validateSeries(cat *Catalogue, s *Series, f string, seen map[string]bool, v *Violations) {
+	_, ok := cat.Lookup(s.Channel)
 	switch {
 	case !ok:
 		v.Add(f+".channel", "unknown channel %q", s.Channel)
@@ -112,31 +130,60 @@ func validateSeries(cat *Catalogue, s *Series, f string, limitMs int64, seen map
 			v.Add(f+".occurred_at_unix_ms["+strconv.Itoa(j)+"]", "times must be strictly increasing")
 			return
 		}
-		if t > limitMs {
-			v.Add(f+".occurred_at_unix_ms["+strconv.Itoa(j)+"]", "is more than %s ahead of the server clock", MaxFutureSkew)
-			return
-		}
 		if t < 0 {
-			v.Add(f+".occurred_at_unix_ms["+strconv.Itoa(j)+"]", "must be after 1970")
+			v.Add(f+".occurred_at_unix_ms["+strconv.Itoa(j)+"]", "must not be before 1970")
 			return
 		}
 		if s.IsInvalid(j) {
 			s.Values[j] = 0
 			continue
 		}
-		x := s.Values[j]
-		if !ok {
-			continue
-		}
-		if math.IsNaN(x) || math.IsInf(x, 0) {
+		if x := s.Values[j]; math.IsNaN(x) || math.IsInf(x, 0) {
 			v.Add(f+".values["+strconv.Itoa(j)+"]", "must be finite; mark device-invalid readings with invalid_indexes")
 			return
 		}
-		if x < ch.Min || x > ch.Max {
-			v.Add(f+".values["+strconv.Itoa(j)+"]", "%g %s is outside the plausible range %g to %g", x, ch.Unit, ch.Min, ch.Max)
-			return
+	}
+}
+
+// Within returns the samples of s whose device time lies in w, in order;
+// s itself when all of them do (the usual case: no copy). Every reader that
+// must not let an implausibly timed sample drive it (trend buckets and their
+// range, watches, exports, metrics) filters a batch's series with its
+// window, Case.DeviceWindow(batch.RecordedAt).
+func (s Series) Within(w TimeWindow) Series {
+	lo, hi := w.From.UnixMilli(), w.To.UnixMilli()
+	n := s.Len()
+	if n == 0 || s.TimesMs[0] >= lo && s.TimesMs[n-1] <= hi {
+		return s
+	}
+	out := Series{Channel: s.Channel}
+	anyInvalid := false
+	for i, t := range s.TimesMs {
+		if t < lo || t > hi {
+			continue
+		}
+		out.TimesMs = append(out.TimesMs, t)
+		out.Values = append(out.Values, s.Values[i])
+		if s.IsInvalid(i) {
+			anyInvalid = true
 		}
 	}
+	if anyInvalid {
+		out.Invalid = make([]bool, 0, out.Len())
+		for i, t := range s.TimesMs {
+			if t >= lo && t <= hi {
+				out.Invalid = append(out.Invalid, s.IsInvalid(i))
+			}
+		}
+	}
+	return out
+}
+
+// PlausiblyTimed reports whether every device time of a batch, received at
+// recordedAt and spanning [minMs, maxMs], lies in the case's device window.
+func (c *Case) PlausiblyTimed(recordedAt time.Time, minMs, maxMs int64) bool {
+	w := c.DeviceWindow(recordedAt)
+	return w.ContainsMs(minMs) && w.ContainsMs(maxMs)
 }
 
 // SampleDigest returns the SHA-256 of a canonical binary encoding of the

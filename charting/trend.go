@@ -13,11 +13,20 @@ import (
 type Trend struct {
 	widthMs int64
 	buckets map[int64]*Bucket
+	rng     plausible
 }
 
-// NewTrend returns a trend with buckets widthMs wide (at least 1).
+// NewTrend returns a trend with buckets widthMs wide (at least 1). It
+// flags no reading as out of range until given a channel (Flagging).
 func NewTrend(widthMs int64) *Trend {
-	return &Trend{widthMs: max(widthMs, 1), buckets: make(map[int64]*Bucket)}
+	return &Trend{widthMs: max(widthMs, 1), buckets: make(map[int64]*Bucket), rng: openRange}
+}
+
+// Flagging makes t count readings outside ch's plausible range as out of
+// range instead of folding them into the statistics, and returns t.
+func (t *Trend) Flagging(ch Channel) *Trend {
+	t.rng = rangeOf(ch)
+	return t
 }
 
 // Add adds every sample of s.
@@ -29,7 +38,7 @@ func (t *Trend) Add(s Series) {
 			b = &Bucket{StartMs: start}
 			t.buckets[start] = b
 		}
-		b.add(s, i)
+		b.add(s, i, t.rng)
 	}
 }
 
@@ -50,7 +59,8 @@ func (t *Trend) Buckets() []Bucket {
 // MergeBucket combines two parts of the same bucket (same start), as a
 // watcher does when a bucket's samples arrive in separate messages.
 func MergeBucket(a, b Bucket) Bucket {
-	out := Bucket{StartMs: a.StartMs, Count: a.Count + b.Count, InvalidCount: a.InvalidCount + b.InvalidCount}
+	out := Bucket{StartMs: a.StartMs, Count: a.Count + b.Count, InvalidCount: a.InvalidCount + b.InvalidCount,
+		OutOfRangeCount: a.OutOfRangeCount + b.OutOfRangeCount}
 	switch {
 	case a.Count == 0:
 		out.Min, out.Max, out.Mean = b.Min, b.Max, b.Mean

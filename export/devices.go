@@ -45,9 +45,9 @@ func trendPeriod(series []charting.SourcedSeries) int64 {
 // trends resamples a version's device data for export, each value rounded
 // to one digit more than the channel's device resolution (a mean is finer
 // than one reading, not arbitrarily so), and returns the period used.
-func (r *Renderer) trends(v *Version) ([]charting.SourcedSeries, int64) {
+func (r *Renderer) trends(v *Version) ([]charting.RegularSeries, int64) {
 	period := trendPeriod(v.Series)
-	out := charting.RegularTrends(v.Series, v.Current, period)
+	out := charting.RegularTrends(v.Series, v.Current, period, r.cat)
 	for _, ss := range out {
 		d := decimals(r.cat.Resolution(ss.Series.Channel)) + 1
 		for i, x := range ss.Series.Values {
@@ -70,7 +70,7 @@ func decimals(res float64) int {
 // ID, and the trends as FHIR sends them. The heart-lung machine (or ECMO
 // console) is the source of arterial pump flow, the one channel only such
 // a machine reports; with no pump flow no device is marked as one.
-func (r *Renderer) fhirDevices(trends []charting.SourcedSeries, period int64) ([]fhir.DeviceInfo, []fhir.Trend) {
+func (r *Renderer) fhirDevices(trends []charting.RegularSeries, period int64) ([]fhir.DeviceInfo, []fhir.Trend) {
 	system := r.fhir.DeviceSystem
 	if system == "" {
 		system = fhir.DefaultDeviceSystem
@@ -85,7 +85,7 @@ func (r *Renderer) fhirDevices(trends []charting.SourcedSeries, period int64) ([
 		if !slices.Contains(sources, ss.SourceID) {
 			sources = append(sources, ss.SourceID)
 		}
-		out = append(out, fhir.Trend{SourceID: ss.SourceID, Series: ss.Series, PeriodMs: period})
+		out = append(out, fhir.Trend{SourceID: ss.SourceID, Series: ss.Series, PeriodMs: period, OutOfRange: ss.OutOfRange})
 	}
 	slices.Sort(sources)
 	devs := make([]fhir.DeviceInfo, 0, len(sources))
@@ -105,7 +105,10 @@ const DeviceReportKind = "oru-pcd01"
 // MDS/VMD/channel/metric OBX hierarchy of every source that had data in it
 // (v2.BuildDeviceReport). A minute whose samples were all invalid or marked
 // artifact is sent as an invalid reading (no value, flagged INV), so the
-// receiver sees the gap. The summary ORU^R01 stays small; this is the
+// receiver sees the gap. Readings outside the channel's plausible range are
+// left out of the minute's mean like invalid ones; a minute that had only
+// such readings is sent without a value, flagged "<" or ">" (below or
+// above the range). The summary ORU^R01 stays small; this is the
 // message for a receiver that wants the device data as flowsheet rows.
 func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
 	trends, _ := r.trends(v)
@@ -113,8 +116,12 @@ func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
 	for _, ss := range trends {
 		s := ss.Series
 		for i, t := range s.TimesMs {
-			obs = append(obs, v2.DeviceObservation{SourceID: ss.SourceID, Channel: s.Channel,
-				Time: timeMs(t), Value: s.Values[i], Invalid: s.IsInvalid(i)})
+			o := v2.DeviceObservation{SourceID: ss.SourceID, Channel: s.Channel,
+				Time: timeMs(t), Value: s.Values[i], Invalid: s.IsInvalid(i)}
+			if ss.OutOfRange != nil && ss.OutOfRange[i] != 0 {
+				o.Invalid, o.OutOfRange = false, int(ss.OutOfRange[i])
+			}
+			obs = append(obs, o)
 		}
 	}
 	if len(obs) == 0 {

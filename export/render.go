@@ -97,7 +97,11 @@ type Version struct {
 	Current []charting.Entry // the entries in force
 	First   bool             // the first signature: not an amendment
 	// Series are the case's device data. Samples are accepted only while a
-	// case is charted, so every version has all of them.
+	// case is charted, so every version has all of them. Samples timed
+	// outside the case's device window (Case.DeviceWindow of their batch's
+	// receipt: a device clock reset to 1970, or far ahead) are left out:
+	// the record keeps them (QuerySamples over their range), but they must
+	// not drive an export's time span, its one-minute grid or a metric.
 	Series []charting.SourcedSeries
 }
 
@@ -162,8 +166,11 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 			if err != nil {
 				return fmt.Errorf("export: decode samples: %w", err)
 			}
+			w := c.DeviceWindow(b.RecordedAt)
 			for _, x := range ss {
-				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+				if x = x.Within(w); x.Len() > 0 {
+					series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+				}
 			}
 			return nil
 		})

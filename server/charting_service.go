@@ -127,7 +127,9 @@ func (s *chartingService) ListSources(ctx context.Context, req *pb.ListSourcesRe
 		out.Sources = append(out.Sources, &pb.SourceSummary{SourceId: m.SourceID, Batches: m.Batches, Samples: m.Samples,
 			AcknowledgedThrough: m.AcknowledgedThrough, FirstSampleAt: ts(time.UnixMilli(m.FirstSampleMs)),
 			LastSampleAt: ts(time.UnixMilli(m.LastSampleMs)), LastReceivedAt: ts(m.LastReceived),
-			MinReceiptLagMs: m.MinReceiptLagMs, LastReceiptLagMs: m.LastReceiptLagMs})
+			MinReceiptLagMs: m.MinReceiptLagMs, LastReceiptLagMs: m.LastReceiptLagMs,
+			ClockImplausible: m.ClockImplausible, ImplausibleBatches: m.ImplausibleBatches, ImplausibleSamples: m.ImplausibleSamples,
+			ImplausibleSequences: seqRangesOut(m.ImplausibleSeqs), LastBatchImplausible: m.LastImplausible})
 	}
 	return out, nil
 }
@@ -171,4 +173,12 @@ func (s *chartingService) QuerySamples(ctx context.Context, req *pb.QuerySamples
 		return nil, s.h.fail(err)
 	}
 	return samplesOut(s.h.store.Catalogue(), r), nil
+}
+
+func seqRangesOut(rs []store.SeqRange) []*pb.SequenceRange {
+	out := make([]*pb.SequenceRange, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, &pb.SequenceRange{From: r.From, To: r.To})
+	}
+	return out
 }

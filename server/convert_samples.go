@@ -82,22 +82,40 @@ func sortedKeys[V any](m map[store.SeriesKey]V) []store.SeriesKey {
 	return keys
 }
 
-// samplesOut renders a query result; units come from the catalogue.
+// samplesOut renders a query result; units and plausible ranges come from
+// the catalogue. Out-of-range marks are derived here from the values, never
+// stored (charting.Channel.Plausible).
 func samplesOut(cat *charting.Catalogue, r *store.SampleQueryResult) *pb.QuerySamplesResponse {
 	out := &pb.QuerySamplesResponse{}
 	unit := func(ch string) string { c, _ := cat.Lookup(ch); return c.Unit }
 	for _, k := range sortedKeys(r.Raw) {
 		s := r.Raw[k]
 		out.Raw = append(out.Raw, &pb.RawSeries{Channel: k.Channel, SourceId: k.SourceID, Unit: unit(k.Channel),
-			OccurredAtUnixMs: s.TimesMs, Values: s.Values, InvalidIndexes: invalidOut(s.Invalid)})
+			OccurredAtUnixMs: s.TimesMs, Values: s.Values, InvalidIndexes: invalidOut(s.Invalid),
+			OutOfRangeIndexes: outOfRangeOut(cat.Flagging(k.Channel), s), ImplausibleTimeIndexes: invalidOut(r.TimeImplausible[k])})
 	}
 	for _, k := range sortedKeys(r.Downsampled) {
 		bs := &pb.BucketSeries{Channel: k.Channel, SourceId: k.SourceID, Unit: unit(k.Channel), BucketWidthMs: r.WidthMs}
 		for _, b := range r.Downsampled[k] {
-			bs.Buckets = append(bs.Buckets, &pb.Bucket{StartUnixMs: b.StartMs, Count: b.Count, Min: b.Min, Max: b.Max,
-				Mean: b.Mean, InvalidCount: b.InvalidCount})
+			bs.Buckets = append(bs.Buckets, bucketOut(b))
 		}
 		out.Downsampled = append(out.Downsampled, bs)
+	}
+	return out
+}
+
+func bucketOut(b charting.Bucket) *pb.Bucket {
+	return &pb.Bucket{StartUnixMs: b.StartMs, Count: b.Count, Min: b.Min, Max: b.Max,
+		Mean: b.Mean, InvalidCount: b.InvalidCount, OutOfRangeCount: b.OutOfRangeCount}
+}
+
+// outOfRangeOut lists the valid samples of s outside ch's plausible range.
+func outOfRangeOut(ch charting.Channel, s *charting.Series) []int32 {
+	var out []int32
+	for i, x := range s.Values {
+		if !s.IsInvalid(i) && !ch.Plausible(x) {
+			out = append(out, int32(i))
+		}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -69,6 +70,9 @@ type watcher struct {
 	stopping <-chan struct{} // the server is shutting down
 	stop     func()
 	signed   bool // the case was signed when the watch began
+	// c is the case as read when the watch began: its device window's
+	// start (Case.Begins) never changes.
+	c *charting.Case
 }
 
 // newWatcher validates the request, subscribes to the case's commits and
@@ -108,6 +112,7 @@ func (s *chartingService) newWatcher(ctx context.Context, req *pb.WatchCaseReque
 		return nil, p.err()
 	}
 	w.signed = c.Status == charting.StatusSigned
+	w.c = c
 	return w, nil
 }
 
@@ -213,21 +218,38 @@ func onlySamples(links []charting.Link) bool {
 
 // message renders a page of items: samples reduced to trend buckets per
 // channel and source, entries in ledger order, the latest lifecycle change.
+//
+// Samples timed outside the case's device window (Case.DeviceWindow of
+// their batch's receipt, the link's time) are left out of the buckets, so
+// a clock reset to 1970 never makes a 1970 bucket on a display, and the
+// message names the source in implausible_clocks instead. Readings outside
+// a channel's plausible range are counted per bucket and kept out of its
+// statistics, as in QuerySamples.
 func (w *watcher) message(items []store.WatchItem) *pb.WatchCaseResponse {
 	msg := &pb.WatchCaseResponse{Position: items[len(items)-1].Link.Seq}
 	trends := make(map[store.SeriesKey]*charting.Trend)
+	clocks := make(map[string]*pb.ImplausibleClock)
+	cat := w.st.Catalogue()
 	for _, it := range items {
 		switch {
 		case it.Entry != nil:
 			msg.Entries = append(msg.Entries, entryOut(it.Entry))
 		case it.Link.Kind == charting.LinkSamples:
+			win := w.c.DeviceWindow(it.Link.RecordedAt)
 			for _, sr := range it.Samples {
 				if len(w.channels) > 0 && !slices.Contains(w.channels, sr.Channel) {
 					continue
 				}
+				if in := sr.Within(win); in.Len() < sr.Len() {
+					noteImplausible(clocks, it.SourceID, sr, win)
+					sr = in
+				}
+				if sr.Len() == 0 {
+					continue
+				}
 				k := store.SeriesKey{Channel: sr.Channel, SourceID: it.SourceID}
 				if trends[k] == nil {
-					trends[k] = charting.NewTrend(w.widthMs)
+					trends[k] = charting.NewTrend(w.widthMs).Flagging(cat.Flagging(sr.Channel))
 				}
 				trends[k].Add(sr)
 			}
@@ -237,15 +259,33 @@ func (w *watcher) message(items []store.WatchItem) *pb.WatchCaseResponse {
 			msg.Status, msg.Final = pb.CaseStatus_CASE_STATUS_SIGNED, true
 		}
 	}
-	cat := w.st.Catalogue()
 	for _, k := range sortedKeys(trends) {
 		c, _ := cat.Lookup(k.Channel)
 		bs := &pb.BucketSeries{Channel: k.Channel, SourceId: k.SourceID, Unit: c.Unit, BucketWidthMs: w.widthMs}
 		for _, b := range trends[k].Buckets() {
-			bs.Buckets = append(bs.Buckets, &pb.Bucket{StartUnixMs: b.StartMs, Count: b.Count, Min: b.Min, Max: b.Max,
-				Mean: b.Mean, InvalidCount: b.InvalidCount})
+			bs.Buckets = append(bs.Buckets, bucketOut(b))
 		}
 		msg.Samples = append(msg.Samples, bs)
 	}
+	for _, src := range slices.Sorted(maps.Keys(clocks)) {
+		msg.ImplausibleClocks = append(msg.ImplausibleClocks, clocks[src])
+	}
 	return msg
+}
+
+// noteImplausible adds the samples of sr outside win to its source's
+// report.
+func noteImplausible(clocks map[string]*pb.ImplausibleClock, source string, sr charting.Series, win charting.TimeWindow) {
+	for _, t := range sr.TimesMs {
+		if win.ContainsMs(t) {
+			continue
+		}
+		c := clocks[source]
+		if c == nil {
+			c = &pb.ImplausibleClock{SourceId: source, FirstUnixMs: t, LastUnixMs: t}
+			clocks[source] = c
+		}
+		c.Samples++
+		c.FirstUnixMs, c.LastUnixMs = min(c.FirstUnixMs, t), max(c.LastUnixMs, t)
+	}
 }

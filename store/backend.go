@@ -230,6 +230,19 @@ type SampleFilter struct {
 	// WithoutBlocks leaves SampleBatchRow.Block empty: for summaries of the
 	// batches that need no sample.
 	WithoutBlocks bool
+	// Implausible, when set, selects only the batches with a device time
+	// outside their device window (charting.Case.DeviceWindow): min_time_ms
+	// before BeginsMs, or max_time_ms more than AheadMs past the batch's
+	// recorded_at in whole milliseconds (floor, as time.Time.UnixMilli).
+	// Such batches are rare, so a bucketed query finds them first, cheaply,
+	// to know which sources' chunk runs it cannot use as they are.
+	Implausible *DeviceWindowFilter
+}
+
+// DeviceWindowFilter is the device window of a case's batches as a filter:
+// [BeginsMs, recorded_at + AheadMs].
+type DeviceWindowFilter struct {
+	BeginsMs, AheadMs int64
 }
 
 // CaseFilter selects cases. Zero values match anything.

@@ -33,15 +33,19 @@ var errUnordered = errors.New("samples out of time order")
 // series asked for. A first pass finds them (from chunk runs' bounds where
 // a run lies inside the range, else from sample times), then the range is
 // fixed and streamed like any other.
-func (s *Store) queryBuckets(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
+func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuery) (*SampleQueryResult, error) {
+	skip, err := s.clockSkips(ctx, c, q)
+	if err != nil {
+		return nil, fmt.Errorf("query samples: %w", err)
+	}
 	fixed := q
 	if q.FromMs == 0 || q.ToMs == 0 {
-		lo, hi, ok, err := s.extent(ctx, q)
+		lo, hi, ok, err := s.extent(ctx, c, skip, q)
 		if err != nil {
 			return nil, fmt.Errorf("query samples: %w", err)
 		}
 		if !ok {
-			return s.querySamplesNaive(ctx, q) // no sample: the reference's empty answer
+			return s.naive(ctx, c, q) // no sample: the reference's empty answer
 		}
 		if fixed.FromMs == 0 {
 			fixed.FromMs = lo
@@ -50,17 +54,42 @@ func (s *Store) queryBuckets(ctx context.Context, q SampleQuery) (*SampleQueryRe
 			fixed.ToMs = hi + 1
 		}
 	}
-	res, err := s.streamBuckets(ctx, fixed)
+	res, err := s.streamBuckets(ctx, c, skip, fixed)
 	if errors.Is(err, errUnordered) {
-		return s.querySamplesNaive(ctx, q)
+		return s.naive(ctx, c, q)
 	}
 	return res, err
 }
 
-// extent returns the first and last sample time of the query's series
-// within its bounds (an unset bound is open); ok is false when there is
-// no such sample.
-func (s *Store) extent(ctx context.Context, q SampleQuery) (lo, hi int64, ok bool, err error) {
+// clockSkips returns the sources of q that have a batch timed outside the
+// case's device window (a clock reset or far ahead), found by one filtered
+// read that returns nothing in the usual case. A chunk run does not keep
+// its batches' receipt times, so its samples cannot be judged one by one:
+// for these sources a bucketed query reads the batches instead of the runs
+// and leaves the implausibly timed samples out batch by batch, exactly as
+// the reference path does.
+func (s *Store) clockSkips(ctx context.Context, c *charting.Case, q SampleQuery) (map[string]bool, error) {
+	var skip map[string]bool
+	f := SampleFilter{SourceID: q.SourceID, WithoutBlocks: true, Implausible: deviceWindowFilter(c)}
+	err := s.b.ScanSampleBatches(ctx, q.CaseID, f, func(row *SampleBatchRow) error {
+		if skip == nil {
+			skip = make(map[string]bool)
+		}
+		skip[row.SourceID] = true
+		return nil
+	})
+	return skip, err
+}
+
+// deviceWindowFilter is c's device window as a batch filter.
+func deviceWindowFilter(c *charting.Case) *DeviceWindowFilter {
+	return &DeviceWindowFilter{BeginsMs: c.Begins().UnixMilli(), AheadMs: charting.MaxDeviceClockAhead.Milliseconds()}
+}
+
+// extent returns the first and last plausibly timed sample time of the
+// query's series within its bounds (an unset bound is open); ok is false
+// when there is no such sample.
+func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (lo, hi int64, ok bool, err error) {
 	to := q.ToMs
 	if to == 0 {
 		to = math.MaxInt64
@@ -79,7 +108,7 @@ func (s *Store) extent(ctx context.Context, q SampleQuery) (lo, hi int64, ok boo
 			}
 		}
 	}
-	sc := newBucketScan(s.cat, q)
+	sc := newBucketScan(s.cat, c, skip, q)
 	var w samplecodec.Walker
 	times := func(_ []byte, sr charting.Series) error { see(sr.TimesMs...); return nil }
 	err = s.scanRunsThenBatches(ctx, sc, q.FromMs, q.ToMs, func(row *SampleChunkRow) error {
@@ -89,7 +118,12 @@ func (s *Store) extent(ctx context.Context, q SampleQuery) (lo, hi int64, ok boo
 		}
 		return w.Walk(row.Block, nil, times)
 	}, func(row *SampleBatchRow) error {
-		return w.Walk(row.Block, func(name []byte) bool { return sc.wants(string(name)) }, times)
+		fn := times
+		if !c.PlausiblyTimed(row.RecordedAt, row.MinTimeMs, row.MaxTimeMs) {
+			win := c.DeviceWindow(row.RecordedAt)
+			fn = func(_ []byte, sr charting.Series) error { see(sr.Within(win).TimesMs...); return nil }
+		}
+		return w.Walk(row.Block, func(name []byte) bool { return sc.wants(string(name)) }, fn)
 	})
 	return lo, hi, ok, err
 }
@@ -108,8 +142,8 @@ type bucketSeries struct {
 // then joins their buckets. The parts' buckets are disjoint, so every
 // bucket's samples are added by one part, in the order the reference path
 // adds them: the join is exact.
-func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
-	width := charting.NewDownsampler(q.FromMs, q.ToMs, q.Buckets).WidthMs()
+func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (*SampleQueryResult, error) {
+	width := charting.BucketWidth(q.FromMs, q.ToMs, q.Buckets)
 	parts := s.queryParts
 	if parts <= 0 {
 		parts = min(runtime.GOMAXPROCS(0), maxQueryParts)
@@ -134,7 +168,7 @@ func (s *Store) streamBuckets(ctx context.Context, q SampleQuery) (*SampleQueryR
 	for i := range results {
 		g.Go(func() error {
 			var err error
-			results[i], err = s.scanBuckets(gctx, q, bounds[i], bounds[i+1])
+			results[i], err = s.scanBuckets(gctx, c, skip, q, bounds[i], bounds[i+1])
 			return err
 		})
 	}
@@ -174,8 +208,8 @@ type sourceSlots struct {
 // scanBuckets folds the samples in [lo, hi) into per-series buckets over
 // the whole query range: first the chunk runs (chunks.go) of the wanted
 // channels, then the batches past each source's last run.
-func (s *Store) scanBuckets(ctx context.Context, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
-	sc := newBucketScan(s.cat, q)
+func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
+	sc := newBucketScan(s.cat, c, skip, q)
 	err := s.scanRunsThenBatches(ctx, sc, lo, hi, func(row *SampleChunkRow) error {
 		return sc.run(row, lo, hi)
 	}, func(row *SampleBatchRow) error {
@@ -192,9 +226,13 @@ func (s *Store) scanBuckets(ctx context.Context, q SampleQuery, lo, hi int64) (m
 
 // bucketScan finds the accumulator of each (channel, source) a scan meets.
 type bucketScan struct {
-	q    SampleQuery
-	want []string       // the wanted channels
-	idx  map[string]int // index in want by name
+	q   SampleQuery
+	cat *charting.Catalogue
+	c   *charting.Case
+	// skipRuns: sources whose chunk runs are not used (clockSkips).
+	skipRuns map[string]bool
+	want     []string       // the wanted channels
+	idx      map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
 	// older catalogue's) are found in keys by name.
 	all      bool
@@ -203,8 +241,8 @@ type bucketScan struct {
 	w        samplecodec.Walker
 }
 
-func newBucketScan(cat *charting.Catalogue, q SampleQuery) *bucketScan {
-	sc := &bucketScan{q: q, want: q.Channels, all: len(q.Channels) == 0,
+func newBucketScan(cat *charting.Catalogue, c *charting.Case, skip map[string]bool, q SampleQuery) *bucketScan {
+	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: skip, want: q.Channels, all: len(q.Channels) == 0,
 		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries)}
 	if sc.all {
 		for _, ch := range cat.Channels() {
@@ -234,7 +272,7 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 	if pick >= 0 {
 		bs := src.slots[pick]
 		if bs == nil {
-			bs = &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets)}
+			bs = sc.newSeries(sc.want[pick])
 			src.slots[pick] = bs
 			sc.keys[SeriesKey{sc.want[pick], sourceID}] = bs
 		}
@@ -243,10 +281,14 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 	k := SeriesKey{string(name), sourceID}
 	bs := sc.keys[k]
 	if bs == nil {
-		bs = &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets)}
+		bs = sc.newSeries(k.Channel)
 		sc.keys[k] = bs
 	}
 	return bs
+}
+
+func (sc *bucketScan) newSeries(channel string) *bucketSeries {
+	return &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets).Flagging(sc.cat.Flagging(channel))}
 }
 
 // scanRunsThenBatches is how a bucketed query reads a case: the chunk
@@ -265,6 +307,9 @@ func (s *Store) scanRunsThenBatches(ctx context.Context, sc *bucketScan, from, t
 			channels = sc.want
 		}
 		err := s.b.ScanSampleChunks(ctx, sc.q.CaseID, ChunkFilter{SourceID: sc.q.SourceID, FromMs: from, ToMs: to, Channels: channels}, func(row *SampleChunkRow) error {
+			if sc.skipRuns[row.SourceID] {
+				return nil // read from its batches instead
+			}
 			if row.Channel == "" {
 				after[row.SourceID] = max(after[row.SourceID], row.SeqTo)
 				return nil
@@ -329,9 +374,14 @@ func (sc *bucketScan) batch(row *SampleBatchRow, lo, hi int64) error {
 		bs = sc.series(src, row.SourceID, src.pick[p], name)
 		return true
 	}
-	err := sc.w.Walk(row.Block, wanted, func(_ []byte, sr charting.Series) error {
-		return bs.add(sr, lo, hi, false)
-	})
+	fold := func(_ []byte, sr charting.Series) error { return bs.add(sr, lo, hi, false) }
+	if !sc.c.PlausiblyTimed(row.RecordedAt, row.MinTimeMs, row.MaxTimeMs) {
+		// Rare: a batch from a clock far off. Its samples outside the
+		// case's device window are left out, as the reference path does.
+		win := sc.c.DeviceWindow(row.RecordedAt)
+		fold = func(_ []byte, sr charting.Series) error { return bs.add(sr.Within(win), lo, hi, false) }
+	}
+	err := sc.w.Walk(row.Block, wanted, fold)
 	if err != nil && !errors.Is(err, errUnordered) {
 		return fmt.Errorf("batch %s: %w", charting.SampleRef(row.SourceID, row.Seq), err)
 	}

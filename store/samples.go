@@ -344,43 +344,62 @@ type SampleQueryResult struct {
 	Raw         map[SeriesKey]*charting.Series
 	Downsampled map[SeriesKey][]charting.Bucket
 	WidthMs     int64
+	// TimeImplausible marks, for raw series that have any, the samples
+	// timed outside the case's device window (Case.DeviceWindow of their
+	// batch's receipt): parallel to the series' samples.
+	TimeImplausible map[SeriesKey][]bool
 }
 
 // QuerySamples reads the batches overlapping the range, keeps the requested
 // channels, and returns them raw or in buckets.
+//
+// Device times are kept as sent, so a source whose clock was reset (1970)
+// or runs far ahead has samples far from the case. A raw answer returns
+// them, in whatever range covers them, marked in TimeImplausible: the
+// record keeps everything. A bucketed answer leaves them out altogether:
+// they neither fall in a bucket nor widen an open range (whose ends come
+// from the plausibly timed samples only), so one reset clock cannot make
+// every bucket years wide. Readings outside a channel's plausible range are
+// counted per bucket (OutOfRangeCount) and kept out of its statistics.
 func (s *Store) QuerySamples(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
-	if err := s.checkQuery(ctx, q); err != nil {
-		return nil, err
-	}
-	if q.Buckets > 0 {
-		return s.queryBuckets(ctx, q)
-	}
-	raw, err := s.collect(ctx, q)
+	c, err := s.checkQuery(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return &SampleQueryResult{Raw: raw}, nil
+	if q.Buckets > 0 {
+		return s.queryBuckets(ctx, c, q)
+	}
+	raw, late, err := s.collect(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	return &SampleQueryResult{Raw: raw, TimeImplausible: late}, nil
 }
 
 // querySamplesNaive is the reference path that QuerySamples' bucketed
-// answers are tested against: every matching sample decoded into raw
-// series, sorted by time, then bucketed.
+// answers are tested against: every matching plausibly timed sample decoded
+// into raw series, sorted by time, then bucketed.
 func (s *Store) querySamplesNaive(ctx context.Context, q SampleQuery) (*SampleQueryResult, error) {
-	if err := s.checkQuery(ctx, q); err != nil {
+	c, err := s.checkQuery(ctx, q)
+	if err != nil {
 		return nil, err
 	}
-	raw, err := s.collect(ctx, q)
+	return s.naive(ctx, c, q)
+}
+
+func (s *Store) naive(ctx context.Context, c *charting.Case, q SampleQuery) (*SampleQueryResult, error) {
+	raw, late, err := s.collect(ctx, c, q)
 	if err != nil {
 		return nil, err
 	}
 	if q.Buckets == 0 {
-		return &SampleQueryResult{Raw: raw}, nil
+		return &SampleQueryResult{Raw: raw, TimeImplausible: late}, nil
 	}
-	return downsample(raw, q), nil
+	return s.downsample(raw, q), nil
 }
 
-// checkQuery validates q and checks that its case exists.
-func (s *Store) checkQuery(ctx context.Context, q SampleQuery) error {
+// checkQuery validates q and returns its case.
+func (s *Store) checkQuery(ctx context.Context, q SampleQuery) (*charting.Case, error) {
 	var v charting.Violations
 	if q.Buckets < 0 || q.Buckets > MaxBuckets {
 		v.Add("buckets", "must be 0 (raw) to %d", MaxBuckets)
@@ -394,27 +413,39 @@ func (s *Store) checkQuery(ctx context.Context, q SampleQuery) error {
 		}
 	}
 	if err := v.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := s.b.GetCase(ctx, q.CaseID); err != nil {
-		return fmt.Errorf("query samples: %w", err)
+	c, err := s.b.GetCase(ctx, q.CaseID)
+	if err != nil {
+		return nil, fmt.Errorf("query samples: %w", err)
 	}
-	return nil
+	return c, nil
 }
 
-func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*charting.Series, error) {
+// collect reads the samples of q's range. For a raw query (q.Buckets 0)
+// it returns every sample, and the implausibly timed ones' marks by series
+// (nil when there are none); for a bucketed one it leaves implausibly
+// timed samples out.
+func (s *Store) collect(ctx context.Context, c *charting.Case, q SampleQuery) (map[SeriesKey]*charting.Series, map[SeriesKey][]bool, error) {
 	to := q.ToMs
 	if to == 0 {
 		to = math.MaxInt64
 	}
 	out := make(map[SeriesKey]*charting.Series)
+	late := make(map[SeriesKey][]bool)
+	anyLate := false
 	total := 0
 	// Only the wanted channels are decoded; the walker reuses its buffers,
 	// and the samples are copied out below.
 	var w samplecodec.Walker
 	wanted := func(name []byte) bool { return len(q.Channels) == 0 || slices.Contains(q.Channels, string(name)) }
 	err := s.b.ScanSampleBatches(ctx, q.CaseID, SampleFilter{SourceID: q.SourceID, FromMs: q.FromMs, ToMs: q.ToMs}, func(row *SampleBatchRow) error {
+		plausible := c.PlausiblyTimed(row.RecordedAt, row.MinTimeMs, row.MaxTimeMs)
+		win := c.DeviceWindow(row.RecordedAt)
 		err := w.Walk(row.Block, wanted, func(name []byte, sr charting.Series) error {
+			if !plausible && q.Buckets > 0 {
+				sr = sr.Within(win)
+			}
 			key := SeriesKey{string(name), row.SourceID}
 			dst := out[key]
 			if dst == nil {
@@ -428,6 +459,11 @@ func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*char
 				dst.TimesMs = append(dst.TimesMs, t)
 				dst.Values = append(dst.Values, sr.Values[i])
 				dst.Invalid = append(dst.Invalid, sr.IsInvalid(i))
+				if q.Buckets == 0 {
+					bad := !plausible && !win.ContainsMs(t)
+					late[key] = append(late[key], bad)
+					anyLate = anyLate || bad
+				}
 				total++
 			}
 			return nil
@@ -442,17 +478,26 @@ func (s *Store) collect(ctx context.Context, q SampleQuery) (map[SeriesKey]*char
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("query samples: %w", err)
+		return nil, nil, fmt.Errorf("query samples: %w", err)
 	}
-	for _, sr := range out {
-		sortSeries(sr)
+	for key, sr := range out {
+		sortSeries(sr, late[key])
 	}
-	return out, nil
+	if !anyLate {
+		return out, nil, nil
+	}
+	for key, marks := range late {
+		if !slices.Contains(marks, true) {
+			delete(late, key)
+		}
+	}
+	return out, late, nil
 }
 
-// sortSeries orders samples by time: batches of one source may overlap in
-// time when a device re-sends or clocks step back.
-func sortSeries(s *charting.Series) {
+// sortSeries orders samples by time, and marks (when not nil) with them:
+// batches of one source may overlap in time when a device re-sends or
+// clocks step back.
+func sortSeries(s *charting.Series, marks []bool) {
 	if slices.IsSorted(s.TimesMs) {
 		return
 	}
@@ -462,13 +507,21 @@ func sortSeries(s *charting.Series) {
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(s.TimesMs[a], s.TimesMs[b]) })
 	t, v, inv := make([]int64, len(idx)), make([]float64, len(idx)), make([]bool, len(idx))
+	var m []bool
+	if marks != nil {
+		m = make([]bool, len(idx))
+	}
 	for k, i := range idx {
 		t[k], v[k], inv[k] = s.TimesMs[i], s.Values[i], s.Invalid[i]
+		if m != nil {
+			m[k] = marks[i]
+		}
 	}
 	s.TimesMs, s.Values, s.Invalid = t, v, inv
+	copy(marks, m)
 }
 
-func downsample(raw map[SeriesKey]*charting.Series, q SampleQuery) *SampleQueryResult {
+func (s *Store) downsample(raw map[SeriesKey]*charting.Series, q SampleQuery) *SampleQueryResult {
 	from, to := q.FromMs, q.ToMs
 	if from == 0 || to == 0 {
 		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
@@ -489,13 +542,13 @@ func downsample(raw map[SeriesKey]*charting.Series, q SampleQuery) *SampleQueryR
 		if sr.Len() == 0 {
 			continue // no sample in range: left out (see streamBuckets)
 		}
-		d := charting.NewDownsampler(from, to, q.Buckets)
+		d := charting.NewDownsampler(from, to, q.Buckets).Flagging(s.cat.Flagging(key.Channel))
 		d.Add(*sr)
 		res.Downsampled[key] = d.Buckets()
 		res.WidthMs = d.WidthMs()
 	}
 	if res.WidthMs == 0 && q.FromMs != 0 && q.ToMs != 0 {
-		res.WidthMs = charting.NewDownsampler(from, to, q.Buckets).WidthMs() // no series, same width
+		res.WidthMs = charting.BucketWidth(from, to, q.Buckets) // no series, same width
 	}
 	return res
 }

@@ -35,17 +35,42 @@ type SourceSummary struct {
 	// MinReceiptLagMs is the smallest receipt lag over the batches,
 	// LastReceiptLagMs that of the highest sequence.
 	MinReceiptLagMs, LastReceiptLagMs int64
+	// ClockImplausible reports that some batch holds device times outside
+	// the case's device window (charting.Case.DeviceWindow of its receipt:
+	// a clock reset to 1970, or one far ahead). Those samples are stored
+	// as sent, returned by raw queries over their range, and kept out of
+	// trends, watches and exports; a display should warn.
+	ClockImplausible bool
+	// ImplausibleBatches and ImplausibleSamples count those batches and
+	// their samples (all of a batch's samples, as the batch is judged by
+	// its time range).
+	ImplausibleBatches, ImplausibleSamples int64
+	// ImplausibleSeqs are the sequence ranges of those batches, ascending,
+	// at most MaxImplausibleRanges of them (the first ones).
+	ImplausibleSeqs []SeqRange
+	// LastImplausible reports that the highest-sequence batch is one of
+	// them: the clock is still off.
+	LastImplausible bool
 }
+
+// SeqRange is an inclusive range of batch sequences.
+type SeqRange struct{ From, To int64 }
+
+// MaxImplausibleRanges bounds SourceSummary.ImplausibleSeqs: a clock that
+// flips on and off every batch must not make the summary grow with the case.
+const MaxImplausibleRanges = 32
 
 // SourceSummaries lists the device sources of a case by source id, from
 // the batches' summaries (their blocks are not read).
 func (s *Store) SourceSummaries(ctx context.Context, caseID uuid.UUID) ([]SourceSummary, error) {
-	if _, err := s.b.GetCase(ctx, caseID); err != nil {
+	c, err := s.b.GetCase(ctx, caseID)
+	if err != nil {
 		return nil, fmt.Errorf("source summaries: %w", err)
 	}
 	bySource := make(map[string]*SourceSummary)
 	lastSeq := make(map[string]int64)
-	err := s.b.ScanSampleBatches(ctx, caseID, SampleFilter{WithoutBlocks: true}, func(r *SampleBatchRow) error {
+	implausible := make(map[string][]int64)
+	err = s.b.ScanSampleBatches(ctx, caseID, SampleFilter{WithoutBlocks: true}, func(r *SampleBatchRow) error {
 		lag := r.RecordedAt.UnixMilli() - r.MaxTimeMs
 		sum := bySource[r.SourceID]
 		if sum == nil {
@@ -56,9 +81,16 @@ func (s *Store) SourceSummaries(ctx context.Context, caseID uuid.UUID) ([]Source
 		sum.Samples += int64(r.SampleCount)
 		sum.FirstSampleMs, sum.LastSampleMs = min(sum.FirstSampleMs, r.MinTimeMs), max(sum.LastSampleMs, r.MaxTimeMs)
 		sum.MinReceiptLagMs = min(sum.MinReceiptLagMs, lag)
+		bad := !c.PlausiblyTimed(r.RecordedAt, r.MinTimeMs, r.MaxTimeMs)
+		if bad {
+			sum.ClockImplausible = true
+			sum.ImplausibleBatches++
+			sum.ImplausibleSamples += int64(r.SampleCount)
+			implausible[r.SourceID] = append(implausible[r.SourceID], r.Seq)
+		}
 		if r.Seq > lastSeq[r.SourceID] {
 			lastSeq[r.SourceID] = r.Seq
-			sum.LastReceived, sum.LastReceiptLagMs = r.RecordedAt, lag
+			sum.LastReceived, sum.LastReceiptLagMs, sum.LastImplausible = r.RecordedAt, lag, bad
 		}
 		return nil
 	})
@@ -72,8 +104,27 @@ func (s *Store) SourceSummaries(ctx context.Context, caseID uuid.UUID) ([]Source
 	out := make([]SourceSummary, 0, len(bySource))
 	for id, sum := range bySource {
 		sum.AcknowledgedThrough = marks[id]
+		sum.ImplausibleSeqs = seqRanges(implausible[id])
 		out = append(out, *sum)
 	}
 	slices.SortFunc(out, func(a, b SourceSummary) int { return strings.Compare(a.SourceID, b.SourceID) })
 	return out, nil
+}
+
+// seqRanges compresses sequences into ascending ranges, at most
+// MaxImplausibleRanges of them.
+func seqRanges(seqs []int64) []SeqRange {
+	slices.Sort(seqs)
+	var out []SeqRange
+	for _, q := range seqs {
+		if n := len(out); n > 0 && out[n-1].To+1 == q {
+			out[n-1].To = q
+			continue
+		}
+		if len(out) == MaxImplausibleRanges {
+			break
+		}
+		out = append(out, SeqRange{q, q})
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -145,6 +146,13 @@ type Trend struct {
 	// "E", like device-invalid readings, since SampledData has no other
 	// way to say "no value".
 	PeriodMs int64
+	// OutOfRange is nil or as long as Series: -1 (or +1) at a slot without
+	// a value whose readings all lay below (or above) the channel's
+	// plausible range. Such a slot is sent as "L" (or "U") with
+	// SampledData.lowerLimit (upperLimit) the range's end, R4's way of
+	// saying the reading lay beyond a limit; the values sent are computed
+	// from readings within the range only, so they all lie within it.
+	OutOfRange []int8
 }
 
 // circuitKeyPrefix starts the keys of the circuit's disposables.
@@ -744,16 +752,25 @@ func (b *builder) trends() error {
 		for j := range slots {
 			slots[j] = "E"
 		}
+		below, above := false, false
 		for j := 0; j < n; j++ {
 			off := s.TimesMs[j] - t0
 			if off%t.PeriodMs != 0 || (j > 0 && s.TimesMs[j] <= s.TimesMs[j-1]) {
 				return errf("trends[%d]: sample %d is not on the sampling grid", i, j)
 			}
-			if !s.IsInvalid(j) {
+			switch {
+			case t.OutOfRange != nil && t.OutOfRange[j] < 0:
+				slots[off/t.PeriodMs], below = "L", true
+			case t.OutOfRange != nil && t.OutOfRange[j] > 0:
+				slots[off/t.PeriodMs], above = "U", true
+			case !s.IsInvalid(j):
 				slots[off/t.PeriodMs] = strconv.FormatFloat(s.Values[j], 'f', -1, 64)
 			}
 		}
 		ch, _ := b.cat.Lookup(s.Channel)
+		if t.OutOfRange != nil && len(t.OutOfRange) != n {
+			return errf("trends[%d]: out-of-range flags do not match the samples", i)
+		}
 		key := "trend/" + t.SourceID + "/" + ch.Key
 		dm := b.metrics[ch.Key].ref()
 		o := &Observation{ResourceType: "Observation", ID: b.id(key), Identifier: b.ident(key), PartOf: b.partOf(), Status: "final",
@@ -762,6 +779,12 @@ func (b *builder) trends() error {
 			ValueSampledData: &SampledData{Origin: Quantity{Value: num(0), Unit: ch.Unit, System: SystemUCUM, Code: ch.Unit},
 				Period: float64(t.PeriodMs), Dimensions: 1, Data: strings.Join(slots, " ")},
 			Device: &dm}
+		if below && !math.IsInf(ch.Min, 0) {
+			o.ValueSampledData.LowerLimit = num(ch.Min)
+		}
+		if above && !math.IsInf(ch.Max, 0) {
+			o.ValueSampledData.UpperLimit = num(ch.Max)
+		}
 		b.add(key, "Observation", "Perfusion measurements", o).identified = true
 	}
 	return nil

@@ -53,8 +53,12 @@ type Quantity struct {
 
 // SampledData is a regularly sampled series (PoCD's "sample array").
 type SampledData struct {
-	Origin     Quantity `json:"origin"`
-	Period     float64  `json:"period"` // milliseconds between samples
+	Origin Quantity `json:"origin"`
+	Period float64  `json:"period"` // milliseconds between samples
+	// LowerLimit and UpperLimit are set when Data holds "L" or "U": the
+	// channel's plausible range, beyond which those slots' readings lay.
+	LowerLimit *float64 `json:"lowerLimit,omitempty"`
+	UpperLimit *float64 `json:"upperLimit,omitempty"`
 	Dimensions int      `json:"dimensions"`
 	Data       string   `json:"data,omitempty"`
 }

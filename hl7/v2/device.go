@@ -26,6 +26,11 @@ type DeviceObservation struct {
 	// Invalid marks a reading the device flagged as invalid (e.g. dashes):
 	// it is sent without a value, flagged INV, never as 0.
 	Invalid bool
+	// OutOfRange is -1 (or +1) for a slot whose readings all lay below (or
+	// above) the channel's plausible range (charting.Channel.Plausible):
+	// sent without a value, OBX-8 "<" (or ">"), HL7 table 0078's "below
+	// low / above high scale", OBX-11 X. 0 otherwise.
+	OutOfRange int
 }
 
 // Device describes one data source for its PCD-01 MDS row.
@@ -182,7 +187,7 @@ func DeviceOBX(cat *charting.Catalogue, devices []Device, obs []DeviceObservatio
 		if o.SourceID == "" {
 			return nil, fmt.Errorf("hl7: device observations[%d]: no source ID", i)
 		}
-		if _, err := formatNumber(o.Value); err != nil && !o.Invalid {
+		if _, err := formatNumber(o.Value); err != nil && !o.Invalid && o.OutOfRange == 0 {
 			return nil, fmt.Errorf("hl7: device observations[%d]: %w", i, err)
 		}
 		k := [2]string{o.SourceID, o.Channel}
@@ -223,11 +228,19 @@ func DeviceOBX(cat *charting.Catalogue, devices []Device, obs []DeviceObservatio
 		o := obx{valueType: "NM", code: Code{Code: ch.Code, Text: ch.Name, System: ch.CodeSystem},
 			subID: d + ".1.1." + strconv.Itoa(r.metric), units: ucumAlt(ch.Unit), status: "R", at: r.o.Time,
 			method: Comps("AMEAS", "auto-measurement", SystemMDC)}
-		if r.o.Invalid {
+		switch {
+		case r.o.Invalid:
 			// The device said the reading is invalid: no value, flag INV
 			// (IEEE 11073 MeasurementStatus invalid), status X.
 			o.abnormal, o.status = Text("INV"), "X"
-		} else {
+		case r.o.OutOfRange < 0:
+			// Readings outside the plausible range are kept out of values
+			// sent as measurements, like invalid ones, but said to be
+			// there: below the scale.
+			o.abnormal, o.status = Text("<"), "X"
+		case r.o.OutOfRange > 0:
+			o.abnormal, o.status = Text(">"), "X"
+		default:
 			v, _ := formatAtResolution(r.o.Value, ch.Resolution) // finite: checked above
 			o.value = Text(v)
 		}

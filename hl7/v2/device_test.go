@@ -160,3 +160,31 @@ func TestLocalCodesCoverEventsAndCatalogue(t *testing.T) {
 		}
 	}
 }
+
+// A slot whose readings all lay outside the plausible range is sent
+// without a value, flagged < or > in OBX-8, status X.
+func TestDeviceOBXOutOfRange(t *testing.T) {
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	obs := []DeviceObservation{
+		{SourceID: "hlm-1", Channel: "pump_flow", Time: at, OutOfRange: 1, Value: 0},
+		{SourceID: "hlm-1", Channel: "temp_arterial_outlet", Time: at, OutOfRange: -1},
+		{SourceID: "hlm-1", Channel: "map", Time: at, Value: 65},
+	}
+	rows, err := DeviceOBX(nil, nil, obs, 1, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[string][3]string{}
+	for _, s := range rows {
+		flags[s.Field(3).Value()] = [3]string{s.Field(5).Value(), s.Field(8).Value(), s.Field(11).Value()}
+	}
+	if got := flags["pump_flow"]; got != [3]string{"", ">", "X"} {
+		t.Errorf("pump flow above the range: OBX-5/8/11 %q", got)
+	}
+	if got := flags["temp_arterial_outlet"]; got != [3]string{"", "<", "X"} {
+		t.Errorf("temperature below the range: OBX-5/8/11 %q", got)
+	}
+	if got := flags["150035"]; got != [3]string{"65", "", "R"} {
+		t.Errorf("MAP in range: OBX-5/8/11 %q", got)
+	}
+}

@@ -294,6 +294,11 @@ func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store
 		args = append(args, f.FromMs)
 		q += " AND max_time_ms >= $" + strconv.Itoa(len(args))
 	}
+	if f.Implausible != nil {
+		args = append(args, f.Implausible.BeginsMs, f.Implausible.AheadMs)
+		q += " AND (min_time_ms < $" + strconv.Itoa(len(args)-1) +
+			" OR max_time_ms > floor(extract(epoch FROM recorded_at) * 1000)::bigint + $" + strconv.Itoa(len(args)) + ")"
+	}
 	for _, src := range slices.Sorted(maps.Keys(f.After)) {
 		args = append(args, src, f.After[src])
 		q += " AND NOT (source_id = $" + strconv.Itoa(len(args)-1) + " AND seq <= $" + strconv.Itoa(len(args)) + ")"

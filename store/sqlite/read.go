@@ -413,6 +413,12 @@ func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store
 		query += ` AND max_time_ms >= ?`
 		args = append(args, f.FromMs)
 	}
+	if f.Implausible != nil {
+		// recorded_at is in microseconds since the epoch, always positive:
+		// integer division floors it to milliseconds.
+		query += ` AND (min_time_ms < ? OR max_time_ms > recorded_at / 1000 + ?)`
+		args = append(args, f.Implausible.BeginsMs, f.Implausible.AheadMs)
+	}
 	for _, src := range slices.Sorted(maps.Keys(f.After)) {
 		query += ` AND NOT (source_id = ? AND seq <= ?)`
 		args = append(args, src, f.After[src])

@@ -149,10 +149,10 @@ func testInvalidInputStoresNothing(t *testing.T, h *Harness) {
 		{"unknown channel", one("warp_drive", 1), "batch.series[0].channel"},
 		{"NaN", one("pump_flow", math.NaN()), "batch.series[0].values[0]"},
 		{"Inf", one("pump_flow", math.Inf(1)), "batch.series[0].values[0]"},
-		{"implausible", one("temp_arterial_outlet", 55), "batch.series[0].values[0]"},
-		{"negative flow", one("pump_flow", -1), "batch.series[0].values[0]"},
+		// Out-of-range values and far-off device times are stored and
+		// flagged (testSamplesImplausible); only malformed batches refuse.
 		{"too large", big, "batch.series"},
-		{"future", &charting.SampleBatch{CaseID: c.ID, SourceID: "hlm", Seq: 1, Series: []charting.Series{{Channel: "pump_flow", TimesMs: []int64{ms + 3_600_000}, Values: []float64{4}}}}, "batch.series[0].occurred_at_unix_ms[0]"},
+		{"before 1970", &charting.SampleBatch{CaseID: c.ID, SourceID: "hlm", Seq: 1, Series: []charting.Series{{Channel: "pump_flow", TimesMs: []int64{-1000}, Values: []float64{4}}}}, "batch.series[0].occurred_at_unix_ms[0]"},
 		{"not increasing", &charting.SampleBatch{CaseID: c.ID, SourceID: "hlm", Seq: 1, Series: []charting.Series{{Channel: "pump_flow", TimesMs: []int64{ms, ms}, Values: []float64{4, 4}}}}, "batch.series[0].occurred_at_unix_ms[1]"},
 		{"length mismatch", &charting.SampleBatch{CaseID: c.ID, SourceID: "hlm", Seq: 1, Series: []charting.Series{{Channel: "pump_flow", TimesMs: []int64{ms}, Values: []float64{4, 5}}}}, "batch.series[0].values"},
 		{"no source", &charting.SampleBatch{CaseID: c.ID, Seq: 1, Series: []charting.Series{{Channel: "pump_flow", TimesMs: []int64{ms}, Values: []float64{4}}}}, "batch.source_id"},
@@ -160,7 +160,7 @@ func testInvalidInputStoresNothing(t *testing.T, h *Harness) {
 	}
 	// One bad series spoils the whole batch, even after a good one.
 	mixed := batch(c.ID, "hlm", 1, ms-10_000, 3)
-	mixed.Series[1].Values[2] = 99
+	mixed.Series[1].Values[2] = math.Inf(-1)
 	batches = append(batches, struct {
 		name  string
 		b     *charting.SampleBatch

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -289,7 +290,7 @@ func testSourceSummaries(t *testing.T, h *Harness) {
 			t.Errorf("%s: last received %s, want %s", w.SourceID, g.LastReceived, w.LastReceived)
 		}
 		g.LastReceived, w.LastReceived = time.Time{}, time.Time{}
-		if g != w {
+		if !reflect.DeepEqual(g, w) {
 			t.Errorf("source %d:\n got %+v\nwant %+v", i, g, w)
 		}
 	}

@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"BulkPrimitives", testBulkPrimitives},
 		{"QuerySamples", testQuerySamples},
 		{"SourceSummaries", testSourceSummaries},
+		{"SamplesImplausibleStoredAndFlagged", testSamplesImplausible},
 		{"SampleRuns", testSampleRuns},
 		{"TamperRunsDetected", testTamperRuns},
 		{"AuditTrail", testAuditTrail},

@@ -301,11 +301,15 @@ type SampleSeries struct {
 	// required.
 	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	// Device time of each sample, milliseconds since the Unix epoch, strictly
-	// increasing, not more than 5 minutes ahead of the server clock.
+	// increasing, not negative. Times are stored as the device sent them;
+	// those outside the case's device window (from a day before the case was
+	// created or scheduled to one hour past the batch's receipt) are kept but
+	// never drive a trend, a bucket width, a watch or an export.
 	OccurredAtUnixMs []int64 `protobuf:"varint,2,rep,packed,name=occurred_at_unix_ms,json=occurredAtUnixMs,proto3" json:"occurred_at_unix_ms,omitempty"`
 	// Value of each sample in the channel's catalogue unit; same length as
-	// occurred_at_unix_ms. Finite and within the channel's plausible range,
-	// except at invalid indexes, where the value is ignored and stored as 0.
+	// occurred_at_unix_ms. Finite, except at invalid indexes, where the value
+	// is ignored and stored as 0. A value outside the channel's plausible
+	// range is stored as sent and flagged out of range, never refused.
 	Values []float64 `protobuf:"fixed64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
 	// Indexes of samples the device reported as invalid (e.g. shown as dashes):
 	// stored as invalid, never as a value. Strictly increasing.
@@ -993,9 +997,12 @@ type QuerySamplesRequest struct {
 	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
 	// Channel keys; empty means every channel with data.
 	Channels []string `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
-	// Start of the range, inclusive; unset means the first sample.
+	// Start of the range, inclusive; unset means the first sample. For
+	// buckets, the first plausibly timed sample: samples timed outside the
+	// case's device window never set a bucketed range or fall in a bucket.
 	Start *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
-	// End of the range, exclusive; unset means after the last sample.
+	// End of the range, exclusive; unset means after the last sample (for
+	// buckets, the last plausibly timed one).
 	End *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
 	// 0 for raw samples (at most 100,000 in all, else InvalidArgument);
 	// otherwise the number of equal time buckets per channel (at most 10,000).
@@ -1264,8 +1271,25 @@ type SourceSummary struct {
 	MinReceiptLagMs int64 `protobuf:"varint,8,opt,name=min_receipt_lag_ms,json=minReceiptLagMs,proto3" json:"min_receipt_lag_ms,omitempty"`
 	// Receipt lag of the highest-sequence batch, in milliseconds.
 	LastReceiptLagMs int64 `protobuf:"varint,9,opt,name=last_receipt_lag_ms,json=lastReceiptLagMs,proto3" json:"last_receipt_lag_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// True when some batch of the source holds device times outside the
+	// case's device window (from a day before the case was created or
+	// scheduled to one hour past the batch's receipt): a clock reset (1970)
+	// or far ahead. Those samples are stored, returned by raw queries over
+	// their range and marked there, and kept out of buckets, watches and
+	// exports. A display should warn. first_sample_at and last_sample_at
+	// include them.
+	ClockImplausible bool `protobuf:"varint,10,opt,name=clock_implausible,json=clockImplausible,proto3" json:"clock_implausible,omitempty"`
+	// Number of such batches.
+	ImplausibleBatches int64 `protobuf:"varint,11,opt,name=implausible_batches,json=implausibleBatches,proto3" json:"implausible_batches,omitempty"`
+	// Number of samples in such batches.
+	ImplausibleSamples int64 `protobuf:"varint,12,opt,name=implausible_samples,json=implausibleSamples,proto3" json:"implausible_samples,omitempty"`
+	// Sequence ranges of such batches, ascending; at most the first 32.
+	ImplausibleSequences []*SequenceRange `protobuf:"bytes,13,rep,name=implausible_sequences,json=implausibleSequences,proto3" json:"implausible_sequences,omitempty"`
+	// True when the highest-sequence batch is one of them: the clock is
+	// still off.
+	LastBatchImplausible bool `protobuf:"varint,14,opt,name=last_batch_implausible,json=lastBatchImplausible,proto3" json:"last_batch_implausible,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SourceSummary) Reset() {
@@ -1361,6 +1385,96 @@ func (x *SourceSummary) GetLastReceiptLagMs() int64 {
 	return 0
 }
 
+func (x *SourceSummary) GetClockImplausible() bool {
+	if x != nil {
+		return x.ClockImplausible
+	}
+	return false
+}
+
+func (x *SourceSummary) GetImplausibleBatches() int64 {
+	if x != nil {
+		return x.ImplausibleBatches
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetImplausibleSamples() int64 {
+	if x != nil {
+		return x.ImplausibleSamples
+	}
+	return 0
+}
+
+func (x *SourceSummary) GetImplausibleSequences() []*SequenceRange {
+	if x != nil {
+		return x.ImplausibleSequences
+	}
+	return nil
+}
+
+func (x *SourceSummary) GetLastBatchImplausible() bool {
+	if x != nil {
+		return x.LastBatchImplausible
+	}
+	return false
+}
+
+// SequenceRange is an inclusive range of a source's batch sequences.
+type SequenceRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First sequence.
+	From int64 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	// Last sequence, at least from.
+	To            int64 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SequenceRange) Reset() {
+	*x = SequenceRange{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SequenceRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SequenceRange) ProtoMessage() {}
+
+func (x *SequenceRange) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SequenceRange.ProtoReflect.Descriptor instead.
+func (*SequenceRange) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SequenceRange) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SequenceRange) GetTo() int64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
 // RawSeries is the stored samples of one channel from one source.
 type RawSeries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1372,17 +1486,25 @@ type RawSeries struct {
 	Unit string `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
 	// Device times, ms since the Unix epoch, ascending.
 	OccurredAtUnixMs []int64 `protobuf:"varint,4,rep,packed,name=occurred_at_unix_ms,json=occurredAtUnixMs,proto3" json:"occurred_at_unix_ms,omitempty"`
-	// Values; 0 at invalid indexes.
+	// Values as stored, out-of-range ones included; 0 at invalid indexes.
 	Values []float64 `protobuf:"fixed64,5,rep,packed,name=values,proto3" json:"values,omitempty"`
 	// Indexes of invalid samples.
 	InvalidIndexes []int32 `protobuf:"varint,6,rep,packed,name=invalid_indexes,json=invalidIndexes,proto3" json:"invalid_indexes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Indexes of valid samples whose value lies outside the channel's
+	// plausible range: stored as the device sent them, to be shown as out of
+	// range. Derived from the value and the catalogue when queried.
+	OutOfRangeIndexes []int32 `protobuf:"varint,7,rep,packed,name=out_of_range_indexes,json=outOfRangeIndexes,proto3" json:"out_of_range_indexes,omitempty"`
+	// Indexes of samples timed outside the case's device window (see
+	// SourceSummary.clock_implausible): returned because the range covers
+	// them, never placed in a trend.
+	ImplausibleTimeIndexes []int32 `protobuf:"varint,8,rep,packed,name=implausible_time_indexes,json=implausibleTimeIndexes,proto3" json:"implausible_time_indexes,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *RawSeries) Reset() {
 	*x = RawSeries{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1516,7 @@ func (x *RawSeries) String() string {
 func (*RawSeries) ProtoMessage() {}
 
 func (x *RawSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[19]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1529,7 @@ func (x *RawSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RawSeries.ProtoReflect.Descriptor instead.
 func (*RawSeries) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{19}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RawSeries) GetChannel() string {
@@ -1452,12 +1574,29 @@ func (x *RawSeries) GetInvalidIndexes() []int32 {
 	return nil
 }
 
-// Bucket is an aggregate of the valid samples in one time bucket.
+func (x *RawSeries) GetOutOfRangeIndexes() []int32 {
+	if x != nil {
+		return x.OutOfRangeIndexes
+	}
+	return nil
+}
+
+func (x *RawSeries) GetImplausibleTimeIndexes() []int32 {
+	if x != nil {
+		return x.ImplausibleTimeIndexes
+	}
+	return nil
+}
+
+// Bucket is an aggregate of the samples in one time bucket. count, min, max
+// and mean cover the usable readings only: valid and within the channel's
+// plausible range.
 type Bucket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Bucket start, ms since the Unix epoch.
 	StartUnixMs int64 `protobuf:"varint,1,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
-	// Number of valid samples; buckets without any are omitted.
+	// Number of usable samples; buckets without any sample (usable, invalid
+	// or out of range) are omitted.
 	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// Minimum.
 	Min float64 `protobuf:"fixed64,3,opt,name=min,proto3" json:"min,omitempty"`
@@ -1466,14 +1605,17 @@ type Bucket struct {
 	// Arithmetic mean.
 	Mean float64 `protobuf:"fixed64,5,opt,name=mean,proto3" json:"mean,omitempty"`
 	// Number of invalid samples in the bucket.
-	InvalidCount  int64 `protobuf:"varint,6,opt,name=invalid_count,json=invalidCount,proto3" json:"invalid_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	InvalidCount int64 `protobuf:"varint,6,opt,name=invalid_count,json=invalidCount,proto3" json:"invalid_count,omitempty"`
+	// Number of valid samples outside the channel's plausible range: counted
+	// here, left out of min, max and mean (query raw to see their values).
+	OutOfRangeCount int64 `protobuf:"varint,7,opt,name=out_of_range_count,json=outOfRangeCount,proto3" json:"out_of_range_count,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Bucket) Reset() {
 	*x = Bucket{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1627,7 @@ func (x *Bucket) String() string {
 func (*Bucket) ProtoMessage() {}
 
 func (x *Bucket) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[20]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1640,7 @@ func (x *Bucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bucket.ProtoReflect.Descriptor instead.
 func (*Bucket) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{20}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Bucket) GetStartUnixMs() int64 {
@@ -1543,6 +1685,13 @@ func (x *Bucket) GetInvalidCount() int64 {
 	return 0
 }
 
+func (x *Bucket) GetOutOfRangeCount() int64 {
+	if x != nil {
+		return x.OutOfRangeCount
+	}
+	return 0
+}
+
 // BucketSeries is a downsampled channel from one source.
 type BucketSeries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1562,7 +1711,7 @@ type BucketSeries struct {
 
 func (x *BucketSeries) Reset() {
 	*x = BucketSeries{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1723,7 @@ func (x *BucketSeries) String() string {
 func (*BucketSeries) ProtoMessage() {}
 
 func (x *BucketSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[21]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1736,7 @@ func (x *BucketSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSeries.ProtoReflect.Descriptor instead.
 func (*BucketSeries) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{21}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BucketSeries) GetChannel() string {
@@ -1646,7 +1795,7 @@ type WatchCaseRequest struct {
 
 func (x *WatchCaseRequest) Reset() {
 	*x = WatchCaseRequest{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1807,7 @@ func (x *WatchCaseRequest) String() string {
 func (*WatchCaseRequest) ProtoMessage() {}
 
 func (x *WatchCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[22]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1820,7 @@ func (x *WatchCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCaseRequest.ProtoReflect.Descriptor instead.
 func (*WatchCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{22}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchCaseRequest) GetCaseId() string {
@@ -1721,8 +1870,9 @@ type WatchCaseResponse struct {
 	// channel and source, reduced to buckets of the requested width. A
 	// bucket that spans batches delivered in different messages arrives in
 	// each of them, with the part of its samples each carries: merge buckets
-	// with the same start by adding counts and invalid counts, taking the
-	// min of minimums, the max of maximums and the count-weighted mean.
+	// with the same start by adding counts, invalid counts and out-of-range
+	// counts, taking the min of minimums, the max of maximums and the
+	// count-weighted mean.
 	Samples []*BucketSeries `protobuf:"bytes,3,rep,name=samples,proto3" json:"samples,omitempty"`
 	// Entries committed in this message's positions, in commit order:
 	// recorded entries, corrections and voids (with supersedes_entry_id set,
@@ -1733,14 +1883,21 @@ type WatchCaseResponse struct {
 	Status CaseStatus `protobuf:"varint,5,opt,name=status,proto3,enum=perfusion.v1.CaseStatus" json:"status,omitempty"`
 	// True on the last message: the case is signed and everything up to the
 	// signature was delivered. The server then ends the stream with OK.
-	Final         bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Final bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
+	// Sources whose batches in this message's positions hold samples timed
+	// outside the case's device window (a clock reset to 1970, or far
+	// ahead). Those samples are left out of samples: they would make a
+	// bucket decades away. A display should warn that the source's clock is
+	// wrong (ListSources has the details; QuerySamples returns the samples
+	// raw).
+	ImplausibleClocks []*ImplausibleClock `protobuf:"bytes,7,rep,name=implausible_clocks,json=implausibleClocks,proto3" json:"implausible_clocks,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WatchCaseResponse) Reset() {
 	*x = WatchCaseResponse{}
-	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1909,7 @@ func (x *WatchCaseResponse) String() string {
 func (*WatchCaseResponse) ProtoMessage() {}
 
 func (x *WatchCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_charting_proto_msgTypes[23]
+	mi := &file_perfusion_v1_charting_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1922,7 @@ func (x *WatchCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCaseResponse.ProtoReflect.Descriptor instead.
 func (*WatchCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{23}
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchCaseResponse) GetPosition() int64 {
@@ -1808,6 +1965,87 @@ func (x *WatchCaseResponse) GetFinal() bool {
 		return x.Final
 	}
 	return false
+}
+
+func (x *WatchCaseResponse) GetImplausibleClocks() []*ImplausibleClock {
+	if x != nil {
+		return x.ImplausibleClocks
+	}
+	return nil
+}
+
+// ImplausibleClock reports a source's samples left out of a watch message
+// because of their device times.
+type ImplausibleClock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source.
+	SourceId string `protobuf:"bytes,1,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	// Samples left out in this message.
+	Samples int64 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`
+	// Their earliest and latest device time, ms since the Unix epoch.
+	FirstUnixMs int64 `protobuf:"varint,3,opt,name=first_unix_ms,json=firstUnixMs,proto3" json:"first_unix_ms,omitempty"`
+	// See first_unix_ms.
+	LastUnixMs    int64 `protobuf:"varint,4,opt,name=last_unix_ms,json=lastUnixMs,proto3" json:"last_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImplausibleClock) Reset() {
+	*x = ImplausibleClock{}
+	mi := &file_perfusion_v1_charting_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImplausibleClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImplausibleClock) ProtoMessage() {}
+
+func (x *ImplausibleClock) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_charting_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImplausibleClock.ProtoReflect.Descriptor instead.
+func (*ImplausibleClock) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_charting_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ImplausibleClock) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *ImplausibleClock) GetSamples() int64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *ImplausibleClock) GetFirstUnixMs() int64 {
+	if x != nil {
+		return x.FirstUnixMs
+	}
+	return 0
+}
+
+func (x *ImplausibleClock) GetLastUnixMs() int64 {
+	if x != nil {
+		return x.LastUnixMs
+	}
+	return 0
 }
 
 var File_perfusion_v1_charting_proto protoreflect.FileDescriptor
@@ -1880,7 +2118,7 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\x12ListSourcesRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\"L\n" +
 	"\x13ListSourcesResponse\x125\n" +
-	"\asources\x18\x01 \x03(\v2\x1b.perfusion.v1.SourceSummaryR\asources\"\xbb\x03\n" +
+	"\asources\x18\x01 \x03(\v2\x1b.perfusion.v1.SourceSummaryR\asources\"\xd2\x05\n" +
 	"\rSourceSummary\x12\x1b\n" +
 	"\tsource_id\x18\x01 \x01(\tR\bsourceId\x12\x18\n" +
 	"\abatches\x18\x02 \x01(\x03R\abatches\x12\x18\n" +
@@ -1890,21 +2128,33 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\x0elast_sample_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastSampleAt\x12D\n" +
 	"\x10last_received_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\x12+\n" +
 	"\x12min_receipt_lag_ms\x18\b \x01(\x03R\x0fminReceiptLagMs\x12-\n" +
-	"\x13last_receipt_lag_ms\x18\t \x01(\x03R\x10lastReceiptLagMs\"\xc6\x01\n" +
+	"\x13last_receipt_lag_ms\x18\t \x01(\x03R\x10lastReceiptLagMs\x12+\n" +
+	"\x11clock_implausible\x18\n" +
+	" \x01(\bR\x10clockImplausible\x12/\n" +
+	"\x13implausible_batches\x18\v \x01(\x03R\x12implausibleBatches\x12/\n" +
+	"\x13implausible_samples\x18\f \x01(\x03R\x12implausibleSamples\x12P\n" +
+	"\x15implausible_sequences\x18\r \x03(\v2\x1b.perfusion.v1.SequenceRangeR\x14implausibleSequences\x124\n" +
+	"\x16last_batch_implausible\x18\x0e \x01(\bR\x14lastBatchImplausible\"3\n" +
+	"\rSequenceRange\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x03R\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x03R\x02to\"\xb1\x02\n" +
 	"\tRawSeries\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x12\n" +
 	"\x04unit\x18\x03 \x01(\tR\x04unit\x12-\n" +
 	"\x13occurred_at_unix_ms\x18\x04 \x03(\x03R\x10occurredAtUnixMs\x12\x16\n" +
 	"\x06values\x18\x05 \x03(\x01R\x06values\x12'\n" +
-	"\x0finvalid_indexes\x18\x06 \x03(\x05R\x0einvalidIndexes\"\x9f\x01\n" +
+	"\x0finvalid_indexes\x18\x06 \x03(\x05R\x0einvalidIndexes\x12/\n" +
+	"\x14out_of_range_indexes\x18\a \x03(\x05R\x11outOfRangeIndexes\x128\n" +
+	"\x18implausible_time_indexes\x18\b \x03(\x05R\x16implausibleTimeIndexes\"\xcc\x01\n" +
 	"\x06Bucket\x12\"\n" +
 	"\rstart_unix_ms\x18\x01 \x01(\x03R\vstartUnixMs\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
 	"\x03min\x18\x03 \x01(\x01R\x03min\x12\x10\n" +
 	"\x03max\x18\x04 \x01(\x01R\x03max\x12\x12\n" +
 	"\x04mean\x18\x05 \x01(\x01R\x04mean\x12#\n" +
-	"\rinvalid_count\x18\x06 \x01(\x03R\finvalidCount\"\xb1\x01\n" +
+	"\rinvalid_count\x18\x06 \x01(\x03R\finvalidCount\x12+\n" +
+	"\x12out_of_range_count\x18\a \x01(\x03R\x0foutOfRangeCount\"\xb1\x01\n" +
 	"\fBucketSeries\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x12\n" +
@@ -1915,14 +2165,21 @@ const file_perfusion_v1_charting_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12%\n" +
 	"\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12&\n" +
 	"\x0fbucket_width_ms\x18\x03 \x01(\x03R\rbucketWidthMs\x12\x1a\n" +
-	"\bchannels\x18\x04 \x03(\tR\bchannels\"\xf9\x01\n" +
+	"\bchannels\x18\x04 \x03(\tR\bchannels\"\xc8\x02\n" +
 	"\x11WatchCaseResponse\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x03R\bposition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x124\n" +
 	"\asamples\x18\x03 \x03(\v2\x1a.perfusion.v1.BucketSeriesR\asamples\x12-\n" +
 	"\aentries\x18\x04 \x03(\v2\x13.perfusion.v1.EntryR\aentries\x120\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x18.perfusion.v1.CaseStatusR\x06status\x12\x14\n" +
-	"\x05final\x18\x06 \x01(\bR\x05final*p\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final\x12M\n" +
+	"\x12implausible_clocks\x18\a \x03(\v2\x1e.perfusion.v1.ImplausibleClockR\x11implausibleClocks\"\x8f\x01\n" +
+	"\x10ImplausibleClock\x12\x1b\n" +
+	"\tsource_id\x18\x01 \x01(\tR\bsourceId\x12\x18\n" +
+	"\asamples\x18\x02 \x01(\x03R\asamples\x12\"\n" +
+	"\rfirst_unix_ms\x18\x03 \x01(\x03R\vfirstUnixMs\x12 \n" +
+	"\flast_unix_ms\x18\x04 \x01(\x03R\n" +
+	"lastUnixMs*p\n" +
 	"\x10DownsampleMethod\x12!\n" +
 	"\x1dDOWNSAMPLE_METHOD_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19DOWNSAMPLE_METHOD_BUCKETS\x10\x01\x12\x1a\n" +
@@ -1949,7 +2206,7 @@ func file_perfusion_v1_charting_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_charting_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_perfusion_v1_charting_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_perfusion_v1_charting_proto_goTypes = []any{
 	(DownsampleMethod)(0),         // 0: perfusion.v1.DownsampleMethod
 	(*StreamSamplesRequest)(nil),  // 1: perfusion.v1.StreamSamplesRequest
@@ -1971,14 +2228,16 @@ var file_perfusion_v1_charting_proto_goTypes = []any{
 	(*ListSourcesRequest)(nil),    // 17: perfusion.v1.ListSourcesRequest
 	(*ListSourcesResponse)(nil),   // 18: perfusion.v1.ListSourcesResponse
 	(*SourceSummary)(nil),         // 19: perfusion.v1.SourceSummary
-	(*RawSeries)(nil),             // 20: perfusion.v1.RawSeries
-	(*Bucket)(nil),                // 21: perfusion.v1.Bucket
-	(*BucketSeries)(nil),          // 22: perfusion.v1.BucketSeries
-	(*WatchCaseRequest)(nil),      // 23: perfusion.v1.WatchCaseRequest
-	(*WatchCaseResponse)(nil),     // 24: perfusion.v1.WatchCaseResponse
-	(*Entry)(nil),                 // 25: perfusion.v1.Entry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(CaseStatus)(0),               // 27: perfusion.v1.CaseStatus
+	(*SequenceRange)(nil),         // 20: perfusion.v1.SequenceRange
+	(*RawSeries)(nil),             // 21: perfusion.v1.RawSeries
+	(*Bucket)(nil),                // 22: perfusion.v1.Bucket
+	(*BucketSeries)(nil),          // 23: perfusion.v1.BucketSeries
+	(*WatchCaseRequest)(nil),      // 24: perfusion.v1.WatchCaseRequest
+	(*WatchCaseResponse)(nil),     // 25: perfusion.v1.WatchCaseResponse
+	(*ImplausibleClock)(nil),      // 26: perfusion.v1.ImplausibleClock
+	(*Entry)(nil),                 // 27: perfusion.v1.Entry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(CaseStatus)(0),               // 29: perfusion.v1.CaseStatus
 }
 var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	2,  // 0: perfusion.v1.StreamSamplesRequest.open:type_name -> perfusion.v1.OpenSampleStream
@@ -1987,43 +2246,45 @@ var file_perfusion_v1_charting_proto_depIdxs = []int32{
 	7,  // 3: perfusion.v1.StreamSamplesResponse.opened:type_name -> perfusion.v1.SampleStreamOpened
 	8,  // 4: perfusion.v1.StreamSamplesResponse.ack:type_name -> perfusion.v1.SampleBatchAck
 	5,  // 5: perfusion.v1.SampleStreamOpened.positions:type_name -> perfusion.v1.SourcePosition
-	25, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
-	25, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
-	25, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
-	25, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
-	25, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
-	26, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
-	26, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
+	27, // 6: perfusion.v1.RecordEntryRequest.entry:type_name -> perfusion.v1.Entry
+	27, // 7: perfusion.v1.RecordEntryResponse.entry:type_name -> perfusion.v1.Entry
+	27, // 8: perfusion.v1.CorrectEntryRequest.replacement:type_name -> perfusion.v1.Entry
+	27, // 9: perfusion.v1.CorrectEntryResponse.entry:type_name -> perfusion.v1.Entry
+	27, // 10: perfusion.v1.ListEntriesResponse.entries:type_name -> perfusion.v1.Entry
+	28, // 11: perfusion.v1.QuerySamplesRequest.start:type_name -> google.protobuf.Timestamp
+	28, // 12: perfusion.v1.QuerySamplesRequest.end:type_name -> google.protobuf.Timestamp
 	0,  // 13: perfusion.v1.QuerySamplesRequest.method:type_name -> perfusion.v1.DownsampleMethod
-	20, // 14: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
-	22, // 15: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
+	21, // 14: perfusion.v1.QuerySamplesResponse.raw:type_name -> perfusion.v1.RawSeries
+	23, // 15: perfusion.v1.QuerySamplesResponse.downsampled:type_name -> perfusion.v1.BucketSeries
 	19, // 16: perfusion.v1.ListSourcesResponse.sources:type_name -> perfusion.v1.SourceSummary
-	26, // 17: perfusion.v1.SourceSummary.first_sample_at:type_name -> google.protobuf.Timestamp
-	26, // 18: perfusion.v1.SourceSummary.last_sample_at:type_name -> google.protobuf.Timestamp
-	26, // 19: perfusion.v1.SourceSummary.last_received_at:type_name -> google.protobuf.Timestamp
-	21, // 20: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
-	22, // 21: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
-	25, // 22: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
-	27, // 23: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
-	1,  // 24: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
-	9,  // 25: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
-	11, // 26: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
-	13, // 27: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
-	15, // 28: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
-	17, // 29: perfusion.v1.ChartingService.ListSources:input_type -> perfusion.v1.ListSourcesRequest
-	23, // 30: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
-	6,  // 31: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
-	10, // 32: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
-	12, // 33: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
-	14, // 34: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
-	16, // 35: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
-	18, // 36: perfusion.v1.ChartingService.ListSources:output_type -> perfusion.v1.ListSourcesResponse
-	24, // 37: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	28, // 17: perfusion.v1.SourceSummary.first_sample_at:type_name -> google.protobuf.Timestamp
+	28, // 18: perfusion.v1.SourceSummary.last_sample_at:type_name -> google.protobuf.Timestamp
+	28, // 19: perfusion.v1.SourceSummary.last_received_at:type_name -> google.protobuf.Timestamp
+	20, // 20: perfusion.v1.SourceSummary.implausible_sequences:type_name -> perfusion.v1.SequenceRange
+	22, // 21: perfusion.v1.BucketSeries.buckets:type_name -> perfusion.v1.Bucket
+	23, // 22: perfusion.v1.WatchCaseResponse.samples:type_name -> perfusion.v1.BucketSeries
+	27, // 23: perfusion.v1.WatchCaseResponse.entries:type_name -> perfusion.v1.Entry
+	29, // 24: perfusion.v1.WatchCaseResponse.status:type_name -> perfusion.v1.CaseStatus
+	26, // 25: perfusion.v1.WatchCaseResponse.implausible_clocks:type_name -> perfusion.v1.ImplausibleClock
+	1,  // 26: perfusion.v1.ChartingService.StreamSamples:input_type -> perfusion.v1.StreamSamplesRequest
+	9,  // 27: perfusion.v1.ChartingService.RecordEntry:input_type -> perfusion.v1.RecordEntryRequest
+	11, // 28: perfusion.v1.ChartingService.CorrectEntry:input_type -> perfusion.v1.CorrectEntryRequest
+	13, // 29: perfusion.v1.ChartingService.ListEntries:input_type -> perfusion.v1.ListEntriesRequest
+	15, // 30: perfusion.v1.ChartingService.QuerySamples:input_type -> perfusion.v1.QuerySamplesRequest
+	17, // 31: perfusion.v1.ChartingService.ListSources:input_type -> perfusion.v1.ListSourcesRequest
+	24, // 32: perfusion.v1.ChartingService.WatchCase:input_type -> perfusion.v1.WatchCaseRequest
+	6,  // 33: perfusion.v1.ChartingService.StreamSamples:output_type -> perfusion.v1.StreamSamplesResponse
+	10, // 34: perfusion.v1.ChartingService.RecordEntry:output_type -> perfusion.v1.RecordEntryResponse
+	12, // 35: perfusion.v1.ChartingService.CorrectEntry:output_type -> perfusion.v1.CorrectEntryResponse
+	14, // 36: perfusion.v1.ChartingService.ListEntries:output_type -> perfusion.v1.ListEntriesResponse
+	16, // 37: perfusion.v1.ChartingService.QuerySamples:output_type -> perfusion.v1.QuerySamplesResponse
+	18, // 38: perfusion.v1.ChartingService.ListSources:output_type -> perfusion.v1.ListSourcesResponse
+	25, // 39: perfusion.v1.ChartingService.WatchCase:output_type -> perfusion.v1.WatchCaseResponse
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_charting_proto_init() }
@@ -2047,7 +2308,7 @@ func file_perfusion_v1_charting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_charting_proto_rawDesc), len(file_perfusion_v1_charting_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

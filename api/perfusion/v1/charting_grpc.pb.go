@@ -43,9 +43,20 @@ type ChartingServiceClient interface {
 	// transaction that stored it committed. A batch already stored (same case,
 	// source and sequence, same content) is acknowledged again as a duplicate.
 	//
-	// An invalid batch ends the stream with InvalidArgument and field
+	// A malformed batch ends the stream with InvalidArgument and field
 	// violations; nothing of that batch is stored, and batches acknowledged
-	// before it stay stored. A closed or signed case ends it with
+	// before it stay stored. Only these refuse a batch: source_id empty or
+	// over 64 bytes; sequence below 1; no series or more than 256; more than
+	// 10,000 samples; an unknown channel or one channel twice; a series
+	// without samples, or whose values or invalid_indexes do not match its
+	// times; times not strictly increasing within a series, or negative
+	// (before 1970); a NaN or infinite value not marked invalid. Nothing is
+	// refused for what a reading says: a value outside the channel's
+	// plausible range is stored as sent and flagged out of range by queries,
+	// watches and exports; a device time far from the case (a clock reset to
+	// 1970, or one far ahead) is stored as sent, returned by raw queries over
+	// its range, kept out of trends, watches and exports, and reported by
+	// ListSources. A closed or signed case ends the stream with
 	// FailedPrecondition.
 	StreamSamples(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamSamplesRequest, StreamSamplesResponse], error)
 	// RecordEntry records an operator entry. It is idempotent on entry_id:
@@ -191,9 +202,20 @@ type ChartingServiceServer interface {
 	// transaction that stored it committed. A batch already stored (same case,
 	// source and sequence, same content) is acknowledged again as a duplicate.
 	//
-	// An invalid batch ends the stream with InvalidArgument and field
+	// A malformed batch ends the stream with InvalidArgument and field
 	// violations; nothing of that batch is stored, and batches acknowledged
-	// before it stay stored. A closed or signed case ends it with
+	// before it stay stored. Only these refuse a batch: source_id empty or
+	// over 64 bytes; sequence below 1; no series or more than 256; more than
+	// 10,000 samples; an unknown channel or one channel twice; a series
+	// without samples, or whose values or invalid_indexes do not match its
+	// times; times not strictly increasing within a series, or negative
+	// (before 1970); a NaN or infinite value not marked invalid. Nothing is
+	// refused for what a reading says: a value outside the channel's
+	// plausible range is stored as sent and flagged out of range by queries,
+	// watches and exports; a device time far from the case (a clock reset to
+	// 1970, or one far ahead) is stored as sent, returned by raw queries over
+	// its range, kept out of trends, watches and exports, and reported by
+	// ListSources. A closed or signed case ends the stream with
 	// FailedPrecondition.
 	StreamSamples(grpc.BidiStreamingServer[StreamSamplesRequest, StreamSamplesResponse]) error
 	// RecordEntry records an operator entry. It is idempotent on entry_id:
