@@ -364,7 +364,7 @@ type metricsCalc struct {
 	// circulatory arrest (OverFullFlow).
 	established []span
 	tracks      tracks
-	bsaM2  float64
+	bsaM2       float64
 }
 
 func (k *metricsCalc) set(name string, v float64) {
