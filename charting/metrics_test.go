@@ -449,3 +449,186 @@ func TestMetricsPopulations(t *testing.T) {
 		t.Errorf("definitions lack a population's or the site's MAP metrics: %v", names)
 	}
 }
+
+// TestFullFlowWindows: the DO2i metrics are measured over full-flow
+// bypass, found per run from the charted events, else the flow rule, else
+// the minutes rule. BSA 2 m² and CaO2 14 mL/dL (Hb 10, SaO2 100 %, PaO2
+// 200) make DO2i = 70 × flow; flow 4.0 (DO2i 280) is full flow, 2.0 (140)
+// going on, 1.0 (70) weaning.
+func TestFullFlowWindows(t *testing.T) {
+	flow := func(from, to int, f func(m int) float64) SourcedSeries {
+		return SourcedSeries{SourceID: "hlm", Series: minuteSeries("pump_flow", from, to, func(m int) (float64, bool) { return f(m), false })}
+	}
+	// On at 0, full at 5, weaning from 50, off at 60.
+	ramp := func(m int) float64 {
+		switch {
+		case m < 5:
+			return 2
+		case m >= 50:
+			return 1
+		}
+		return 4
+	}
+	run := func(on, off, from, to float64, fs, ts WindowSource, mins float64) BypassRun {
+		r := BypassRun{On: at(on), Off: at(off), Charted: true, FromSource: fs, ToSource: ts, FullFlowMinutes: mins}
+		if fs != WindowNone {
+			r.FullFlowFrom, r.FullFlowTo = at(from), at(to)
+		}
+		return r
+	}
+	tests := []struct {
+		name    string
+		events  map[string][]float64
+		series  []SourcedSeries
+		runs    []BypassRun
+		want    map[string]float64 // checked; others may be present
+		absent  []string
+		nadirAt float64
+	}{{
+		name:   "charted full flow and weaning",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {5}, "weaning_start": {50}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, ramp)},
+		runs:   []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45)},
+		want: map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 1, "nadir_do2i": 280, "minutes_do2i_below": 0,
+			"minutes_do2i_skipped": 0, "cpb_minutes": 60},
+		nadirAt: 5,
+	}, {
+		name:   "no full_flow or weaning_start charted: the flow rule",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// Median flow 4.0, threshold 3.2: first held a minute from minute 5;
+		// last met at minute 49, below from minute 50.
+		series:  []SourcedSeries{flow(0, 59, ramp)},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowFlowRule, WindowFlowRule, 45)},
+		want:    map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 2, "nadir_do2i": 280, "minutes_do2i_below": 0},
+		nadirAt: 5,
+	}, {
+		name:   "full flow charted early, weaning by the flow rule",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {3}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, ramp)},
+		runs:   []BypassRun{run(0, 60, 3, 50, WindowCharted, WindowFlowRule, 47)},
+		// Minutes 3 and 4 at 2.0 L/min are inside the charted window.
+		want:    map[string]float64{"full_flow_minutes": 47, "full_flow_window_source": 2, "nadir_do2i": 140, "minutes_do2i_below": 2, "area_do2i_below": 280},
+		nadirAt: 3,
+	}, {
+		name: "a failed wean charted as full flow again is left out",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {5, 34}, "weaning_start": {30, 50}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, func(m int) float64 {
+			if m >= 30 && m < 34 {
+				return 2
+			}
+			return ramp(m)
+		})},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 41)},
+		want:    map[string]float64{"full_flow_minutes": 41, "nadir_do2i": 280, "minutes_do2i_below": 0},
+		nadirAt: 5,
+	}, {
+		name:   "no pump flow recorded: the minutes rule, 5 after on to 10 before off",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// MAP 30 while going on (0–4) and weaning (50–59) is outside.
+		series: []SourcedSeries{{SourceID: "mon", Series: minuteSeries("map", 0, 59, steps(60, map[[2]int]float64{{0, 4}: 30, {50, 59}: 30}))}},
+		runs:   []BypassRun{run(0, 60, 5, 50, WindowMinutesRule, WindowMinutesRule, 45)},
+		want:   map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 3, "minutes_map_below_40": 0, "map_low_episodes": 0},
+		absent: []string{"nadir_do2i"},
+	}, {
+		name: "two runs, each with its own full-flow part",
+		events: map[string][]float64{"bypass_on": {0, 70}, "full_flow": {5, 72}, "weaning_start": {50}, "bypass_off": {60, 90}},
+		// Back on bypass at 70: full flow charted at 72, weaning found by
+		// the flow rule at 85.
+		series: []SourcedSeries{flow(0, 59, ramp), flow(70, 89, func(m int) float64 {
+			switch {
+			case m < 72:
+				return 2
+			case m >= 85:
+				return 1
+			}
+			return 4
+		})},
+		runs: []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45), run(70, 90, 72, 85, WindowCharted, WindowFlowRule, 13)},
+		want: map[string]float64{"full_flow_minutes": 58, "full_flow_window_source": 2, "nadir_do2i": 280, "cpb_minutes": 80},
+		nadirAt: 5,
+	}, {
+		name:   "flow never held at its level: no full-flow window, no DO2i metrics",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// Alternating 4.0 and 0: the median is 0, so there is no level.
+		series: []SourcedSeries{flow(0, 59, func(m int) float64 { return float64(4 * (m % 2)) })},
+		runs:   []BypassRun{run(0, 60, 0, 0, WindowNone, WindowNone, 0)},
+		want:   map[string]float64{"full_flow_minutes": 0, "full_flow_window_source": 0},
+		absent: []string{"nadir_do2i", "mean_do2i", "minutes_do2i_below", "area_do2i_below", "minutes_do2i_skipped"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Case{ID: uuid.New(), Kind: KindCPB}
+			c.Details.Patient = Patient{BSAM2: 2, BSAFormula: BSADuBois}
+			b := &entryBuilder{caseID: c.ID}
+			for typ, mins := range tc.events {
+				for _, m := range mins {
+					b.event(m, typ)
+				}
+			}
+			b.lab(-1, "hb", 10)
+			b.lab(-1, "sao2", 100)
+			b.lab(-1, "po2", 200)
+			m := ComputeMetrics(c, b.all, tc.series, DefaultMetricsConfig())
+			for name, w := range tc.want {
+				if got, ok := m.Values[name]; !ok || math.Abs(got-w) > 1e-6 {
+					t.Errorf("%s = %v (present %v), want %v", name, got, ok, w)
+				}
+			}
+			for _, name := range tc.absent {
+				if v, ok := m.Values[name]; ok {
+					t.Errorf("%s = %v, want absent", name, v)
+				}
+			}
+			if len(m.Runs) != len(tc.runs) {
+				t.Fatalf("runs %+v, want %+v", m.Runs, tc.runs)
+			}
+			for i := range m.Runs {
+				if m.Runs[i] != tc.runs[i] {
+					t.Errorf("run %d: %+v, want %+v", i, m.Runs[i], tc.runs[i])
+				}
+			}
+			if _, ok := m.Values["nadir_do2i"]; ok && !m.At["nadir_do2i"].Equal(at(tc.nadirAt)) {
+				t.Errorf("nadir_do2i at %v, want minute %v", m.At["nadir_do2i"], tc.nadirAt)
+			}
+		})
+	}
+}
+
+// TestMetricsLeaveOutImplausibleReadings: a reading outside its channel's
+// plausible range is skipped (and counted as skipped), and a sample whose
+// device time lies outside the case's device window is left out: neither
+// may drive a nadir, nor stretch an ECMO run's window.
+func TestMetricsLeaveOutImplausibleReadings(t *testing.T) {
+	c := &Case{ID: uuid.New(), Kind: KindECMO, CreatedAt: at(0)}
+	c.Details.Patient = Patient{BSAM2: 2, BSAFormula: BSADuBois}
+	b := &entryBuilder{caseID: c.ID}
+	b.lab(0, "hb", 10)
+	b.lab(0, "sao2", 100)
+	b.lab(0, "po2", 200)
+	received := at(61)
+	good := minuteSeries("pump_flow", 0, 59, func(m int) (float64, bool) {
+		if m == 30 {
+			return 60, false // 60 L/min: no pump delivers it
+		}
+		return 4, false
+	})
+	// A console whose clock was reset: one reading two days before the
+	// case, one five hours ahead of its own receipt.
+	bad := Series{Channel: "pump_flow", TimesMs: []int64{at(-48 * 60).UnixMilli(), at(300).UnixMilli()}, Values: []float64{0.5, 0.5}, Invalid: []bool{false, false}}
+	temp := Series{Channel: "temp_nasopharyngeal", TimesMs: []int64{at(10).UnixMilli(), at(20).UnixMilli()}, Values: []float64{36, 1}, Invalid: []bool{false, false}}
+	m := ComputeMetrics(c, b.all, []SourcedSeries{
+		{SourceID: "ecmo", Series: good, RecordedAt: received},
+		{SourceID: "ecmo-reset", Series: bad, RecordedAt: received},
+		{SourceID: "mon", Series: temp, RecordedAt: received},
+	}, DefaultMetricsConfig())
+	// The run is the data, minutes 0 → 59; minute 30 is skipped.
+	want := map[string]float64{"nadir_do2i": 280, "minutes_do2i_skipped": 1, "full_flow_minutes": 59, "nadir_temp_nasopharyngeal": 36}
+	for name, w := range want {
+		if got, ok := m.Values[name]; !ok || got != w {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, w)
+		}
+	}
+	if len(m.Runs) != 1 || !m.Runs[0].On.Equal(at(0)) || !m.Runs[0].Off.Equal(at(59)) || m.Runs[0].Charted {
+		t.Errorf("runs %+v, want the data's span, minutes 0 → 59", m.Runs)
+	}
+}

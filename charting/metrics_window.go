@@ -95,20 +95,19 @@ func (k *metricsCalc) fullFlow(runs []span, charted bool) {
 	for _, r := range runs {
 		run := BypassRun{On: time.UnixMilli(r.from).UTC(), Off: time.UnixMilli(r.to).UTC(), Charted: charted,
 			FromSource: WindowNone, ToSource: WindowNone}
-		from, fs := k.fullFlowFrom(r)
-		if fs != WindowNone {
-			to, ts := k.fullFlowTo(r, from)
-			if ts != WindowNone && to > from {
-				w := subtract(span{from, to}, arrest)
-				k.established = append(k.established, w...)
-				run.FullFlowFrom, run.FullFlowTo = time.UnixMilli(from).UTC(), time.UnixMilli(to).UTC()
-				run.FromSource, run.ToSource = fs, ts
-				run.FullFlowMinutes = minutes(totalMs(w))
-				any = true
-				for _, s := range []WindowSource{fs, ts} {
-					if s.Code() > worst.Code() {
-						worst = s
-					}
+		if parts, fs, ts := k.fullFlowParts(r); len(parts) > 0 {
+			var w []span
+			for _, p := range parts {
+				w = append(w, subtract(p, arrest)...)
+			}
+			k.established = append(k.established, w...)
+			run.FullFlowFrom, run.FullFlowTo = time.UnixMilli(parts[0].from).UTC(), time.UnixMilli(parts[len(parts)-1].to).UTC()
+			run.FromSource, run.ToSource = fs, ts
+			run.FullFlowMinutes = minutes(totalMs(w))
+			any = true
+			for _, s := range []WindowSource{fs, ts} {
+				if s.Code() > worst.Code() {
+					worst = s
 				}
 			}
 		}
@@ -119,6 +118,38 @@ func (k *metricsCalc) fullFlow(runs []span, charted bool) {
 	}
 	k.set("full_flow_window_source", worst.Code())
 	k.set("full_flow_minutes", minutes(totalMs(k.established)))
+}
+
+// fullFlowParts returns the full-flow parts of run r and how the first
+// start and the last end were found. Established bypass runs from full
+// flow to the first weaning_start after it; a wean that failed and was
+// charted as full_flow again starts another part, so the failed attempt's
+// low flow is left out like any other weaning.
+func (k *metricsCalc) fullFlowParts(r span) (parts []span, fs, ts WindowSource) {
+	from, fs := k.fullFlowFrom(r)
+	if fs == WindowNone {
+		return nil, fs, WindowNone
+	}
+	for {
+		to, src := k.fullFlowTo(r, from)
+		if src == WindowNone || to <= from {
+			return parts, fs, ts
+		}
+		parts, ts = append(parts, span{from, to}), src
+		if src != WindowCharted {
+			return parts, fs, ts
+		}
+		again := false
+		for _, t := range k.ev["full_flow"] {
+			if t >= to && t < r.to {
+				from, again = t, true
+				break
+			}
+		}
+		if !again {
+			return parts, fs, ts
+		}
+	}
 }
 
 // fullFlowFrom returns the start of established bypass in run r: its
@@ -132,7 +163,7 @@ func (k *metricsCalc) fullFlowFrom(r span) (int64, WindowSource) {
 		}
 	}
 	end := r.to
-	if t, ok := k.chartedWeaning(r, r.from); ok {
+	if t, ok := k.chartedWeaning(r, r.from-1); ok {
 		end = t
 	}
 	if thr, ok := k.fullFlowLevel(r); ok {
@@ -169,7 +200,7 @@ func (k *metricsCalc) fullFlowFrom(r span) (int64, WindowSource) {
 }
 
 // fullFlowTo returns the end of established bypass in run r, after from:
-// its last weaning_start event, else the time the pump flow last fell
+// the first weaning_start event after it, else the time the pump flow last fell
 // below FullFlowPct of the run's full-flow level before the run ended
 // (the run's end when it never did), else WeaningBeforeOffMinutes before
 // the run's end.
@@ -205,16 +236,14 @@ func (k *metricsCalc) fullFlowTo(r span, from int64) (int64, WindowSource) {
 	return 0, WindowNone
 }
 
-// chartedWeaning returns the run's last weaning_start after from: a wean
-// that failed and was charted again ends established bypass at the last.
+// chartedWeaning returns the run's first weaning_start after from.
 func (k *metricsCalc) chartedWeaning(r span, from int64) (int64, bool) {
-	found, at := false, int64(0)
 	for _, t := range k.ev["weaning_start"] {
 		if t > from && t <= r.to {
-			found, at = true, t
+			return t, true
 		}
 	}
-	return at, found
+	return 0, false
 }
 
 // hasFlow reports whether run r has any usable pump-flow reading: without
