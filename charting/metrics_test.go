@@ -510,7 +510,7 @@ func TestFullFlowWindows(t *testing.T) {
 		want:    map[string]float64{"full_flow_minutes": 47, "full_flow_window_source": 2, "nadir_do2i": 140, "minutes_do2i_below": 2, "area_do2i_below": 280},
 		nadirAt: 3,
 	}, {
-		name: "a failed wean charted as full flow again is left out",
+		name:   "a failed wean charted as full flow again is left out",
 		events: map[string][]float64{"bypass_on": {0}, "full_flow": {5, 34}, "weaning_start": {30, 50}, "bypass_off": {60}},
 		series: []SourcedSeries{flow(0, 59, func(m int) float64 {
 			if m >= 30 && m < 34 {
@@ -530,7 +530,7 @@ func TestFullFlowWindows(t *testing.T) {
 		want:   map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 3, "minutes_map_below_40": 0, "map_low_episodes": 0},
 		absent: []string{"nadir_do2i"},
 	}, {
-		name: "two runs, each with its own full-flow part",
+		name:   "two runs, each with its own full-flow part",
 		events: map[string][]float64{"bypass_on": {0, 70}, "full_flow": {5, 72}, "weaning_start": {50}, "bypass_off": {60, 90}},
 		// Back on bypass at 70: full flow charted at 72, weaning found by
 		// the flow rule at 85.
@@ -543,8 +543,8 @@ func TestFullFlowWindows(t *testing.T) {
 			}
 			return 4
 		})},
-		runs: []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45), run(70, 90, 72, 85, WindowCharted, WindowFlowRule, 13)},
-		want: map[string]float64{"full_flow_minutes": 58, "full_flow_window_source": 2, "nadir_do2i": 280, "cpb_minutes": 80},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45), run(70, 90, 72, 85, WindowCharted, WindowFlowRule, 13)},
+		want:    map[string]float64{"full_flow_minutes": 58, "full_flow_window_source": 2, "nadir_do2i": 280, "cpb_minutes": 80},
 		nadirAt: 5,
 	}, {
 		name:   "flow never held at its level: no full-flow window, no DO2i metrics",
