@@ -163,7 +163,7 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 				return fmt.Errorf("export: decode samples: %w", err)
 			}
 			for _, x := range ss {
-				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
 			}
 			return nil
 		})
@@ -230,7 +230,7 @@ var metricMap = map[string]string{
 // metrics computes the entry-derived metrics of the version, in a fixed
 // order.
 func (r *Renderer) metrics(v *Version) []v2.Metric {
-	m := charting.ComputeMetrics(v.Case, v.All, v.Series, r.mcfg)
+	m := charting.ComputeMetricsWith(v.Case, v.All, v.Series, r.mcfg, r.cat)
 	methods := map[string]bool{}
 	for _, lc := range v2.LocalCodes(r.cat) {
 		if lc.Use == v2.UseMethod {
