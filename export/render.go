@@ -225,6 +225,15 @@ var metricMap = map[string]string{
 	"nadir_do2i":                 v2.MetricLowestDO2i,
 	"minutes_do2i_below":         v2.MetricDO2iBelowThresholdDuration,
 	"area_do2i_below":            v2.MetricDO2iBelowThresholdArea,
+	"full_flow_minutes":          v2.MetricFullFlowDuration,
+}
+
+// fullFlowMethods name, in OBX-17, how the full-flow window of the DO2i
+// metrics was found (the metric full_flow_window_source).
+var fullFlowMethods = map[float64]string{
+	charting.WindowCharted.Code():     v2.MethodFullFlowCharted,
+	charting.WindowFlowRule.Code():    v2.MethodFullFlowFlowRule,
+	charting.WindowMinutesRule.Code(): v2.MethodFullFlowMinutesRule,
 }
 
 // metrics computes the entry-derived metrics of the version, in a fixed
@@ -262,6 +271,8 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 			mt.Channel = r.knownChannel(m.NadirTempSite)
 		case v2.MetricHighestTemperature:
 			mt.Channel = r.knownChannel("temp_arterial_outlet")
+		case v2.MetricFullFlowDuration, v2.MetricLowestDO2i, v2.MetricDO2iBelowThresholdDuration, v2.MetricDO2iBelowThresholdArea:
+			mt.Method = fullFlowMethods[m.Values["full_flow_window_source"]]
 		}
 		out = append(out, mt)
 	}
