@@ -215,7 +215,7 @@ func MetricDefinitions(cfg MetricsConfig) []MetricDefinition {
 		evd("circulatory_arrest_minutes", "min", "circulatory arrest time: sum of circulatory_arrest_start → end intervals"),
 		ff("full_flow_minutes", "min", "full-flow (established) bypass: per run, charted full_flow → weaning_start, else the site's flow or minutes rule, less charted circulatory arrest; the window of the DO2i, MAP and SvO2 metrics"),
 		ff("full_flow_window_source", "1", "how the full-flow window's ends were found, the worst over all runs: 1 charted events, 2 flow rule, 3 minutes rule (no usable flow), 0 no full-flow window (its metrics are then absent)"),
-		bp("nadir_temp_c", "Cel", "lowest core temperature (nasopharyngeal, bladder or rectal) on bypass; site in nadir_temp_site"),
+		bp("nadir_temp_c", "Cel", "lowest core temperature (nasopharyngeal, bladder or rectal) on bypass; site in nadir_temp_site. In every device metric, readings outside the channel's plausible range are left out (counted as skipped) and samples timed outside the case's device time window are ignored"),
 	}
 	for _, site := range tempSites {
 		d = append(d, bp("nadir_"+site, "Cel", "lowest "+site+" on bypass"))
