@@ -11,7 +11,13 @@ import (
 // with every computed set of metrics, so a reviewer can tell which rules
 // produced a stored value; any change to a definition, a default threshold
 // or the sample-hold rule must bump it so stale rows can be recomputed.
-const MetricDefinitionsVersion = 1
+//
+// Version 2: the DO2i, MAP and SvO2 metrics are measured over full-flow
+// (established) bypass instead of the whole of bypass (OverFullFlow), the
+// full-flow window is reported (Runs, full_flow_minutes,
+// full_flow_window_source), and device readings outside their channel's
+// plausible range or outside the case's device time window are left out.
+const MetricDefinitionsVersion = 2
 
 // MetricsConfig holds the thresholds of the quality metrics. Thresholds are
 // per-site or per-population settings, not adult constants
@@ -52,6 +58,22 @@ type MetricsConfig struct {
 	// (perfusion.md "Continuous channels"), so a gap longer than this is
 	// missing data, not a constant value (inferred).
 	MaxHold time.Duration `json:"max_hold_ns"`
+	// The full-flow rule finds the ends of established bypass in a run
+	// whose full_flow or weaning_start event was not charted (see
+	// BypassRun; the data dictionary asks for "a documented flow-based rule
+	// the site can configure" and gives no numbers, so the defaults are
+	// inferred). Full flow starts when the pump flow first stays at or
+	// above FullFlowPct % of the run's full-flow level (the time-weighted
+	// median of its flow) for FullFlowSustainMinutes, and ends when it
+	// last falls below that before bypass_off. FullFlowPct 0 turns the
+	// flow rule off.
+	FullFlowPct            float64 `json:"full_flow_pct"`
+	FullFlowSustainMinutes float64 `json:"full_flow_sustain_minutes"`
+	// Without usable pump flow in a run, full flow is taken to start
+	// FullFlowAfterOnMinutes after bypass_on and to end
+	// WeaningBeforeOffMinutes before bypass_off (inferred).
+	FullFlowAfterOnMinutes  float64 `json:"full_flow_after_on_minutes"`
+	WeaningBeforeOffMinutes float64 `json:"weaning_before_off_minutes"`
 	// Populations give patient populations their own thresholds: a case
 	// whose patient weighs at most a population's MaxWeightKg is measured
 	// with that population's config (the lightest such population; cases
@@ -99,14 +121,22 @@ func DefaultMetricsConfig() MetricsConfig {
 		SvO2Threshold: 60, EpisodeMinutes: 5, ArterialOutletMaxC: 37, CoreMaxC: 37.5,
 		RewarmingMaxCPerMin: 0.5, GradientMaxC: 10, GradientWarmMaxC: 4, WarmFromC: 30,
 		GlucoseMin: 4, GlucoseMax: 10, PCO2Min: 35, PCO2Max: 45, MaxHold: time.Minute,
+		// Inferred: 80 % sits above hypothermic flows' share of the
+		// normothermic level (1.8 of 2.4 L/min/m², 75 %) only when the run
+		// goes on bypass warm, which is when full flow is first reached;
+		// one minute keeps a momentary peak of the ramp from counting.
+		FullFlowPct: 80, FullFlowSustainMinutes: 1, FullFlowAfterOnMinutes: 5, WeaningBeforeOffMinutes: 10,
 	}
 }
 
 // SourcedSeries is a series with the device source it came from, so that
-// artifact marks naming a source apply to that source only.
+// artifact marks naming a source apply to that source only, and the time
+// the server received its batch, which bounds its plausible device times
+// ((*Case).DeviceWindow; zero: unknown, no upper bound).
 type SourcedSeries struct {
-	SourceID string
-	Series   Series
+	SourceID   string
+	Series     Series
+	RecordedAt time.Time
 }
 
 // Metrics is the quality-metric set of one case.
@@ -135,6 +165,9 @@ type Metrics struct {
 	// BypassStart is the first bypass_on, zero when none was charted; the
 	// de-identified extract counts times from it.
 	BypassStart time.Time `json:"bypass_start,omitzero"`
+	// Runs are the bypass runs with their full-flow windows, the time the
+	// OverFullFlow metrics cover and how each end was found.
+	Runs []BypassRun `json:"runs,omitempty"`
 }
 
 // MetricDefinition documents one named metric.
@@ -142,6 +175,8 @@ type MetricDefinition struct {
 	Name        string `json:"name"`
 	Unit        string `json:"unit"`
 	Description string `json:"description"`
+	// Window is the time the metric is measured over.
+	Window MetricWindow `json:"window"`
 }
 
 func populationConfigs(cfg MetricsConfig) []MetricsConfig {
@@ -153,26 +188,46 @@ func populationConfigs(cfg MetricsConfig) []MetricsConfig {
 }
 
 // MetricDefinitions lists the named metrics for cfg (the MAP thresholds
-// make names), in a fixed order.
+// make names), in a fixed order, each with the window it is measured over.
+//
+// Which window (perfusion.md "Quality metrics"): metrics that depend on the
+// pump carrying the whole circulation — DO2i (pump flow), and MAP and SvO2,
+// which while going on and weaning off reflect the heart taking over or
+// handing back and the venous line filling or emptying — are measured on
+// full-flow bypass (OverFullFlow), less charted circulatory arrest, whose
+// zero flow is deliberate and has its own metric (inferred). Temperatures,
+// haematocrit and lab benchmarks describe the patient, not the pump's
+// output, and registries take them "on bypass" (the lowest Hct on bypass,
+// the median last Hct on bypass): they use every bypass run (OverBypass).
+// Device readings outside their channel's plausible range are left out of
+// every metric and counted as skipped; samples whose device time lies
+// outside the case's device time window ((*Case).DeviceWindow) are left out
+// altogether.
 func MetricDefinitions(cfg MetricsConfig) []MetricDefinition {
+	def := func(w MetricWindow) func(name, unit, desc string) MetricDefinition {
+		return func(name, unit, desc string) MetricDefinition { return MetricDefinition{name, unit, desc, w} }
+	}
+	bp, ff, evd, cs := def(OverBypass), def(OverFullFlow), def(OverEvents), def(OverCase)
 	d := []MetricDefinition{
-		{"cpb_minutes", "min", "CPB time: sum of bypass_on → bypass_off intervals"},
-		{"cross_clamp_minutes", "min", "cross-clamp time: sum of cross_clamp_on → cross_clamp_off intervals"},
-		{"cpb_minus_clamp_minutes", "min", "CPB time minus cross-clamp time (> 30 min is associated with stroke and reoperation)"},
-		{"circulatory_arrest_minutes", "min", "circulatory arrest time: sum of circulatory_arrest_start → end intervals"},
-		{"nadir_temp_c", "Cel", "lowest core temperature (nasopharyngeal, bladder or rectal) on bypass; site in nadir_temp_site"},
+		bp("cpb_minutes", "min", "CPB time: sum of bypass_on → bypass_off intervals"),
+		evd("cross_clamp_minutes", "min", "cross-clamp time: sum of cross_clamp_on → cross_clamp_off intervals"),
+		evd("cpb_minus_clamp_minutes", "min", "CPB time minus cross-clamp time (> 30 min is associated with stroke and reoperation)"),
+		evd("circulatory_arrest_minutes", "min", "circulatory arrest time: sum of circulatory_arrest_start → end intervals"),
+		ff("full_flow_minutes", "min", "full-flow (established) bypass: per run, charted full_flow → weaning_start, else the site's flow or minutes rule, less charted circulatory arrest; the window of the DO2i, MAP and SvO2 metrics"),
+		ff("full_flow_window_source", "1", "how the full-flow window's ends were found, the worst over all runs: 1 charted events, 2 flow rule, 3 minutes rule (no usable flow), 0 no full-flow window (its metrics are then absent)"),
+		bp("nadir_temp_c", "Cel", "lowest core temperature (nasopharyngeal, bladder or rectal) on bypass; site in nadir_temp_site. In every device metric, readings outside the channel's plausible range are left out (counted as skipped) and samples timed outside the case's device time window are ignored"),
 	}
 	for _, site := range tempSites {
-		d = append(d, MetricDefinition{"nadir_" + site, "Cel", "lowest " + site + " on bypass"})
+		d = append(d, bp("nadir_"+site, "Cel", "lowest "+site+" on bypass"))
 	}
 	d = append(d, []MetricDefinition{
-		{"nadir_hct_pct", "%", "lowest haematocrit on bypass, in-line or lab"},
-		{"bsa_m2", "m2", "body surface area with the recorded formula"},
-		{"nadir_do2i", "mL/min/m2", "lowest DO2i on bypass; DO2i = flow/BSA × CaO2 × 10, CaO2 = 1.34 × Hb × SaO2 + 0.003 × PaO2"},
-		{"mean_do2i", "mL/min/m2", "time-weighted mean DO2i on bypass"},
-		{"minutes_do2i_below", "min", "minutes on bypass with DO2i below the configured threshold"},
-		{"area_do2i_below", "mL/m2", "area below the DO2i threshold: Σ (threshold − DO2i) × minutes"},
-		{"minutes_do2i_skipped", "min", "minutes on bypass without a usable DO2i (artifact, invalid or missing input)"},
+		bp("nadir_hct_pct", "%", "lowest haematocrit on bypass, in-line or lab (as registries take it, going on and weaning included)"),
+		cs("bsa_m2", "m2", "body surface area with the recorded formula"),
+		ff("nadir_do2i", "mL/min/m2", "lowest DO2i on full-flow bypass; DO2i = flow/BSA × CaO2 × 10, CaO2 = 1.34 × Hb × SaO2 + 0.003 × PaO2"),
+		ff("mean_do2i", "mL/min/m2", "time-weighted mean DO2i on full-flow bypass"),
+		ff("minutes_do2i_below", "min", "minutes on full-flow bypass with DO2i below the configured threshold"),
+		ff("area_do2i_below", "mL/m2", "area below the DO2i threshold on full-flow bypass: Σ (threshold − DO2i) × minutes"),
+		ff("minutes_do2i_skipped", "min", "minutes on full-flow bypass without a usable DO2i (artifact, invalid or implausible reading, missing input)"),
 	}...)
 	// Every population's MAP thresholds name metrics, so a cohort of mixed
 	// populations can be queried for any of them.
@@ -182,36 +237,36 @@ func MetricDefinitions(cfg MetricsConfig) []MetricDefinition {
 			n := fmtThreshold(th)
 			if !seen[n] {
 				seen[n] = true
-				d = append(d, MetricDefinition{"minutes_map_below_" + n, "min", "minutes on bypass with MAP below " + n + " mmHg"})
+				d = append(d, ff("minutes_map_below_"+n, "min", "minutes on full-flow bypass with MAP below "+n+" mmHg"))
 			}
 		}
 	}
 	d = append(d, []MetricDefinition{
-		{"minutes_map_skipped", "min", "minutes of MAP data on bypass skipped as artifact or invalid"},
-		{"map_low_episodes", "1", "episodes of MAP below the episode threshold for longer than the episode minutes"},
-		{"svo2_low_episodes", "1", "episodes of SvO2 below the threshold (60 %) for longer than the episode minutes (5)"},
-		{"svo2_low_episode_minutes", "min", "minutes within those SvO2 episodes"},
-		{"minutes_svo2_skipped", "min", "minutes of SvO2 data on bypass skipped as artifact or invalid"},
-		{"max_arterial_outlet_c", "Cel", "highest arterial outlet temperature on bypass"},
-		{"minutes_arterial_outlet_above_max", "min", "minutes with arterial outlet above the limit (37 °C)"},
-		{"core_high_episodes", "1", "episodes of core temperature above 37.5 °C for longer than the episode minutes"},
-		{"max_rewarming_rate_c_per_min", "Cel/min", "highest core warming rate over one minute on bypass"},
-		{"minutes_rewarming_rate_breach", "min", "minutes with the core warming faster than the limit (0.5 °C/min)"},
-		{"minutes_gradient_breach", "min", "minutes with |arterial outlet − venous inlet| above 10 °C, or 4 °C from 30 °C up"},
-		{"max_gradient_c", "Cel", "largest |arterial outlet − venous inlet| on bypass"},
-		{"glucose_results", "1", "glucose lab results on bypass"},
-		{"glucose_in_range_pct", "%", "share of glucose results within 4–10 mmol/L"},
-		{"pco2_results", "1", "pCO2 lab results on bypass"},
-		{"pco2_in_range_pct", "%", "share of pCO2 lab results within 35–45 mmHg"},
-		{"minutes_inline_pco2_out_of_range", "min", "minutes of in-line pCO2 outside 35–45 mmHg on bypass"},
-		{"transfused", "1", "1 when any blood product was given, else 0"},
-		{"transfusion_units", "1", "blood product units given"},
-		{"prbc_units", "1", "red cell (PRBC) units given"},
-		{"net_prime_volume_index", "mL/m2", "(total prime − RAP volume) / BSA"},
-		{"ultrafiltration_ml", "mL", "ultrafiltration volume removed"},
-		{"fluid_balance_ml", "mL", "net prime + crystalloid + colloid + cell saver + blood products + cardioplegia − ultrafiltration − urine"},
-		{"checklist_completed", "1", "1 when pre-bypass checklist items were signed before bypass_on (or at all when none), else 0"},
-		{"suckers_stopped_before_protamine", "1", "1 when suckers_stopped precedes protamine_given, 0 when after or missing; absent without protamine"},
+		ff("minutes_map_skipped", "min", "minutes of MAP data on full-flow bypass skipped as artifact, invalid or implausible"),
+		ff("map_low_episodes", "1", "episodes on full-flow bypass of MAP below the episode threshold for longer than the episode minutes"),
+		ff("svo2_low_episodes", "1", "episodes on full-flow bypass of SvO2 below the threshold (60 %) for longer than the episode minutes (5)"),
+		ff("svo2_low_episode_minutes", "min", "minutes within those SvO2 episodes"),
+		ff("minutes_svo2_skipped", "min", "minutes of SvO2 data on full-flow bypass skipped as artifact, invalid or implausible"),
+		bp("max_arterial_outlet_c", "Cel", "highest arterial outlet temperature on bypass"),
+		bp("minutes_arterial_outlet_above_max", "min", "minutes on bypass with arterial outlet above the limit (37 °C)"),
+		bp("core_high_episodes", "1", "episodes on bypass of core temperature above 37.5 °C for longer than the episode minutes"),
+		bp("max_rewarming_rate_c_per_min", "Cel/min", "highest core warming rate over one minute on bypass"),
+		bp("minutes_rewarming_rate_breach", "min", "minutes on bypass with the core warming faster than the limit (0.5 °C/min)"),
+		bp("minutes_gradient_breach", "min", "minutes on bypass with |arterial outlet − venous inlet| above 10 °C, or 4 °C from 30 °C up"),
+		bp("max_gradient_c", "Cel", "largest |arterial outlet − venous inlet| on bypass"),
+		bp("glucose_results", "1", "glucose lab results on bypass"),
+		bp("glucose_in_range_pct", "%", "share of glucose results on bypass within 4–10 mmol/L"),
+		bp("pco2_results", "1", "pCO2 lab results on bypass"),
+		bp("pco2_in_range_pct", "%", "share of pCO2 lab results on bypass within 35–45 mmHg"),
+		bp("minutes_inline_pco2_out_of_range", "min", "minutes of in-line pCO2 outside 35–45 mmHg on bypass"),
+		cs("transfused", "1", "1 when any blood product was given, else 0"),
+		cs("transfusion_units", "1", "blood product units given"),
+		cs("prbc_units", "1", "red cell (PRBC) units given"),
+		cs("net_prime_volume_index", "mL/m2", "(total prime − RAP volume) / BSA"),
+		cs("ultrafiltration_ml", "mL", "ultrafiltration volume removed"),
+		cs("fluid_balance_ml", "mL", "net prime + crystalloid + colloid + cell saver + blood products + cardioplegia − ultrafiltration − urine"),
+		cs("checklist_completed", "1", "1 when pre-bypass checklist items were signed before bypass_on (or at all when none), else 0"),
+		cs("suckers_stopped_before_protamine", "1", "1 when suckers_stopped precedes protamine_given, 0 when after or missing; absent without protamine"),
 	}...)
 	return d
 }
@@ -254,25 +309,40 @@ func (m Metrics) Thresholds() MetricsConfig {
 	return m.Config.own()
 }
 
-// ComputeMetrics computes the quality metrics of a case (perfusion.md
-// "Quality metrics") from its details, its entries (all of them: corrections
-// and voids are applied here) and its samples. It is pure: the same input
-// always gives the same output.
+// ComputeMetrics is ComputeMetricsWith the default channel catalogue.
 func ComputeMetrics(c *Case, entries []Entry, series []SourcedSeries, cfg MetricsConfig) Metrics {
+	return ComputeMetricsWith(c, entries, series, cfg, nil)
+}
+
+// ComputeMetricsWith computes the quality metrics of a case (perfusion.md
+// "Quality metrics") from its details, its entries (all of them: corrections
+// and voids are applied here) and its samples, with the plausible ranges of
+// cat (nil: DefaultCatalogue). It is pure: the same input always gives the
+// same output.
+func ComputeMetricsWith(c *Case, entries []Entry, series []SourcedSeries, cfg MetricsConfig, cat *Catalogue) Metrics {
+	if cat == nil {
+		cat = DefaultCatalogue()
+	}
 	cur := CurrentView(entries, false)
-	eff, pop := cfg.For(c.Details.Patient.WeightKg)
+	var weight float64
+	if c != nil {
+		weight = c.Details.Patient.WeightKg
+	}
+	eff, pop := cfg.For(weight)
 	m := Metrics{Version: MetricDefinitionsVersion, Config: cfg, Population: pop, Values: map[string]float64{}, At: map[string]time.Time{}}
 	ev := eventTimes(cur)
 	k := &metricsCalc{cfg: eff, m: &m, cur: cur, ev: ev}
 	k.times()
 	k.window = intervals(ev, "bypass_on", "bypass_off")
-	if len(k.window) > 0 {
+	charted := len(k.window) > 0
+	if charted {
 		m.BypassStart = time.UnixMilli(k.window[0].from).UTC()
 	}
-	k.tracks = buildTracks(series, cur)
-	if len(k.window) == 0 {
+	k.tracks = buildTracks(series, cur, c, cat)
+	if !charted {
 		k.window = k.tracks.extent() // ECMO or uncharted bypass: all data
 	}
+	k.fullFlow(k.window, charted)
 	k.bsa(c)
 	k.temperatures()
 	k.hct()
@@ -290,8 +360,11 @@ type metricsCalc struct {
 	cur    []Entry
 	ev     map[string][]int64
 	window []span
-	tracks tracks
-	bsaM2  float64
+	// established is the full-flow part of the runs, less charted
+	// circulatory arrest (OverFullFlow).
+	established []span
+	tracks      tracks
+	bsaM2       float64
 }
 
 func (k *metricsCalc) set(name string, v float64) {
@@ -544,10 +617,12 @@ func (k *metricsCalc) hct() {
 	}
 }
 
+// pressuresAndSaturation sets the MAP and SvO2 metrics over full-flow
+// bypass and the in-line pCO2 minutes over the whole of bypass.
 func (k *metricsCalc) pressuresAndSaturation() {
 	hold, ep := k.holdMs(), k.episodeMs()
-	if mp := k.tracks["map"]; len(mp) > 0 {
-		segs := mp.segments(k.window, hold)
+	if mp := k.tracks["map"]; len(mp) > 0 && len(k.established) > 0 {
+		segs := mp.segments(k.established, hold)
 		for _, th := range k.cfg.MAPThresholds {
 			k.set("minutes_map_below_"+fmtThreshold(th), segs.minutesWhere(func(v float64) bool { return v < th }))
 		}
@@ -555,8 +630,8 @@ func (k *metricsCalc) pressuresAndSaturation() {
 		n, _ := segs.episodes(func(v float64) bool { return v < k.cfg.MAPEpisodeThreshold }, ep)
 		k.set("map_low_episodes", float64(n))
 	}
-	if sv := k.tracks["inline_svo2"]; len(sv) > 0 {
-		segs := sv.segments(k.window, hold)
+	if sv := k.tracks["inline_svo2"]; len(sv) > 0 && len(k.established) > 0 {
+		segs := sv.segments(k.established, hold)
 		n, ms := segs.episodes(func(v float64) bool { return v < k.cfg.SvO2Threshold }, ep)
 		k.set("svo2_low_episodes", float64(n))
 		k.set("svo2_low_episode_minutes", minutes(ms))

@@ -80,6 +80,8 @@ func fullCase() (*Case, []Entry, []SourcedSeries) {
 	b := &entryBuilder{caseID: c.ID}
 	b.add(5, EntryDetail{ChecklistItem: &ChecklistItem{Section: "pump", Item: "occlusion", State: "checked"}})
 	b.event(10, "bypass_on")
+	b.event(12, "full_flow")
+	b.event(95, "weaning_start")
 	b.event(100, "bypass_off")
 	b.event(20, "cross_clamp_on")
 	wrongOff := b.event(70, "cross_clamp_off")
@@ -117,6 +119,10 @@ func fullCase() (*Case, []Entry, []SourcedSeries) {
 			return 0, true
 		case m >= 30 && m <= 34:
 			return 3.0, false
+		case m < 12:
+			return 2.0, false // going on
+		case m >= 95:
+			return 1.0, false // weaning
 		}
 		return 4.2, false
 	})
@@ -125,7 +131,11 @@ func fullCase() (*Case, []Entry, []SourcedSeries) {
 		case m == 90:
 			return 0, true
 		case m >= 40 && m <= 45:
+			return 20, false // circulatory arrest
+		case m >= 53 && m <= 58:
 			return 35, false
+		case m >= 96:
+			return 30, false // weaning
 		case m >= 80 && m <= 82:
 			return 45, false
 		}
@@ -147,13 +157,13 @@ func fullCase() (*Case, []Entry, []SourcedSeries) {
 	}
 	var ss []SourcedSeries
 	for _, s := range hlm {
-		ss = append(ss, SourcedSeries{"hlm", s})
+		ss = append(ss, SourcedSeries{SourceID: "hlm", Series: s})
 	}
 	for _, s := range mon {
-		ss = append(ss, SourcedSeries{"monitor", s})
+		ss = append(ss, SourcedSeries{SourceID: "monitor", Series: s})
 	}
 	for _, s := range cdi {
-		ss = append(ss, SourcedSeries{"cdi", s})
+		ss = append(ss, SourcedSeries{SourceID: "cdi", Series: s})
 	}
 	return c, b.all, ss
 }
@@ -191,22 +201,29 @@ func TestComputeMetricsFullCase(t *testing.T) {
 		// is before bypass; the lab Hct 21 at minute 55 is the nadir.
 		"nadir_hct_pct": 21,
 		"bsa_m2":        2,
+		// Full flow is charted 12 → 95; arrest 40 → 52 is left out: 71 min.
+		"full_flow_minutes":       71,
+		"full_flow_window_source": 1,
 		// CaO2 = 1.34·10·1.00 + 0.003·200 = 14.0 mL/dL. DO2i = flow/2·14·10:
-		// 4.2 → 294, 3.0 (minutes 30–34) → 210.
+		// 4.2 → 294, 3.0 (minutes 30–34) → 210; going on (2.0 → 140) and
+		// weaning (1.0 → 70) are outside full flow.
 		"nadir_do2i": 210,
 		// Skipped: minute 60 invalid + minutes 70, 71 marked = 3 minutes.
-		// Valid 87 minutes: 82·294 + 5·210 = 25158; 25158/87 = 289.172414.
-		"mean_do2i":            289.172414,
+		// Valid 71 − 3 = 68 minutes: 63·294 + 5·210 = 19572; /68 = 287.823529.
+		"mean_do2i":            287.823529,
 		"minutes_do2i_below":   5,
 		"area_do2i_below":      350, // (280 − 210)·5
 		"minutes_do2i_skipped": 3,
-		// MAP 35 at minutes 40–45 (6 min), 45 at 80–82 (3 min), invalid at 90.
+		// MAP 35 at minutes 53–58 (6 min), 45 at 80–82 (3 min), invalid at
+		// 90; the 20 during arrest (40–45) and the 30 while weaning (96–99)
+		// are outside full flow.
 		"minutes_map_below_40": 6,
 		"minutes_map_below_50": 9, // 6 + 3
 		"minutes_map_skipped":  1,
 		"map_low_episodes":     1, // 6 min > 5 min
-		// SvO2 55 at 50–54 is exactly 5 min (not > 5); 58 at 60–65 is 6 min.
-		// The mark names another source, so nothing of "cdi" is skipped.
+		// SvO2 55 at 50–54, of which 52–54 after the arrest: 3 min; 58 at
+		// 60–65 is 6 min. The mark names another source, so nothing of
+		// "cdi" is skipped.
 		"svo2_low_episodes":        1,
 		"svo2_low_episode_minutes": 6,
 		"minutes_svo2_skipped":     0,
@@ -229,6 +246,11 @@ func TestComputeMetricsFullCase(t *testing.T) {
 		"suckers_stopped_before_protamine": 1, // 105 before 110
 	}
 	checkValues(t, m, want)
+	wantRun := BypassRun{On: at(10), Off: at(100), Charted: true, FullFlowFrom: at(12), FullFlowTo: at(95),
+		FromSource: WindowCharted, ToSource: WindowCharted, FullFlowMinutes: 71}
+	if len(m.Runs) != 1 || m.Runs[0] != wantRun {
+		t.Errorf("runs %+v, want %+v", m.Runs, wantRun)
+	}
 	if m.NadirTempSite != "temp_bladder" || m.BSAFormula != BSADuBois || !m.BypassStart.Equal(at(10)) || m.Version != MetricDefinitionsVersion {
 		t.Errorf("site %q formula %q bypass start %v version %d", m.NadirTempSite, m.BSAFormula, m.BypassStart, m.Version)
 	}
@@ -299,7 +321,10 @@ func TestComputeMetricsSmallCases(t *testing.T) {
 			b.event(61, "suckers_stopped")
 			b.event(20, "circulatory_arrest_start") // no end: length unknown
 		},
-		want: map[string]float64{"cpb_minutes": 40, "circulatory_arrest_minutes": 0, "transfusion_units": 0, "prbc_units": 0,
+		// No pump flow: the minutes rule, 5 after on to 10 before off, gives
+		// 5 → 20 (15 min) in the first run and nothing in the 10-minute second.
+		want: map[string]float64{"cpb_minutes": 40, "circulatory_arrest_minutes": 0, "full_flow_minutes": 15, "full_flow_window_source": 3,
+			"transfusion_units": 0, "prbc_units": 0,
 			"transfused": 0, "ultrafiltration_ml": 0, "fluid_balance_ml": 0, "checklist_completed": 0,
 			"suckers_stopped_before_protamine": 0},
 	}, {
@@ -307,10 +332,10 @@ func TestComputeMetricsSmallCases(t *testing.T) {
 		c:    neonate,
 		series: []SourcedSeries{
 			// Flow 0.5 L/min at minutes 0–9; the last sample closes the window.
-			{"hlm", minuteSeries("pump_flow", 0, 10, steps(0.5, nil))},
-			{"cdi", minuteSeries("inline_hb", 0, 10, steps(12, nil))},
-			{"cdi", minuteSeries("inline_sao2", 0, 10, steps(100, nil))},
-			{"cdi", minuteSeries("inline_po2", 0, 10, steps(300, map[[2]int]float64{{5, 10}: 100}))},
+			{SourceID: "hlm", Series: minuteSeries("pump_flow", 0, 10, steps(0.5, nil))},
+			{SourceID: "cdi", Series: minuteSeries("inline_hb", 0, 10, steps(12, nil))},
+			{SourceID: "cdi", Series: minuteSeries("inline_sao2", 0, 10, steps(100, nil))},
+			{SourceID: "cdi", Series: minuteSeries("inline_po2", 0, 10, steps(300, map[[2]int]float64{{5, 10}: 100}))},
 		},
 		cfg: func(c *MetricsConfig) { c.DO2iThreshold = 400 },
 		// CaO2 = 1.34·12 + 0.003·300 = 16.98, DO2i = 0.5/0.224·16.98·10 = 379.0179 (minutes 0–4);
@@ -319,6 +344,7 @@ func TestComputeMetricsSmallCases(t *testing.T) {
 		// Mean = (379.017857 + 365.625)/2 = 372.321429.
 		want: map[string]float64{"bsa_m2": 0.224, "nadir_do2i": 365.625, "mean_do2i": 372.321429,
 			"minutes_do2i_below": 10, "area_do2i_below": 276.785714, "minutes_do2i_skipped": 0,
+			"full_flow_minutes": 10, "full_flow_window_source": 2, // steady flow: full from first to last sample
 			"transfusion_units": 0, "prbc_units": 0, "transfused": 0, "ultrafiltration_ml": 0,
 			"fluid_balance_ml": 0, "checklist_completed": 0},
 	}, {
@@ -329,17 +355,21 @@ func TestComputeMetricsSmallCases(t *testing.T) {
 			b.event(20, "bypass_off")
 		},
 		// MAP 30 at minutes 0–3 and 6–9 with nothing at 4–5; 60 from 10 on.
-		series: []SourcedSeries{{"mon", func() Series {
+		series: []SourcedSeries{{SourceID: "mon", Series: func() Series {
 			s := minuteSeries("map", 0, 19, steps(60, map[[2]int]float64{{0, 9}: 30}))
 			s.TimesMs = append(s.TimesMs[:4], s.TimesMs[6:]...)
 			s.Values = append(s.Values[:4], s.Values[6:]...)
 			s.Invalid = append(s.Invalid[:4], s.Invalid[6:]...)
 			return s
 		}()}},
+		// A zero full-flow rule: the whole run is full flow (minutes rule).
+		cfg: func(c *MetricsConfig) {
+			c.FullFlowPct, c.FullFlowAfterOnMinutes, c.WeaningBeforeOffMinutes = 0, 0, 0
+		},
 		// Below 40: minutes 0–3 and 6–9 = 8; the 3→6 gap holds one minute
 		// (MaxHold), so minute 3 covers 3–4 and 4–6 is unmeasured. Two runs of
 		// 4 minutes: no episode longer than 5.
-		want: map[string]float64{"cpb_minutes": 20, "minutes_map_below_40": 8, "minutes_map_below_50": 8,
+		want: map[string]float64{"cpb_minutes": 20, "full_flow_minutes": 20, "full_flow_window_source": 3, "minutes_map_below_40": 8, "minutes_map_below_50": 8,
 			"minutes_map_skipped": 0, "map_low_episodes": 0, "transfusion_units": 0, "prbc_units": 0, "transfused": 0,
 			"ultrafiltration_ml": 0, "fluid_balance_ml": 0, "checklist_completed": 0},
 	}}
@@ -417,5 +447,188 @@ func TestMetricsPopulations(t *testing.T) {
 	}
 	if !names["minutes_map_below_25"] || !names["minutes_map_below_40"] || !names["minutes_map_below_50"] {
 		t.Errorf("definitions lack a population's or the site's MAP metrics: %v", names)
+	}
+}
+
+// TestFullFlowWindows: the DO2i metrics are measured over full-flow
+// bypass, found per run from the charted events, else the flow rule, else
+// the minutes rule. BSA 2 m² and CaO2 14 mL/dL (Hb 10, SaO2 100 %, PaO2
+// 200) make DO2i = 70 × flow; flow 4.0 (DO2i 280) is full flow, 2.0 (140)
+// going on, 1.0 (70) weaning.
+func TestFullFlowWindows(t *testing.T) {
+	flow := func(from, to int, f func(m int) float64) SourcedSeries {
+		return SourcedSeries{SourceID: "hlm", Series: minuteSeries("pump_flow", from, to, func(m int) (float64, bool) { return f(m), false })}
+	}
+	// On at 0, full at 5, weaning from 50, off at 60.
+	ramp := func(m int) float64 {
+		switch {
+		case m < 5:
+			return 2
+		case m >= 50:
+			return 1
+		}
+		return 4
+	}
+	run := func(on, off, from, to float64, fs, ts WindowSource, mins float64) BypassRun {
+		r := BypassRun{On: at(on), Off: at(off), Charted: true, FromSource: fs, ToSource: ts, FullFlowMinutes: mins}
+		if fs != WindowNone {
+			r.FullFlowFrom, r.FullFlowTo = at(from), at(to)
+		}
+		return r
+	}
+	tests := []struct {
+		name    string
+		events  map[string][]float64
+		series  []SourcedSeries
+		runs    []BypassRun
+		want    map[string]float64 // checked; others may be present
+		absent  []string
+		nadirAt float64
+	}{{
+		name:   "charted full flow and weaning",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {5}, "weaning_start": {50}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, ramp)},
+		runs:   []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45)},
+		want: map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 1, "nadir_do2i": 280, "minutes_do2i_below": 0,
+			"minutes_do2i_skipped": 0, "cpb_minutes": 60},
+		nadirAt: 5,
+	}, {
+		name:   "no full_flow or weaning_start charted: the flow rule",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// Median flow 4.0, threshold 3.2: first held a minute from minute 5;
+		// last met at minute 49, below from minute 50.
+		series:  []SourcedSeries{flow(0, 59, ramp)},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowFlowRule, WindowFlowRule, 45)},
+		want:    map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 2, "nadir_do2i": 280, "minutes_do2i_below": 0},
+		nadirAt: 5,
+	}, {
+		name:   "full flow charted early, weaning by the flow rule",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {3}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, ramp)},
+		runs:   []BypassRun{run(0, 60, 3, 50, WindowCharted, WindowFlowRule, 47)},
+		// Minutes 3 and 4 at 2.0 L/min are inside the charted window.
+		want:    map[string]float64{"full_flow_minutes": 47, "full_flow_window_source": 2, "nadir_do2i": 140, "minutes_do2i_below": 2, "area_do2i_below": 280},
+		nadirAt: 3,
+	}, {
+		name:   "a failed wean charted as full flow again is left out",
+		events: map[string][]float64{"bypass_on": {0}, "full_flow": {5, 34}, "weaning_start": {30, 50}, "bypass_off": {60}},
+		series: []SourcedSeries{flow(0, 59, func(m int) float64 {
+			if m >= 30 && m < 34 {
+				return 2
+			}
+			return ramp(m)
+		})},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 41)},
+		want:    map[string]float64{"full_flow_minutes": 41, "nadir_do2i": 280, "minutes_do2i_below": 0},
+		nadirAt: 5,
+	}, {
+		name:   "no pump flow recorded: the minutes rule, 5 after on to 10 before off",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// MAP 30 while going on (0–4) and weaning (50–59) is outside.
+		series: []SourcedSeries{{SourceID: "mon", Series: minuteSeries("map", 0, 59, steps(60, map[[2]int]float64{{0, 4}: 30, {50, 59}: 30}))}},
+		runs:   []BypassRun{run(0, 60, 5, 50, WindowMinutesRule, WindowMinutesRule, 45)},
+		want:   map[string]float64{"full_flow_minutes": 45, "full_flow_window_source": 3, "minutes_map_below_40": 0, "map_low_episodes": 0},
+		absent: []string{"nadir_do2i"},
+	}, {
+		name:   "two runs, each with its own full-flow part",
+		events: map[string][]float64{"bypass_on": {0, 70}, "full_flow": {5, 72}, "weaning_start": {50}, "bypass_off": {60, 90}},
+		// Back on bypass at 70: full flow charted at 72, weaning found by
+		// the flow rule at 85.
+		series: []SourcedSeries{flow(0, 59, ramp), flow(70, 89, func(m int) float64 {
+			switch {
+			case m < 72:
+				return 2
+			case m >= 85:
+				return 1
+			}
+			return 4
+		})},
+		runs:    []BypassRun{run(0, 60, 5, 50, WindowCharted, WindowCharted, 45), run(70, 90, 72, 85, WindowCharted, WindowFlowRule, 13)},
+		want:    map[string]float64{"full_flow_minutes": 58, "full_flow_window_source": 2, "nadir_do2i": 280, "cpb_minutes": 80},
+		nadirAt: 5,
+	}, {
+		name:   "flow never held at its level: no full-flow window, no DO2i metrics",
+		events: map[string][]float64{"bypass_on": {0}, "bypass_off": {60}},
+		// Alternating 4.0 and 0: the median is 0, so there is no level.
+		series: []SourcedSeries{flow(0, 59, func(m int) float64 { return float64(4 * (m % 2)) })},
+		runs:   []BypassRun{run(0, 60, 0, 0, WindowNone, WindowNone, 0)},
+		want:   map[string]float64{"full_flow_minutes": 0, "full_flow_window_source": 0},
+		absent: []string{"nadir_do2i", "mean_do2i", "minutes_do2i_below", "area_do2i_below", "minutes_do2i_skipped"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Case{ID: uuid.New(), Kind: KindCPB}
+			c.Details.Patient = Patient{BSAM2: 2, BSAFormula: BSADuBois}
+			b := &entryBuilder{caseID: c.ID}
+			for typ, mins := range tc.events {
+				for _, m := range mins {
+					b.event(m, typ)
+				}
+			}
+			b.lab(-1, "hb", 10)
+			b.lab(-1, "sao2", 100)
+			b.lab(-1, "po2", 200)
+			m := ComputeMetrics(c, b.all, tc.series, DefaultMetricsConfig())
+			for name, w := range tc.want {
+				if got, ok := m.Values[name]; !ok || math.Abs(got-w) > 1e-6 {
+					t.Errorf("%s = %v (present %v), want %v", name, got, ok, w)
+				}
+			}
+			for _, name := range tc.absent {
+				if v, ok := m.Values[name]; ok {
+					t.Errorf("%s = %v, want absent", name, v)
+				}
+			}
+			if len(m.Runs) != len(tc.runs) {
+				t.Fatalf("runs %+v, want %+v", m.Runs, tc.runs)
+			}
+			for i := range m.Runs {
+				if m.Runs[i] != tc.runs[i] {
+					t.Errorf("run %d: %+v, want %+v", i, m.Runs[i], tc.runs[i])
+				}
+			}
+			if _, ok := m.Values["nadir_do2i"]; ok && !m.At["nadir_do2i"].Equal(at(tc.nadirAt)) {
+				t.Errorf("nadir_do2i at %v, want minute %v", m.At["nadir_do2i"], tc.nadirAt)
+			}
+		})
+	}
+}
+
+// TestMetricsLeaveOutImplausibleReadings: a reading outside its channel's
+// plausible range is skipped (and counted as skipped), and a sample whose
+// device time lies outside the case's device window is left out: neither
+// may drive a nadir, nor stretch an ECMO run's window.
+func TestMetricsLeaveOutImplausibleReadings(t *testing.T) {
+	c := &Case{ID: uuid.New(), Kind: KindECMO, CreatedAt: at(0)}
+	c.Details.Patient = Patient{BSAM2: 2, BSAFormula: BSADuBois}
+	b := &entryBuilder{caseID: c.ID}
+	b.lab(0, "hb", 10)
+	b.lab(0, "sao2", 100)
+	b.lab(0, "po2", 200)
+	received := at(61)
+	good := minuteSeries("pump_flow", 0, 59, func(m int) (float64, bool) {
+		if m == 30 {
+			return 60, false // 60 L/min: no pump delivers it
+		}
+		return 4, false
+	})
+	// A console whose clock was reset: one reading two days before the
+	// case, one five hours ahead of its own receipt.
+	bad := Series{Channel: "pump_flow", TimesMs: []int64{at(-48 * 60).UnixMilli(), at(300).UnixMilli()}, Values: []float64{0.5, 0.5}, Invalid: []bool{false, false}}
+	temp := Series{Channel: "temp_nasopharyngeal", TimesMs: []int64{at(10).UnixMilli(), at(20).UnixMilli()}, Values: []float64{36, 1}, Invalid: []bool{false, false}}
+	m := ComputeMetrics(c, b.all, []SourcedSeries{
+		{SourceID: "ecmo", Series: good, RecordedAt: received},
+		{SourceID: "ecmo-reset", Series: bad, RecordedAt: received},
+		{SourceID: "mon", Series: temp, RecordedAt: received},
+	}, DefaultMetricsConfig())
+	// The run is the data, minutes 0 → 59; minute 30 is skipped.
+	want := map[string]float64{"nadir_do2i": 280, "minutes_do2i_skipped": 1, "full_flow_minutes": 59, "nadir_temp_nasopharyngeal": 36}
+	for name, w := range want {
+		if got, ok := m.Values[name]; !ok || got != w {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, w)
+		}
+	}
+	if len(m.Runs) != 1 || !m.Runs[0].On.Equal(at(0)) || !m.Runs[0].Off.Equal(at(59)) || m.Runs[0].Charted {
+		t.Errorf("runs %+v, want the data's span, minutes 0 → 59", m.Runs)
 	}
 }

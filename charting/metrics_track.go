@@ -3,6 +3,7 @@ package charting
 import (
 	"math"
 	"slices"
+	"time"
 )
 
 // point is one sample of a channel merged over its sources. skip marks a
@@ -22,9 +23,13 @@ type track []point
 type tracks map[string]track
 
 // buildTracks merges each channel's samples over sources, marking invalid
-// readings and those inside a current artifact mark. Two sources sampling
-// the same instant keep the first valid reading.
-func buildTracks(series []SourcedSeries, cur []Entry) tracks {
+// readings, readings outside the channel's plausible range in cat and those
+// inside a current artifact mark as skipped. Samples whose device time lies
+// outside the case's device window for their batch are left out: their
+// time is wrong, so they may stand for no time of the case (perfusion.md
+// "Continuous channels"). Two sources sampling the same instant keep the
+// first valid reading.
+func buildTracks(series []SourcedSeries, cur []Entry, c *Case, cat *Catalogue) tracks {
 	var marks []*ArtifactMark
 	for _, e := range cur {
 		if e.Detail.ArtifactMark != nil {
@@ -34,10 +39,17 @@ func buildTracks(series []SourcedSeries, cur []Entry) tracks {
 	out := tracks{}
 	for _, ss := range series {
 		s := ss.Series
+		lo, hi := deviceBounds(c, ss.RecordedAt)
+		ch, known := cat.Lookup(s.Channel)
 		tr := out[s.Channel]
 		for i, t := range s.TimesMs {
-			skip := s.IsInvalid(i) || marked(marks, s.Channel, ss.SourceID, t)
-			tr = append(tr, point{t: t, v: s.Values[i], skip: skip})
+			if t < lo || t > hi {
+				continue
+			}
+			v := s.Values[i]
+			implausible := known && !(v >= ch.Min && v <= ch.Max)
+			skip := s.IsInvalid(i) || implausible || marked(marks, s.Channel, ss.SourceID, t)
+			tr = append(tr, point{t: t, v: v, skip: skip})
 		}
 		out[s.Channel] = tr
 	}
@@ -51,6 +63,22 @@ func buildTracks(series []SourcedSeries, cur []Entry) tracks {
 		out[ch] = slices.CompactFunc(tr, func(a, b point) bool { return a.t == b.t })
 	}
 	return out
+}
+
+// deviceBounds returns the plausible device times, in Unix ms, of a batch
+// of case c received at recordedAt ((*Case).DeviceWindow); a zero
+// recordedAt (a batch whose receipt is unknown) bounds only the start.
+func deviceBounds(c *Case, recordedAt time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if c == nil {
+		return lo, hi
+	}
+	w := c.DeviceWindow(recordedAt)
+	lo = w.From.UnixMilli()
+	if !recordedAt.IsZero() {
+		hi = w.To.UnixMilli()
+	}
+	return lo, hi
 }
 
 func cmpInt(a, b int64) int {
@@ -233,7 +261,7 @@ func (ss segments) episodes(pred func(float64) bool, minMs int64) (n int, totalM
 }
 
 // do2i computes the DO2i series (perfusion.md "Oxygen delivery") at each
-// pump-flow sample, from the Hb, SaO2 and PaO2 in force at that time:
+// pump-flow sample, measured over full-flow bypass (k.established), from the Hb, SaO2 and PaO2 in force at that time:
 // in-line values while fresh (within MaxHold), otherwise the latest arterial
 // lab result, which stands until the next one (labs are drawn every 20–30
 // minutes; inferred). A flow sample that is skipped, or whose inputs are
@@ -258,7 +286,10 @@ func (k *metricsCalc) do2i() {
 		}
 		series[i] = d
 	}
-	segs := series.segments(k.window, hold)
+	if len(k.established) == 0 {
+		return
+	}
+	segs := series.segments(k.established, hold)
 	if lo, at := segs.minAt(); !math.IsInf(lo, 1) {
 		k.setAt("nadir_do2i", at)
 		th := k.cfg.DO2iThreshold

@@ -169,7 +169,7 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 			w := c.DeviceWindow(b.RecordedAt)
 			for _, x := range ss {
 				if x = x.Within(w); x.Len() > 0 {
-					series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+					series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
 				}
 			}
 			return nil
@@ -232,12 +232,21 @@ var metricMap = map[string]string{
 	"nadir_do2i":                 v2.MetricLowestDO2i,
 	"minutes_do2i_below":         v2.MetricDO2iBelowThresholdDuration,
 	"area_do2i_below":            v2.MetricDO2iBelowThresholdArea,
+	"full_flow_minutes":          v2.MetricFullFlowDuration,
+}
+
+// fullFlowMethods name, in OBX-17, how the full-flow window of the DO2i
+// metrics was found (the metric full_flow_window_source).
+var fullFlowMethods = map[float64]string{
+	charting.WindowCharted.Code():     v2.MethodFullFlowCharted,
+	charting.WindowFlowRule.Code():    v2.MethodFullFlowFlowRule,
+	charting.WindowMinutesRule.Code(): v2.MethodFullFlowMinutesRule,
 }
 
 // metrics computes the entry-derived metrics of the version, in a fixed
 // order.
 func (r *Renderer) metrics(v *Version) []v2.Metric {
-	m := charting.ComputeMetrics(v.Case, v.All, v.Series, r.mcfg)
+	m := charting.ComputeMetricsWith(v.Case, v.All, v.Series, r.mcfg, r.cat)
 	methods := map[string]bool{}
 	for _, lc := range v2.LocalCodes(r.cat) {
 		if lc.Use == v2.UseMethod {
@@ -269,6 +278,8 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 			mt.Channel = r.knownChannel(m.NadirTempSite)
 		case v2.MetricHighestTemperature:
 			mt.Channel = r.knownChannel("temp_arterial_outlet")
+		case v2.MetricFullFlowDuration, v2.MetricLowestDO2i, v2.MetricDO2iBelowThresholdDuration, v2.MetricDO2iBelowThresholdArea:
+			mt.Method = fullFlowMethods[m.Values["full_flow_window_source"]]
 		}
 		out = append(out, mt)
 	}

@@ -292,9 +292,27 @@ func (s *reviewService) GetCaseMetrics(ctx context.Context, req *pb.GetCaseMetri
 		Thresholds: thresholdsOut(m.Thresholds()), Population: m.Population, NadirTempSite: m.NadirTempSite, BsaFormula: string(m.BSAFormula),
 		CoversSequence: r.CoversSeq, ComputedAt: ts(r.ComputedAt)}
 	for _, d := range charting.MetricDefinitions(m.Config) {
-		out.Definitions = append(out.Definitions, &pb.MetricDefinition{Name: d.Name, Unit: d.Unit, Description: d.Description})
+		out.Definitions = append(out.Definitions, &pb.MetricDefinition{Name: d.Name, Unit: d.Unit, Description: d.Description, Window: string(d.Window)})
+	}
+	for _, run := range m.Runs {
+		out.BypassRuns = append(out.BypassRuns, &pb.BypassRun{On: ts(run.On), Off: ts(run.Off), Charted: run.Charted,
+			FullFlowFrom: ts(run.FullFlowFrom), FullFlowTo: ts(run.FullFlowTo),
+			FromSource: fullFlowSourceOut(run.FromSource), ToSource: fullFlowSourceOut(run.ToSource), FullFlowMinutes: run.FullFlowMinutes})
 	}
 	return out, nil
+}
+
+// fullFlowSourceOut maps how a full-flow window's end was found.
+func fullFlowSourceOut(s charting.WindowSource) pb.FullFlowSource {
+	switch s {
+	case charting.WindowCharted:
+		return pb.FullFlowSource_FULL_FLOW_SOURCE_CHARTED
+	case charting.WindowFlowRule:
+		return pb.FullFlowSource_FULL_FLOW_SOURCE_FLOW_RULE
+	case charting.WindowMinutesRule:
+		return pb.FullFlowSource_FULL_FLOW_SOURCE_MINUTES_RULE
+	}
+	return pb.FullFlowSource_FULL_FLOW_SOURCE_UNSPECIFIED
 }
 
 func thresholdsOut(c charting.MetricsConfig) *pb.MetricThresholds {
@@ -303,7 +321,8 @@ func thresholdsOut(c charting.MetricsConfig) *pb.MetricThresholds {
 		ArterialOutletMaxC: c.ArterialOutletMaxC, CoreMaxC: c.CoreMaxC, RewarmingMaxCPerMin: c.RewarmingMaxCPerMin,
 		GradientMaxC: c.GradientMaxC, GradientWarmMaxC: c.GradientWarmMaxC, WarmFromC: c.WarmFromC,
 		GlucoseMin: c.GlucoseMin, GlucoseMax: c.GlucoseMax, Pco2Min: c.PCO2Min, Pco2Max: c.PCO2Max,
-		MaxHoldSeconds: c.MaxHold.Seconds()}
+		MaxHoldSeconds: c.MaxHold.Seconds(), FullFlowPct: c.FullFlowPct, FullFlowSustainMinutes: c.FullFlowSustainMinutes,
+		FullFlowAfterOnMinutes: c.FullFlowAfterOnMinutes, WeaningBeforeOffMinutes: c.WeaningBeforeOffMinutes}
 }
 
 // ExportCohort streams a de-identified extract, one page of cases at a

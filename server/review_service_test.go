@@ -153,6 +153,24 @@ func TestReviewQueryAndAggregate(t *testing.T) {
 			m.GetThresholds().GetDo2IThreshold() != 280 || len(m.GetDefinitions()) < 30 || m.GetBsaFormula() != "mosteller" {
 			t.Fatalf("get case metrics: %v %v", err, m)
 		}
+		// Bypass 63 minutes without pump flow: full flow by the minutes
+		// rule, 5 minutes after bypass on to 10 before off.
+		runs := m.GetBypassRuns()
+		if len(runs) != 1 || !runs[0].GetCharted() || runs[0].GetFromSource() != pb.FullFlowSource_FULL_FLOW_SOURCE_MINUTES_RULE ||
+			runs[0].GetToSource() != pb.FullFlowSource_FULL_FLOW_SOURCE_MINUTES_RULE || runs[0].GetFullFlowMinutes() != 48 ||
+			runs[0].GetFullFlowTo().AsTime().Sub(runs[0].GetFullFlowFrom().AsTime()) != 48*time.Minute ||
+			m.GetCase().GetMetrics()["full_flow_minutes"] != 48 || m.GetCase().GetMetrics()["full_flow_window_source"] != 3 ||
+			m.GetThresholds().GetFullFlowPct() != 80 || m.GetThresholds().GetWeaningBeforeOffMinutes() != 10 {
+			t.Fatalf("full-flow window: %v %v %v", runs, m.GetCase().GetMetrics(), m.GetThresholds())
+		}
+		windows := map[string]string{}
+		for _, d := range m.GetDefinitions() {
+			windows[d.GetName()] = d.GetWindow()
+		}
+		if windows["nadir_do2i"] != "full_flow" || windows["minutes_map_below_40"] != "full_flow" || windows["nadir_hct_pct"] != "bypass" ||
+			windows["cpb_minutes"] != "bypass" || windows["transfused"] != "case" {
+			t.Fatalf("definition windows: %v", windows)
+		}
 		e.assertNoPHI()
 	})
 }

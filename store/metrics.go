@@ -305,14 +305,14 @@ func (s *Store) computeMetrics(ctx context.Context, r Reader, caseID uuid.UUID) 
 			return fmt.Errorf("decode samples: %w", err)
 		}
 		for _, x := range ss {
-			series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x})
+			series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return MetricsRow(c, charting.ComputeMetrics(c, entries, series, s.MetricsConfig()), s.clock()), nil
+	return MetricsRow(c, charting.ComputeMetricsWith(c, entries, series, s.MetricsConfig(), s.cat), s.clock()), nil
 }
 
 // MetricsRow builds the stored row of a case's metrics.

@@ -319,10 +319,10 @@ func printCaseMetrics(w io.Writer, resp *pb.GetCaseMetricsResponse, asCSV bool) 
 	m := resp.GetCase().GetMetrics()
 	if asCSV {
 		cw := csvsafe.NewWriter(w)
-		cw.Write([]string{"metric", "value", "unit", "description"})
+		cw.Write([]string{"metric", "value", "unit", "description", "window"})
 		for _, d := range resp.GetDefinitions() {
 			if v, ok := m[d.GetName()]; ok {
-				cw.Write([]string{d.GetName(), strconv.FormatFloat(v, 'g', -1, 64), d.GetUnit(), d.GetDescription()})
+				cw.Write([]string{d.GetName(), strconv.FormatFloat(v, 'g', -1, 64), d.GetUnit(), d.GetDescription(), d.GetWindow()})
 			}
 		}
 		cw.Flush()
@@ -337,16 +337,45 @@ func printCaseMetrics(w io.Writer, resp *pb.GetCaseMetricsResponse, asCSV bool) 
 	fmt.Fprintf(w, "Definitions v%d, computed %s at ledger sequence %d; BSA formula %s; %s thresholds: DO2i %s, MAP %v\n\n",
 		resp.GetDefinitionsVersion(), fmtTime(resp.GetComputedAt()), resp.GetCoversSequence(), resp.GetBsaFormula(),
 		pop, fmtNum(th.GetDo2IThreshold()), th.GetMapThresholds())
+	printBypassRuns(w, resp)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "METRIC\tVALUE\tUNIT\tDEFINITION")
+	fmt.Fprintln(tw, "METRIC\tVALUE\tUNIT\tWINDOW\tDEFINITION")
 	for _, d := range resp.GetDefinitions() {
 		v := metricCell(m, d.GetName())
 		if d.GetName() == "nadir_temp_c" && resp.GetNadirTempSite() != "" && v != "-" {
 			v += " (" + strings.TrimPrefix(resp.GetNadirTempSite(), "temp_") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.GetName(), v, d.GetUnit(), d.GetDescription())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.GetName(), v, d.GetUnit(), d.GetWindow(), d.GetDescription())
 	}
 	return tw.Flush()
+}
+
+// printBypassRuns says, per bypass run, which full-flow window the
+// "full_flow" metrics were measured over and how its ends were found, so
+// a reviewer can tell a charted window from one the site's rule inferred.
+func printBypassRuns(w io.Writer, resp *pb.GetCaseMetricsResponse) {
+	th := resp.GetThresholds()
+	fmt.Fprintf(w, "Full-flow window (metrics marked full_flow): charted full_flow → weaning_start, else flow held at %s%% of the run's level for %s min, else %s min after bypass on to %s min before off\n",
+		fmtNum(th.GetFullFlowPct()), fmtNum(th.GetFullFlowSustainMinutes()), fmtNum(th.GetFullFlowAfterOnMinutes()), fmtNum(th.GetWeaningBeforeOffMinutes()))
+	src := func(s pb.FullFlowSource) string {
+		if s == pb.FullFlowSource_FULL_FLOW_SOURCE_UNSPECIFIED {
+			return "none"
+		}
+		return enumText(s)
+	}
+	for i, r := range resp.GetBypassRuns() {
+		run := "bypass"
+		if !r.GetCharted() {
+			run = "device data (no bypass charted)"
+		}
+		if r.GetFullFlowFrom() == nil {
+			fmt.Fprintf(w, "  run %d: %s %s → %s; no full-flow window found\n", i+1, run, fmtTime(r.GetOn()), fmtTime(r.GetOff()))
+			continue
+		}
+		fmt.Fprintf(w, "  run %d: %s %s → %s; full flow %s (%s) → %s (%s), %s min\n", i+1, run, fmtTime(r.GetOn()), fmtTime(r.GetOff()),
+			fmtTime(r.GetFullFlowFrom()), src(r.GetFromSource()), fmtTime(r.GetFullFlowTo()), src(r.GetToSource()), fmtNum(r.GetFullFlowMinutes()))
+	}
+	fmt.Fprintln(w)
 }
 
 func reviewExportCommand() *command {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/csv"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,10 @@ func TestReviewCommands(t *testing.T) {
 	}
 	r = ctl(t, addr, "review", "metrics", b)
 	mustCode(t, r, exitOK)
-	if !strings.Contains(r.stdout, "Definitions v1") || !strings.Contains(r.stdout, "cpb_minutes") || !strings.Contains(r.stdout, "120") {
+	// B: 120 minutes without pump flow, so full flow by the minutes rule,
+	// 5 minutes after bypass on to 10 before off: 105 minutes.
+	if !strings.Contains(r.stdout, "Definitions v2") || !strings.Contains(r.stdout, "cpb_minutes") || !strings.Contains(r.stdout, "120") ||
+		!strings.Contains(r.stdout, "(minutes-rule)") || !strings.Contains(r.stdout, ", 105 min") || !regexp.MustCompile(`nadir_hct_pct\s+24\s+%\s+bypass`).MatchString(r.stdout) {
 		t.Fatalf("review metrics:\n%s", r.stdout)
 	}
 	r = ctl(t, addr, "review", "export", "--format", "ndjson")

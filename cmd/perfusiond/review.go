@@ -24,6 +24,10 @@ const (
 	envDO2iThreshold = "PERFUSION_METRICS_DO2I_THRESHOLD"
 	envMAPThresholds = "PERFUSION_METRICS_MAP_THRESHOLDS"
 	envPopulations   = "PERFUSION_METRICS_POPULATIONS"
+	envFullFlowPct   = "PERFUSION_METRICS_FULL_FLOW_PCT"
+	envFullFlowHold  = "PERFUSION_METRICS_FULL_FLOW_SUSTAIN_MINUTES"
+	envFullFlowAfter = "PERFUSION_METRICS_FULL_FLOW_AFTER_ON_MINUTES"
+	envWeanBefore    = "PERFUSION_METRICS_WEANING_BEFORE_OFF_MINUTES"
 )
 
 // metricsFlags defines the site's quality-metric thresholds. Changing them
@@ -36,12 +40,29 @@ func metricsFlags(fs *flag.FlagSet, env envFlags) func() (*charting.MetricsConfi
 	maps := fs.String("metrics-map-thresholds", "40,50", "MAP thresholds (mmHg), comma-separated, for minutes below each (env "+envMAPThresholds+")")
 	pops := fs.String("metrics-populations", "", "JSON file of patient populations with their own thresholds, chosen by patient weight (env "+envPopulations+")")
 	env["metrics-do2i-threshold"], env["metrics-map-thresholds"], env["metrics-populations"] = envDO2iThreshold, envMAPThresholds, envPopulations
+	// The full-flow rule: where full_flow or weaning_start was not charted,
+	// where established bypass begins and ends (charting.MetricsConfig).
+	ffPct := fs.Float64("metrics-full-flow-pct", def.FullFlowPct,
+		"full-flow rule: % of a run's full-flow level (its median pump flow) that counts as full flow where full_flow/weaning_start were not charted; 0 turns the flow rule off (env "+envFullFlowPct+")")
+	ffHold := fs.Float64("metrics-full-flow-sustain-minutes", def.FullFlowSustainMinutes,
+		"full-flow rule: minutes the flow must stay at that level before full flow counts as reached (env "+envFullFlowHold+")")
+	ffAfter := fs.Float64("metrics-full-flow-after-on-minutes", def.FullFlowAfterOnMinutes,
+		"without usable pump flow: full flow is taken to begin this many minutes after bypass_on (env "+envFullFlowAfter+")")
+	weanBefore := fs.Float64("metrics-weaning-before-off-minutes", def.WeaningBeforeOffMinutes,
+		"without usable pump flow: weaning is taken to begin this many minutes before bypass_off (env "+envWeanBefore+")")
+	env["metrics-full-flow-pct"], env["metrics-full-flow-sustain-minutes"] = envFullFlowPct, envFullFlowHold
+	env["metrics-full-flow-after-on-minutes"], env["metrics-weaning-before-off-minutes"] = envFullFlowAfter, envWeanBefore
 	return func() (*charting.MetricsConfig, error) {
 		cfg := charting.DefaultMetricsConfig()
 		if *do2i <= 0 || *do2i > 2000 || math.IsNaN(*do2i) {
 			return nil, usageErrorf("--metrics-do2i-threshold must be between 0 and 2000")
 		}
 		cfg.DO2iThreshold = *do2i
+		cfg.FullFlowPct, cfg.FullFlowSustainMinutes = *ffPct, *ffHold
+		cfg.FullFlowAfterOnMinutes, cfg.WeaningBeforeOffMinutes = *ffAfter, *weanBefore
+		if msg := checkFullFlowRule(cfg); msg != "" {
+			return nil, usageErrorf("--metrics-%s", msg)
+		}
 		cfg.MAPThresholds = nil
 		for _, f := range strings.Split(*maps, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -108,6 +129,9 @@ func loadPopulations(path string, site charting.MetricsConfig) ([]charting.Metri
 		case len(p.MetricsConfig.Populations) > 0:
 			return nil, usageErrorf("--metrics-populations %s: %s: populations do not nest", path, p.Name)
 		}
+		if msg := checkFullFlowRule(p.MetricsConfig); msg != "" {
+			return nil, usageErrorf("--metrics-populations %s: %s: %s", path, p.Name, strings.ReplaceAll(msg, "-", "_"))
+		}
 		for _, v := range p.MAPThresholds {
 			if !(v > 0 && v <= 300) {
 				return nil, usageErrorf("--metrics-populations %s: %s: map_thresholds must be pressures between 0 and 300 mmHg", path, p.Name)
@@ -117,6 +141,23 @@ func loadPopulations(path string, site charting.MetricsConfig) ([]charting.Metri
 		out = append(out, charting.MetricsPopulation{Name: p.Name, MaxWeightKg: p.MaxWeightKg, Config: p.MetricsConfig})
 	}
 	return out, nil
+}
+
+// checkFullFlowRule returns what is wrong with cfg's full-flow rule, as
+// "<flag name without --metrics-> must …", or "".
+func checkFullFlowRule(cfg charting.MetricsConfig) string {
+	in := func(v, lo, hi float64) bool { return v >= lo && v <= hi } // false for NaN
+	switch {
+	case !in(cfg.FullFlowPct, 0, 100):
+		return "full-flow-pct must be between 0 and 100"
+	case !in(cfg.FullFlowSustainMinutes, 0, 60):
+		return "full-flow-sustain-minutes must be between 0 and 60"
+	case !in(cfg.FullFlowAfterOnMinutes, 0, 120):
+		return "full-flow-after-on-minutes must be between 0 and 120"
+	case !in(cfg.WeaningBeforeOffMinutes, 0, 120):
+		return "weaning-before-off-minutes must be between 0 and 120"
+	}
+	return ""
 }
 
 // loadExportKey reads the key that pseudonymises cases in de-identified

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"io"
 	"os"
@@ -8,6 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"perfusion/charting"
+	"perfusion/store"
+	"perfusion/store/sqlite"
 )
 
 func TestMetricsFlags(t *testing.T) {
@@ -38,6 +46,108 @@ func TestMetricsFlags(t *testing.T) {
 		if err == nil && (cfg.DO2iThreshold != tc.do2i || !slices.Equal(cfg.MAPThresholds, tc.maps)) {
 			t.Fatalf("%v: %v %v", tc.args, cfg.DO2iThreshold, cfg.MAPThresholds)
 		}
+	}
+}
+
+// TestFullFlowRuleFlags: the full-flow rule's flags set the site's config
+// and its bounds are checked; a population may set its own rule.
+func TestFullFlowRuleFlags(t *testing.T) {
+	parse := func(args ...string) (*charting.MetricsConfig, error) {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		get := metricsFlags(fs, envFlags{})
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return get()
+	}
+	cfg, err := parse()
+	def := charting.DefaultMetricsConfig()
+	if err != nil || cfg.FullFlowPct != def.FullFlowPct || cfg.FullFlowSustainMinutes != def.FullFlowSustainMinutes ||
+		cfg.FullFlowAfterOnMinutes != def.FullFlowAfterOnMinutes || cfg.WeaningBeforeOffMinutes != def.WeaningBeforeOffMinutes {
+		t.Fatalf("defaults: %v %+v", err, cfg)
+	}
+	pops := filepath.Join(t.TempDir(), "pops.json")
+	os.WriteFile(pops, []byte(`[{"name": "neonate", "max_weight_kg": 5, "full_flow_pct": 70}]`), 0o600)
+	cfg, err = parse("--metrics-full-flow-pct", "85", "--metrics-full-flow-sustain-minutes", "2",
+		"--metrics-full-flow-after-on-minutes", "3", "--metrics-weaning-before-off-minutes", "8", "--metrics-populations", pops)
+	if err != nil || cfg.FullFlowPct != 85 || cfg.FullFlowSustainMinutes != 2 || cfg.FullFlowAfterOnMinutes != 3 || cfg.WeaningBeforeOffMinutes != 8 {
+		t.Fatalf("set: %v %+v", err, cfg)
+	}
+	if neo := cfg.Populations[0].Config; neo.FullFlowPct != 70 || neo.WeaningBeforeOffMinutes != 8 {
+		t.Fatalf("population: %+v", neo)
+	}
+	for _, args := range [][]string{
+		{"--metrics-full-flow-pct", "101"}, {"--metrics-full-flow-pct", "NaN"}, {"--metrics-full-flow-sustain-minutes", "-1"},
+		{"--metrics-full-flow-after-on-minutes", "500"}, {"--metrics-weaning-before-off-minutes", "-2"},
+	} {
+		if _, err := parse(args...); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: %v, want an error naming the flag", args, err)
+		}
+	}
+}
+
+// TestServeRecomputesOldMetrics: after an upgrade that bumps the metric
+// definitions, a closed case's stored metrics of the older version are
+// recomputed in the background when perfusiond starts.
+func TestServeRecomputesOldMetrics(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	env := map[string]string{envDataDir: dir, envListen: "127.0.0.1:0"}
+	srv := startServe(t, env)
+	id := uuid.MustParse(createCase(t, srv.addr, dir))
+	srv.stop()
+	srv.code <- <-srv.code // stopped; left for the cleanup that waits for it
+
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, dbFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := store.New(db, store.Config{})
+	// An ECMO run of 30 minutes at 4 L/min, once a minute, without
+	// bypass events: its window is the data.
+	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	flow := charting.Series{Channel: "pump_flow"}
+	for i := range 30 {
+		flow.TimesMs = append(flow.TimesMs, start.Add(time.Duration(i)*time.Minute).UnixMilli())
+		flow.Values = append(flow.Values, 4)
+	}
+	if res := st.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{{CaseID: id, SourceID: "ecmo", Seq: 1, Series: []charting.Series{flow}}}); res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	if _, err := st.CloseCase(ctx, "perfusionist-1", id); err != nil {
+		t.Fatal(err)
+	}
+	// Store them as the previous version computed them: no window.
+	row, err := db.GetCaseMetrics(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row.Metrics.Version = charting.MetricDefinitionsVersion - 1
+	row.Metrics.Runs = nil
+	delete(row.Metrics.Values, "full_flow_minutes")
+	if err := db.PutCaseMetrics(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+
+	srv = startServe(t, env)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		row, err = db.GetCaseMetrics(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Metrics.Version == charting.MetricDefinitionsVersion {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics still of version %d\n%s", row.Metrics.Version, srv.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v, ok := row.Metrics.Values["full_flow_minutes"]; !ok || v != 29 || len(row.Metrics.Runs) != 1 {
+		t.Fatalf("recomputed: full_flow_minutes %v (present %v), runs %+v", v, ok, row.Metrics.Runs)
 	}
 }
 
@@ -109,6 +219,7 @@ func TestMetricsPopulationsFlag(t *testing.T) {
 		"weight.json":   `[{"name": "neonate", "max_weight_kg": 0}]`,
 		"badmap.json":   `[{"name": "neonate", "max_weight_kg": 5, "map_thresholds": [500]}]`,
 		"object.json":   `{"name": "neonate"}`,
+		"fullflow.json": `[{"name": "neonate", "max_weight_kg": 5, "full_flow_pct": 150}]`,
 	} {
 		path := write(name, body)
 		err := parse("--metrics-populations", path)

@@ -59,6 +59,15 @@ const (
 	MetricPrimeVolume                        = "prime_volume"
 	MetricRAPVolume                          = "rap_volume"
 	MetricNetPrimeVolumeIndex                = "net_prime_volume_index"
+	MetricFullFlowDuration                   = "full_flow_duration"
+)
+
+// Method codes (OBX-17) of the full-flow window: how the window of the
+// DO2i metrics and full_flow_duration was found.
+const (
+	MethodFullFlowCharted     = "full_flow_charted"
+	MethodFullFlowFlowRule    = "full_flow_flow_rule"
+	MethodFullFlowMinutesRule = "full_flow_minutes_rule"
 )
 
 // Observation codes for administrations, events and device rows.
@@ -107,10 +116,11 @@ func localCodeTable() []LocalCode {
 		nm(MetricLowestHb, "Lowest haemoglobin", "g/dL", "Lowest haemoglobin on bypass."),
 		nm(MetricLowestMAP, "Lowest mean arterial pressure", "mm[Hg]", "Lowest mean arterial pressure on bypass, artifact excluded."),
 		nm(MetricLowestSvO2, "Lowest venous saturation", "%", "Lowest SvO2 on bypass, artifact excluded."),
-		nm(MetricLowestDO2i, "Lowest indexed oxygen delivery", "mL/(min.m2)", "Nadir of DO2i = pump flow / BSA x CaO2 x 10."),
+		nm(MetricLowestDO2i, "Lowest indexed oxygen delivery", "mL/(min.m2)", "Nadir of DO2i = pump flow / BSA x CaO2 x 10 on full-flow bypass (full_flow_duration); OBX-17 says how that window was found."),
 		nm(MetricDO2iThreshold, "DO2i threshold", "mL/(min.m2)", "The threshold the two DO2i metrics below were computed against (site setting)."),
-		dur(MetricDO2iBelowThresholdDuration, "Time below DO2i threshold", "Minutes on bypass with DO2i below the threshold, artifact excluded."),
-		nm(MetricDO2iBelowThresholdArea, "Area below DO2i threshold", "mL/m2", "Integral of (threshold - DO2i) over time below the threshold."),
+		dur(MetricDO2iBelowThresholdDuration, "Time below DO2i threshold", "Minutes on full-flow bypass with DO2i below the threshold, artifact excluded; OBX-17 as for lowest_do2i."),
+		nm(MetricDO2iBelowThresholdArea, "Area below DO2i threshold", "mL/m2", "Integral of (threshold - DO2i) over the time on full-flow bypass below the threshold; OBX-17 as for lowest_do2i."),
+		dur(MetricFullFlowDuration, "Full-flow bypass time", "Minutes of established bypass, full flow to weaning in each run, less circulatory arrest: the window of the DO2i metrics. OBX-17 says how it was found."),
 		dur(MetricArtifactExcludedDuration, "Time excluded as artifact", "Minutes of device data marked as artifact and left out of the threshold metrics."),
 		nm(MetricBSA, "Body surface area", "m2", "BSA used for indexing; OBX-17 names the formula."),
 		nm(MetricPrimeVolume, "Total prime volume", "mL", "Sum of the circuit prime components."),
@@ -141,6 +151,9 @@ func localCodeTable() []LocalCode {
 		{"mosteller", "Mosteller formula", UseMethod, "method", "", "", "BSA = sqrt(height cm x weight kg / 3600)."},
 		{"dubois", "DuBois formula", UseMethod, "method", "", "", "BSA = 0.007184 x W^0.425 x H^0.725."},
 		{"haycock", "Haycock formula", UseMethod, "method", "", "", "BSA = 0.024265 x W^0.5378 x H^0.3964 (children)."},
+		{MethodFullFlowCharted, "Full flow and weaning as charted", UseMethod, "method", "", "", "The full-flow window runs from the charted full flow event to the charted weaning event of each bypass run."},
+		{MethodFullFlowFlowRule, "Full flow from pump flow (site rule)", UseMethod, "method", "", "", "At least one end of a full-flow window was not charted and was found from the pump flow by the site's rule (flow held at a set share of the run's median flow)."},
+		{MethodFullFlowMinutesRule, "Full flow from bypass times (site rule)", UseMethod, "method", "", "", "At least one end of a full-flow window was taken a set number of minutes after bypass on or before bypass off, the run having no usable pump flow."},
 
 		{CodeNote, "Note", UseCommentType, "comment", "", "", "A free-text note charted during the case."},
 		{CodeAddendum, "Addendum", UseCommentType, "comment", "", "", "A note added after sign-off, with its reason."},

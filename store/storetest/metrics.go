@@ -260,7 +260,9 @@ func testMetricsRepair(t *testing.T, h *Harness) {
 		t.Fatalf("after repair: %v, %d cases with metrics, want 3", err, len(rows))
 	}
 	// New thresholds make every row stale: case A's MAP (35 for 6 minutes,
-	// else 65) is below 70 for all 60 minutes.
+	// else 65) is below 70 for all of its 60 minutes that lie in full-flow
+	// bypass: without pump flow, the minutes rule starts it 5 minutes after
+	// bypass_on, so 55.
 	cfg := charting.DefaultMetricsConfig()
 	cfg.MAPThresholds = []float64{40, 70}
 	s2 := store.New(s.Backend(), store.Config{Metrics: &cfg})
@@ -268,11 +270,63 @@ func testMetricsRepair(t *testing.T, h *Harness) {
 		t.Fatalf("after a threshold change: refreshed %d, %v; want 3", n, err)
 	}
 	a, err := s2.CaseMetrics(ctx, co.a)
-	if err != nil || metricValue(t, a, "minutes_map_below_70") != 60 || a.Metrics.Config.MAPThresholds[1] != 70 {
+	if err != nil || metricValue(t, a, "minutes_map_below_70") != 55 || a.Metrics.Config.MAPThresholds[1] != 70 {
 		t.Fatalf("case A with new thresholds: %v %+v", err, a)
 	}
 	if n, err := s2.RefreshStaleMetrics(ctx); err != nil || n != 0 {
 		t.Fatalf("second run: refreshed %d, %v; want 0", n, err)
+	}
+}
+
+// testMetricsUpgrade: metrics stored under an older definitions version
+// (here version 1, which measured MAP over the whole of bypass and had no
+// full-flow window) are stale after an upgrade, found by
+// RefreshStaleMetrics (which perfusiond runs in the background at start)
+// and recomputed with the current definitions; CaseMetrics recomputes them
+// on read as well.
+func testMetricsUpgrade(t *testing.T, h *Harness) {
+	co := newMetricsCohort(t, h)
+	s, ctx := co.s, context.Background()
+	mb := s.Backend().(store.MetricsBackend)
+	for _, id := range []uuid.UUID{co.a, co.b} {
+		row, err := mb.GetCaseMetrics(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := *row
+		old.Metrics.Version = 1
+		old.Metrics.Runs = nil
+		old.Metrics.Values = map[string]float64{"cpb_minutes": row.Metrics.Values["cpb_minutes"], "minutes_map_below_40": 99}
+		if err := mb.PutCaseMetrics(ctx, &old); err != nil {
+			t.Fatalf("store version-1 metrics: %v", err)
+		}
+	}
+	if n, err := s.RefreshStaleMetrics(ctx); err != nil || n != 2 {
+		t.Fatalf("after an upgrade: refreshed %d, %v; want 2", n, err)
+	}
+	a, err := mb.GetCaseMetrics(ctx, co.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Case A: bypass 90 minutes without pump flow, so the minutes rule
+	// gives full flow from 5 to 80 (75 minutes); its MAP dip (minutes
+	// 20–25) lies inside.
+	if a.Metrics.Version != charting.MetricDefinitionsVersion || metricValue(t, a, "minutes_map_below_40") != 6 ||
+		metricValue(t, a, "full_flow_minutes") != 75 || metricValue(t, a, "full_flow_window_source") != 3 ||
+		len(a.Metrics.Runs) != 1 || a.Metrics.Runs[0].FromSource != charting.WindowMinutesRule {
+		t.Fatalf("case A after the upgrade: %+v", a.Metrics)
+	}
+	if n, err := s.RefreshStaleMetrics(ctx); err != nil || n != 0 {
+		t.Fatalf("second run: refreshed %d, %v; want 0", n, err)
+	}
+	// A row of an older version is recomputed on read, too.
+	row, _ := mb.GetCaseMetrics(ctx, co.c)
+	row.Metrics.Version = 1
+	if err := mb.PutCaseMetrics(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.CaseMetrics(ctx, co.c); err != nil || c.Metrics.Version != charting.MetricDefinitionsVersion {
+		t.Fatalf("read of version-1 metrics: %v, %+v", err, c)
 	}
 }
 

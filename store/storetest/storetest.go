@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"MetricsKeyset", testMetricsKeyset},
 		{"MetricsAggregate", testMetricsAggregate},
 		{"MetricsRepair", testMetricsRepair},
+		{"MetricsUpgrade", testMetricsUpgrade},
 		{"AccessEvents", testAccessEvents},
 		{"BreakGlass", testBreakGlass},
 		{"OutboxEnqueue", testOutboxEnqueue},

@@ -152,6 +152,69 @@ func (GroupBy) EnumDescriptor() ([]byte, []int) {
 	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{1}
 }
 
+// FullFlowSource says how one end of a run's full-flow window was found.
+type FullFlowSource int32
+
+const (
+	// Not found: the run has no full-flow window, and the full-flow metrics
+	// leave it out.
+	FullFlowSource_FULL_FLOW_SOURCE_UNSPECIFIED FullFlowSource = 0
+	// The perfusionist's full_flow or weaning_start event.
+	FullFlowSource_FULL_FLOW_SOURCE_CHARTED FullFlowSource = 1
+	// The site's flow rule: the first time the pump flow stays at or above
+	// full_flow_pct of the run's full-flow level (its time-weighted median
+	// flow) for full_flow_sustain_minutes, and the last time it falls below
+	// that before bypass off.
+	FullFlowSource_FULL_FLOW_SOURCE_FLOW_RULE FullFlowSource = 2
+	// The site's minutes rule, for a run without usable pump flow:
+	// full_flow_after_on_minutes after bypass on, weaning_before_off_minutes
+	// before bypass off.
+	FullFlowSource_FULL_FLOW_SOURCE_MINUTES_RULE FullFlowSource = 3
+)
+
+// Enum value maps for FullFlowSource.
+var (
+	FullFlowSource_name = map[int32]string{
+		0: "FULL_FLOW_SOURCE_UNSPECIFIED",
+		1: "FULL_FLOW_SOURCE_CHARTED",
+		2: "FULL_FLOW_SOURCE_FLOW_RULE",
+		3: "FULL_FLOW_SOURCE_MINUTES_RULE",
+	}
+	FullFlowSource_value = map[string]int32{
+		"FULL_FLOW_SOURCE_UNSPECIFIED":  0,
+		"FULL_FLOW_SOURCE_CHARTED":      1,
+		"FULL_FLOW_SOURCE_FLOW_RULE":    2,
+		"FULL_FLOW_SOURCE_MINUTES_RULE": 3,
+	}
+)
+
+func (x FullFlowSource) Enum() *FullFlowSource {
+	p := new(FullFlowSource)
+	*p = x
+	return p
+}
+
+func (x FullFlowSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FullFlowSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_review_proto_enumTypes[2].Descriptor()
+}
+
+func (FullFlowSource) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_review_proto_enumTypes[2]
+}
+
+func (x FullFlowSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FullFlowSource.Descriptor instead.
+func (FullFlowSource) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{2}
+}
+
 // ExportFormat is the encoding of an extract.
 type ExportFormat int32
 
@@ -189,11 +252,11 @@ func (x ExportFormat) String() string {
 }
 
 func (ExportFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_perfusion_v1_review_proto_enumTypes[2].Descriptor()
+	return file_perfusion_v1_review_proto_enumTypes[3].Descriptor()
 }
 
 func (ExportFormat) Type() protoreflect.EnumType {
-	return &file_perfusion_v1_review_proto_enumTypes[2]
+	return &file_perfusion_v1_review_proto_enumTypes[3]
 }
 
 func (x ExportFormat) Number() protoreflect.EnumNumber {
@@ -202,7 +265,7 @@ func (x ExportFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExportFormat.Descriptor instead.
 func (ExportFormat) EnumDescriptor() ([]byte, []int) {
-	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{2}
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{3}
 }
 
 // MetricFilter keeps the cases whose metric compares true with value. A case
@@ -942,7 +1005,13 @@ type MetricDefinition struct {
 	// UCUM-style unit ("min", "Cel", "%", "mL/min/m2", "1" for counts and flags).
 	Unit string `protobuf:"bytes,2,opt,name=unit,proto3" json:"unit,omitempty"`
 	// How it is computed.
-	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// The time it is measured over: "bypass" (every bypass_on → bypass_off
+	// run; for a case without charted bypass, such as ECMO, the span of the
+	// device data), "full_flow" (the full-flow part of each run, less charted
+	// circulatory arrest; see GetCaseMetricsResponse.bypass_runs), "events"
+	// (the metric's own pair of events) or "case" (the whole record).
+	Window        string `protobuf:"bytes,4,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -998,6 +1067,128 @@ func (x *MetricDefinition) GetDescription() string {
 	return ""
 }
 
+func (x *MetricDefinition) GetWindow() string {
+	if x != nil {
+		return x.Window
+	}
+	return ""
+}
+
+// BypassRun is one bypass run and its full-flow (established bypass) part,
+// the window of the "full_flow" metrics: going on bypass and weaning off
+// are deliberate low-flow phases, so a DO2i nadir or minutes below a
+// threshold taken there is not what a reviewer means.
+type BypassRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bypass on (or the first device sample when charted is false).
+	On *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=on,proto3" json:"on,omitempty"`
+	// Bypass off (or the last device sample when charted is false).
+	Off *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=off,proto3" json:"off,omitempty"`
+	// False when no bypass_on/bypass_off was charted (ECMO) and the run is
+	// the span of the device data.
+	Charted bool `protobuf:"varint,3,opt,name=charted,proto3" json:"charted,omitempty"`
+	// Start of full flow; unset when the run has none.
+	FullFlowFrom *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=full_flow_from,json=fullFlowFrom,proto3" json:"full_flow_from,omitempty"`
+	// End of full flow (weaning start); unset when the run has none. A wean
+	// that failed and was charted as full_flow again is left out between.
+	FullFlowTo *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=full_flow_to,json=fullFlowTo,proto3" json:"full_flow_to,omitempty"`
+	// How full_flow_from was found.
+	FromSource FullFlowSource `protobuf:"varint,6,opt,name=from_source,json=fromSource,proto3,enum=perfusion.v1.FullFlowSource" json:"from_source,omitempty"`
+	// How full_flow_to was found.
+	ToSource FullFlowSource `protobuf:"varint,7,opt,name=to_source,json=toSource,proto3,enum=perfusion.v1.FullFlowSource" json:"to_source,omitempty"`
+	// Minutes of full flow, less charted circulatory arrest: what the
+	// "full_flow" metrics cover in this run.
+	FullFlowMinutes float64 `protobuf:"fixed64,8,opt,name=full_flow_minutes,json=fullFlowMinutes,proto3" json:"full_flow_minutes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BypassRun) Reset() {
+	*x = BypassRun{}
+	mi := &file_perfusion_v1_review_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BypassRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BypassRun) ProtoMessage() {}
+
+func (x *BypassRun) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_review_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BypassRun.ProtoReflect.Descriptor instead.
+func (*BypassRun) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BypassRun) GetOn() *timestamppb.Timestamp {
+	if x != nil {
+		return x.On
+	}
+	return nil
+}
+
+func (x *BypassRun) GetOff() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Off
+	}
+	return nil
+}
+
+func (x *BypassRun) GetCharted() bool {
+	if x != nil {
+		return x.Charted
+	}
+	return false
+}
+
+func (x *BypassRun) GetFullFlowFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FullFlowFrom
+	}
+	return nil
+}
+
+func (x *BypassRun) GetFullFlowTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FullFlowTo
+	}
+	return nil
+}
+
+func (x *BypassRun) GetFromSource() FullFlowSource {
+	if x != nil {
+		return x.FromSource
+	}
+	return FullFlowSource_FULL_FLOW_SOURCE_UNSPECIFIED
+}
+
+func (x *BypassRun) GetToSource() FullFlowSource {
+	if x != nil {
+		return x.ToSource
+	}
+	return FullFlowSource_FULL_FLOW_SOURCE_UNSPECIFIED
+}
+
+func (x *BypassRun) GetFullFlowMinutes() float64 {
+	if x != nil {
+		return x.FullFlowMinutes
+	}
+	return 0
+}
+
 // MetricThresholds are the thresholds the metrics were computed with.
 type MetricThresholds struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1033,13 +1224,25 @@ type MetricThresholds struct {
 	Pco2Max float64 `protobuf:"fixed64,15,opt,name=pco2_max,json=pco2Max,proto3" json:"pco2_max,omitempty"`
 	// Longest time a sample stands for its channel, seconds.
 	MaxHoldSeconds float64 `protobuf:"fixed64,16,opt,name=max_hold_seconds,json=maxHoldSeconds,proto3" json:"max_hold_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Full-flow rule: % of a run's full-flow level (its median pump flow)
+	// that counts as full flow where full_flow / weaning_start were not
+	// charted; 0 turns the flow rule off.
+	FullFlowPct float64 `protobuf:"fixed64,17,opt,name=full_flow_pct,json=fullFlowPct,proto3" json:"full_flow_pct,omitempty"`
+	// Full-flow rule: minutes the flow must hold that level before full flow
+	// counts as reached.
+	FullFlowSustainMinutes float64 `protobuf:"fixed64,18,opt,name=full_flow_sustain_minutes,json=fullFlowSustainMinutes,proto3" json:"full_flow_sustain_minutes,omitempty"`
+	// Minutes rule (no usable pump flow): full flow from this many minutes
+	// after bypass on.
+	FullFlowAfterOnMinutes float64 `protobuf:"fixed64,19,opt,name=full_flow_after_on_minutes,json=fullFlowAfterOnMinutes,proto3" json:"full_flow_after_on_minutes,omitempty"`
+	// Minutes rule: weaning from this many minutes before bypass off.
+	WeaningBeforeOffMinutes float64 `protobuf:"fixed64,20,opt,name=weaning_before_off_minutes,json=weaningBeforeOffMinutes,proto3" json:"weaning_before_off_minutes,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *MetricThresholds) Reset() {
 	*x = MetricThresholds{}
-	mi := &file_perfusion_v1_review_proto_msgTypes[10]
+	mi := &file_perfusion_v1_review_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1254,7 @@ func (x *MetricThresholds) String() string {
 func (*MetricThresholds) ProtoMessage() {}
 
 func (x *MetricThresholds) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_review_proto_msgTypes[10]
+	mi := &file_perfusion_v1_review_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1267,7 @@ func (x *MetricThresholds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricThresholds.ProtoReflect.Descriptor instead.
 func (*MetricThresholds) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{10}
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MetricThresholds) GetDo2IThreshold() float64 {
@@ -1179,6 +1382,34 @@ func (x *MetricThresholds) GetMaxHoldSeconds() float64 {
 	return 0
 }
 
+func (x *MetricThresholds) GetFullFlowPct() float64 {
+	if x != nil {
+		return x.FullFlowPct
+	}
+	return 0
+}
+
+func (x *MetricThresholds) GetFullFlowSustainMinutes() float64 {
+	if x != nil {
+		return x.FullFlowSustainMinutes
+	}
+	return 0
+}
+
+func (x *MetricThresholds) GetFullFlowAfterOnMinutes() float64 {
+	if x != nil {
+		return x.FullFlowAfterOnMinutes
+	}
+	return 0
+}
+
+func (x *MetricThresholds) GetWeaningBeforeOffMinutes() float64 {
+	if x != nil {
+		return x.WeaningBeforeOffMinutes
+	}
+	return 0
+}
+
 // GetCaseMetricsResponse is one case's metrics and how they were made.
 type GetCaseMetricsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1201,14 +1432,20 @@ type GetCaseMetricsResponse struct {
 	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
 	// The patient population whose thresholds were used (perfusiond
 	// --metrics-populations, by patient weight); empty for the site's own.
-	Population    string `protobuf:"bytes,9,opt,name=population,proto3" json:"population,omitempty"`
+	Population string `protobuf:"bytes,9,opt,name=population,proto3" json:"population,omitempty"`
+	// The bypass runs with their full-flow windows, in time order: the
+	// window of every metric whose definition says "full_flow". The metric
+	// full_flow_window_source sums them up for cohort queries (1 charted,
+	// 2 flow rule, 3 minutes rule, 0 none), full_flow_minutes gives their
+	// total length.
+	BypassRuns    []*BypassRun `protobuf:"bytes,10,rep,name=bypass_runs,json=bypassRuns,proto3" json:"bypass_runs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCaseMetricsResponse) Reset() {
 	*x = GetCaseMetricsResponse{}
-	mi := &file_perfusion_v1_review_proto_msgTypes[11]
+	mi := &file_perfusion_v1_review_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1457,7 @@ func (x *GetCaseMetricsResponse) String() string {
 func (*GetCaseMetricsResponse) ProtoMessage() {}
 
 func (x *GetCaseMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_review_proto_msgTypes[11]
+	mi := &file_perfusion_v1_review_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1470,7 @@ func (x *GetCaseMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCaseMetricsResponse.ProtoReflect.Descriptor instead.
 func (*GetCaseMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{11}
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCaseMetricsResponse) GetCase() *CaseMetricsSummary {
@@ -1299,6 +1536,13 @@ func (x *GetCaseMetricsResponse) GetPopulation() string {
 	return ""
 }
 
+func (x *GetCaseMetricsResponse) GetBypassRuns() []*BypassRun {
+	if x != nil {
+		return x.BypassRuns
+	}
+	return nil
+}
+
 // ExportCohortRequest asks for a de-identified extract.
 type ExportCohortRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1314,7 +1558,7 @@ type ExportCohortRequest struct {
 
 func (x *ExportCohortRequest) Reset() {
 	*x = ExportCohortRequest{}
-	mi := &file_perfusion_v1_review_proto_msgTypes[12]
+	mi := &file_perfusion_v1_review_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1570,7 @@ func (x *ExportCohortRequest) String() string {
 func (*ExportCohortRequest) ProtoMessage() {}
 
 func (x *ExportCohortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_review_proto_msgTypes[12]
+	mi := &file_perfusion_v1_review_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1583,7 @@ func (x *ExportCohortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCohortRequest.ProtoReflect.Descriptor instead.
 func (*ExportCohortRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{12}
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExportCohortRequest) GetFilter() *CohortFilter {
@@ -1377,7 +1621,7 @@ type ExportCohortResponse struct {
 
 func (x *ExportCohortResponse) Reset() {
 	*x = ExportCohortResponse{}
-	mi := &file_perfusion_v1_review_proto_msgTypes[13]
+	mi := &file_perfusion_v1_review_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1633,7 @@ func (x *ExportCohortResponse) String() string {
 func (*ExportCohortResponse) ProtoMessage() {}
 
 func (x *ExportCohortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_review_proto_msgTypes[13]
+	mi := &file_perfusion_v1_review_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1646,7 @@ func (x *ExportCohortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCohortResponse.ProtoReflect.Descriptor instead.
 func (*ExportCohortResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{13}
+	return file_perfusion_v1_review_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExportCohortResponse) GetData() []byte {
@@ -1485,11 +1729,23 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"statistics\x18\x01 \x03(\v2\x1e.perfusion.v1.MetricStatisticsR\n" +
 	"statistics\"0\n" +
 	"\x15GetCaseMetricsRequest\x12\x17\n" +
-	"\acase_id\x18\x01 \x01(\tR\x06caseId\"\\\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\"t\n" +
 	"\x10MetricDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04unit\x18\x02 \x01(\tR\x04unit\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"\x82\x05\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06window\x18\x04 \x01(\tR\x06window\"\xa5\x03\n" +
+	"\tBypassRun\x12*\n" +
+	"\x02on\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02on\x12,\n" +
+	"\x03off\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03off\x12\x18\n" +
+	"\acharted\x18\x03 \x01(\bR\acharted\x12@\n" +
+	"\x0efull_flow_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ffullFlowFrom\x12<\n" +
+	"\ffull_flow_to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"fullFlowTo\x12=\n" +
+	"\vfrom_source\x18\x06 \x01(\x0e2\x1c.perfusion.v1.FullFlowSourceR\n" +
+	"fromSource\x129\n" +
+	"\tto_source\x18\a \x01(\x0e2\x1c.perfusion.v1.FullFlowSourceR\btoSource\x12*\n" +
+	"\x11full_flow_minutes\x18\b \x01(\x01R\x0ffullFlowMinutes\"\xda\x06\n" +
 	"\x10MetricThresholds\x12%\n" +
 	"\x0edo2i_threshold\x18\x01 \x01(\x01R\rdo2iThreshold\x12%\n" +
 	"\x0emap_thresholds\x18\x02 \x03(\x01R\rmapThresholds\x122\n" +
@@ -1510,7 +1766,11 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"glucoseMax\x12\x19\n" +
 	"\bpco2_min\x18\x0e \x01(\x01R\apco2Min\x12\x19\n" +
 	"\bpco2_max\x18\x0f \x01(\x01R\apco2Max\x12(\n" +
-	"\x10max_hold_seconds\x18\x10 \x01(\x01R\x0emaxHoldSeconds\"\xd0\x03\n" +
+	"\x10max_hold_seconds\x18\x10 \x01(\x01R\x0emaxHoldSeconds\x12\"\n" +
+	"\rfull_flow_pct\x18\x11 \x01(\x01R\vfullFlowPct\x129\n" +
+	"\x19full_flow_sustain_minutes\x18\x12 \x01(\x01R\x16fullFlowSustainMinutes\x12:\n" +
+	"\x1afull_flow_after_on_minutes\x18\x13 \x01(\x01R\x16fullFlowAfterOnMinutes\x12;\n" +
+	"\x1aweaning_before_off_minutes\x18\x14 \x01(\x01R\x17weaningBeforeOffMinutes\"\x8a\x04\n" +
 	"\x16GetCaseMetricsResponse\x124\n" +
 	"\x04case\x18\x01 \x01(\v2 .perfusion.v1.CaseMetricsSummaryR\x04case\x12/\n" +
 	"\x13definitions_version\x18\x02 \x01(\x05R\x12definitionsVersion\x12@\n" +
@@ -1526,7 +1786,10 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"computedAt\x12\x1e\n" +
 	"\n" +
 	"population\x18\t \x01(\tR\n" +
-	"population\"\x97\x01\n" +
+	"population\x128\n" +
+	"\vbypass_runs\x18\n" +
+	" \x03(\v2\x17.perfusion.v1.BypassRunR\n" +
+	"bypassRuns\"\x97\x01\n" +
 	"\x13ExportCohortRequest\x122\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1a.perfusion.v1.CohortFilterR\x06filter\x122\n" +
 	"\x06format\x18\x02 \x01(\x0e2\x1a.perfusion.v1.ExportFormatR\x06format\x12\x18\n" +
@@ -1548,7 +1811,12 @@ const file_perfusion_v1_review_proto_rawDesc = "" +
 	"\x10GROUP_BY_SURGEON\x10\x01\x12\x19\n" +
 	"\x15GROUP_BY_PERFUSIONIST\x10\x02\x12\x12\n" +
 	"\x0eGROUP_BY_MONTH\x10\x03\x12\x11\n" +
-	"\rGROUP_BY_SITE\x10\x04*^\n" +
+	"\rGROUP_BY_SITE\x10\x04*\x93\x01\n" +
+	"\x0eFullFlowSource\x12 \n" +
+	"\x1cFULL_FLOW_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18FULL_FLOW_SOURCE_CHARTED\x10\x01\x12\x1e\n" +
+	"\x1aFULL_FLOW_SOURCE_FLOW_RULE\x10\x02\x12!\n" +
+	"\x1dFULL_FLOW_SOURCE_MINUTES_RULE\x10\x03*^\n" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXPORT_FORMAT_CSV\x10\x01\x12\x18\n" +
@@ -1572,66 +1840,75 @@ func file_perfusion_v1_review_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_review_proto_rawDescData
 }
 
-var file_perfusion_v1_review_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_perfusion_v1_review_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_perfusion_v1_review_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_perfusion_v1_review_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_perfusion_v1_review_proto_goTypes = []any{
 	(Comparison)(0),                  // 0: perfusion.v1.Comparison
 	(GroupBy)(0),                     // 1: perfusion.v1.GroupBy
-	(ExportFormat)(0),                // 2: perfusion.v1.ExportFormat
-	(*MetricFilter)(nil),             // 3: perfusion.v1.MetricFilter
-	(*CohortFilter)(nil),             // 4: perfusion.v1.CohortFilter
-	(*CaseMetricsSummary)(nil),       // 5: perfusion.v1.CaseMetricsSummary
-	(*QueryCasesRequest)(nil),        // 6: perfusion.v1.QueryCasesRequest
-	(*QueryCasesResponse)(nil),       // 7: perfusion.v1.QueryCasesResponse
-	(*AggregateMetricsRequest)(nil),  // 8: perfusion.v1.AggregateMetricsRequest
-	(*MetricStatistics)(nil),         // 9: perfusion.v1.MetricStatistics
-	(*AggregateMetricsResponse)(nil), // 10: perfusion.v1.AggregateMetricsResponse
-	(*GetCaseMetricsRequest)(nil),    // 11: perfusion.v1.GetCaseMetricsRequest
-	(*MetricDefinition)(nil),         // 12: perfusion.v1.MetricDefinition
-	(*MetricThresholds)(nil),         // 13: perfusion.v1.MetricThresholds
-	(*GetCaseMetricsResponse)(nil),   // 14: perfusion.v1.GetCaseMetricsResponse
-	(*ExportCohortRequest)(nil),      // 15: perfusion.v1.ExportCohortRequest
-	(*ExportCohortResponse)(nil),     // 16: perfusion.v1.ExportCohortResponse
-	nil,                              // 17: perfusion.v1.CaseMetricsSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(CaseKind)(0),                    // 19: perfusion.v1.CaseKind
-	(CaseStatus)(0),                  // 20: perfusion.v1.CaseStatus
+	(FullFlowSource)(0),              // 2: perfusion.v1.FullFlowSource
+	(ExportFormat)(0),                // 3: perfusion.v1.ExportFormat
+	(*MetricFilter)(nil),             // 4: perfusion.v1.MetricFilter
+	(*CohortFilter)(nil),             // 5: perfusion.v1.CohortFilter
+	(*CaseMetricsSummary)(nil),       // 6: perfusion.v1.CaseMetricsSummary
+	(*QueryCasesRequest)(nil),        // 7: perfusion.v1.QueryCasesRequest
+	(*QueryCasesResponse)(nil),       // 8: perfusion.v1.QueryCasesResponse
+	(*AggregateMetricsRequest)(nil),  // 9: perfusion.v1.AggregateMetricsRequest
+	(*MetricStatistics)(nil),         // 10: perfusion.v1.MetricStatistics
+	(*AggregateMetricsResponse)(nil), // 11: perfusion.v1.AggregateMetricsResponse
+	(*GetCaseMetricsRequest)(nil),    // 12: perfusion.v1.GetCaseMetricsRequest
+	(*MetricDefinition)(nil),         // 13: perfusion.v1.MetricDefinition
+	(*BypassRun)(nil),                // 14: perfusion.v1.BypassRun
+	(*MetricThresholds)(nil),         // 15: perfusion.v1.MetricThresholds
+	(*GetCaseMetricsResponse)(nil),   // 16: perfusion.v1.GetCaseMetricsResponse
+	(*ExportCohortRequest)(nil),      // 17: perfusion.v1.ExportCohortRequest
+	(*ExportCohortResponse)(nil),     // 18: perfusion.v1.ExportCohortResponse
+	nil,                              // 19: perfusion.v1.CaseMetricsSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(CaseKind)(0),                    // 21: perfusion.v1.CaseKind
+	(CaseStatus)(0),                  // 22: perfusion.v1.CaseStatus
 }
 var file_perfusion_v1_review_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.MetricFilter.comparison:type_name -> perfusion.v1.Comparison
-	18, // 1: perfusion.v1.CohortFilter.scheduled_from:type_name -> google.protobuf.Timestamp
-	18, // 2: perfusion.v1.CohortFilter.scheduled_to:type_name -> google.protobuf.Timestamp
-	19, // 3: perfusion.v1.CohortFilter.kind:type_name -> perfusion.v1.CaseKind
-	20, // 4: perfusion.v1.CohortFilter.status:type_name -> perfusion.v1.CaseStatus
-	3,  // 5: perfusion.v1.CohortFilter.metric_filters:type_name -> perfusion.v1.MetricFilter
-	19, // 6: perfusion.v1.CaseMetricsSummary.kind:type_name -> perfusion.v1.CaseKind
-	20, // 7: perfusion.v1.CaseMetricsSummary.status:type_name -> perfusion.v1.CaseStatus
-	18, // 8: perfusion.v1.CaseMetricsSummary.scheduled_start:type_name -> google.protobuf.Timestamp
-	17, // 9: perfusion.v1.CaseMetricsSummary.metrics:type_name -> perfusion.v1.CaseMetricsSummary.MetricsEntry
-	4,  // 10: perfusion.v1.QueryCasesRequest.filter:type_name -> perfusion.v1.CohortFilter
-	5,  // 11: perfusion.v1.QueryCasesResponse.cases:type_name -> perfusion.v1.CaseMetricsSummary
-	4,  // 12: perfusion.v1.AggregateMetricsRequest.filter:type_name -> perfusion.v1.CohortFilter
+	20, // 1: perfusion.v1.CohortFilter.scheduled_from:type_name -> google.protobuf.Timestamp
+	20, // 2: perfusion.v1.CohortFilter.scheduled_to:type_name -> google.protobuf.Timestamp
+	21, // 3: perfusion.v1.CohortFilter.kind:type_name -> perfusion.v1.CaseKind
+	22, // 4: perfusion.v1.CohortFilter.status:type_name -> perfusion.v1.CaseStatus
+	4,  // 5: perfusion.v1.CohortFilter.metric_filters:type_name -> perfusion.v1.MetricFilter
+	21, // 6: perfusion.v1.CaseMetricsSummary.kind:type_name -> perfusion.v1.CaseKind
+	22, // 7: perfusion.v1.CaseMetricsSummary.status:type_name -> perfusion.v1.CaseStatus
+	20, // 8: perfusion.v1.CaseMetricsSummary.scheduled_start:type_name -> google.protobuf.Timestamp
+	19, // 9: perfusion.v1.CaseMetricsSummary.metrics:type_name -> perfusion.v1.CaseMetricsSummary.MetricsEntry
+	5,  // 10: perfusion.v1.QueryCasesRequest.filter:type_name -> perfusion.v1.CohortFilter
+	6,  // 11: perfusion.v1.QueryCasesResponse.cases:type_name -> perfusion.v1.CaseMetricsSummary
+	5,  // 12: perfusion.v1.AggregateMetricsRequest.filter:type_name -> perfusion.v1.CohortFilter
 	1,  // 13: perfusion.v1.AggregateMetricsRequest.group_by:type_name -> perfusion.v1.GroupBy
-	9,  // 14: perfusion.v1.AggregateMetricsResponse.statistics:type_name -> perfusion.v1.MetricStatistics
-	5,  // 15: perfusion.v1.GetCaseMetricsResponse.case:type_name -> perfusion.v1.CaseMetricsSummary
-	12, // 16: perfusion.v1.GetCaseMetricsResponse.definitions:type_name -> perfusion.v1.MetricDefinition
-	13, // 17: perfusion.v1.GetCaseMetricsResponse.thresholds:type_name -> perfusion.v1.MetricThresholds
-	18, // 18: perfusion.v1.GetCaseMetricsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	4,  // 19: perfusion.v1.ExportCohortRequest.filter:type_name -> perfusion.v1.CohortFilter
-	2,  // 20: perfusion.v1.ExportCohortRequest.format:type_name -> perfusion.v1.ExportFormat
-	6,  // 21: perfusion.v1.ReviewService.QueryCases:input_type -> perfusion.v1.QueryCasesRequest
-	8,  // 22: perfusion.v1.ReviewService.AggregateMetrics:input_type -> perfusion.v1.AggregateMetricsRequest
-	11, // 23: perfusion.v1.ReviewService.GetCaseMetrics:input_type -> perfusion.v1.GetCaseMetricsRequest
-	15, // 24: perfusion.v1.ReviewService.ExportCohort:input_type -> perfusion.v1.ExportCohortRequest
-	7,  // 25: perfusion.v1.ReviewService.QueryCases:output_type -> perfusion.v1.QueryCasesResponse
-	10, // 26: perfusion.v1.ReviewService.AggregateMetrics:output_type -> perfusion.v1.AggregateMetricsResponse
-	14, // 27: perfusion.v1.ReviewService.GetCaseMetrics:output_type -> perfusion.v1.GetCaseMetricsResponse
-	16, // 28: perfusion.v1.ReviewService.ExportCohort:output_type -> perfusion.v1.ExportCohortResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 14: perfusion.v1.AggregateMetricsResponse.statistics:type_name -> perfusion.v1.MetricStatistics
+	20, // 15: perfusion.v1.BypassRun.on:type_name -> google.protobuf.Timestamp
+	20, // 16: perfusion.v1.BypassRun.off:type_name -> google.protobuf.Timestamp
+	20, // 17: perfusion.v1.BypassRun.full_flow_from:type_name -> google.protobuf.Timestamp
+	20, // 18: perfusion.v1.BypassRun.full_flow_to:type_name -> google.protobuf.Timestamp
+	2,  // 19: perfusion.v1.BypassRun.from_source:type_name -> perfusion.v1.FullFlowSource
+	2,  // 20: perfusion.v1.BypassRun.to_source:type_name -> perfusion.v1.FullFlowSource
+	6,  // 21: perfusion.v1.GetCaseMetricsResponse.case:type_name -> perfusion.v1.CaseMetricsSummary
+	13, // 22: perfusion.v1.GetCaseMetricsResponse.definitions:type_name -> perfusion.v1.MetricDefinition
+	15, // 23: perfusion.v1.GetCaseMetricsResponse.thresholds:type_name -> perfusion.v1.MetricThresholds
+	20, // 24: perfusion.v1.GetCaseMetricsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	14, // 25: perfusion.v1.GetCaseMetricsResponse.bypass_runs:type_name -> perfusion.v1.BypassRun
+	5,  // 26: perfusion.v1.ExportCohortRequest.filter:type_name -> perfusion.v1.CohortFilter
+	3,  // 27: perfusion.v1.ExportCohortRequest.format:type_name -> perfusion.v1.ExportFormat
+	7,  // 28: perfusion.v1.ReviewService.QueryCases:input_type -> perfusion.v1.QueryCasesRequest
+	9,  // 29: perfusion.v1.ReviewService.AggregateMetrics:input_type -> perfusion.v1.AggregateMetricsRequest
+	12, // 30: perfusion.v1.ReviewService.GetCaseMetrics:input_type -> perfusion.v1.GetCaseMetricsRequest
+	17, // 31: perfusion.v1.ReviewService.ExportCohort:input_type -> perfusion.v1.ExportCohortRequest
+	8,  // 32: perfusion.v1.ReviewService.QueryCases:output_type -> perfusion.v1.QueryCasesResponse
+	11, // 33: perfusion.v1.ReviewService.AggregateMetrics:output_type -> perfusion.v1.AggregateMetricsResponse
+	16, // 34: perfusion.v1.ReviewService.GetCaseMetrics:output_type -> perfusion.v1.GetCaseMetricsResponse
+	18, // 35: perfusion.v1.ReviewService.ExportCohort:output_type -> perfusion.v1.ExportCohortResponse
+	32, // [32:36] is the sub-list for method output_type
+	28, // [28:32] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_review_proto_init() }
@@ -1645,8 +1922,8 @@ func file_perfusion_v1_review_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_review_proto_rawDesc), len(file_perfusion_v1_review_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   15,
+			NumEnums:      4,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,13 +14,14 @@ import (
 // from what the devices and the perfusionist would record (readings,
 // events, labs, artifact marks) and checks them against the model's own
 // state, which the metrics never see: CPB time, minutes of DO2i below 280
-// and the nadir haematocrit.
+// on full-flow bypass (charted full_flow → weaning_start) and the nadir
+// haematocrit.
 func TestMetricsAgreeWithModel(t *testing.T) {
 	s := New(Config{Seed: 1, HeightCm: 165, WeightKg: 68, Duration: 150 * time.Minute})
 	start := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	series := map[string]*charting.Series{}
 	var entries []charting.Entry
-	var on, off time.Duration = -1, -1
+	var on, off, full, wean time.Duration = -1, -1, -1, -1
 	type truth struct {
 		at   time.Duration
 		do2i float64
@@ -53,6 +54,12 @@ func TestMetricsAgreeWithModel(t *testing.T) {
 				if ev.Type == "bypass_off" {
 					off = ev.At
 				}
+				if ev.Type == "full_flow" {
+					full = ev.At
+				}
+				if ev.Type == "weaning_start" {
+					wean = ev.At
+				}
 			case KindLab:
 				for _, l := range ev.Labs {
 					add(charting.EntryDetail{LabResult: &charting.LabResult{Analyte: l.Analyte, Value: l.Value, Unit: l.Unit, Site: "arterial"}})
@@ -76,15 +83,15 @@ func TestMetricsAgreeWithModel(t *testing.T) {
 	var belowS int
 	hctMin := math.Inf(1)
 	for _, x := range model {
+		if x.at >= full && x.at < wean && x.do2i < 280 {
+			belowS++
+		}
 		if x.at >= on && x.at < off {
-			if x.do2i < 280 {
-				belowS++
-			}
 			hctMin = min(hctMin, x.hct)
 		}
 	}
-	if on < 0 || off < 0 {
-		t.Fatal("the simulated case has no bypass")
+	if on < 0 || off < 0 || full < 0 || wean < 0 {
+		t.Fatal("the simulated case has no bypass, full flow or weaning")
 	}
 	check := func(name string, want, tol float64) {
 		t.Helper()
