@@ -47,7 +47,7 @@ func buildTracks(series []SourcedSeries, cur []Entry, c *Case, cat *Catalogue) t
 				continue
 			}
 			v := s.Values[i]
-			implausible := known && !(v >= ch.Min && v <= ch.Max)
+			implausible := known && !ch.Plausible(v)
 			skip := s.IsInvalid(i) || implausible || marked(marks, s.Channel, ss.SourceID, t)
 			tr = append(tr, point{t: t, v: v, skip: skip})
 		}

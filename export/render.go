@@ -84,6 +84,11 @@ type Rendered struct {
 // never their content.
 var ErrContent = errors.New("export: the record cannot be rendered")
 
+// ErrFHIRNotConfigured is FHIR rendering without the options a server
+// must be given (the staff identifier system): the operator's to fix, not
+// the record's. It matches ErrContent too, as rendering again fails alike.
+var ErrFHIRNotConfigured = fmt.Errorf("%w: the FHIR staff identifier system is not configured", ErrContent)
+
 // ErrNotAVersion reports a version that is not a signature or addendum of
 // the case.
 var ErrNotAVersion = errors.New("export: the version is not a signature or addendum of the case")
@@ -468,6 +473,9 @@ func encodeHL7(h v2.Header, m *v2.Message, buildErr error) (*Rendered, error) {
 
 // FHIR renders a loaded version as the encoded transaction Bundle.
 func (r *Renderer) FHIR(v *Version) (*Rendered, error) {
+	if r.fhir.StaffSystem == "" {
+		return nil, ErrFHIRNotConfigured
+	}
 	rec, err := r.Record(v)
 	if err != nil {
 		return nil, err

@@ -143,7 +143,7 @@ func (s *accessService) EndBreakGlass(ctx context.Context, req *pb.EndBreakGlass
 			return &pb.EndBreakGlassResponse{Grant: grantOut(&ended[i])}, nil
 		}
 	}
-	return nil, status.Error(codes.NotFound, "not found: no running break-glass grant of yours with that id")
+	return nil, status.Error(codes.NotFound, "no running break-glass grant of yours with that id")
 }
 
 // ListBreakGlass lists grants for review, newest first.

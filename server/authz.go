@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,15 +34,15 @@ type authorizer struct {
 }
 
 // errNoPolicy refuses a method missing from the policy table: fail closed.
-var errNoPolicy = status.Error(codes.PermissionDenied, "permission denied: the method has no access policy")
+var errNoPolicy = status.Error(codes.PermissionDenied, "the method has no access policy")
 
 // checkRole applies the rule's roles and recent-authentication demand.
 func (a *authorizer) checkRole(p Principal, method string, r Rule) error {
 	if !r.allows(p) {
 		if r.Identified && p.HasRole(RoleReviewer) && !p.HasRole(RoleIdentified) {
-			return status.Error(codes.PermissionDenied, "permission denied: this method returns patient identifiers; reviewers need identified access")
+			return status.Error(codes.PermissionDenied, "this method returns patient identifiers; reviewers need identified access")
 		}
-		return status.Errorf(codes.PermissionDenied, "permission denied: your roles may not call %s", method)
+		return status.Errorf(codes.PermissionDenied, "your roles may not call %s", method)
 	}
 	if r.RecentAuth {
 		if p.AuthTime.IsZero() {
@@ -65,7 +67,7 @@ func (a *authorizer) checkScope(ctx context.Context, p Principal, r Rule, req pr
 		return caseID, a.checkCase(ctx, p, caseID)
 	case ScopeSite:
 		if site := stringField(req.ProtoReflect(), "site"); site != "" && !p.CanReachSite(site) {
-			return "", status.Error(codes.PermissionDenied, "permission denied: the site is not among yours")
+			return "", status.Error(codes.PermissionDenied, "the site is not among yours")
 		}
 	case ScopeList:
 		return "", scopeList(p, req)
@@ -96,7 +98,7 @@ func (a *authorizer) checkCase(ctx context.Context, p Principal, caseID string) 
 		return a.h.fail(fmt.Errorf("authorize: break-glass: %w", err))
 	}
 	if !ok {
-		return status.Error(codes.PermissionDenied, "permission denied: the case belongs to a site that is not among yours (break-glass: AccessService.OpenBreakGlass)")
+		return status.Error(codes.PermissionDenied, "the case belongs to a site that is not among yours (break-glass: AccessService.OpenBreakGlass)")
 	}
 	return nil
 }
@@ -115,18 +117,37 @@ func scopeList(p Principal, req proto.Message) error {
 		fd = m.Descriptor().Fields().ByName("site")
 	}
 	if fd == nil {
-		return status.Error(codes.PermissionDenied, "permission denied: the list cannot be confined to your sites")
+		return status.Error(codes.PermissionDenied, "the list cannot be confined to your sites")
 	}
 	site := m.Get(fd).String()
 	switch {
 	case site == "" && len(p.Sites) == 1:
 		m.Set(fd, protoreflect.ValueOfString(p.Sites[0]))
+	case site == "" && len(p.Sites) == 0:
+		return status.Error(codes.PermissionDenied, "your credentials grant no site")
 	case site == "":
-		return status.Error(codes.PermissionDenied, "permission denied: name one of your sites in the filter")
+		return errSiteRequired(p.Sites)
 	case !p.CanReachSite(site):
-		return status.Error(codes.PermissionDenied, "permission denied: the site is not among yours")
+		return status.Error(codes.PermissionDenied, "the site is not among yours")
 	}
 	return nil
+}
+
+// ReasonSiteRequired (google.rpc.ErrorInfo) refuses a list without a site
+// from a caller who reaches several: metadata "sites" lists the caller's
+// own sites, comma-separated, so a client can offer them (perfusionctl
+// names its --site flag).
+const ReasonSiteRequired = "SITE_REQUIRED"
+
+// errSiteRequired refuses a list that names no site when the caller has
+// several. The store filters by one site, so the server cannot fill in
+// several; it names the caller's own sites (nothing the caller does not
+// know) so the next call can name one.
+func errSiteRequired(sites []string) error {
+	joined := strings.Join(sites, ",")
+	st := status.Newf(codes.PermissionDenied, "you reach several sites (%s): name one of them in the request's site field",
+		strings.Join(sites, ", "))
+	return withDetails(st, &errdetails.ErrorInfo{Reason: ReasonSiteRequired, Domain: errorDomain, Metadata: map[string]string{"sites": joined}})
 }
 
 // listScopedStream applies scopeList to each request of a server stream

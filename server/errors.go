@@ -33,7 +33,7 @@ func toStatus(log *slog.Logger, err error) error {
 	case errors.As(err, &pre):
 		return preconditionStatus(pre.Reason)
 	case errors.Is(err, charting.ErrNotFound):
-		return status.Error(codes.NotFound, "not found: no such case or entry")
+		return status.Error(codes.NotFound, "no such case or entry")
 	case errors.Is(err, charting.ErrConflict):
 		return status.Error(codes.AlreadyExists, "the id was already used for different content")
 	case errors.Is(err, charting.ErrStale):

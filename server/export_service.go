@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,8 +45,14 @@ func (s *exportService) renderFail(err error) error {
 	switch {
 	case errors.Is(err, export.ErrNotAVersion):
 		return s.h.fail(charting.ErrNotFound)
+	case errors.Is(err, export.ErrFHIRNotConfigured):
+		// The person asking is rarely the operator: name the setting.
+		return preconditionStatus("FHIR export is not configured on this server: start perfusiond with --fhir-staff-system " +
+			"(or PERFUSION_FHIR_STAFF_SYSTEM), the identifier system of staff ids")
 	case errors.Is(err, export.ErrContent):
-		return preconditionStatus("the record cannot be rendered for export: " + err.Error())
+		// ErrContent's own words would repeat "cannot be rendered".
+		return preconditionStatus("the record cannot be rendered for export: " +
+			strings.TrimPrefix(err.Error(), export.ErrContent.Error()+": "))
 	}
 	return s.h.fail(err)
 }

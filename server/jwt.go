@@ -198,12 +198,20 @@ func stringsClaim(v any) []string {
 // StaticKeys is a fixed key set, by key id: the development key.
 type StaticKeys map[string]any
 
+// errNotDevKey refuses a token of another key. The commonest cause is a
+// token made by `perfusiond token` with another data directory than the
+// server's (each directory has its own key), so the refusal says how to
+// make a good one; it never repeats the token.
+var errNotDevKey = status.Error(codes.Unauthenticated, "invalid token: not signed by this server's development key "+
+	"(a token of another data directory, or of a replaced key): make one with `perfusiond token --data-dir DIR …` "+
+	"using the server's --data-dir")
+
 // PublicKey returns the key of kid.
 func (k StaticKeys) PublicKey(_ context.Context, kid string) (any, error) {
 	if key, ok := k[kid]; ok {
 		return key, nil
 	}
-	return nil, status.Error(codes.Unauthenticated, "invalid token: unknown key id")
+	return nil, errNotDevKey
 }
 
 // String describes the set without its keys.

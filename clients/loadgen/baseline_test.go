@@ -3,29 +3,20 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"perfusion/store/postgres/pgtest"
 )
 
 // testBaseDSN returns the PostgreSQL the repository's tests use
-// (PERFUSION_TEST_DATABASE_URL), skipping without it as store/postgres/pgtest
-// does, and failing in CI, where a missing database must not pass quietly.
-// The generator's tests create their own scratch databases on it.
-func testBaseDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("PERFUSION_TEST_DATABASE_URL")
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s: PERFUSION_TEST_DATABASE_URL is not set; PostgreSQL tests must run in CI", t.Name())
-		}
-		t.Skipf("%s: PERFUSION_TEST_DATABASE_URL is not set; skipping PostgreSQL test", t.Name())
-	}
-	return dsn
-}
+// (PERFUSION_TEST_DATABASE_URL), skipping without it and failing in CI, as
+// pgtest does. The generator's tests create their own scratch databases on
+// it.
+func testBaseDSN(t *testing.T) string { return pgtest.BaseURL(t) }
 
 // The baseline loads exactly the rows asked for, per case and in all,
 // across COPY chunks and case boundaries, and drops its scratch database.

@@ -30,6 +30,9 @@ const (
 	DefaultAckTimeout = 30 * time.Second
 	// DefaultSegmentBytes is the default StreamerOptions.SegmentBytes.
 	DefaultSegmentBytes = 4 << 20
+	// DefaultMaxReconnectDelay is the default
+	// StreamerOptions.MaxReconnectDelay.
+	DefaultMaxReconnectDelay = 2 * time.Second
 )
 
 // ErrClosed is returned by a SampleStreamer's methods after Close.
@@ -81,6 +84,14 @@ type StreamerOptions struct {
 	// is reachable again. It must be at least twice SegmentBytes, since
 	// the active segment is only deleted after the next one starts.
 	MaxSpoolBytes int64
+	// MaxReconnectDelay caps the wait between attempts to re-open the
+	// stream, below the client's WithBackoff cap when that is higher. A
+	// stream carries live device data: after a server restart of ten
+	// seconds a back-off doubling towards the client's 30 s cap had grown
+	// to 12 s, so ingest resumed about 25 s after the server was back.
+	// An attempt against a server that is down costs one refused
+	// connection. Default DefaultMaxReconnectDelay.
+	MaxReconnectDelay time.Duration
 	// OnDeadLetter, when set, is called (from the streamer's goroutine; it
 	// must not block for long) for each batch the server rejects.
 	OnDeadLetter func(DeadLetter)
@@ -206,6 +217,9 @@ func OpenSampleStreamer(ctx context.Context, c *Client, caseID, sourceID, spoolD
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
+	}
+	if opts.MaxReconnectDelay <= 0 {
+		opts.MaxReconnectDelay = DefaultMaxReconnectDelay
 	}
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = DefaultSegmentBytes
@@ -538,12 +552,16 @@ func (s *SampleStreamer) run(ctx context.Context) {
 			s.fail(r.err)
 			return
 		}
-		d := backoffDelay(s.c.cfg.backoffInitial, s.c.cfg.backoffMax, attempt)
+		d := backoffDelay(s.c.cfg.backoffInitial, min(s.c.cfg.backoffMax, s.opts.MaxReconnectDelay), attempt)
 		attempt++
 		s.log.Info("perfusion: sample stream interrupted; reconnecting", "code", code.String(), "in", d.String())
 		if sleepCtx(ctx, d) != nil {
 			return
 		}
+		// gRPC keeps its own connection back-off (up to the client's cap),
+		// during which a new stream fails at once without trying the
+		// server: after ours, try the server now.
+		s.c.conn.ResetConnectBackoff()
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,11 +22,19 @@ func exportRenderCommand(kind string) *command {
 	what := map[string]string{"hl7": "the HL7 v2 ORU^R01 (ER7, segments end in CR)", "fhir": "the FHIR R4 transaction Bundle (JSON)"}[kind]
 	return &command{
 		name: kind, args: "CASE", summary: "write " + what + " of a signed case version",
-		long: `Exactly what the delivery worker sends for that version: the same bytes and the
+		long: map[string]string{
+			"hl7": `Exactly what the delivery worker sends for that version, with the same message
+id (printed on stderr). HL7 v2 ends each segment with a carriage return, which
+a terminal shows as segments overwriting each other, so the output has one
+segment per line (CR replaced by newline); --raw writes the exact bytes as
+sent, and --to always does. The output carries patient identifiers; --to
+writes it to a new file readable only by you.`,
+			"fhir": `Exactly what the delivery worker sends for that version: the same bytes and the
 same message id (printed on stderr). The output carries patient identifiers;
 --to writes it to a new file readable only by you.`,
+		}[kind],
 		examples: []string{
-			"perfusionctl export " + kind + " $CASE > out",
+			"perfusionctl export " + kind + " $CASE | less",
 			"perfusionctl export " + kind + " $CASE --version 214 --to case-v214." + map[string]string{"hl7": "hl7", "fhir": "json"}[kind],
 			map[string]string{"hl7": "perfusionctl export hl7 $CASE --device-report > devices.hl7", "fhir": "perfusionctl export fhir $CASE | jq '.entry[].resource.resourceType'"}[kind],
 		},
@@ -33,9 +42,10 @@ same message id (printed on stderr). The output carries patient identifiers;
 			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
 			version := fs.Int64("version", 0, "version: a signature's or addendum's ledger sequence (as 'delivery list' shows); 0 the latest")
 			to := fs.String("to", "", "write to this new file (mode 0600) instead of stdout")
-			var device *bool
+			var device, raw *bool
 			if kind == "hl7" {
 				device = fs.Bool("device-report", false, "the device data as an IHE PCD-01 report (one-minute means) instead of the summary")
+				raw = fs.Bool("raw", false, "write the exact bytes as sent (segments end in CR, no newlines) instead of one segment per line")
 			}
 			return func(ctx context.Context, e *env, args []string) error {
 				id, err := caseArg(*caseFlag, args)
@@ -67,6 +77,9 @@ same message id (printed on stderr). The output carries patient identifiers;
 					}
 					payload, ver, msgID = resp.GetBundle(), resp.GetVersion(), resp.GetBundleIdentifier()
 				}
+				if raw != nil && !*raw && *to == "" {
+					payload = segmentLines(payload)
+				}
 				if err := writeOut(e, *to, payload); err != nil {
 					return err
 				}
@@ -75,6 +88,17 @@ same message id (printed on stderr). The output carries patient identifiers;
 			}
 		},
 	}
+}
+
+// segmentLines turns an ER7 message's CR segment terminators into
+// newlines, for a terminal or a pager. Nothing else changes: a CR inside a
+// field is escaped in ER7 (\X0D\), so every CR ends a segment.
+func segmentLines(msg []byte) []byte {
+	out := bytes.ReplaceAll(msg, []byte("\r"), []byte("\n"))
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out
 }
 
 // writeOut writes payload to stdout, or to a new file that only its owner

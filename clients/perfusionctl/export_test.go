@@ -24,16 +24,25 @@ func TestExportAndDeliveryCommands(t *testing.T) {
 	addr := servertest.Start(t, withOutbox)
 	id := chartClosedCase(t, addr, "2026-01-10T08:00:00Z", "S1", 90, "20")
 
-	r := ctl(t, addr, "export", "hl7", id)
+	// --raw: the exact bytes as sent, segments ending in CR.
+	r := ctl(t, addr, "export", "hl7", id, "--raw")
 	mustCode(t, r, exitOK)
 	m, err := v2.Parse([]byte(r.stdout))
 	if err != nil || m.Get("MSH-9") != "ORU" || !strings.Contains(r.stderr, "message id "+m.ControlID()) {
 		t.Fatalf("export hl7: %v\nstderr: %s", err, r.stderr)
 	}
+	raw := r.stdout
+	// For people: one segment per line, nothing else changed.
+	r = ctl(t, addr, "export", "hl7", id)
+	mustCode(t, r, exitOK)
+	segs := strings.Split(strings.TrimSuffix(raw, "\r"), "\r")
+	if strings.Contains(r.stdout, "\r") || r.stdout != strings.Join(segs, "\n")+"\n" || len(segs) < 3 {
+		t.Fatalf("export hl7 without --raw is not one segment per line:\n%q", r.stdout)
+	}
 	out := filepath.Join(t.TempDir(), "case.hl7")
 	mustCode(t, ctl(t, addr, "export", "hl7", id, "--to", out), exitOK)
-	if b, err := os.ReadFile(out); err != nil || string(b) != r.stdout {
-		t.Fatalf("--to wrote something else (%v)", err)
+	if b, err := os.ReadFile(out); err != nil || string(b) != raw {
+		t.Fatalf("--to wrote something else than the bytes as sent (%v)", err)
 	}
 	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
 		t.Fatalf("--to file mode %v, want 0600", st.Mode().Perm())
@@ -44,8 +53,14 @@ func TestExportAndDeliveryCommands(t *testing.T) {
 	if !strings.Contains(r.stderr, "no device data") {
 		t.Fatalf("device report of a case without samples: %s", r.stderr)
 	}
-	// Without FHIR identifier systems the server refuses to render FHIR.
-	mustCode(t, ctl(t, addr, "export", "fhir", id), exitConflict)
+	// Without FHIR identifier systems the server refuses to render FHIR,
+	// naming the server setting to fix, once, without repeating itself.
+	r = ctl(t, addr, "export", "fhir", id)
+	mustCode(t, r, exitConflict)
+	if !strings.Contains(r.stderr, "--fhir-staff-system") || !strings.Contains(r.stderr, "PERFUSION_FHIR_STAFF_SYSTEM") ||
+		strings.Count(r.stderr, "cannot be rendered") > 1 {
+		t.Fatalf("export fhir without a staff system: %s", r.stderr)
+	}
 
 	r = ctl(t, addr, "delivery", "list", "--case", id)
 	mustCode(t, r, exitOK)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -174,13 +175,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 			return exitUsage
 		}
 		word := rest[0]
-		if word == "help" && len(path) == 0 {
-			target, tpath, err := find(root, rest[1:])
+		if word == "help" {
+			// "help entry add", "entry help add" and "entry add help"
+			// (below) all show the help of entry add.
+			target, tpath, err := find(node, pathString(path), rest[1:])
 			if err != nil {
 				fmt.Fprintf(stderr, "perfusionctl: %v\n", err)
 				return exitUsage
 			}
-			printHelp(stdout, target, tpath)
+			printHelp(stdout, target, append(path, tpath...))
 			return exitOK
 		}
 		if word == "-h" || word == "--help" || word == "-help" {
@@ -220,6 +223,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, dialOpts 
 		fmt.Fprintf(stderr, "perfusionctl %s: %v\n", pathString(path), err)
 		fmt.Fprintf(stderr, "Run 'perfusionctl help %s' for usage.\n", pathString(path))
 		return exitUsage
+	}
+	if len(pos) == 1 && pos[0] == "help" {
+		// No command takes "help" as an argument (they take ids, kinds
+		// and enum names), so "case show help" asks for help.
+		printHelp(stdout, node, path)
+		return exitOK
 	}
 	if g.output != "table" && g.output != "json" && g.output != "csv" {
 		fmt.Fprintf(stderr, "perfusionctl: --output must be table, json or csv, not %q\n", g.output)
@@ -266,7 +275,7 @@ func report(stderr io.Writer, path []*command, err error) int {
 			fmt.Fprintf(stderr, "  %s: %s\n", v.GetField(), v.GetDescription())
 		}
 	} else {
-		fmt.Fprintf(stderr, "%s: %s: %s\n", name, codeText(st.Code()), st.Message())
+		fmt.Fprintf(stderr, "%s: %s\n", name, statusText(st))
 	}
 	switch st.Code() {
 	case codes.NotFound:
@@ -278,6 +287,31 @@ func report(stderr io.Writer, path []*command, err error) int {
 	}
 	return exitError
 }
+
+// statusText is what a person reads of a refusal: the code in words, once,
+// then the server's message. Servers (this one before, others still) may
+// start their message with those words themselves; they are not repeated.
+// A list refused for want of a site names the --site flag every list
+// command has.
+func statusText(st *status.Status) string {
+	prefix, msg := codeText(st.Code()), st.Message()
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == reasonSiteRequired && ei.GetMetadata()["sites"] != "" {
+			sites := strings.Split(ei.GetMetadata()["sites"], ",")
+			return fmt.Sprintf("%s: you reach several sites (%s): choose one with --site, e.g. --site %s",
+				prefix, strings.Join(sites, ", "), sites[0])
+		}
+	}
+	if len(msg) >= len(prefix) && strings.EqualFold(msg[:len(prefix)], prefix) &&
+		(len(msg) == len(prefix) || msg[len(prefix)] == ':') {
+		return msg
+	}
+	return prefix + ": " + msg
+}
+
+// reasonSiteRequired is the server's google.rpc.ErrorInfo reason for a
+// list without a site from a caller with several (server.ReasonSiteRequired).
+const reasonSiteRequired = "SITE_REQUIRED"
 
 func codeText(c codes.Code) string {
 	switch c {
@@ -328,12 +362,17 @@ func child(n *command, name string) *command {
 	return nil
 }
 
-func find(root *command, words []string) (*command, []*command, error) {
-	node, path := root, []*command{}
+// find walks words down from start, at the command path prefix; the path
+// it returns is relative to start.
+func find(start *command, prefix string, words []string) (*command, []*command, error) {
+	node, path := start, []*command{}
 	for _, w := range words {
+		if w == "help" {
+			continue // "help entry help add"
+		}
 		next := child(node, w)
 		if next == nil {
-			return nil, nil, fmt.Errorf("unknown command %q", strings.TrimSpace(pathString(path)+" "+w))
+			return nil, nil, fmt.Errorf("unknown command %q", strings.Join(strings.Fields(prefix+" "+pathString(path)+" "+w), " "))
 		}
 		node, path = next, append(path, next)
 	}

@@ -229,9 +229,14 @@ func printStats(e *env, resp *pb.QuerySamplesResponse) error {
 	fmt.Fprintln(tw, "CHANNEL\tSOURCE\tUNIT\tBUCKET START\tWIDTH\tCOUNT\tMIN\tMEAN\tMAX\tINVALID")
 	for _, s := range resp.GetDownsampled() {
 		for _, b := range s.GetBuckets() {
+			// A bucket of only invalid readings has no min, mean or max.
+			lo, mean, hi := "-", "-", "-"
+			if b.GetCount() > 0 {
+				lo, mean, hi = fmtNum(b.GetMin()), fmtNum(b.GetMean()), fmtNum(b.GetMax())
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", s.GetChannel(), s.GetSourceId(), s.GetUnit(),
 				time.UnixMilli(b.GetStartUnixMs()).UTC().Format("2006-01-02 15:04:05Z"), time.Duration(s.GetBucketWidthMs())*time.Millisecond,
-				b.GetCount(), fmtNum(b.GetMin()), fmtNum(b.GetMean()), fmtNum(b.GetMax()), b.GetInvalidCount())
+				b.GetCount(), lo, mean, hi, b.GetInvalidCount())
 		}
 	}
 	if len(resp.GetRaw()) > 0 {

@@ -85,8 +85,16 @@ func printWatch(e *env, m *pb.WatchCaseResponse) error {
 	for _, s := range m.GetSamples() {
 		for _, bk := range s.GetBuckets() {
 			at := time.UnixMilli(bk.GetStartUnixMs()).UTC().Format("15:04:05Z")
-			fmt.Fprintf(&b, "%s  trend  %-24s %s %s [%s–%s] n=%d", at, s.GetChannel()+"/"+s.GetSourceId(),
-				fmtNum(bk.GetMean()), s.GetUnit(), fmtNum(bk.GetMin()), fmtNum(bk.GetMax()), bk.GetCount())
+			series := s.GetChannel() + "/" + s.GetSourceId()
+			if bk.GetCount() == 0 {
+				// Only device-invalid readings: there is no mean, min or
+				// max, and a zero printed for them would read as a value
+				// the device never gave (0 % saturation, 0 L/min flow).
+				fmt.Fprintf(&b, "%s  trend  %-24s invalid n=0", at, series)
+			} else {
+				fmt.Fprintf(&b, "%s  trend  %-24s %s %s [%s–%s] n=%d", at, series,
+					fmtNum(bk.GetMean()), s.GetUnit(), fmtNum(bk.GetMin()), fmtNum(bk.GetMax()), bk.GetCount())
+			}
 			if n := bk.GetInvalidCount(); n > 0 {
 				fmt.Fprintf(&b, " invalid=%d", n)
 			}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
+
+	pb "perfusion/api/perfusion/v1"
 )
 
 // TestCaseWatch watches a signed case (so the command ends by itself) as a
@@ -85,4 +89,34 @@ func TestSamplesQueryLTTB(t *testing.T) {
 	}
 	mustCode(t, ctl(t, addr, "samples", "query", caseID, "--method", "spline"), exitUsage)
 	mustCode(t, ctl(t, addr, "samples", "query", caseID, "--method", "lttb", "--buckets", "2"), exitError)
+}
+
+// TestInvalidBucketIsNotANumber: a bucket whose samples are all invalid
+// (a saturation probe off the finger) prints as invalid in case watch and
+// without min, mean or max in samples query --stats, never as 0.
+func TestInvalidBucketIsNotANumber(t *testing.T) {
+	series := &pb.BucketSeries{Channel: "spo2", SourceId: "mon-1", Unit: "%", BucketWidthMs: 5000,
+		Buckets: []*pb.Bucket{
+			{StartUnixMs: 1_800_000_000_000, Count: 2, Min: 97, Max: 98, Mean: 97.5},
+			{StartUnixMs: 1_800_000_005_000, InvalidCount: 5},
+		}}
+	var out bytes.Buffer
+	e := &env{g: &globals{output: "table"}, stdout: &out, stderr: io.Discard}
+	if err := printWatch(e, &pb.WatchCaseResponse{Samples: []*pb.BucketSeries{series}}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "97.5 % [97–98] n=2") ||
+		!strings.Contains(lines[1], "invalid n=0 invalid=5") || strings.Contains(lines[1], "0 %") {
+		t.Fatalf("case watch printed:\n%s", out.String())
+	}
+
+	out.Reset()
+	if err := printStats(e, &pb.QuerySamplesResponse{Downsampled: []*pb.BucketSeries{series}}); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+	if f := strings.Fields(lines[2]); len(lines) != 3 || strings.Join(f[len(f)-5:], " ") != "0 - - - 5" {
+		t.Fatalf("samples query --stats printed:\n%s", out.String())
+	}
 }

@@ -36,7 +36,7 @@ func TestServeDeliversSignedCase(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = rcv.Close() })
 	dataDir := t.TempDir()
-	srv := startServe(t, map[string]string{envDataDir: dataDir}, "--dev-tokens", "--log-format", "text",
+	srv := startServe(t, map[string]string{envDataDir: dataDir}, "--listen", "127.0.0.1:0", "--dev-tokens", "--log-format", "text",
 		"--hl7-mllp-addr", rcv.Addr().String(), "--hl7-receiving-application", "EHR", "--delivery-poll-interval", "50ms")
 
 	conn, err := grpc.NewClient(srv.addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

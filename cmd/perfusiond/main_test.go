@@ -44,9 +44,18 @@ func (l *lockedBuffer) String() string {
 }
 
 // testApp returns an app with the given environment and captured output.
+// Unless env or a --listen flag says otherwise it listens on a free port:
+// never on the default 127.0.0.1:7070, where a developer's quick-start
+// server may be running while the tests do.
 func testApp(env map[string]string) (*app, *lockedBuffer, *lockedBuffer) {
 	out, errb := &lockedBuffer{}, &lockedBuffer{}
-	return &app{stdout: out, stderr: errb, getenv: func(k string) string { return env[k] }}, out, errb
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok || k != envListen {
+			return v
+		}
+		return "127.0.0.1:0"
+	}
+	return &app{stdout: out, stderr: errb, getenv: getenv}, out, errb
 }
 
 // running is a serve command running in-process.

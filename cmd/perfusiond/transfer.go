@@ -159,30 +159,39 @@ func (a *app) importArchives(ctx context.Context, args []string) error {
 	if _, err := prepareSchema(ctx, db, true, log); err != nil {
 		return err
 	}
-	var failed int
+	var failed, present int
 	for _, path := range files {
-		id, err := importOne(ctx, db, path, opts)
+		res, err := importOne(ctx, db, path, opts)
 		if err != nil {
 			failed++
 			fmt.Fprintf(a.stderr, "%s: not imported: %v\n", filepath.Base(path), err)
 			continue
 		}
-		fmt.Fprintf(a.stdout, "imported %s from %s\n", id, filepath.Base(path))
+		if res.AlreadyPresent {
+			// A re-import is a no-op: say so, not "imported".
+			present++
+			fmt.Fprintf(a.stdout, "already present %s from %s: the same record (ledger head %d), nothing added\n",
+				res.CaseID, filepath.Base(path), res.Head.Seq)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "imported %s from %s: %d links, %d entries, %d sample batches (%d samples), %d signatures\n",
+			res.CaseID, filepath.Base(path), res.Links, res.Entries, res.SampleBatches, res.Samples, res.Signatures)
 	}
-	fmt.Fprintf(a.stdout, "%d of %d archive(s) imported\n", len(files)-failed, len(files))
+	fmt.Fprintf(a.stdout, "%d of %d archive(s) imported, %d already present, %d refused\n",
+		len(files)-failed-present, len(files), present, failed)
 	if failed > 0 {
 		return fmt.Errorf("%d archive(s) were refused; nothing of them was stored", failed)
 	}
 	return nil
 }
 
-func importOne(ctx context.Context, b store.Backend, path string, opts archive.ImportOptions) (uuid.UUID, error) {
+func importOne(ctx context.Context, b store.Backend, path string, opts archive.ImportOptions) (archive.Imported, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return uuid.Nil, err
+		return archive.Imported{}, err
 	}
 	defer f.Close()
-	return archive.ImportWith(ctx, b, io.Reader(f), opts)
+	return archive.ImportCase(ctx, b, io.Reader(f), opts)
 }
 
 func archiveFiles(from string) ([]string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,8 +82,9 @@ func TestMoveEmbeddedToPostgres(t *testing.T) {
 		if code := a.run(context.Background(), []string{"import", "--from", archives}); code != exitOK {
 			t.Fatalf("import %d exited %d: %s", i+1, code, errb)
 		}
-		if !strings.Contains(out.String(), "1 of 1 archive(s) imported") {
-			t.Fatalf("import printed %q", out)
+		want := []string{"1 of 1 archive(s) imported, 0 already present", "0 of 1 archive(s) imported, 1 already present"}[i]
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("import %d printed %q, want %q", i+1, out, want)
 		}
 	}
 	pg, err := postgres.Open(context.Background(), dsn)
@@ -105,5 +107,34 @@ func TestMoveEmbeddedToPostgres(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "not imported") {
 		t.Fatalf("tampered import said %q", errb)
+	}
+}
+
+// TestReimportSaysAlreadyPresent: importing an archive into the embedded
+// store says what it added; importing it again is a no-op and says so
+// instead of "imported".
+func TestReimportSaysAlreadyPresent(t *testing.T) {
+	dir := t.TempDir()
+	id, head := signedCaseOnDisk(t, dir)
+	archives := filepath.Join(t.TempDir(), "archives")
+	a, _, errb := testApp(map[string]string{envDataDir: dir})
+	if code := a.run(context.Background(), []string{"export", "--to", archives}); code != exitOK {
+		t.Fatalf("export exited %d: %s", code, errb)
+	}
+	dst := t.TempDir()
+	for i, want := range []string{
+		"imported " + id.String() + " from " + id.String() + archiveSuffix + ": 6 links, 1 entries, 1 sample batches (2 samples), 1 signatures\n" +
+			"1 of 1 archive(s) imported, 0 already present, 0 refused\n",
+		"already present " + id.String() + " from " + id.String() + archiveSuffix + ": the same record (ledger head " +
+			strconv.FormatInt(head.Seq, 10) + "), nothing added\n" +
+			"0 of 1 archive(s) imported, 1 already present, 0 refused\n",
+	} {
+		a, out, errb := testApp(map[string]string{envDataDir: dst})
+		if code := a.run(context.Background(), []string{"import", "--from", archives}); code != exitOK {
+			t.Fatalf("import %d exited %d: %s", i+1, code, errb)
+		}
+		if out.String() != want {
+			t.Fatalf("import %d printed\n%s\nwant\n%s", i+1, out, want)
+		}
 	}
 }

@@ -792,3 +792,23 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// TestImportCaseReportsAlreadyPresent: ImportCase says what it wrote, and
+// that a second import of the same archive found the case and wrote
+// nothing.
+func TestImportCaseReportsAlreadyPresent(t *testing.T) {
+	src, dst := sqlitetest.Open(t), sqlitetest.Open(t)
+	s, clk := newStore(src)
+	id := chartCase(t, s, clk, uuid.New(), signedAddenda, 5)
+	archive := exportCase(t, src, id)
+	ctx := context.Background()
+	first, err := ImportCase(ctx, dst, bytes.NewReader(archive), ImportOptions{})
+	if err != nil || first.CaseID != id || first.AlreadyPresent || first.Links < 5 || first.Entries < 5 || first.Signatures < 1 {
+		t.Fatalf("first import: %+v, %v", first, err)
+	}
+	again, err := ImportCase(ctx, dst, bytes.NewReader(archive), ImportOptions{})
+	if err != nil || !again.AlreadyPresent || again.CaseID != id || again.Head != first.Head {
+		t.Fatalf("second import: %+v, %v", again, err)
+	}
+	sameRecord(t, src, dst, id)
+}

@@ -55,7 +55,8 @@ const maxLine = 16 << 20
 // else removed when Import returns). The transaction re-reads the
 // spool and checks its SHA-256 against what was verified before committing.
 func Import(ctx context.Context, b store.Backend, r io.Reader) (caseID uuid.UUID, err error) {
-	return ImportWith(ctx, b, r, ImportOptions{})
+	res, err := ImportCase(ctx, b, r, ImportOptions{})
+	return res.CaseID, err
 }
 
 // ImportOptions relax what Import refuses.
@@ -68,26 +69,45 @@ type ImportOptions struct {
 	AcceptNonconformingText bool
 }
 
-// ImportWith is Import with options.
-func ImportWith(ctx context.Context, b store.Backend, r io.Reader, o ImportOptions) (caseID uuid.UUID, err error) {
+// Imported says what ImportCase did.
+type Imported struct {
+	CaseID uuid.UUID
+	// Head is the case's ledger head, in the archive and now in the store.
+	Head charting.Head
+	// AlreadyPresent: the store held the case with the same ledger head,
+	// so the same record, and nothing was written.
+	AlreadyPresent bool
+	// What the archive holds, all of it written unless AlreadyPresent.
+	Links, Entries, SampleBatches, Samples, Signatures int64
+}
+
+// ImportCase is Import with options, telling whether the case was written
+// or already present (a re-import stores nothing), so a person is not told
+// that a no-op imported anything.
+func ImportCase(ctx context.Context, b store.Backend, r io.Reader, o ImportOptions) (Imported, error) {
 	a := &parsed{}
 	defer a.close()
 	if err := a.read(ctx, r); err != nil {
-		return uuid.Nil, fmt.Errorf("import case archive: %w", err)
+		return Imported{}, fmt.Errorf("import case archive: %w", err)
 	}
 	if err := a.verify(); err != nil {
-		return uuid.Nil, fmt.Errorf("import case archive: %w", err)
+		return Imported{}, fmt.Errorf("import case archive: %w", err)
 	}
 	if v := a.textViolations(); len(v) > 0 && !o.AcceptNonconformingText {
-		return uuid.Nil, fmt.Errorf("import case archive: %w", &TextError{CaseID: a.c.ID, Violations: v})
+		return Imported{}, fmt.Errorf("import case archive: %w", &TextError{CaseID: a.c.ID, Violations: v})
 	}
-	err = b.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
-		return a.write(ctx, tx)
+	var present bool
+	err := b.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		present, err = a.write(ctx, tx) // set again by every attempt
+		return err
 	})
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("import case archive %s: %w", a.c.ID, err)
+		return Imported{}, fmt.Errorf("import case archive %s: %w", a.c.ID, err)
 	}
-	return a.c.ID, nil
+	n := a.counts
+	return Imported{CaseID: a.c.ID, Head: a.c.Head, AlreadyPresent: present, Links: n.Links, Entries: n.Entries,
+		SampleBatches: n.SampleBatches, Samples: n.Samples, Signatures: n.Signatures}, nil
 }
 
 // parsed is an archive read and checked line by line, sample blocks aside.
@@ -497,20 +517,29 @@ func (a *parsed) verify() error {
 	return nil
 }
 
-// write stores the verified archive in one transaction. It is called again
-// when the backend retries the transaction, so it keeps no state.
-func (a *parsed) write(ctx context.Context, tx store.Tx) error {
+// write stores the verified archive in one transaction and reports
+// whether the identical case was already present (nothing written). It is
+// called again when the backend retries the transaction, so it keeps no
+// state.
+func (a *parsed) write(ctx context.Context, tx store.Tx) (present bool, err error) {
 	id := a.c.ID
 	existing, err := tx.LockCase(ctx, id)
 	switch {
 	case err == nil && existing.Head == a.c.Head:
-		return nil // already imported: the same head hash covers the same record
+		return true, nil // already imported: the same head hash covers the same record
 	case err == nil:
-		return fmt.Errorf("the case already exists with a different record (ledger head %d %s, archive head %d %s): %w",
+		return false, fmt.Errorf("the case already exists with a different record (ledger head %d %s, archive head %d %s): %w",
 			existing.Head.Seq, existing.Head.Hash, a.c.Head.Seq, a.c.Head.Hash, charting.ErrConflict)
 	case !errors.Is(err, charting.ErrNotFound):
-		return err
+		return false, err
 	}
+	return false, a.writeNew(ctx, tx)
+}
+
+// writeNew stores the verified archive's case, which the store does not
+// hold yet.
+func (a *parsed) writeNew(ctx context.Context, tx store.Tx) error {
+	id := a.c.ID
 	// The case starts empty, like a new case, and takes its archived state
 	// once everything its ledger covers is stored.
 	c := a.c

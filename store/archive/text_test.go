@@ -74,7 +74,7 @@ func TestImportNamesNonconformingText(t *testing.T) {
 	if _, err := dst.GetCase(context.Background(), id); !errors.Is(err, charting.ErrNotFound) {
 		t.Fatalf("a refused import stored the case: %v", err)
 	}
-	if _, err := ImportWith(context.Background(), dst, bytes.NewReader(archived), ImportOptions{AcceptNonconformingText: true}); err != nil {
+	if _, err := ImportCase(context.Background(), dst, bytes.NewReader(archived), ImportOptions{AcceptNonconformingText: true}); err != nil {
 		t.Fatalf("import accepting the text: %v", err)
 	}
 	sameRecord(t, src, dst, id)
@@ -89,7 +89,7 @@ func TestImportNULIntoPostgres(t *testing.T) {
 	s2, clk2 := newStore(src2)
 	id2 := chartCase(t, s2, clk2, uuid.New(), inProgress, 3)
 	legacyNote(t, src2, id2, "a\x00b", clk2.now())
-	_, err := ImportWith(context.Background(), pg, bytes.NewReader(exportCase(t, src2, id2)), ImportOptions{AcceptNonconformingText: true})
+	_, err := ImportCase(context.Background(), pg, bytes.NewReader(exportCase(t, src2, id2)), ImportOptions{AcceptNonconformingText: true})
 	if err == nil {
 		t.Fatal("PostgreSQL took a NUL")
 	}
