@@ -43,9 +43,14 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchCaseRequest, fn func(*p
 			attempt = 0 // the link worked: start the back-off over
 		}
 		c.cfg.log.Debug("perfusion: resuming watch", "position", req.GetAfterPosition(), "attempt", attempt+1)
-		if sleepCtx(ctx, backoffDelay(c.cfg.backoffInitial, c.cfg.backoffMax, attempt)) != nil {
+		// A display must come back within seconds of its server: the
+		// wait is capped as a sample stream's is, and gRPC's own
+		// connection back-off (grown while the server was down) is reset.
+		delay := min(backoffDelay(c.cfg.backoffInitial, c.cfg.backoffMax, attempt), DefaultMaxReconnectDelay)
+		if sleepCtx(ctx, delay) != nil {
 			return ctx.Err()
 		}
+		c.conn.ResetConnectBackoff()
 	}
 }
 

@@ -116,15 +116,40 @@ times in trends and exports are off by that much.`,
 					return e.emit(resp)
 				}
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "SOURCE	BATCHES	SAMPLES	ACKED THROUGH	FIRST SAMPLE	LAST SAMPLE	LAST RECEIVED	LAG	LAST LAG")
+				fmt.Fprintln(tw, "SOURCE	BATCHES	SAMPLES	ACKED THROUGH	FIRST SAMPLE	LAST SAMPLE	LAST RECEIVED	LAG	LAST LAG	CLOCK")
+				var warn []string
 				for _, src := range resp.GetSources() {
-					fmt.Fprintf(tw, "%s	%d	%d	%d	%s	%s	%s	%s	%s\n", src.GetSourceId(), src.GetBatches(), src.GetSamples(),
+					fmt.Fprintf(tw, "%s	%d	%d	%d	%s	%s	%s	%s	%s	%s\n", src.GetSourceId(), src.GetBatches(), src.GetSamples(),
 						src.GetAcknowledgedThrough(), fmtTime(src.GetFirstSampleAt()), fmtTime(src.GetLastSampleAt()),
-						fmtTime(src.GetLastReceivedAt()), fmtLag(src.GetMinReceiptLagMs()), fmtLag(src.GetLastReceiptLagMs()))
+						fmtTime(src.GetLastReceivedAt()), fmtLag(src.GetMinReceiptLagMs()), fmtLag(src.GetLastReceiptLagMs()), clockState(src))
+					if src.GetClockImplausible() {
+						warn = append(warn, fmt.Sprintf("warning: %s sent %d sample(s) in %d batch(es) timed far outside the case (a reset clock?): kept in the record, left out of trends, exports and metrics",
+							src.GetSourceId(), src.GetImplausibleSamples(), src.GetImplausibleBatches()))
+					}
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, w := range warn {
+					fmt.Fprintln(e.stdout, w)
+				}
+				return nil
 			}
 		},
+	}
+}
+
+// clockState says whether a source's device clock was plausible: "ok",
+// "IMPLAUSIBLE" while its latest batch is still off, "was implausible"
+// when it has recovered.
+func clockState(src *pb.SourceSummary) string {
+	switch {
+	case src.GetLastBatchImplausible():
+		return "IMPLAUSIBLE"
+	case src.GetClockImplausible():
+		return "was implausible"
+	default:
+		return "ok"
 	}
 }
 

@@ -23,6 +23,15 @@ import (
 // one sample a second for 10 s ending 10 s ago, the fourth flow invalid.
 func streamSamples(t *testing.T, addr, caseID string) time.Time {
 	t.Helper()
+	start := time.Now().Add(-20 * time.Second).Truncate(time.Second)
+	streamBatchFrom(t, addr, caseID, "hlm-1", start)
+	return start
+}
+
+// streamBatchFrom sends one batch of ten seconds of pump flow (one reading
+// invalid) and temperature from source, starting at start.
+func streamBatchFrom(t *testing.T, addr, caseID, source string, start time.Time) {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -34,13 +43,12 @@ func streamSamples(t *testing.T, addr, caseID string) time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&pb.StreamSamplesRequest{Message: &pb.StreamSamplesRequest_Open{Open: &pb.OpenSampleStream{CaseId: caseID, SourceIds: []string{"hlm-1"}}}}); err != nil {
+	if err := st.Send(&pb.StreamSamplesRequest{Message: &pb.StreamSamplesRequest_Open{Open: &pb.OpenSampleStream{CaseId: caseID, SourceIds: []string{source}}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Recv(); err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	start := time.Now().Add(-20 * time.Second).Truncate(time.Second)
 	var ts []int64
 	var flow, temp []float64
 	for i := 0; i < 10; i++ {
@@ -48,7 +56,7 @@ func streamSamples(t *testing.T, addr, caseID string) time.Time {
 		flow = append(flow, 4+float64(i)/10)
 		temp = append(temp, 32)
 	}
-	batch := &pb.SampleBatch{SourceId: "hlm-1", Sequence: 1, Series: []*pb.SampleSeries{
+	batch := &pb.SampleBatch{SourceId: source, Sequence: 1, Series: []*pb.SampleSeries{
 		{Channel: "pump_flow", OccurredAtUnixMs: ts, Values: flow, InvalidIndexes: []int32{3}},
 		{Channel: "temp_arterial_outlet", OccurredAtUnixMs: ts, Values: temp},
 	}}
@@ -59,7 +67,6 @@ func streamSamples(t *testing.T, addr, caseID string) time.Time {
 		t.Fatalf("ack: %v", err)
 	}
 	st.CloseSend()
-	return start
 }
 
 func TestSamplesQuery(t *testing.T) {
@@ -171,22 +178,33 @@ func TestSamplesSources(t *testing.T) {
 		t.Fatalf("want a header and one source:\n%s", r.stdout)
 	}
 	f := strings.Fields(lines[1])
-	if f[0] != "hlm-1" || f[1] != "1" || f[2] != "20" || f[3] != "1" || !strings.HasPrefix(f[len(f)-2], "+1") {
-		t.Fatalf("source row %q: want hlm-1, 1 batch, 20 samples, acked through 1, a lag of about +11s", lines[1])
+	if f[0] != "hlm-1" || f[1] != "1" || f[2] != "20" || f[3] != "1" || !strings.HasPrefix(f[len(f)-3], "+1") || f[len(f)-1] != "ok" {
+		t.Fatalf("source row %q: want hlm-1, 1 batch, 20 samples, acked through 1, a lag of about +11s, clock ok", lines[1])
+	}
+
+	// A gateway whose clock reset to 1970: stored, and shown as such.
+	streamBatchFrom(t, addr, caseID, "hlm-reset", time.Unix(0, 0))
+	r = ctl(t, addr, "samples", "sources", caseID)
+	mustCode(t, r, exitOK)
+	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[2], "hlm-reset") || !strings.HasSuffix(lines[2], "IMPLAUSIBLE") ||
+		!strings.Contains(lines[3], "warning: hlm-reset sent 20 sample(s) in 1 batch(es) timed far outside the case") {
+		t.Fatalf("want the reset clock flagged and a warning:\n%s", r.stdout)
 	}
 
 	r = ctl(t, addr, "samples", "sources", caseID, "--output", "json")
 	mustCode(t, r, exitOK)
 	var resp struct {
 		Sources []struct {
-			SourceID        string `json:"sourceId"`
-			MinReceiptLagMs string `json:"minReceiptLagMs"`
+			SourceID         string `json:"sourceId"`
+			MinReceiptLagMs  string `json:"minReceiptLagMs"`
+			ClockImplausible bool   `json:"clockImplausible"`
 		} `json:"sources"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
 		t.Fatalf("%v:\n%s", err, r.stdout)
 	}
-	if len(resp.Sources) != 1 {
+	if len(resp.Sources) != 2 || resp.Sources[0].SourceID != "hlm-1" || resp.Sources[0].ClockImplausible || !resp.Sources[1].ClockImplausible {
 		t.Fatalf("json: %s", r.stdout)
 	}
 	lag, err := strconv.ParseInt(resp.Sources[0].MinReceiptLagMs, 10, 64)
