@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -339,7 +340,7 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatalf("Flush: %v", err)
 	}
 	bad := g.next(5)
-	bad[0].Values[2] = 50 // L/min: outside pump_flow's plausible range
+	bad[0].Values[2] = math.Inf(1) // malformed: not a reading (an out-of-range one would be stored, flagged)
 	if err := s.Send(ctx, bad...); err != nil {
 		t.Fatal(err)
 	}
