@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	"perfusion/charting"
+	"perfusion/store"
 )
 
 // toStatus is the one place where errors become gRPC statuses. Messages
@@ -25,6 +26,7 @@ func toStatus(log *slog.Logger, err error) error {
 	var (
 		inv *charting.InvalidError
 		pre *charting.PreconditionError
+		ref *store.RefusedError
 		gs  interface{ GRPCStatus() *status.Status }
 	)
 	switch {
@@ -32,6 +34,15 @@ func toStatus(log *slog.Logger, err error) error {
 		return invalidStatus(inv.Violations)
 	case errors.As(err, &pre):
 		return preconditionStatus(pre.Reason)
+	case errors.As(err, &ref):
+		// The database refused what was written (a value it cannot store,
+		// a constraint, a trigger): sending the same again would be refused
+		// again, so it is the request's data, not the server, that must
+		// change. Only the fixed reason reaches the client; the error
+		// (display-safe, no values) is logged for the operators, who may
+		// have a rule or a store defect to look at.
+		log.Warn("the database refused a write", "err", err.Error())
+		return status.Error(codes.InvalidArgument, "the database refused this data and stored none of it: "+ref.Reason)
 	case errors.Is(err, charting.ErrNotFound):
 		return status.Error(codes.NotFound, "no such case or entry")
 	case errors.Is(err, charting.ErrConflict):

@@ -27,8 +27,8 @@ type SampleResult struct {
 // AppendSamples validates and stores sample batches, possibly of several
 // cases, in one transaction (group commit), and returns one result per
 // batch. A batch is durable exactly when its result has no error and
-// AppendSamples has returned. One batch's invalid content or closed case
-// fails that batch only.
+// AppendSamples has returned. One batch's invalid content, closed case or
+// content the database refuses fails that batch only.
 func (s *Store) AppendSamples(ctx context.Context, actor string, batches []*charting.SampleBatch) []SampleResult {
 	for _, b := range batches {
 		b.Actor = actor
@@ -52,6 +52,11 @@ func (s *Store) AppendSamples(ctx context.Context, actor string, batches []*char
 // content is; refused when the case cannot be charted; otherwise stored
 // with its own ledger link. Each result's watermark is the source's resume
 // point just after that batch.
+//
+// A batch the database itself refuses (a RefusedError: a value it will not
+// store, a constraint, a trigger) fails alone: the others are committed in
+// smaller transactions (appendIsolating). An error about the database
+// fails every batch not committed.
 func (s *Store) AppendSampleBatches(ctx context.Context, batches []*charting.SampleBatch) []SampleResult {
 	res := make([]SampleResult, len(batches))
 	now := s.clock()
@@ -75,19 +80,84 @@ func (s *Store) AppendSampleBatches(ctx context.Context, batches []*charting.Sam
 	if len(live) == 0 {
 		return res
 	}
-	var out []SampleResult
-	err := s.readWrite(ctx, caseIDsOf(batches, live), func(ctx context.Context, tx Tx) error {
-		out = make([]SampleResult, len(batches)) // nothing survives a retried attempt
-		return commitSamples(ctx, tx, batches, preps, live, out)
-	})
-	for _, i := range live {
-		if err != nil {
-			res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", err)}
-		} else {
+	s.appendIsolating(ctx, batches, preps, live, res)
+	return res
+}
+
+// appendIsolating stores the batches at idx in one transaction and puts
+// their results into res. When the database refuses that transaction for
+// the data of some batch (a RefusedError: a data exception, a constraint or
+// a trigger's refusal; or a key or reference the store itself should have
+// ruled out, ErrDuplicate or ErrNotFound), it isolates the batch or batches
+// at fault by bisection: each half is tried in a transaction of its own,
+// halves that fail again are split again, and a batch refused on its own
+// fails alone. The others are committed and acknowledged as usual. With k
+// refused batches among n this costs about 2k·log2(n/k) extra, mostly
+// small, transactions (at most 2n−1 in all), all within the caller's
+// context, so a committer's time limit still bounds it.
+//
+// Any other error is about the database (connection, timeout, shutdown,
+// serialization failures the backend already retried): it fails every
+// batch not yet committed, and nothing more is tried, since retrying
+// smaller groups would multiply the load on a database already in trouble
+// while telling the clients, who resend, nothing new. It is returned so a
+// caller part-way through a bisection stops too.
+//
+// This lives here rather than in the server's group committer
+// (store/ingest) because it is AppendSamples' own contract that one batch's
+// content fails that batch only, for every caller; because the store has
+// each batch validated and encoded already (preps), so a smaller
+// transaction re-uses that work; and because the store is where the
+// backends' errors are told apart. The committer stays a scheduler: the
+// extra transactions run in its commit slot, under its time limit.
+func (s *Store) appendIsolating(ctx context.Context, batches []*charting.SampleBatch, preps []preparedBatch, idx []int, res []SampleResult) error {
+	out, err := s.commitGroup(ctx, batches, preps, idx)
+	if err == nil {
+		for _, i := range idx {
 			res[i] = out[i]
 		}
+		return nil
 	}
-	return res
+	byData := refusedForData(err)
+	if !byData || len(idx) == 1 {
+		for _, i := range idx {
+			res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", err)}
+		}
+		if byData {
+			return nil // this batch alone is at fault
+		}
+		return err
+	}
+	mid := len(idx) / 2
+	if err := s.appendIsolating(ctx, batches, preps, idx[:mid], res); err != nil {
+		for _, i := range idx[mid:] {
+			res[i] = SampleResult{Err: fmt.Errorf("append samples: %w", err)}
+		}
+		return err
+	}
+	return s.appendIsolating(ctx, batches, preps, idx[mid:], res)
+}
+
+// commitGroup runs one transaction storing the batches at idx and returns
+// their results, indexed like batches, once it committed. The closure
+// writes nothing but a fresh out per attempt, so a retried transaction
+// starts from nothing of the failed one.
+func (s *Store) commitGroup(ctx context.Context, batches []*charting.SampleBatch, preps []preparedBatch, idx []int) ([]SampleResult, error) {
+	var out []SampleResult
+	err := s.readWrite(ctx, caseIDsOf(batches, idx), func(ctx context.Context, tx Tx) error {
+		out = make([]SampleResult, len(batches))
+		return commitSamples(ctx, tx, batches, preps, idx, out)
+	})
+	return out, err
+}
+
+// refusedForData reports whether a failed group commit failed because of
+// what some batch holds, so that the same batches without it would commit.
+// Besides a backend's RefusedError, a duplicate key or a missing referenced
+// row count: the group commit holds its cases' locks and decides
+// duplicates itself, so either can only come from a batch's own rows.
+func refusedForData(err error) bool {
+	return IsRefused(err) || errors.Is(err, ErrDuplicate) || errors.Is(err, charting.ErrNotFound)
 }
 
 // preparedBatch is what a valid batch is stored as, computed once before

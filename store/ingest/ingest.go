@@ -19,6 +19,10 @@
 //     gateways. Memory stays bounded and nothing is dropped: a batch is
 //     either committed or its submitter is told it was not.
 //
+// Faults: one batch the database refuses for its content fails alone
+// (store.AppendSampleBatches isolates it and commits the rest of the
+// group); an error about the database fails every batch of the commit.
+//
 // Order: batches are committed in the order they were submitted, except
 // that two commits may run at once and so finish in either order. A
 // submitter that needs results in order (a stream's acknowledgements) waits

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,26 @@ func TestConformance(t *testing.T) {
 		Exec: func(t *testing.T, b store.Backend, sql string, args ...any) error {
 			_, err := b.(*postgres.Backend).Pool().Exec(context.Background(), sql, args...)
 			return err
+		},
+		// Refuse installs a BEFORE INSERT trigger on sample_batches raising
+		// an exception (SQLSTATE P0001) for the source's rows.
+		Refuse: func(t *testing.T, b store.Backend, sourceID, marker string) {
+			t.Helper()
+			ctx := context.Background()
+			pool := b.(*postgres.Backend).Pool()
+			fn := `CREATE FUNCTION refuse_source() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF NEW.source_id = ` + quote(sourceID) + ` THEN
+						RAISE EXCEPTION ` + quote(marker) + `;
+					END IF;
+					RETURN NEW;
+				END $$`
+			for _, q := range []string{fn, `CREATE TRIGGER refuse_source BEFORE INSERT ON sample_batches
+				FOR EACH ROW EXECUTE FUNCTION refuse_source()`} {
+				if _, err := pool.Exec(ctx, q); err != nil {
+					t.Fatalf("refuse: %v", err)
+				}
+			}
 		},
 		// Tamper acts as a superuser who switches off triggers for the
 		// session (session_replication_role = replica skips ordinary
@@ -41,3 +62,6 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// quote is a SQL string literal of s, for DDL that takes no parameters.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -43,14 +43,51 @@ func (e *dbError) Error() string {
 
 func (e *dbError) Unwrap() error { return e.pg }
 
-// safeErr replaces a server error with its display-safe form; other errors
-// (network, context) carry no values and pass through.
+// safeErr replaces a server error with its display-safe form, a
+// store.RefusedError when the server refused the data written (see
+// refusal); other errors (network, context) carry no values and pass
+// through.
 func safeErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
+		if reason, ok := refusal(pe); ok {
+			return &store.RefusedError{Reason: reason, Err: &dbError{pg: pe}}
+		}
 		return &dbError{pg: pe}
 	}
 	return err
+}
+
+// refusal says whether the server refused a statement for the data it
+// carried, and how, in words fit for a client. These are the errors that
+// running the same data again would meet again: class 22 (data exception:
+// an invalid byte sequence or NUL in text, a value out of range), class 23
+// (integrity constraint violation: a CHECK or NOT NULL constraint) and an
+// exception raised by a trigger or a rule's function (P0001
+// raise_exception, P0004 assert_failure). Everything else — connection
+// (08), resources (53), operator intervention and shutdown (57),
+// serialization (40), system errors — is about the database, not the data.
+// wrap gives unique (23505) and foreign-key (23503) violations their own
+// meanings before it gets here.
+func refusal(pe *pgconn.PgError) (string, bool) {
+	var kind string
+	switch {
+	case len(pe.Code) != 5:
+		return "", false
+	case pe.Code[:2] == "22":
+		kind = "data exception"
+	case pe.Code[:2] == "23":
+		kind = "integrity constraint violation"
+	case pe.Code == "P0001" || pe.Code == "P0004":
+		kind = "refused by a rule of the database"
+	default:
+		return "", false
+	}
+	reason := kind + " (SQLSTATE " + pe.Code
+	if pe.ConstraintName != "" {
+		reason += ", constraint " + pe.ConstraintName
+	}
+	return reason + ")", true
 }
 
 // wrap turns err from operation op into the store's vocabulary: no rows

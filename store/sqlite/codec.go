@@ -119,15 +119,52 @@ func isBusy(err error) bool {
 	return false
 }
 
-// wrap gives a storage error its operation as context and turns key
-// violations into store.ErrDuplicate. SQLite's messages name tables,
-// columns and constraints, never bound values, so they may be kept.
+// refusal says whether SQLite refused a statement for the data it carried,
+// and how, in words fit for a client: a constraint failed (CHECK, NOT NULL,
+// a foreign key, a trigger's RAISE(ABORT|FAIL|ROLLBACK, …)), a value did
+// not fit its column's type, or a string or blob was too big. Running the
+// same data again meets the same refusal. Busy, I/O, full-disk and other
+// errors are about the database, not the data. Key violations are checked
+// first by wrap (store.ErrDuplicate).
+func refusal(err error) (string, bool) {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return "", false
+	}
+	code := se.Code()
+	var kind string
+	switch code & 0xff {
+	case sqlite3.SQLITE_CONSTRAINT:
+		switch code {
+		case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
+			kind = "refused by a rule of the database"
+		default:
+			kind = "integrity constraint violation"
+		}
+	case sqlite3.SQLITE_MISMATCH:
+		kind = "datatype mismatch"
+	case sqlite3.SQLITE_TOOBIG:
+		kind = "value too big"
+	default:
+		return "", false
+	}
+	return fmt.Sprintf("%s (SQLite error %d)", kind, code), true
+}
+
+// wrap gives a storage error its operation as context, turns key
+// violations into store.ErrDuplicate and refusals of the data into
+// store.RefusedError. SQLite's messages name tables, columns and
+// constraints, never bound values, so they may be kept in the error (and
+// logs); a RefusedError's Reason, which reaches clients, is fixed text.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if isDuplicate(err) {
 		return fmt.Errorf("sqlite: %s: %w", op, store.ErrDuplicate)
+	}
+	if reason, ok := refusal(err); ok {
+		return fmt.Errorf("sqlite: %s: %w", op, &store.RefusedError{Reason: reason, Err: err})
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"perfusion/store"
@@ -23,8 +24,22 @@ func TestConformance(t *testing.T) {
 			return err
 		},
 		Tamper: tamper,
+		// Refuse installs a BEFORE INSERT trigger on sample_batches that
+		// aborts the statement for the source's rows (SQLITE_CONSTRAINT_TRIGGER).
+		Refuse: func(t *testing.T, b store.Backend, sourceID, marker string) {
+			t.Helper()
+			q := `CREATE TRIGGER refuse_source BEFORE INSERT ON sample_batches
+				WHEN NEW.source_id = ` + quote(sourceID) + `
+				BEGIN SELECT RAISE(ABORT, ` + quote(marker) + `); END`
+			if _, err := rawDB(t, b.(*sqlite.Backend)).Exec(q); err != nil {
+				t.Fatalf("refuse: %v", err)
+			}
+		},
 	})
 }
+
+// quote is a SQL string literal of s, for DDL that takes no parameters.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // tamper acts as someone with write access to the file: SQLite has no
 // switch that disables triggers, so it drops them, runs the statement and

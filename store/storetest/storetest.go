@@ -26,6 +26,12 @@ type Harness struct {
 	// as an administrator with direct access could, and fails the test if
 	// the statement fails. Placeholders are $1, $2, …
 	Tamper func(t *testing.T, b store.Backend, sql string, args ...any)
+	// Refuse makes the database itself refuse every sample batch of the
+	// source from now on, as a constraint or a value it cannot store would:
+	// a trigger raising an error whose message holds marker. The group
+	// commit tests use it to fail one batch of a group at the database
+	// rather than in validation.
+	Refuse func(t *testing.T, b store.Backend, sourceID, marker string)
 	// Exceptions maps a test name to why this backend cannot offer it.
 	Exceptions map[string]string
 }
@@ -56,6 +62,9 @@ func Run(t *testing.T, h Harness) {
 		{"SamplesGroupCommitRepeats", testGroupCommitRepeats},
 		{"SamplesGroupCommitActors", testGroupCommitActors},
 		{"SamplesGroupCommitsConcurrent", testGroupCommitsConcurrent},
+		{"SamplesGroupCommitRefusedBatch", testGroupCommitRefusedBatch},
+		{"SamplesGroupCommitDatabaseFailure", testGroupCommitDatabaseFailure},
+		{"SamplesCommitterRefusedBatch", testCommitterRefusedBatch},
 		{"BulkPrimitives", testBulkPrimitives},
 		{"QuerySamples", testQuerySamples},
 		{"SourceSummaries", testSourceSummaries},
