@@ -489,11 +489,11 @@ func TestStreamBadBatchKeepsEarlierBatches(t *testing.T) {
 			t.Fatalf("ack = %v", ack)
 		}
 		before := f.snapshot(t)
-		if err := ss.s.Send(batchMsg(&pb.SampleBatch{SourceId: "hlm-1", Sequence: 3, Series: []*pb.SampleSeries{flowSeries([]int64{f.t0 + 20000}, []float64{-1})}})); err != nil {
+		if err := ss.s.Send(batchMsg(&pb.SampleBatch{SourceId: "hlm-1", Sequence: 3, Series: []*pb.SampleSeries{flowSeries([]int64{f.t0 + 20000}, []float64{math.NaN()})}})); err != nil {
 			t.Fatalf("send: %v", err)
 		}
 		_, err := ss.s.Recv()
-		wantFieldViolation(t, "negative flow", err, "batch.series[0].values[0]")
+		wantFieldViolation(t, "a NaN not marked invalid", err, "batch.series[0].values[0]")
 		f.assertUnchanged(t, before)
 		again := openStream(t, f.e.charting, f.caseID)
 		if pos := position(again.opened, "hlm-1"); pos != 2 {
