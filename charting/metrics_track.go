@@ -1,6 +1,7 @@
 package charting
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -56,7 +57,7 @@ func buildTracks(series []SourcedSeries, cur []Entry, c *Case, cat *Catalogue) t
 	for ch, tr := range out {
 		slices.SortStableFunc(tr, func(a, b point) int {
 			if a.t != b.t {
-				return cmpInt(a.t, b.t)
+				return cmp.Compare(a.t, b.t)
 			}
 			return cmpBool(a.skip, b.skip)
 		})
@@ -81,17 +82,7 @@ func deviceBounds(c *Case, recordedAt time.Time) (lo, hi int64) {
 	return lo, hi
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpBool(a, b bool) int { return cmpInt(int64(b2f(a)), int64(b2f(b))) }
+func cmpBool(a, b bool) int { return cmp.Compare(int64(b2f(a)), int64(b2f(b))) }
 
 func marked(marks []*ArtifactMark, channel, source string, t int64) bool {
 	for _, m := range marks {
@@ -164,7 +155,7 @@ func (tr track) holdOf(i int, hold int64, window []span) int64 {
 // valueAt returns the valid value in force at t: the latest sample at or
 // before t, if valid and less than hold old.
 func (tr track) valueAt(t, hold int64) (float64, bool) {
-	i, found := slices.BinarySearchFunc(tr, t, func(p point, t int64) int { return cmpInt(p.t, t) })
+	i, found := slices.BinarySearchFunc(tr, t, func(p point, t int64) int { return cmp.Compare(p.t, t) })
 	if !found {
 		i--
 	}

@@ -1,6 +1,7 @@
 package charting
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -276,7 +277,7 @@ func (k *metricsCalc) fullFlowLevel(r span) (float64, bool) {
 	if len(segs) == 0 {
 		return 0, false
 	}
-	slices.SortFunc(segs, func(a, b segment) int { return cmpFloat(a.v, b.v) })
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Compare(a.v, b.v) })
 	var total, acc int64
 	for _, s := range segs {
 		total += s.to - s.from
@@ -293,16 +294,6 @@ func (k *metricsCalc) fullFlowLevel(r span) (float64, bool) {
 		return 0, false
 	}
 	return level * k.cfg.FullFlowPct / 100, true
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // subtract returns w without the spans of cut, in time order.

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -375,9 +376,9 @@ func (r *Renderer) Summary(v *Version) (*v2.Summary, error) {
 	}
 	slices.SortFunc(dk, func(a, b drugKey) int {
 		if a.name != b.name {
-			return compare(a.name, b.name)
+			return cmp.Compare(a.name, b.name)
 		}
-		return compare(a.unit, b.unit)
+		return cmp.Compare(a.unit, b.unit)
 	})
 	for _, k := range dk {
 		s.Drugs = append(s.Drugs, *drugs[k])
@@ -393,16 +394,6 @@ func (r *Renderer) Summary(v *Version) (*v2.Summary, error) {
 		}
 	}
 	return s, nil
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Record builds the FHIR record of a version.
