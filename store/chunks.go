@@ -195,7 +195,16 @@ func (s *Store) CompactSamples(ctx context.Context, runBatches int) (int, error)
 // compactRun builds and stores the run of key's batches from..to, all of
 // which are stored (they lie at or below the watermark). It reports false
 // when the source's last run no longer ends at from-1.
+//
+// A run is never built over a batch timed outside the case's device window
+// (a gateway whose clock reset, say): a run keeps no receipt times, so a
+// trend could not leave such samples out of it. The source then stays
+// unrun from that batch on and its trends read batches, as before runs
+// existed; it reports false, as for a run that is not due.
 func (s *Store) compactRun(ctx context.Context, key SourceKey, from, to int64) (bool, error) {
+	if off, err := s.implausibleIn(ctx, key, from, to); err != nil || off {
+		return false, err
+	}
 	keys := make([]SampleKey, 0, to-from+1)
 	for seq := from; seq <= to; seq++ {
 		keys = append(keys, SampleKey{CaseID: key.CaseID, SourceID: key.SourceID, Seq: seq})
@@ -233,6 +242,23 @@ func (s *Store) compactRun(ctx context.Context, key SourceKey, from, to int64) (
 		return tx.InsertSampleChunks(ctx, rows)
 	})
 	return stored, err
+}
+
+// implausibleIn reports whether any of key's batches from..to is timed
+// outside its case's device window.
+func (s *Store) implausibleIn(ctx context.Context, key SourceKey, from, to int64) (bool, error) {
+	c, err := s.b.GetCase(ctx, key.CaseID)
+	if err != nil {
+		return false, err
+	}
+	off := false
+	f := SampleFilter{SourceID: key.SourceID, WithoutBlocks: true, Implausible: deviceWindowFilter(c),
+		After: map[string]int64{key.SourceID: from - 1}}
+	err = s.b.ScanSampleBatches(ctx, key.CaseID, f, func(row *SampleBatchRow) error {
+		off = off || row.Seq <= to
+		return nil
+	})
+	return off, err
 }
 
 // RunCompactor calls CompactSamples every interval until ctx ends, logging

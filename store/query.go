@@ -61,21 +61,33 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 	return res, err
 }
 
-// clockSkips returns the sources of q that have a batch timed outside the
-// case's device window (a clock reset or far ahead), found by one filtered
-// read that returns nothing in the usual case. A chunk run does not keep
-// its batches' receipt times, so its samples cannot be judged one by one:
-// for these sources a bucketed query reads the batches instead of the runs
-// and leaves the implausibly timed samples out batch by batch, exactly as
-// the reference path does.
+// clockSkips returns the sources of q whose chunk runs must not be used,
+// because a run may hold a batch timed outside the case's device window
+// (a clock reset or far ahead): a run keeps no receipt times, so its
+// samples cannot be judged one by one. For these sources a bucketed query
+// reads the batches instead and leaves the implausibly timed samples out
+// batch by batch, exactly as the reference path does.
+//
+// The compactor never builds a run over an implausibly timed batch
+// (compactRun), so only runs built before it knew that rule can hold one;
+// and before it, ingest refused device times more than five minutes ahead,
+// so such a run can only hold a batch from before the case, which its
+// marker's earliest time shows. Reading the markers (one row a run) is all
+// this costs.
 func (s *Store) clockSkips(ctx context.Context, c *charting.Case, q SampleQuery) (map[string]bool, error) {
+	if s.ignoreRuns {
+		return nil, nil
+	}
 	var skip map[string]bool
-	f := SampleFilter{SourceID: q.SourceID, WithoutBlocks: true, Implausible: deviceWindowFilter(c)}
-	err := s.b.ScanSampleBatches(ctx, q.CaseID, f, func(row *SampleBatchRow) error {
-		if skip == nil {
-			skip = make(map[string]bool)
+	begins := c.Begins().UnixMilli()
+	markersOnly := ChunkFilter{SourceID: q.SourceID, Channels: []string{}}
+	err := s.b.ScanSampleChunks(ctx, q.CaseID, markersOnly, func(row *SampleChunkRow) error {
+		if row.Channel == "" && row.MinTimeMs < begins {
+			if skip == nil {
+				skip = make(map[string]bool)
+			}
+			skip[row.SourceID] = true
 		}
-		skip[row.SourceID] = true
 		return nil
 	})
 	return skip, err

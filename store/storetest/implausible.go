@@ -3,10 +3,12 @@ package storetest
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"perfusion/charting"
+	"perfusion/charting/samplecodec"
 	"perfusion/store"
 )
 
@@ -113,11 +115,46 @@ func testSamplesImplausible(t *testing.T, h *Harness) {
 		}
 	}
 
-	// Chunk runs keep no receipt times: the reset source's runs must not be
-	// read as they are.
-	if n, err := s.CompactSamples(ctx, 1); err != nil || n != 4 {
-		t.Fatalf("compact: %d runs, %v; want 4", n, err)
+	// Chunk runs keep no receipt times, so the compactor builds none over
+	// a far-off batch: hlm's two batches become runs, mon's and fut's stay
+	// batches.
+	if n, err := s.CompactSamples(ctx, 1); err != nil || n != 2 {
+		t.Fatalf("compact: %d runs, %v; want 2 (hlm's)", n, err)
 	}
 	checkBuckets("runs")
 	verifyOK(t, s, c.ID)
+
+	// A run built over the 1970 batch before that rule (by an older
+	// compactor) is recognised by its marker's time and not read as it is.
+	legacyRun(t, s, reset)
+	checkBuckets("a legacy run over a reset clock")
+	verifyOK(t, s, c.ID)
+}
+
+// legacyRun stores the run of the single batch b exactly as the compactor
+// builds it (one row per channel, sorted, and a marker spanning them), as a
+// compactor that did not yet refuse far-off batches would have.
+func legacyRun(t *testing.T, s *store.Store, b *charting.SampleBatch) {
+	t.Helper()
+	marker := &store.SampleChunkRow{CaseID: b.CaseID, SourceID: b.SourceID, SeqFrom: b.Seq, SeqTo: b.Seq, Block: []byte{}}
+	rows := []*store.SampleChunkRow{marker}
+	series := slices.Clone(b.Series)
+	slices.SortFunc(series, func(x, y charting.Series) int { return strings.Compare(x.Channel, y.Channel) })
+	for i, sr := range series {
+		lo, hi := slices.Min(sr.TimesMs), slices.Max(sr.TimesMs)
+		rows = append(rows, &store.SampleChunkRow{CaseID: b.CaseID, SourceID: b.SourceID, SeqFrom: b.Seq, SeqTo: b.Seq,
+			Channel: sr.Channel, MinTimeMs: lo, MaxTimeMs: hi, SampleCount: sr.Len(),
+			Block: samplecodec.EncodeBlock([]charting.Series{sr}, s.Catalogue().Resolution)})
+		if i == 0 {
+			marker.MinTimeMs, marker.MaxTimeMs = lo, hi
+		}
+		marker.MinTimeMs, marker.MaxTimeMs = min(marker.MinTimeMs, lo), max(marker.MaxTimeMs, hi)
+		marker.SampleCount += sr.Len()
+	}
+	err := s.Backend().ReadWrite(context.Background(), func(ctx context.Context, tx store.Tx) error {
+		return tx.InsertSampleChunks(ctx, rows)
+	})
+	if err != nil {
+		t.Fatalf("legacy run: %v", err)
+	}
 }
