@@ -78,7 +78,9 @@ var callers = []caller{
 	{"anesthesiologist", []server.Role{server.RoleAnesthesiologist}},
 	{"reviewer", []server.Role{server.RoleReviewer}},
 	{"reviewer-identified", []server.Role{server.RoleReviewer, server.RoleIdentified}},
-	{"integration", []server.Role{server.RoleIntegration}},
+	{"device", []server.Role{server.RoleDevice}},
+	{"interface", []server.Role{server.RoleInterface}},
+	{"retired-integration", []server.Role{server.RetiredRoleIntegration}},
 	{"admin", []server.Role{server.RoleAdmin}},
 	{"no-role", nil},
 }
@@ -231,7 +233,7 @@ func TestRoleTable(t *testing.T) {
 func TestSiteScope(t *testing.T) {
 	e := startJWT(t)
 	other := e.createCaseAt("NORTH")
-	all := []server.Role{server.RolePerfusionist, server.RoleAnesthesiologist, server.RoleReviewer, server.RoleIdentified, server.RoleIntegration}
+	all := []server.Role{server.RolePerfusionist, server.RoleAnesthesiologist, server.RoleReviewer, server.RoleIdentified, server.RoleDevice, server.RoleInterface}
 	for _, method := range registeredMethods(t, e.env) {
 		rule, _ := server.PolicyFor(method)
 		if rule.Public || rule.Scope == server.ScopeNone {
