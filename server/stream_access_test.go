@@ -181,6 +181,14 @@ func TestStreamEndsWhenBreakGlassEnds(t *testing.T) {
 		if w.sawNote(late) {
 			t.Fatal("the watch delivered a note written after the grant expired")
 		}
+		// The end is audited as a refusal, with its reason.
+		var audited bool
+		for _, ev := range e.accessEvents(&pb.ListAccessEventsRequest{Principal: "er-doc", CaseId: north, DeniedOnly: true}) {
+			audited = audited || strings.HasSuffix(ev.GetMethod(), "/WatchCase") && strings.Contains(ev.GetReason(), "break-glass")
+		}
+		if !audited {
+			t.Fatal("the watch's end is not in the access audit")
+		}
 	})
 	t.Run("ended", func(t *testing.T) {
 		g := open()
