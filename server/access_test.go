@@ -258,7 +258,7 @@ func TestBreakGlass(t *testing.T) {
 func TestAccessAuditStreams(t *testing.T) {
 	e := startJWT(t)
 	id := e.createCaseAt("MAIN")
-	ctx, cancel := context.WithTimeout(e.token("gateway-1", []server.Role{server.RoleIntegration}, []string{"MAIN"}, 0), 10*time.Second)
+	ctx, cancel := context.WithTimeout(e.token("gateway-1", []server.Role{server.RoleDevice}, []string{"MAIN"}, 0), 10*time.Second)
 	defer cancel()
 	ss, err := e.charting.StreamSamples(ctx)
 	if err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -36,6 +37,24 @@ type Principal struct {
 	// Via says how the caller was authenticated: "jwt", "mtls" or
 	// "dev-header". It goes to the access audit.
 	Via string
+	// ExpiresAt is when the credential stops being accepted (a token's
+	// exp plus the tolerated clock skew, a certificate's NotAfter); zero
+	// when it does not expire. A stream the credential opened ends then.
+	ExpiresAt time.Time
+}
+
+// reservedName reports whether name lies in a service principal's
+// namespace ("device:…", "interface:…"): only a client certificate may
+// carry such a name, so a token naming one is refused and a machine's
+// writes can never be taken for a person's, nor a person's for a
+// machine's.
+func reservedName(name string) bool {
+	for _, r := range ServiceRoles() {
+		if strings.HasPrefix(name, string(r)+":") {
+			return true
+		}
+	}
+	return false
 }
 
 // HasRole reports whether p holds role r.

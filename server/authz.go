@@ -30,7 +30,10 @@ type authorizer struct {
 	// access holds break-glass grants; nil when the backend keeps none.
 	access         store.AccessBackend
 	signAuthMaxAge time.Duration
-	now            func() time.Time
+	// streamRecheck is how often open streams re-check their access; 0
+	// means DefaultStreamRecheck.
+	streamRecheck time.Duration
+	now           func() time.Time
 }
 
 // errNoPolicy refuses a method missing from the policy table: fail closed.
@@ -39,6 +42,12 @@ var errNoPolicy = status.Error(codes.PermissionDenied, "the method has no access
 // checkRole applies the rule's roles and recent-authentication demand.
 func (a *authorizer) checkRole(p Principal, method string, r Rule) error {
 	if !r.allows(p) {
+		if p.HasRole(RetiredRoleIntegration) {
+			// A deployment's old tokens: say what replaced the role
+			// rather than leave the operator guessing.
+			return status.Errorf(codes.PermissionDenied, "the integration role was retired and grants nothing: give device gateways the %q role and interface engines the %q role",
+				RoleDevice, RoleInterface)
+		}
 		if r.Identified && p.HasRole(RoleReviewer) && !p.HasRole(RoleIdentified) {
 			return status.Error(codes.PermissionDenied, "this method returns patient identifiers; reviewers need identified access")
 		}
@@ -64,50 +73,58 @@ func (a *authorizer) checkScope(ctx context.Context, p Principal, r Rule, req pr
 	switch r.Scope {
 	case ScopeCase:
 		caseID = caseIDOf(req)
-		return caseID, a.checkCase(ctx, p, caseID)
+		_, err := a.checkCase(ctx, p, caseID)
+		return caseID, err
 	case ScopeSite:
 		if site := stringField(req.ProtoReflect(), "site"); site != "" && !p.CanReachSite(site) {
 			return "", status.Error(codes.PermissionDenied, "the site is not among yours")
 		}
 	case ScopeList:
-		return "", scopeList(p, req)
+		_, err := scopeList(p, req)
+		return "", err
 	}
 	return "", nil
 }
 
-// checkCase checks that the case's site is among the caller's.
-func (a *authorizer) checkCase(ctx context.Context, p Principal, caseID string) error {
+// checkCase checks that the case's site is among the caller's, or that a
+// break-glass grant lets the caller in. It returns the case's site ("" when
+// the id is empty, malformed or names no case), which never changes, so a
+// stream can re-check its access without reading the case again.
+func (a *authorizer) checkCase(ctx context.Context, p Principal, caseID string) (site string, err error) {
 	if p.AllSites || caseID == "" {
-		return nil
+		// Every site: no need to read the case (its site is "" here, and
+		// a stream's guard reads it only if the caller ever loses that).
+		return "", nil
 	}
 	id, err := uuid.Parse(caseID)
 	if err != nil {
-		return nil
+		return "", nil
 	}
 	c, err := a.h.store.GetCase(ctx, id)
 	if errors.Is(err, charting.ErrNotFound) {
-		return nil
+		return "", nil
 	} else if err != nil {
-		return a.h.fail(fmt.Errorf("authorize: %w", err))
+		return "", a.h.fail(fmt.Errorf("authorize: %w", err))
 	}
 	if p.CanReachSite(c.Site) {
-		return nil
+		return c.Site, nil
 	}
 	ok, err := a.breakGlassAllows(ctx, p, id)
 	if err != nil {
-		return a.h.fail(fmt.Errorf("authorize: break-glass: %w", err))
+		return "", a.h.fail(fmt.Errorf("authorize: break-glass: %w", err))
 	}
 	if !ok {
-		return status.Error(codes.PermissionDenied, "the case belongs to a site that is not among yours (break-glass: AccessService.OpenBreakGlass)")
+		return "", status.Error(codes.PermissionDenied, "the case belongs to a site that is not among yours (break-glass: AccessService.OpenBreakGlass)")
 	}
-	return nil
+	return c.Site, nil
 }
 
 // scopeList confines a list to one of the caller's sites, filling in the
-// only one a single-site caller has.
-func scopeList(p Principal, req proto.Message) error {
+// only one a single-site caller has. It returns the list's site ("" for an
+// all-sites caller's list of every site).
+func scopeList(p Principal, req proto.Message) (string, error) {
 	if p.AllSites {
-		return nil
+		return listSite(req), nil
 	}
 	m := req.ProtoReflect()
 	fd := m.Descriptor().Fields().ByName("site")
@@ -117,20 +134,34 @@ func scopeList(p Principal, req proto.Message) error {
 		fd = m.Descriptor().Fields().ByName("site")
 	}
 	if fd == nil {
-		return status.Error(codes.PermissionDenied, "the list cannot be confined to your sites")
+		return "", status.Error(codes.PermissionDenied, "the list cannot be confined to your sites")
 	}
 	site := m.Get(fd).String()
 	switch {
 	case site == "" && len(p.Sites) == 1:
-		m.Set(fd, protoreflect.ValueOfString(p.Sites[0]))
+		site = p.Sites[0]
+		m.Set(fd, protoreflect.ValueOfString(site))
 	case site == "" && len(p.Sites) == 0:
-		return status.Error(codes.PermissionDenied, "your credentials grant no site")
+		return "", status.Error(codes.PermissionDenied, "your credentials grant no site")
 	case site == "":
-		return errSiteRequired(p.Sites)
+		return "", errSiteRequired(p.Sites)
 	case !p.CanReachSite(site):
-		return status.Error(codes.PermissionDenied, "the site is not among yours")
+		return "", status.Error(codes.PermissionDenied, "the site is not among yours")
 	}
-	return nil
+	return site, nil
+}
+
+// listSite returns the site a list request names, in its site field or
+// its filter's, or "".
+func listSite(req proto.Message) string {
+	m := req.ProtoReflect()
+	if site := stringField(m, "site"); site != "" {
+		return site
+	}
+	if f := m.Descriptor().Fields().ByName("filter"); f != nil && f.Kind() == protoreflect.MessageKind && m.Has(f) {
+		return stringField(m.Get(f).Message(), "site")
+	}
+	return ""
 }
 
 // ReasonSiteRequired (google.rpc.ErrorInfo) refuses a list without a site
@@ -156,6 +187,8 @@ type listScopedStream struct {
 	grpc.ServerStream
 	ctx context.Context
 	p   Principal
+	// guard re-checks the list's site while the stream lasts.
+	guard *streamGuard
 }
 
 func (s *listScopedStream) Context() context.Context { return s.ctx }
@@ -166,7 +199,11 @@ func (s *listScopedStream) RecvMsg(m any) error {
 		return err
 	}
 	if pm, ok := m.(proto.Message); ok {
-		return scopeList(s.p, pm)
+		site, err := scopeList(s.p, pm)
+		if err != nil {
+			return err
+		}
+		s.guard.noteSite(site)
 	}
 	return nil
 }
@@ -212,6 +249,8 @@ type scopedStream struct {
 	// opened, when set, records in the access audit that the stream
 	// reached a case.
 	opened func(caseID string) error
+	// guard re-checks the stream's cases while it lasts.
+	guard *streamGuard
 }
 
 func (s *scopedStream) Context() context.Context { return s.ctx }
@@ -232,10 +271,12 @@ func (s *scopedStream) RecvMsg(m any) error {
 	if s.caseID == "" {
 		s.caseID = id
 	}
-	if err := s.a.checkCase(s.ctx, s.p, id); err != nil {
+	site, err := s.a.checkCase(s.ctx, s.p, id)
+	if err != nil {
 		return err
 	}
 	s.checked[id] = true
+	s.guard.noteCase(id, site)
 	// A stream may read or write a case for hours (WatchCase,
 	// StreamSamples): its access is recorded when it first names the case,
 	// before anything of the case is sent or stored, and again when it

@@ -80,6 +80,11 @@ func (ic *interceptors) authenticate(ctx context.Context) (context.Context, Prin
 		}
 		return nil, Principal{}, status.Error(codes.Unauthenticated, "authentication failed")
 	}
+	if p.Via != ViaMTLS && reservedName(p.Name) {
+		// Only a client certificate names a machine: a token may not
+		// pass itself off as one (nor write as one).
+		return nil, Principal{}, status.Error(codes.Unauthenticated, "the principal's name lies in a service namespace (device:, interface:), which only client certificates may use")
+	}
 	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
 		ci.principal = p.Name
 	}
@@ -137,7 +142,13 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 	if err != nil {
 		return ic.audited(base, info.FullMethod, r, p, "", nil, err)
 	}
-	scoped := &scopedStream{ServerStream: ss, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}}
+	// A stream lasts as long as the access that let it in, and no longer:
+	// the guard ends it when its credential expires, a grant it relies on
+	// ends, or its caller loses the role or the site (stream_access.go).
+	guard, ctx, stop := ic.guardStream(base, ctx, info.FullMethod, r, p)
+	defer stop()
+	guarded := &guardedStream{ServerStream: ss, ctx: ctx}
+	scoped := &scopedStream{ServerStream: guarded, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}, guard: guard}
 	if ic.audit != nil && r.PatientData {
 		scoped.opened = func(caseID string) error {
 			return ic.audit.recordStreamOpen(base, info.FullMethod, p, caseID)
@@ -145,11 +156,16 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 	}
 	switch r.Scope {
 	case ScopeList:
-		err = handler(srv, &listScopedStream{ServerStream: ss, ctx: ctx, p: p})
+		err = handler(srv, &listScopedStream{ServerStream: guarded, ctx: ctx, p: p, guard: guard})
 	case ScopeNone, ScopeSite:
-		err = handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+		err = handler(srv, guarded)
 	default:
 		err = handler(srv, scoped)
+	}
+	if cause := endedCause(ctx); cause != nil && err != nil {
+		// The handler ended because the access did (or failed on the
+		// way): the client is told why.
+		err = cause
 	}
 	return ic.audited(base, info.FullMethod, r, p, scoped.caseID, nil, err)
 }

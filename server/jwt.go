@@ -162,6 +162,11 @@ func (a *JWTAuthenticator) principal(claims jwt.MapClaims) (Principal, error) {
 	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
 		p.AuthTime = time.Unix(int64(at), 0)
 	}
+	// exp is required and was checked with the leeway, so the token stops
+	// being accepted at exp + leeway: a stream it opened ends then too.
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.ExpiresAt = exp.Add(a.cfg.Leeway)
+	}
 	return p, nil
 }
 

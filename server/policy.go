@@ -1,5 +1,7 @@
 package server
 
+import "slices"
+
 // This file is the ONE authorization policy of the API: for every RPC
 // (full method name), who may call it and how the call is scoped and
 // audited. A method missing here is refused for everyone (fail closed), and
@@ -20,9 +22,16 @@ const (
 	// RoleReviewer reads cases for quality review: de-identified unless
 	// also granted RoleIdentified.
 	RoleReviewer Role = "reviewer"
-	// RoleIntegration is a service principal: device gateways stream
-	// samples, interface engines exchange messages with the hospital.
-	RoleIntegration Role = "integration"
+	// RoleDevice is a device gateway (a heart-lung machine's or monitor's
+	// data gateway): it streams samples into cases of its sites and lists
+	// the sources it resumes from. Nothing it may call returns patient
+	// data: no names, MRN, birth date, entries or free text.
+	RoleDevice Role = "device"
+	// RoleInterface is an interface engine: it renders and delivers the
+	// HL7 v2 and FHIR exports of its sites' cases and follows their
+	// deliveries. Those carry patient identifiers (the EHR needs them),
+	// which is why a device gateway does not hold this role.
+	RoleInterface Role = "interface"
 	// RoleAdmin reads every site's cases and the access audit, and reviews
 	// break-glass use. It writes no clinical data.
 	RoleAdmin Role = "admin"
@@ -33,8 +42,19 @@ const (
 
 // AllRoles returns every role, for development identities.
 func AllRoles() []Role {
-	return []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleIntegration, RoleAdmin, RoleIdentified}
+	return []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleDevice, RoleInterface, RoleAdmin, RoleIdentified}
 }
+
+// ServiceRoles are the roles of service principals (client certificates):
+// a certificate maps to exactly one of them, never to a person's role.
+func ServiceRoles() []Role { return []Role{RoleDevice, RoleInterface} }
+
+// RetiredRoleIntegration is the role that once made a caller both a
+// device gateway and an interface engine, and so let a pump gateway read
+// patients. It grants nothing: start-up refuses it for client
+// certificates, and a token holding it is refused with a message naming
+// RoleDevice and RoleInterface.
+const RetiredRoleIntegration Role = "integration"
 
 // Scope says how a call is confined to the caller's sites.
 type Scope int
@@ -79,7 +99,7 @@ var (
 	clinicians = []Role{RolePerfusionist, RoleAnesthesiologist}
 	readers    = []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer, RoleAdmin}
 	reviewers  = []Role{RoleReviewer, RoleAdmin}
-	exporters  = []Role{RolePerfusionist, RoleAnesthesiologist, RoleIntegration, RoleAdmin}
+	exporters  = []Role{RolePerfusionist, RoleAnesthesiologist, RoleInterface, RoleAdmin}
 )
 
 // policy is the table. Keys are full method names as gRPC reports them.
@@ -100,15 +120,17 @@ var policy = map[string]Rule{
 	"/perfusion.v1.CaseService/SignCase":          {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer}, Scope: ScopeCase, PatientData: true, RecentAuth: true},
 	"/perfusion.v1.CaseService/AddAddendum":       {Roles: clinicians, Scope: ScopeCase, PatientData: true},
 
-	// ChartingService.
-	"/perfusion.v1.ChartingService/StreamSamples": {Roles: []Role{RoleIntegration, RolePerfusionist}, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.ChartingService/RecordEntry":   {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleIntegration}, Scope: ScopeCase, PatientData: true},
+	// ChartingService. A device writes samples and reads back only what it
+	// sent (resume points, acknowledgements, its sources' counts and
+	// times); entries are charted by people, so it records none.
+	"/perfusion.v1.ChartingService/StreamSamples": {Roles: []Role{RoleDevice, RolePerfusionist}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/RecordEntry":   {Roles: clinicians, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ChartingService/CorrectEntry":  {Roles: clinicians, Scope: ScopeCase, PatientData: true},
 	// Entries carry free-text notes: identified.
 	"/perfusion.v1.ChartingService/ListEntries": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	// Device samples identify no one: reviewers may read them.
 	"/perfusion.v1.ChartingService/QuerySamples": {Roles: readers, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.ChartingService/ListSources":  {Roles: readers, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/ListSources":  {Roles: append(slices.Clone(readers), RoleDevice), Scope: ScopeCase, PatientData: true},
 	// A watch carries entries, free-text notes included: identified.
 	"/perfusion.v1.ChartingService/WatchCase": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 
@@ -129,12 +151,13 @@ var policy = map[string]Rule{
 
 	// ExportService: previews carry patient identifiers; delivery listings
 	// carry receivers' free text (ACK text), which may repeat them. The
-	// interface team (integration, admin) runs deliveries; clinicians may
-	// see whether their case went out.
+	// interface engine (interface, confined to its sites) and admins run
+	// deliveries; clinicians may see whether their case went out. No
+	// device may call any of them.
 	"/perfusion.v1.ExportService/RenderHL7":      {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
-	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleIntegration, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeCase, PatientData: true},
 	// AccessService: the access audit and break-glass. Opening a grant is
 	// not site-scoped (that is its point) but audited, with its case.
 	"/perfusion.v1.AccessService/ListAccessEvents": {Roles: []Role{RoleAdmin}},

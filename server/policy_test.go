@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -78,7 +82,9 @@ var callers = []caller{
 	{"anesthesiologist", []server.Role{server.RoleAnesthesiologist}},
 	{"reviewer", []server.Role{server.RoleReviewer}},
 	{"reviewer-identified", []server.Role{server.RoleReviewer, server.RoleIdentified}},
-	{"integration", []server.Role{server.RoleIntegration}},
+	{"device", []server.Role{server.RoleDevice}},
+	{"interface", []server.Role{server.RoleInterface}},
+	{"retired-integration", []server.Role{server.RetiredRoleIntegration}},
 	{"admin", []server.Role{server.RoleAdmin}},
 	{"no-role", nil},
 }
@@ -197,6 +203,15 @@ func call(ctx context.Context, conn *grpc.ClientConn, method string, md protoref
 	}
 }
 
+// allowedFor derives from a rule whether a caller holding roles may call
+// its method: one of the rule's roles, and for identified data a reviewer
+// needs the identified grant too.
+func allowedFor(rule server.Rule, roles []server.Role) bool {
+	return slices.ContainsFunc(rule.Roles, func(r server.Role) bool {
+		return slices.Contains(roles, r) && !(r == server.RoleReviewer && rule.Identified && !slices.Contains(roles, server.RoleIdentified))
+	})
+}
+
 // TestRoleTable runs every role against every RPC over a real connection:
 // an allowed call gets past authorization (whatever the handler then says
 // of its empty request), a refused one is PermissionDenied.
@@ -212,9 +227,7 @@ func TestRoleTable(t *testing.T) {
 			t.Run(strings.TrimPrefix(method, "/perfusion.v1.")+"/"+c.name, func(t *testing.T) {
 				req, md := requestFor(t, method, caseID, "MAIN")
 				code := call(e.token(c.name+"-1", c.roles, []string{"MAIN"}, 0), e.conn, method, md, req)
-				allowed := slices.ContainsFunc(rule.Roles, func(r server.Role) bool {
-					return slices.Contains(c.roles, r) && !(r == server.RoleReviewer && rule.Identified && !slices.Contains(c.roles, server.RoleIdentified))
-				})
+				allowed := allowedFor(rule, c.roles)
 				switch {
 				case allowed && (code == codes.PermissionDenied || code == codes.Unauthenticated):
 					t.Fatalf("%s was refused (%s), the policy allows it", c.name, code)
@@ -231,7 +244,7 @@ func TestRoleTable(t *testing.T) {
 func TestSiteScope(t *testing.T) {
 	e := startJWT(t)
 	other := e.createCaseAt("NORTH")
-	all := []server.Role{server.RolePerfusionist, server.RoleAnesthesiologist, server.RoleReviewer, server.RoleIdentified, server.RoleIntegration}
+	all := []server.Role{server.RolePerfusionist, server.RoleAnesthesiologist, server.RoleReviewer, server.RoleIdentified, server.RoleDevice, server.RoleInterface}
 	for _, method := range registeredMethods(t, e.env) {
 		rule, _ := server.PolicyFor(method)
 		if rule.Public || rule.Scope == server.ScopeNone {
@@ -285,4 +298,164 @@ func TestSigningNeedsRecentAuthentication(t *testing.T) {
 	if _, err := e.cases.SignCase(e.token("perfusionist-1", p, []string{"MAIN"}, time.Minute), sign); err != nil {
 		t.Fatalf("sign a minute after authenticating: %v", err)
 	}
+}
+
+// TestServiceRoles: a device may stream samples and list its sources and
+// nothing else (no RPC that returns patient data); an interface engine
+// may render and deliver exports and nothing else; the retired
+// integration role grants nothing and says what replaced it. Over a real
+// connection, a device's answers carry none of the patient's identifiers,
+// and both roles stay within their sites.
+func TestServiceRoles(t *testing.T) {
+	e := startJWT(t)
+	allowed := func(role server.Role) []string {
+		var out []string
+		for _, m := range registeredMethods(t, e.env) {
+			if r, _ := server.PolicyFor(m); !r.Public && allowedFor(r, []server.Role{role}) {
+				out = append(out, strings.TrimPrefix(m, "/perfusion.v1."))
+			}
+		}
+		return out
+	}
+	for role, want := range map[server.Role][]string{
+		server.RoleDevice:             {"ChartingService/ListSources", "ChartingService/StreamSamples"},
+		server.RoleInterface:          {"ExportService/ListDeliveries", "ExportService/RenderFHIR", "ExportService/RenderHL7", "ExportService/RetryDelivery"},
+		server.RetiredRoleIntegration: nil,
+	} {
+		if got := allowed(role); !slices.Equal(got, want) {
+			t.Errorf("%s may call %v, want exactly %v", role, got, want)
+		}
+	}
+
+	main, north := e.createCaseAt("MAIN"), e.createCaseAt("NORTH")
+	device := e.token("gateway-hlm-1", []server.Role{server.RoleDevice}, []string{"MAIN"}, 0)
+	ss, err := e.charting.StreamSamples(device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []proto.Message
+	ss.Send(openMsg(main, "hlm-1"))
+	opened, err := ss.Recv()
+	if err != nil {
+		t.Fatalf("device opening a MAIN case: %v", err)
+	}
+	answers = append(answers, opened)
+	ss.Send(batchMsg(flowBatch("hlm-1", 1, time.Now().Add(-time.Minute).UnixMilli(), 10)))
+	ack, err := ss.Recv()
+	if err != nil {
+		t.Fatalf("device batch: %v", err)
+	}
+	answers = append(answers, ack)
+	ss.CloseSend()
+	srcs, err := e.charting.ListSources(device, &pb.ListSourcesRequest{CaseId: main})
+	if err != nil || len(srcs.GetSources()) != 1 {
+		t.Fatalf("device ListSources: %v, %v", srcs, err)
+	}
+	answers = append(answers, srcs)
+	for _, a := range answers {
+		text := prototext.Format(a)
+		for _, phi := range []string{testMRN, testFamily, "1961-04-02", "Alex", "latex"} {
+			if strings.Contains(text, phi) {
+				t.Fatalf("a device's answer carries patient data %q: %s", phi, text)
+			}
+		}
+	}
+	_, err = e.cases.GetCase(device, &pb.GetCaseRequest{CaseId: main})
+	wantCode(t, "device GetCase", err, codes.PermissionDenied)
+	_, err = e.charting.ListSources(device, &pb.ListSourcesRequest{CaseId: north})
+	wantCode(t, "MAIN device listing a NORTH case's sources", err, codes.PermissionDenied)
+	other, err := e.charting.StreamSamples(device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Send(openMsg(north, "hlm-1"))
+	_, err = other.Recv()
+	wantCode(t, "MAIN device streaming into a NORTH case", err, codes.PermissionDenied)
+
+	engine := e.token("ehr-engine", []server.Role{server.RoleInterface}, []string{"MAIN"}, 0)
+	ex := pb.NewExportServiceClient(e.conn)
+	_, err = ex.RenderHL7(engine, &pb.RenderHL7Request{CaseId: north})
+	wantCode(t, "MAIN interface engine rendering a NORTH case", err, codes.PermissionDenied)
+	_, err = ex.ListDeliveries(engine, &pb.ListDeliveriesRequest{Site: "NORTH"})
+	wantCode(t, "MAIN interface engine listing NORTH deliveries", err, codes.PermissionDenied)
+	_, err = e.cases.GetCase(engine, &pb.GetCaseRequest{CaseId: main})
+	wantCode(t, "interface GetCase", err, codes.PermissionDenied)
+
+	_, err = ex.ListDeliveries(e.token("old-engine", []server.Role{server.RetiredRoleIntegration}, []string{"MAIN"}, 0), &pb.ListDeliveriesRequest{})
+	st := wantCode(t, "a token with the retired integration role", err, codes.PermissionDenied)
+	if !strings.Contains(st.Message(), `"device"`) || !strings.Contains(st.Message(), `"interface"`) {
+		t.Fatalf("the refusal does not name the roles that replace integration: %q", st.Message())
+	}
+}
+
+var updateREADME = flag.Bool("update-readme", false, "rewrite the README's generated role × RPC table from the policy")
+
+// The generated table sits between these lines of the README.
+const (
+	readmeTableBegin = "<!-- role-table: generated from server/policy.go by `go test ./server -run TestREADMEMatchesPolicy -update-readme`; do not edit -->"
+	readmeTableEnd   = "<!-- /role-table -->"
+)
+
+// TestREADMEMatchesPolicy: the README's role × RPC table is the one the
+// policy gives; -update-readme rewrites it.
+func TestREADMEMatchesPolicy(t *testing.T) {
+	e := start(t, sqliteBackend(t))
+	columns := []caller{
+		{"perfusionist", []server.Role{server.RolePerfusionist}},
+		{"anesthesiologist", []server.Role{server.RoleAnesthesiologist}},
+		{"reviewer", []server.Role{server.RoleReviewer}},
+		{"reviewer + identified", []server.Role{server.RoleReviewer, server.RoleIdentified}},
+		{"device", []server.Role{server.RoleDevice}},
+		{"interface", []server.Role{server.RoleInterface}},
+		{"admin", []server.Role{server.RoleAdmin}},
+	}
+	var b strings.Builder
+	b.WriteString("| RPC |")
+	for _, c := range columns {
+		b.WriteString(" `" + strings.ReplaceAll(c.name, " + ", "` + `") + "` |")
+	}
+	b.WriteString(" confined to |\n|---|")
+	for range columns {
+		b.WriteString(":-:|")
+	}
+	b.WriteString("---|\n")
+	scopes := map[server.Scope]string{server.ScopeNone: "—", server.ScopeCase: "the case's site", server.ScopeSite: "the named site", server.ScopeList: "one of the caller's sites"}
+	for _, m := range registeredMethods(t, e) {
+		r, _ := server.PolicyFor(m)
+		if r.Public {
+			continue
+		}
+		b.WriteString("| `" + strings.TrimPrefix(m, "/perfusion.v1.") + "` |")
+		for _, c := range columns {
+			if allowedFor(r, c.roles) {
+				b.WriteString(" ✓ |")
+			} else {
+				b.WriteString(" |")
+			}
+		}
+		b.WriteString(" " + scopes[r.Scope] + " |\n")
+	}
+	want := readmeTableBegin + "\n" + b.String() + readmeTableEnd
+
+	path := filepath.Join("..", "README.md")
+	readme, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	i, j := strings.Index(text, readmeTableBegin), strings.Index(text, readmeTableEnd)
+	if i < 0 || j < i {
+		t.Fatalf("README.md has no generated role table (the lines %q … %q)", readmeTableBegin, readmeTableEnd)
+	}
+	got := text[i : j+len(readmeTableEnd)]
+	if got == want {
+		return
+	}
+	if *updateREADME {
+		if err := os.WriteFile(path, []byte(text[:i]+want+text[j+len(readmeTableEnd):]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("the README's role table differs from the policy; run go test ./server -run TestREADMEMatchesPolicy -update-readme\n--- README\n%s\n--- policy\n%s", got, want)
 }

@@ -93,6 +93,10 @@ type Config struct {
 	// commit of this server woke it, which bounds how late it sees writes
 	// made through other servers; 0 means DefaultWatchPoll.
 	WatchPoll time.Duration
+	// StreamRecheck is how often an open stream re-checks its caller's
+	// access (credentials, roles, sites, break-glass); 0 means
+	// DefaultStreamRecheck. Expiries end streams on time whatever this is.
+	StreamRecheck time.Duration
 	// Renderer renders ExportService previews with the site's HL7 and FHIR
 	// settings, the same ones the delivery worker uses; nil renders HL7
 	// with default settings and refuses FHIR.
@@ -176,7 +180,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{}), relayDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
-	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, now: time.Now}
+	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, streamRecheck: cfg.StreamRecheck, now: time.Now}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, authz)
 	// The access audit and break-glass live in the record's database; a
 	// backend without them (none today) serves without either.

@@ -75,7 +75,7 @@ func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyF
 }
 
 // TestMutualTLS: TLS 1.3 only; a gateway's certificate from the client CA
-// makes it an integration principal; none falls back to tokens; an expired
+// makes it a device principal; none falls back to tokens; an expired
 // one or one from another CA fails the handshake.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
@@ -96,7 +96,11 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startTLS(t, tlsCfg, server.CertAuthenticator{Roles: []server.Role{server.RoleIntegration}, Sites: []string{"*"}, Next: jwtAuth})
+	certAuth, err := server.NewCertAuthenticator(server.RoleDevice, []string{"MAIN"}, jwtAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startTLS(t, tlsCfg, certAuth)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
@@ -112,7 +116,7 @@ func TestMutualTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	// A gateway with a good certificate is an integration principal: it
+	// A gateway with a good certificate is a device principal: it
 	// may not list cases (a clinician's read), which proves it was
 	// authenticated as itself rather than refused.
 	gw := dial(&tls.Config{Certificates: []tls.Certificate{ca.issue(t, "gateway-hlm-1", false, now.Add(-time.Hour), now.Add(time.Hour))}})

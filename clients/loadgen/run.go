@@ -38,7 +38,7 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, principalHeader, c.principal)
 	if tok := os.Getenv("PERFUSION_TOKEN"); tok != "" && !c.spawn {
 		// A running server (--addr) authenticates by token: one from
-		// `perfusiond token --roles perfusionist,integration`. A spawned one
+		// `perfusiond token --roles perfusionist`. A spawned one
 		// trusts the development header.
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(tok))
 	}

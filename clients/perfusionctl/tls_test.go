@@ -50,7 +50,7 @@ func writeCert(t *testing.T, dir, name, cn string, ca *x509.Certificate, caKey *
 
 // TestTokenAndTLS: perfusionctl over TLS 1.3 with --ca-file and a token
 // from --token-file or PERFUSION_TOKEN; a gateway's client certificate
-// (--cert, --key) is an integration principal; plaintext to a TLS server
+// (--cert, --key) is a device principal; plaintext to a TLS server
 // fails.
 func TestTokenAndTLS(t *testing.T) {
 	dir := t.TempDir()
@@ -70,9 +70,13 @@ func TestTokenAndTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	certAuth, err := server.NewCertAuthenticator(server.RoleDevice, []string{"MAIN"}, jwtAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := servertest.Start(t, func(c *server.Config) {
 		c.TLS = tlsCfg
-		c.Authenticator = server.CertAuthenticator{Roles: []server.Role{server.RoleIntegration}, Sites: []string{"*"}, Next: jwtAuth}
+		c.Authenticator = certAuth
 	})
 	tok, err := key.Issue(server.DevTokenClaims{Subject: "perfusionist-1", Roles: []server.Role{server.RolePerfusionist}, Sites: []string{"MAIN"}, TTL: time.Hour}, time.Now())
 	if err != nil {
@@ -98,8 +102,8 @@ func TestTokenAndTLS(t *testing.T) {
 	caseID := uuidRE.FindString(r.stdout)
 	mustCode(t, ctlAs(map[string]string{"PERFUSION_TOKEN": tok}, "--ca-file", f("ca.crt"), "case", "show", caseID), exitOK)
 
-	// The gateway's certificate: authenticated as an integration
-	// principal, which may not read cases.
+	// The gateway's certificate: authenticated as a device principal,
+	// which may not read cases.
 	r = ctlAs(none, "--ca-file", f("ca.crt"), "--cert", f("gateway.crt"), "--key", f("gateway.key"), "case", "show", caseID)
 	if r.code == exitOK || !strings.Contains(r.stderr, "permission denied") {
 		t.Fatalf("gateway certificate reading a case: exit %d, %s", r.code, r.stderr)

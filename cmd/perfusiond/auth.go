@@ -63,8 +63,8 @@ func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves TLS 1.3 (env "+envTLSCert+")")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file (PEM) (env "+envTLSKey+")")
 	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "CA file verifying client certificates (mutual TLS for device gateways and interface engines) (env "+envTLSClientCA+")")
-	fs.StringVar(&c.clientCertRoles, "client-cert-roles", "integration", "roles of a client-certificate principal, comma-separated (env "+envClientCertRoles+")")
-	fs.StringVar(&c.clientCertSites, "client-cert-sites", "*", "sites a client-certificate principal may reach, comma-separated, * for all (env "+envClientCertSites+")")
+	fs.StringVar(&c.clientCertRoles, "client-cert-roles", "", "the one role of client-certificate principals: device (gateways) or interface (interface engines); required with --tls-client-ca (env "+envClientCertRoles+")")
+	fs.StringVar(&c.clientCertSites, "client-cert-sites", "", "sites client-certificate principals may reach, comma-separated; required with --tls-client-ca, no all-sites value (env "+envClientCertSites+")")
 	fs.BoolVar(&c.allowPlaintext, "allow-plaintext", false, "allow plaintext on a non-loopback address (behind a TLS-terminating proxy only) (env "+envAllowPlaintext+")")
 	fs.DurationVar(&c.breakGlass, "break-glass-duration", server.DefaultBreakGlassDuration, "how long emergency (break-glass) access to another site's case lasts (env "+envBreakGlass+")")
 	env["break-glass-duration"] = envBreakGlass
@@ -80,6 +80,9 @@ func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
 
 // check refuses contradictory settings before anything starts.
 func (c *authConfig) check(embedded bool) error {
+	if err := c.checkClientCerts(); err != nil {
+		return err
+	}
 	jwks := c.jwksFile != "" || c.jwksURL != ""
 	switch {
 	case c.jwksFile != "" && c.jwksURL != "":
@@ -101,6 +104,40 @@ func (c *authConfig) check(embedded bool) error {
 		c.devTokens = true // the embedded quick start
 	}
 	return nil
+}
+
+// checkClientCerts refuses a client-certificate mapping that is missing or
+// too broad: with --tls-client-ca every certificate the CA signs becomes a
+// principal, so its one role (device or interface, never a person's) and
+// its sites must be given explicitly; there is no all-sites default, and
+// the retired integration role is refused with the roles that replace it.
+func (c *authConfig) checkClientCerts() error {
+	if c.tlsClientCA == "" {
+		if c.clientCertRoles != "" || c.clientCertSites != "" {
+			return usageErrorf("--client-cert-roles and --client-cert-sites need --tls-client-ca")
+		}
+		return nil
+	}
+	_, err := c.certAuthenticator(nil)
+	return err
+}
+
+// certAuthenticator builds the client-certificate authenticator over next.
+func (c *authConfig) certAuthenticator(next server.Authenticator) (*server.CertAuthenticator, error) {
+	roles := splitList(c.clientCertRoles)
+	switch {
+	case len(roles) == 0:
+		return nil, usageErrorf("--tls-client-ca needs --client-cert-roles: device (device gateways) or interface (interface engines)")
+	case len(roles) > 1:
+		return nil, usageErrorf("--client-cert-roles takes one role, device or interface: a certificate that could do both would let a pump gateway read what the interface engine sends (give the other kind of client a token)")
+	case len(splitList(c.clientCertSites)) == 0:
+		return nil, usageErrorf("--tls-client-ca needs --client-cert-sites: the sites (comma-separated) whose cases certificate principals may reach; there is no all-sites default")
+	}
+	a, err := server.NewCertAuthenticator(server.Role(roles[0]), splitList(c.clientCertSites), next)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return a, nil
 }
 
 // authenticator builds the server's Authenticator. The development key is
@@ -138,11 +175,11 @@ func (c *authConfig) authenticator(dataDir string, log *slog.Logger) (server.Aut
 		}
 		return next, nil
 	}
-	var roles []server.Role
-	for _, r := range splitList(c.clientCertRoles) {
-		roles = append(roles, server.Role(r))
+	a, err := c.certAuthenticator(next)
+	if err != nil {
+		return nil, err
 	}
-	return server.CertAuthenticator{Roles: roles, Sites: splitList(c.clientCertSites), Next: next}, nil
+	return a, nil
 }
 
 // transport returns the TLS configuration, or nil for plaintext, which is

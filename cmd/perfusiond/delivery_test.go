@@ -49,7 +49,7 @@ func TestServeDeliversSignedCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := key.Issue(server.DevTokenClaims{Subject: "perfusionist-1", Roles: []server.Role{server.RolePerfusionist, server.RoleIntegration},
+	tok, err := key.Issue(server.DevTokenClaims{Subject: "perfusionist-1", Roles: []server.Role{server.RolePerfusionist, server.RoleInterface},
 		Sites: []string{"MAIN"}, TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ func (a *app) token(_ context.Context, args []string) error {
 	env := envFlags{}
 	c := a.commonFlags(fs, env)
 	subject := fs.String("subject", "", "who the token names (a staff id or a device id)")
-	roles := fs.String("roles", "", "comma-separated roles: perfusionist, anesthesiologist, reviewer, integration, admin, identified")
+	roles := fs.String("roles", "", "comma-separated roles: perfusionist, anesthesiologist, reviewer, device, interface, admin, identified")
 	sites := fs.String("sites", "MAIN", "comma-separated sites the holder may reach, * for all")
 	ttl := fs.Duration("ttl", 12*time.Hour, "how long the token is valid")
 	if err := a.parse(fs, env, args); err != nil {
