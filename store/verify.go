@@ -11,6 +11,7 @@ import (
 
 	"perfusion/charting"
 	"perfusion/charting/samplecodec"
+	"perfusion/store/checkpoint"
 )
 
 // Verification is the outcome of VerifyRecord.
@@ -19,6 +20,9 @@ type Verification struct {
 	EntriesVerified       int64
 	SampleBatchesVerified int64
 	SamplesVerified       int64
+	// CheckpointsVerified counts the checkpoints the chain was checked
+	// against (AgainstCheckpoints).
+	CheckpointsVerified int64
 }
 
 // OK reports whether everything verified.
@@ -32,38 +36,61 @@ func (v *Verification) OK() bool { return v.Bad == nil }
 // it is verified must not show a link without its content, or content
 // without its link, which would be reported as tampering that did not
 // happen.
-func (s *Store) VerifyRecord(ctx context.Context, caseID uuid.UUID) (*Verification, error) {
+func (s *Store) VerifyRecord(ctx context.Context, caseID uuid.UUID, opts ...VerifyOption) (*Verification, error) {
+	var o verifyOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.againstCheckpoints && s.anchor == nil {
+		return nil, fmt.Errorf("verify record: %w", charting.Preconditionf("this server keeps no checkpoint log"))
+	}
 	var out *Verification
+	var links []charting.Link
 	err := s.b.Snapshot(ctx, func(ctx context.Context, r Reader) error {
 		var err error
-		out, err = verifyRecord(ctx, r, caseID, s.cat.Resolution)
+		out, links, err = verifyRecord(ctx, r, caseID, s.cat.Resolution)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify record: %w", err)
 	}
+	if o.againstCheckpoints {
+		// Read after the snapshot: a checkpoint is written after its
+		// write commits, so every one read now is of a head the snapshot
+		// holds, unless the chain lost it.
+		cps, err := s.anchor.Checkpoints(ctx, caseID)
+		if err != nil {
+			return nil, fmt.Errorf("verify record: %w", err)
+		}
+		out.CheckpointsVerified = int64(len(cps))
+		// A cut or rewritten tail can verify on its own; against an anchor
+		// it is named even when the chain also reports a later problem.
+		if bad := checkpoint.Check(links, cps); bad != nil && (out.Bad == nil || out.Bad.Seq == 0 || bad.Seq <= out.Bad.Seq) {
+			out.Bad = bad
+		}
+	}
 	return out, nil
 }
 
 // verifyRecord verifies a case through r, which must read one snapshot.
-func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID, resolution func(string) float64) (*Verification, error) {
+func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID, resolution func(string) float64) (*Verification, []charting.Link, error) {
 	c, err := r.GetCase(ctx, caseID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	links, err := r.Links(ctx, caseID, 0, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := new(Verification)
 	runs, err := newRunCheck(ctx, r, caseID, resolution)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stored := make(map[string]batchMeta)
 	content, err := recordContent(ctx, r, c, out, runs, stored)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out.VerifyResult = charting.Verify(charting.VerifyInput{Status: c.Status, Head: c.Head, Signatures: c.Signatures, Links: links, Content: content})
 	// Columns outside the hash that decide what a query or export returns
@@ -77,7 +104,7 @@ func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID, resolution fu
 	if out.Bad == nil {
 		marks, err := r.SourceWatermarks(ctx, caseID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out.Bad = watermarkBad(marks, stored)
 	}
@@ -86,7 +113,7 @@ func verifyRecord(ctx context.Context, r Reader, caseID uuid.UUID, resolution fu
 		// what a trend shows was altered. Named by the run's first batch.
 		out.Bad = badRun(links, bad)
 	}
-	return out, nil
+	return out, links, nil
 }
 
 // badRun reports a run that does not match its batches at the link of the

@@ -97,6 +97,7 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"TamperBatchSummaryDetected", testTamperBatchSummary},
 		{"TamperCaseStateDetected", testTamperCaseState},
 		{"CaseStateOnlyForward", testCaseStateForward},
+		{"TamperTailTruncatedDetected", testTamperTailTruncated},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyDuringWrites", testVerifyDuringWrites},
 		{"MetricsLifecycle", testMetricsLifecycle},

@@ -1,9 +1,15 @@
 package storetest
 
 import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"perfusion/charting"
+	"perfusion/store"
+	"perfusion/store/checkpoint"
 )
 
 // Columns outside the hash that decide what a query or export returns are
@@ -83,4 +89,54 @@ func testCaseStateForward(t *testing.T, h *Harness) {
 		}
 	}
 	verifyOK(t, s, cc.c.ID)
+}
+
+// testTamperTailTruncated: deleting the signature and the last links and
+// setting the head back leaves a chain that verifies on its own, as an
+// unsigned, closed case. The checkpoint log, outside the database, still
+// holds the signed heads: verification against it names the first one the
+// chain lost.
+func testTamperTailTruncated(t *testing.T, h *Harness) {
+	b := h.Open(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	key, err := checkpoint.LoadOrCreateKey(filepath.Join(dir, "checkpoint.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := checkpoint.NewLog(filepath.Join(dir, "checkpoints.log"), checkpoint.NewSigner(key))
+	s := store.New(b, store.Config{Anchor: log})
+	cc := chartCase(t, s, true)
+	id := cc.c.ID.String()
+	closed := linkOf(t, s, cc.c.ID, charting.LinkCaseClosed, "")
+	signed := linkOf(t, s, cc.c.ID, charting.LinkSignature, strconv.FormatInt(closed+1, 10))
+	if v, err := s.VerifyRecord(ctx, cc.c.ID, store.AgainstCheckpoints()); err != nil || !v.OK() || v.CheckpointsVerified != 3 {
+		t.Fatalf("intact record against its checkpoints: %+v, %v", v, err)
+	}
+
+	h.Tamper(t, b, `DELETE FROM entries WHERE case_id = $1 AND kind = 'addendum'`, id)
+	h.Tamper(t, b, `DELETE FROM signatures WHERE case_id = $1`, id)
+	h.Tamper(t, b, `DELETE FROM ledger WHERE case_id = $1 AND seq > $2`, id, closed)
+	h.Tamper(t, b, `UPDATE cases SET status = 'closed', head_seq = $2, head_hash = (SELECT hash FROM ledger WHERE case_id = $1 AND seq = $2) WHERE case_id = $1`, id, closed)
+
+	// On its own the cut chain is a consistent, unsigned record.
+	v := verifyOK(t, s, cc.c.ID)
+	if v.LinksVerified != closed {
+		t.Fatalf("cut chain verified %d links, want %d", v.LinksVerified, closed)
+	}
+	v, err = s.VerifyRecord(ctx, cc.c.ID, store.AgainstCheckpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.OK() {
+		t.Fatal("a truncated tail verified against the checkpoint log")
+	}
+	if v.Bad.Seq != signed || v.Bad.Problem != checkpoint.ProblemAnchorMismatch || !strings.Contains(v.Bad.Detail, "truncated") {
+		t.Fatalf("truncated tail reported as %+v; want link %d, %s", *v.Bad, signed, checkpoint.ProblemAnchorMismatch)
+	}
+
+	// A store without a checkpoint log cannot be asked to verify against one.
+	if _, err := store.New(b, store.Config{}).VerifyRecord(ctx, cc.c.ID, store.AgainstCheckpoints()); err == nil {
+		t.Fatal("verification against checkpoints without a log succeeded")
+	}
 }
