@@ -49,7 +49,6 @@ type Checkpoint struct {
 	Sig   []byte `json:"sig"`
 }
 
-
 // MarshalJSON writes the head as hex, like the API does.
 func (c Checkpoint) MarshalJSON() ([]byte, error) {
 	type plain Checkpoint
