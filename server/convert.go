@@ -8,6 +8,7 @@ import (
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
+	"perfusion/store/checkpoint"
 )
 
 // This file holds the primitives of proto ⇄ charting conversion: enum
@@ -161,6 +162,7 @@ var (
 		pb.VerificationProblem_VERIFICATION_PROBLEM_UNCOVERED_CONTENT:  string(charting.ProblemUncoveredContent),
 		pb.VerificationProblem_VERIFICATION_PROBLEM_HEAD_MISMATCH:      string(charting.ProblemHeadMismatch),
 		pb.VerificationProblem_VERIFICATION_PROBLEM_CONTENT_UNREADABLE: string(charting.ProblemContentUnreadable),
+		pb.VerificationProblem_VERIFICATION_PROBLEM_ANCHOR_MISMATCH:    string(checkpoint.ProblemAnchorMismatch),
 	})
 )
 

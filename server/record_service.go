@@ -4,6 +4,7 @@ import (
 	"context"
 
 	pb "perfusion/api/perfusion/v1"
+	"perfusion/store"
 )
 
 // recordService implements perfusionv1.RecordService.
@@ -20,7 +21,11 @@ func (s *recordService) VerifyRecord(ctx context.Context, req *pb.VerifyRecordRe
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
-	v, err := s.h.store.VerifyRecord(ctx, id)
+	var opts []store.VerifyOption
+	if req.GetAgainstCheckpoints() {
+		opts = append(opts, store.AgainstCheckpoints())
+	}
+	v, err := s.h.store.VerifyRecord(ctx, id, opts...)
 	if err != nil {
 		return nil, s.h.fail(err)
 	}
@@ -31,6 +36,7 @@ func (s *recordService) VerifyRecord(ctx context.Context, req *pb.VerifyRecordRe
 		SampleBatchesVerified: v.SampleBatchesVerified,
 		SamplesVerified:       v.SamplesVerified,
 		HeadHash:              v.Head.String(),
+		CheckpointsVerified:   v.CheckpointsVerified,
 	}
 	if b := v.Bad; b != nil {
 		out.FirstBadLink = &pb.BadLink{Sequence: b.Seq, Kind: string(b.Kind), Ref: b.Ref,

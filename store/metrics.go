@@ -334,6 +334,7 @@ func (s *Store) afterRecordChange(ctx context.Context, c *charting.Case) {
 	if c == nil || (c.Status != charting.StatusClosed && c.Status != charting.StatusSigned) {
 		return
 	}
+	s.anchorHead(ctx, c)
 	if _, err := s.RefreshMetrics(ctx, c.ID); err != nil && !errors.Is(err, ErrNoMetricsBackend) {
 		s.log.WarnContext(ctx, "metrics not refreshed; they will be recomputed on read", "case_id", c.ID, "err", err)
 	}

@@ -32,6 +32,11 @@ type Config struct {
 	// Outbox, when set, queues exports of every signature and addendum in
 	// the transaction that stores it (outbox.go); nil queues nothing.
 	Outbox *OutboxConfig
+	// Anchor, when set, receives a signed checkpoint of a case's ledger head
+	// after every write to a closed or signed case (its close, each
+	// signature and addendum), kept outside the database (anchor.go);
+	// VerifyRecord with AgainstCheckpoints checks the chain against it.
+	Anchor Anchor
 }
 
 // Store is the perfusion record on one Backend. Every write runs in one
@@ -47,6 +52,7 @@ type Store struct {
 	metricsCfg *charting.MetricsConfig
 	log        *slog.Logger
 	outbox     *OutboxConfig
+	anchor     Anchor
 	// commits wakes this process's watchers after a write commits
 	// (watch.go).
 	commits *CommitFeed
@@ -59,7 +65,7 @@ type Store struct {
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, commits: NewCommitFeed()}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, anchor: cfg.Anchor, commits: NewCommitFeed()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

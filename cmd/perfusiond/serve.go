@@ -40,6 +40,7 @@ type serveConfig struct {
 	metrics           func() (*charting.MetricsConfig, error)
 	delivery          *deliveryConfig // delivery.go
 	auth              *authConfig
+	checkpoints       *checkpointConfig // checkpoint.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -75,6 +76,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.metrics = metricsFlags(fs, env)
 	c.delivery = a.deliveryFlags(fs, env)
 	c.auth = authFlags(fs, env)
+	c.checkpoints = checkpointFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -124,6 +126,11 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if _, err := prepareSchema(ctx, db, c.migrate, log); err != nil {
 		return err
 	}
+	warnServingRole(ctx, db, log)
+	anchor, err := c.checkpoints.anchor(c.dataDir, log)
+	if err != nil {
+		return err
+	}
 
 	exportKey, err := loadExportKey(c.exportKeyFile)
 	if err != nil {
@@ -151,7 +158,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopDelivery()
-	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log})
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor})
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,

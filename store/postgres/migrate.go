@@ -43,6 +43,13 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
+	// A database already at this binary's version needs nothing, and a
+	// serving role that does not own the schema (008_serving_role) could not
+	// even create schema_migrations: so `serve --migrate` as that role
+	// starts on a migrated database instead of failing.
+	if v, err := b.SchemaVersion(ctx); err == nil && v == len(ms) {
+		return nil
+	}
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: acquire connection: %w", safeErr(err))

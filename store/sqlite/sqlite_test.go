@@ -703,11 +703,16 @@ func TestAppendOnlyEnforced(t *testing.T) {
 	if after := rowSnapshot(t, db, "cases", "case_id = $1", id); after != before {
 		t.Errorf("case changed:\n%s→\n%s", before, after)
 	}
-	// The state columns are the case's mutable part.
-	if _, err := db.Exec(`UPDATE cases SET status = 'closed', head_seq = head_seq WHERE case_id = $1`, id); err != nil {
+	// The state columns are the case's mutable part, forward only (007): the
+	// signed fixture cannot be set back to closed, its head not rewound.
+	_, err = db.Exec(`UPDATE cases SET status = 'closed' WHERE case_id = $1`, id)
+	refused("UPDATE cases SET status backwards", err)
+	_, err = db.Exec(`UPDATE cases SET head_seq = head_seq - 1 WHERE case_id = $1`, id)
+	refused("UPDATE cases SET head_seq backwards", err)
+	if _, err := db.Exec(`UPDATE cases SET status = 'signed', head_seq = head_seq WHERE case_id = $1`, id); err != nil {
 		t.Fatalf("updating the case state was refused: %v", err)
 	}
-	if c, err := b.GetCase(ctx, f.c.ID); err != nil || c.Status != charting.StatusClosed {
+	if c, err := b.GetCase(ctx, f.c.ID); err != nil || c.Status != charting.StatusSigned {
 		t.Fatalf("status after update: %v, %v", c, err)
 	}
 	// Sources' watermarks are mutable too.

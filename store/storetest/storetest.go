@@ -42,7 +42,21 @@ type test struct {
 }
 
 // Run runs the whole suite as subtests of t.
-func Run(t *testing.T, h Harness) {
+func Run(t *testing.T, h Harness) { run(t, h, nil) }
+
+// RunOnly runs the named tests of the suite as subtests of t, for a
+// backend variant that only needs a part of it proved (such as PostgreSQL
+// as a serving role that does not own the tables). It fails t on a name
+// the suite does not have.
+func RunOnly(t *testing.T, h Harness, names ...string) {
+	only := make(map[string]bool, len(names))
+	for _, n := range names {
+		only[n] = true
+	}
+	run(t, h, only)
+}
+
+func run(t *testing.T, h Harness, only map[string]bool) {
 	tests := []test{
 		{"CreateAndGetCase", testCreateAndGetCase},
 		{"CreateCaseIdempotent", testCreateCaseIdempotent},
@@ -80,6 +94,10 @@ func Run(t *testing.T, h Harness) {
 		{"UncoveredContentDetected", testUncoveredContent},
 		{"DeletedContentDetected", testDeletedContent},
 		{"AppendOnlyEnforced", testAppendOnly},
+		{"TamperBatchSummaryDetected", testTamperBatchSummary},
+		{"TamperCaseStateDetected", testTamperCaseState},
+		{"CaseStateOnlyForward", testCaseStateForward},
+		{"TamperTailTruncatedDetected", testTamperTailTruncated},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyDuringWrites", testVerifyDuringWrites},
 		{"MetricsLifecycle", testMetricsLifecycle},
@@ -97,12 +115,21 @@ func Run(t *testing.T, h Harness) {
 		{"WatchFeed", testWatchFeed},
 	}
 	for _, tc := range tests {
+		if only != nil {
+			if !only[tc.name] {
+				continue
+			}
+			delete(only, tc.name)
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			if why, ok := h.Exceptions[tc.name]; ok {
 				t.Skipf("%s: not offered by this backend: %s", tc.name, why)
 			}
 			tc.fn(t, &h)
 		})
+	}
+	for name := range only {
+		t.Errorf("the suite has no test %q", name)
 	}
 }
 

@@ -41,6 +41,9 @@ const (
 	VerificationProblem_VERIFICATION_PROBLEM_HEAD_MISMATCH VerificationProblem = 5
 	// Stored content cannot be decoded.
 	VerificationProblem_VERIFICATION_PROBLEM_CONTENT_UNREADABLE VerificationProblem = 6
+	// A checkpoint anchors a link the chain no longer holds, or holds with
+	// another hash: its tail was truncated or rewritten (against_checkpoints).
+	VerificationProblem_VERIFICATION_PROBLEM_ANCHOR_MISMATCH VerificationProblem = 7
 )
 
 // Enum value maps for VerificationProblem.
@@ -53,6 +56,7 @@ var (
 		4: "VERIFICATION_PROBLEM_UNCOVERED_CONTENT",
 		5: "VERIFICATION_PROBLEM_HEAD_MISMATCH",
 		6: "VERIFICATION_PROBLEM_CONTENT_UNREADABLE",
+		7: "VERIFICATION_PROBLEM_ANCHOR_MISMATCH",
 	}
 	VerificationProblem_value = map[string]int32{
 		"VERIFICATION_PROBLEM_UNSPECIFIED":        0,
@@ -62,6 +66,7 @@ var (
 		"VERIFICATION_PROBLEM_UNCOVERED_CONTENT":  4,
 		"VERIFICATION_PROBLEM_HEAD_MISMATCH":      5,
 		"VERIFICATION_PROBLEM_CONTENT_UNREADABLE": 6,
+		"VERIFICATION_PROBLEM_ANCHOR_MISMATCH":    7,
 	}
 )
 
@@ -96,9 +101,16 @@ func (VerificationProblem) EnumDescriptor() ([]byte, []int) {
 type VerifyRecordRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUID of the case; required.
-	CaseId        string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// Also check the chain against the server's checkpoint log: signed heads
+	// written outside the database at each close, signature and addendum.
+	// Every anchored link must still be on the chain with its anchored hash,
+	// so a tail cut or rewritten in the database (which can verify on its
+	// own) is named with VERIFICATION_PROBLEM_ANCHOR_MISMATCH.
+	// FAILED_PRECONDITION when the server keeps no checkpoint log.
+	AgainstCheckpoints bool `protobuf:"varint,2,opt,name=against_checkpoints,json=againstCheckpoints,proto3" json:"against_checkpoints,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *VerifyRecordRequest) Reset() {
@@ -136,6 +148,13 @@ func (x *VerifyRecordRequest) GetCaseId() string {
 		return x.CaseId
 	}
 	return ""
+}
+
+func (x *VerifyRecordRequest) GetAgainstCheckpoints() bool {
+	if x != nil {
+		return x.AgainstCheckpoints
+	}
+	return false
 }
 
 // BadLink describes the first failure found.
@@ -237,9 +256,12 @@ type VerifyRecordResponse struct {
 	// The head the verification reached.
 	HeadHash string `protobuf:"bytes,6,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
 	// The first failure, when ok is false.
-	FirstBadLink  *BadLink `protobuf:"bytes,7,opt,name=first_bad_link,json=firstBadLink,proto3" json:"first_bad_link,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FirstBadLink *BadLink `protobuf:"bytes,7,opt,name=first_bad_link,json=firstBadLink,proto3" json:"first_bad_link,omitempty"`
+	// Number of checkpoints the chain was checked against
+	// (against_checkpoints).
+	CheckpointsVerified int64 `protobuf:"varint,8,opt,name=checkpoints_verified,json=checkpointsVerified,proto3" json:"checkpoints_verified,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *VerifyRecordResponse) Reset() {
@@ -319,6 +341,13 @@ func (x *VerifyRecordResponse) GetFirstBadLink() *BadLink {
 		return x.FirstBadLink
 	}
 	return nil
+}
+
+func (x *VerifyRecordResponse) GetCheckpointsVerified() int64 {
+	if x != nil {
+		return x.CheckpointsVerified
+	}
+	return 0
 }
 
 // GetAuditTrailRequest pages a case's audit trail.
@@ -545,15 +574,16 @@ var File_perfusion_v1_record_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19perfusion/v1/record.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"\x19perfusion/v1/record.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n" +
 	"\x13VerifyRecordRequest\x12\x17\n" +
-	"\acase_id\x18\x01 \x01(\tR\x06caseId\"\xa0\x01\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12/\n" +
+	"\x13against_checkpoints\x18\x02 \x01(\bR\x12againstCheckpoints\"\xa0\x01\n" +
 	"\aBadLink\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x12;\n" +
 	"\aproblem\x18\x04 \x01(\x0e2!.perfusion.v1.VerificationProblemR\aproblem\x12\x16\n" +
-	"\x06detail\x18\x05 \x01(\tR\x06detail\"\xb5\x02\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"\xe8\x02\n" +
 	"\x14VerifyRecordResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12%\n" +
 	"\x0elinks_verified\x18\x02 \x01(\x03R\rlinksVerified\x12)\n" +
@@ -561,7 +591,8 @@ const file_perfusion_v1_record_proto_rawDesc = "" +
 	"\x17sample_batches_verified\x18\x04 \x01(\x03R\x15sampleBatchesVerified\x12)\n" +
 	"\x10samples_verified\x18\x05 \x01(\x03R\x0fsamplesVerified\x12\x1b\n" +
 	"\thead_hash\x18\x06 \x01(\tR\bheadHash\x12;\n" +
-	"\x0efirst_bad_link\x18\a \x01(\v2\x15.perfusion.v1.BadLinkR\ffirstBadLink\"s\n" +
+	"\x0efirst_bad_link\x18\a \x01(\v2\x15.perfusion.v1.BadLinkR\ffirstBadLink\x121\n" +
+	"\x14checkpoints_verified\x18\b \x01(\x03R\x13checkpointsVerified\"s\n" +
 	"\x14GetAuditTrailRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\x12\x1b\n" +
@@ -578,7 +609,7 @@ const file_perfusion_v1_record_proto_rawDesc = "" +
 	"\x04hash\x18\a \x01(\tR\x04hash\"y\n" +
 	"\x15GetAuditTrailResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.perfusion.v1.AuditEventR\x06events\x12.\n" +
-	"\x13next_after_sequence\x18\x02 \x01(\x03R\x11nextAfterSequence*\xb7\x02\n" +
+	"\x13next_after_sequence\x18\x02 \x01(\x03R\x11nextAfterSequence*\xe1\x02\n" +
 	"\x13VerificationProblem\x12$\n" +
 	" VERIFICATION_PROBLEM_UNSPECIFIED\x10\x00\x12(\n" +
 	"$VERIFICATION_PROBLEM_CONTENT_ALTERED\x10\x01\x12(\n" +
@@ -586,7 +617,8 @@ const file_perfusion_v1_record_proto_rawDesc = "" +
 	"!VERIFICATION_PROBLEM_CHAIN_BROKEN\x10\x03\x12*\n" +
 	"&VERIFICATION_PROBLEM_UNCOVERED_CONTENT\x10\x04\x12&\n" +
 	"\"VERIFICATION_PROBLEM_HEAD_MISMATCH\x10\x05\x12+\n" +
-	"'VERIFICATION_PROBLEM_CONTENT_UNREADABLE\x10\x062\xc0\x01\n" +
+	"'VERIFICATION_PROBLEM_CONTENT_UNREADABLE\x10\x06\x12(\n" +
+	"$VERIFICATION_PROBLEM_ANCHOR_MISMATCH\x10\a2\xc0\x01\n" +
 	"\rRecordService\x12U\n" +
 	"\fVerifyRecord\x12!.perfusion.v1.VerifyRecordRequest\x1a\".perfusion.v1.VerifyRecordResponse\x12X\n" +
 	"\rGetAuditTrail\x12\".perfusion.v1.GetAuditTrailRequest\x1a#.perfusion.v1.GetAuditTrailResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
