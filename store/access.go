@@ -256,8 +256,8 @@ type AccessFilter struct {
 	// Sort and Desc order the listing; ties are broken by time, then id,
 	// in the same direction. The zero value is time, ascending; Desc true
 	// with the zero Sort is the default report, newest first.
-	Sort AccessSort
-	Desc bool
+	Sort  AccessSort
+	Desc  bool
 	Limit int
 	// After continues a listing after this event (keyset pagination) in
 	// the same Sort and Desc.
