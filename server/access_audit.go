@@ -219,16 +219,16 @@ func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Pri
 	} else if m, ok := ctx.Value(breakGlassKey{}).(*breakGlassMark); ok && m.used {
 		e.Reason = "break-glass"
 	}
-	if listsCases(method, r) {
+	// Only an answered call's request is described: a refused one may hold
+	// anything (a patient's name typed as a site), and the audit holds no
+	// patient identifiers.
+	if listsCases(method, r) && err == nil {
 		mark, _ := ctx.Value(breakGlassKey{}).(*breakGlassMark)
 		reqM, _ := req.(proto.Message)
-		var respM proto.Message
-		if m, ok := resp.(proto.Message); ok && err == nil {
-			respM = m
-		}
+		respM, _ := resp.(proto.Message)
 		describeList(&e, mark, reqM, respM)
-	} else if m, ok := req.(proto.Message); ok && r.Scope == ScopeSite {
-		// A case being created (or refused) has no stored site yet.
+	} else if m, ok := req.(proto.Message); ok && r.Scope == ScopeSite && err == nil {
+		// A case being created has no stored site yet.
 		e.Site = siteOf(m)
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {

@@ -187,7 +187,8 @@ type AccessEvent struct {
 	// byte, then each case id (sorted, lowercase) followed by a newline. With
 	// query it identifies what a large list returned.
 	CaseSetDigest string `protobuf:"bytes,14,opt,name=case_set_digest,json=caseSetDigest,proto3" json:"case_set_digest,omitempty"`
-	// The list's request as JSON (filters, sort, page); it names no patient.
+	// The request of an answered list as JSON (filters, sort, page); a
+	// refused call's request is not kept, as it may hold anything.
 	Query string `protobuf:"bytes,15,opt,name=query,proto3" json:"query,omitempty"`
 	// The event's place in its site's chain (1, 2, …); 0 for events
 	// recorded before the chain existed.
