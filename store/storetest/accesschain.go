@@ -110,6 +110,37 @@ func testAccessChainVerifies(t *testing.T, h *Harness) {
 	}
 }
 
+// testAccessChainUpgrade: an event stored as before the chain existed (no
+// site, no link: what an upgraded database holds) stays listed, is counted
+// as unchained, and breaks no chain; events after it chain from genesis.
+func testAccessChainUpgrade(t *testing.T, h *Harness) {
+	s, b, a := newAccess(t, h)
+	c := createCase(t, s, "OR-1")
+	old := uuid.New()
+	// The pre-upgrade INSERT, as the server made it. Times are
+	// microseconds on SQLite and timestamptz (here as text) on PostgreSQL.
+	at := time.Now().Add(-time.Hour).UTC()
+	q := `INSERT INTO access_events (event_id, at, principal, roles, via, method, case_id, code, reason, client_addr)
+		VALUES ($1, $2, 'alice', 'perfusionist', 'jwt', '/perfusion.v1.CaseService/GetCase', $3, 'OK', '', '127.0.0.1:5000')`
+	if err := h.Exec(t, b, q, old.String(), at.UnixMicro(), c.ID.String()); err != nil {
+		if err2 := h.Exec(t, b, q, old.String(), at.Format(time.RFC3339Nano), c.ID.String()); err2 != nil {
+			t.Fatalf("a pre-upgrade row: %v; %v", err, err2)
+		}
+	}
+	e := store.AccessEvent{ID: uuid.New(), At: time.Now().UTC(), Principal: "bob", Method: "/perfusion.v1.CaseService/GetCase", CaseID: c.ID, Code: "OK"}
+	if err := a.AppendAccessEvents(context.Background(), []store.AccessEvent{e}); err != nil {
+		t.Fatal(err)
+	}
+	rep := verifyAccess(t, a, "")
+	if !rep.OK() || rep.Unchained != 1 || len(rep.Chains) != 1 || rep.Chains[0].Links != 1 {
+		t.Fatalf("after the upgrade: %+v", rep)
+	}
+	got, err := a.ListAccessEvents(context.Background(), store.AccessFilter{CaseID: c.ID, Limit: 10})
+	if err != nil || len(got) != 2 || got[0].ID != old || got[0].Seq != 0 || got[1].Seq != 1 || got[1].PrevHash != store.AccessGenesis("MAIN") {
+		t.Fatalf("listing after the upgrade: %v, %+v", err, got)
+	}
+}
+
 // testAccessChainTamper: with the database's append-only triggers
 // bypassed, each kind of tampering with the access audit is reported at the
 // right link of the right chain, and the other chains still verify.

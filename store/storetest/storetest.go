@@ -92,6 +92,7 @@ func Run(t *testing.T, h Harness) {
 		{"BreakGlass", testBreakGlass},
 		{"AccessChainVerifies", testAccessChainVerifies},
 		{"AccessChainTamperDetected", testAccessChainTamper},
+		{"AccessChainUpgrade", testAccessChainUpgrade},
 		{"AccessReportSortsAndFilters", testAccessReport},
 		{"OutboxEnqueue", testOutboxEnqueue},
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
