@@ -5,13 +5,17 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"perfusion/charting"
 	"perfusion/store"
@@ -44,16 +48,154 @@ type accessAuditor struct {
 // the call reach its case.
 type breakGlassKey struct{}
 
-// breakGlassMark is set by the authorizer when a grant was used.
-type breakGlassMark struct{ used bool }
+// breakGlassMark travels in a call's context to its audit record: the
+// authorizer sets used when a grant let the call in, and list handlers
+// whose responses carry no case ids (ExportCohort's de-identified rows)
+// note the cases they returned.
+type breakGlassMark struct {
+	used bool
+
+	mu sync.Mutex
+	// listed is set once a handler noted cases; cases are the ids.
+	listed bool
+	cases  []uuid.UUID
+	// req is a stream's first request, for the record's query and site.
+	req proto.Message
+}
+
+// noteCases records, for the call's access event, that the call returned
+// these cases. Handlers call it where the response does not name them.
+func noteCases(ctx context.Context, ids ...uuid.UUID) {
+	m, ok := ctx.Value(breakGlassKey{}).(*breakGlassMark)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.listed = true
+	m.cases = append(m.cases, ids...)
+}
+
+// auditReads are the reads of the access audit itself: they return no
+// patient data (Rule.PatientData is false), yet who looked at the audit,
+// what they asked and which cases' events they saw is recorded, as for
+// any list.
+var auditReads = map[string]bool{
+	"/perfusion.v1.AccessService/ListAccessEvents":  true,
+	"/perfusion.v1.AccessService/ListBreakGlass":    true,
+	"/perfusion.v1.AccessService/VerifyAccessAudit": true,
+}
+
+// listsCases reports whether a call's access event records the cases its
+// response returned and its query: lists confined to sites, and audit
+// reads.
+func listsCases(method string, r Rule) bool { return r.Scope == ScopeList || auditReads[method] }
+
+// describeList fills e's site hint, query and returned cases for a list
+// call. req is the request (after the authorizer confined it to a site);
+// resp the response, whose top-level repeated messages' case_id fields are
+// the cases returned.
+func describeList(e *store.AccessEvent, mark *breakGlassMark, req, resp proto.Message) {
+	if mark != nil {
+		mark.mu.Lock()
+		defer mark.mu.Unlock()
+		if req == nil {
+			req = mark.req
+		}
+	}
+	if req != nil {
+		e.Site = siteOf(req)
+		// List requests hold filters, sort and page only: no patient
+		// identifiers (staff names at most), so the query may be kept.
+		if q, err := (protojson.MarshalOptions{}).Marshal(req); err == nil {
+			e.Query = string(q)
+		}
+	}
+	var ids []uuid.UUID
+	if mark != nil && mark.listed {
+		ids = mark.cases
+	}
+	if resp != nil {
+		ids = append(ids, caseIDsOf(resp)...)
+	}
+	e.SetCases(ids)
+}
+
+// siteOf returns a request's site: a top-level site field or the one in
+// its filter.
+func siteOf(req proto.Message) string {
+	m := req.ProtoReflect()
+	if s := stringField(m, "site"); s != "" {
+		return s
+	}
+	if f := m.Descriptor().Fields().ByName("filter"); f != nil && f.Kind() == protoreflect.MessageKind && m.Has(f) {
+		return stringField(m.Get(f).Message(), "site")
+	}
+	return ""
+}
+
+// caseIDsOf returns the case_id (and case_ids) of every element of m's
+// top-level repeated message fields (ListCasesResponse.cases,
+// ListDeliveriesResponse.deliveries, ListAccessEventsResponse.events, …).
+func caseIDsOf(m proto.Message) []uuid.UUID {
+	var out []uuid.UUID
+	r := m.ProtoReflect()
+	r.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if !fd.IsList() || fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		l := v.List()
+		for i := range l.Len() {
+			el := l.Get(i).Message()
+			if id, err := uuid.Parse(stringField(el, "case_id")); err == nil {
+				out = append(out, id)
+			}
+			// An access event of a list names its cases in case_ids: an
+			// auditor reading it saw those ids too.
+			if fd := el.Descriptor().Fields().ByName("case_ids"); fd != nil && fd.IsList() && fd.Kind() == protoreflect.StringKind {
+				ids := el.Get(fd).List()
+				for j := range ids.Len() {
+					if id, err := uuid.Parse(ids.Get(j).String()); err == nil {
+						out = append(out, id)
+					}
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// auditedStream keeps a stream's first request for its access record.
+type auditedStream struct {
+	grpc.ServerStream
+	mark *breakGlassMark
+}
+
+// RecvMsg receives m and keeps it when it is the first.
+func (s *auditedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if pm, ok := m.(proto.Message); ok && err == nil {
+		s.mark.mu.Lock()
+		if s.mark.req == nil {
+			s.mark.req = pm
+		}
+		s.mark.mu.Unlock()
+	}
+	return err
+}
 
 // record audits one call when it touched patient data or was refused, and
 // returns the call's error, or errAuditUnavailable when the record could
 // not be written.
-func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Principal, caseID string, resp any, err error) error {
+//
+// req is the request (nil for streams, whose first request the context's
+// mark holds); for lists and audit reads the record keeps the query and the
+// cases returned.
+func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Principal, caseID string, req, resp any, err error) error {
 	code := status.Code(err)
 	denied := code == codes.PermissionDenied || code == codes.Unauthenticated
-	if !r.PatientData && !denied {
+	if !r.PatientData && !denied && !auditReads[method] {
 		return err
 	}
 	if caseID == "" {
@@ -76,6 +218,18 @@ func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Pri
 		e.Reason = status.Convert(err).Message()
 	} else if m, ok := ctx.Value(breakGlassKey{}).(*breakGlassMark); ok && m.used {
 		e.Reason = "break-glass"
+	}
+	// Only an answered call's request is described: a refused one may hold
+	// anything (a patient's name typed as a site), and the audit holds no
+	// patient identifiers.
+	if listsCases(method, r) && err == nil {
+		mark, _ := ctx.Value(breakGlassKey{}).(*breakGlassMark)
+		reqM, _ := req.(proto.Message)
+		respM, _ := resp.(proto.Message)
+		describeList(&e, mark, reqM, respM)
+	} else if m, ok := req.(proto.Message); ok && r.Scope == ScopeSite && err == nil {
+		// A case being created has no stored site yet.
+		e.Site = siteOf(m)
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		e.ClientAddr = pr.Addr.String()

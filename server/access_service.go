@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -33,24 +35,96 @@ type accessService struct {
 
 var errNoAccessAudit = status.Error(codes.Unimplemented, "this server's store keeps no access audit")
 
-// ListAccessEvents pages through the access audit, newest first.
+// accessSorts maps the API's sort to the store's.
+var accessSorts = map[pb.AccessEventSort]store.AccessSort{
+	pb.AccessEventSort_ACCESS_EVENT_SORT_UNSPECIFIED: store.SortAccessAt,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_TIME:        store.SortAccessAt,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_PRINCIPAL:   store.SortAccessPrincipal,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_METHOD:      store.SortAccessMethod,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_CASE:        store.SortAccessCase,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_SITE:        store.SortAccessSite,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_OUTCOME:     store.SortAccessCode,
+	pb.AccessEventSort_ACCESS_EVENT_SORT_BREAK_GLASS: store.SortAccessBreakGlass,
+}
+
+// accessToken is an access listing's page token: the sort it belongs to
+// and the last event's key, time and id.
+type accessToken struct {
+	Sort store.AccessSort `json:"s"`
+	Desc bool             `json:"d"`
+	Key  string           `json:"k"`
+	At   time.Time        `json:"t"`
+	ID   uuid.UUID        `json:"i"`
+}
+
+func encodeAccessToken(t accessToken) string {
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic(fmt.Sprintf("server: access token does not encode: %v", err)) // plain struct: cannot happen
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// accessToken decodes a page token of the same sort; "" is the first page.
+func (p *parser) accessToken(field, tok string, sort store.AccessSort, desc bool) *store.AccessCursor {
+	if tok == "" {
+		return nil
+	}
+	var t accessToken
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil {
+		err = json.Unmarshal(b, &t)
+	}
+	if err != nil || t.ID == uuid.Nil {
+		p.v.Add(field, "not a page token of this listing")
+		return nil
+	}
+	if t.Sort != sort || t.Desc != desc {
+		p.v.Add(field, "the token belongs to another sort_by or order: ask for the same sort as the first page")
+		return nil
+	}
+	return &store.AccessCursor{Key: t.Key, At: t.At, ID: t.ID}
+}
+
+// ListAccessEvents pages through the access audit in the requested order,
+// filtered by any element. The interceptor records the listing itself,
+// with its query and the cases whose events it returned.
 func (s *accessService) ListAccessEvents(ctx context.Context, req *pb.ListAccessEventsRequest) (*pb.ListAccessEventsResponse, error) {
 	if s.auditor == nil {
 		return nil, errNoAccessAudit
 	}
 	var p parser
+	sort, ok := accessSorts[req.GetSortBy()]
+	if !ok {
+		p.v.Add("sort_by", "unknown sort")
+	}
+	var desc bool
+	switch req.GetOrder() {
+	case pb.SortOrder_SORT_ORDER_UNSPECIFIED:
+		desc = sort == store.SortAccessAt // the report's habit: newest first
+	case pb.SortOrder_SORT_ORDER_ASCENDING:
+	case pb.SortOrder_SORT_ORDER_DESCENDING:
+		desc = true
+	default:
+		p.v.Add("order", "unknown order")
+	}
 	f := store.AccessFilter{
 		From: p.time("from", req.GetFrom()), To: p.time("to", req.GetTo()),
 		Principal:  req.GetPrincipal(),
 		CaseID:     p.id("case_id", req.GetCaseId(), false),
+		Method:     req.GetMethod(),
+		Site:       req.GetSite(),
+		Code:       req.GetOutcome(),
 		DeniedOnly: req.GetDeniedOnly(),
+		BreakGlass: req.GetBreakGlassOnly(),
+		Sort:       sort,
+		Desc:       desc,
 		Limit:      p.pageSize("page_size", req.GetPageSize(), defaultAccessPageSize, maxAccessPageSize),
 	}
-	// Access cursors share the case listing's token format: a time and an
-	// id.
-	if c := p.pageToken("page_token", req.GetPageToken()); c != nil {
-		f.After = &store.AccessCursor{At: c.ScheduledStart, ID: c.ID}
+	if f.Code != "" && !knownCode(f.Code) {
+		p.v.Add("outcome", "not a gRPC status code name (OK, NotFound, PermissionDenied, …)")
 	}
+	f.After = p.accessToken("page_token", req.GetPageToken(), sort, desc)
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
@@ -64,15 +138,62 @@ func (s *accessService) ListAccessEvents(ctx context.Context, req *pb.ListAccess
 	if len(es) > want {
 		es = es[:want]
 		last := es[want-1]
-		out.NextPageToken = encodePageToken(&store.CaseCursor{ScheduledStart: last.At, ID: last.ID})
+		out.NextPageToken = encodeAccessToken(accessToken{Sort: sort, Desc: desc, Key: last.CursorKey(sort), At: last.At, ID: last.ID})
 	}
-	for _, e := range es {
-		ev := &pb.AccessEvent{EventId: e.ID.String(), At: timestamppb.New(e.At), Principal: e.Principal, Roles: e.Roles, Via: e.Via,
-			Method: e.Method, Code: e.Code, Reason: e.Reason, ClientAddr: e.ClientAddr}
-		if e.CaseID != uuid.Nil {
-			ev.CaseId = e.CaseID.String()
+	for i := range es {
+		out.Events = append(out.Events, accessEventOut(&es[i]))
+	}
+	return out, nil
+}
+
+// knownCode reports whether name is a gRPC status code's name as the
+// audit records it (codes.Code.String()).
+func knownCode(name string) bool {
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if c.String() == name {
+			return true
 		}
-		out.Events = append(out.Events, ev)
+	}
+	return false
+}
+
+func accessEventOut(e *store.AccessEvent) *pb.AccessEvent {
+	ev := &pb.AccessEvent{EventId: e.ID.String(), At: timestamppb.New(e.At), Principal: e.Principal, Roles: e.Roles, Via: e.Via,
+		Method: e.Method, Code: e.Code, Reason: e.Reason, ClientAddr: e.ClientAddr, Site: e.Site, CaseCount: int32(e.CaseCount),
+		CaseSetDigest: e.CaseSetDigest, Query: e.Query, Seq: e.Seq, BreakGlass: e.BreakGlass}
+	if e.CaseID != uuid.Nil {
+		ev.CaseId = e.CaseID.String()
+	}
+	for _, id := range e.CaseIDs {
+		ev.CaseIds = append(ev.CaseIds, id.String())
+	}
+	if e.Seq > 0 {
+		ev.Hash = e.Hash.String()
+	}
+	return ev
+}
+
+// VerifyAccessAudit re-hashes the access audit's chains and names each
+// chain's first bad link.
+func (s *accessService) VerifyAccessAudit(ctx context.Context, req *pb.VerifyAccessAuditRequest) (*pb.VerifyAccessAuditResponse, error) {
+	if s.auditor == nil {
+		return nil, errNoAccessAudit
+	}
+	rep, err := store.VerifyAccessAudit(ctx, s.auditor.access, req.GetSite())
+	if err != nil {
+		return nil, s.h.fail(fmt.Errorf("verify access audit: %w", err))
+	}
+	out := &pb.VerifyAccessAuditResponse{Ok: rep.OK(), UnchainedEvents: rep.Unchained}
+	for _, c := range rep.Chains {
+		v := &pb.AccessChainVerification{Site: c.Site, Links: c.Links, HeadSeq: c.Head.Seq, HeadHash: c.Head.Hash.String(), Ok: c.OK,
+			BadSeq: c.BadSeq, Problem: c.Problem}
+		if c.BadEventID != uuid.Nil {
+			v.BadEventId = c.BadEventID.String()
+		}
+		out.Chains = append(out.Chains, v)
+	}
+	if !out.Ok {
+		s.h.log.Error("access audit verification failed", "chains", len(out.Chains))
 	}
 	return out, nil
 }

@@ -124,30 +124,32 @@ func (ic *interceptors) unaryAccess(ctx context.Context, req any, info *grpc.Una
 		}
 	}
 	if err != nil {
-		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, nil, err)
+		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, req, nil, err)
 	}
 	resp, err := handler(actx, req)
-	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, resp, err); aerr != err {
+	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, req, resp, err); aerr != err {
 		return nil, aerr
 	}
 	return resp, err
 }
 
 func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	base := context.WithValue(ss.Context(), breakGlassKey{}, &breakGlassMark{})
+	mark := &breakGlassMark{}
+	base := context.WithValue(ss.Context(), breakGlassKey{}, mark)
 	ctx, p, r, err := ic.admit(base, info.FullMethod)
 	if r.Public && err == nil {
 		return handler(srv, ss)
 	}
 	if err != nil {
-		return ic.audited(base, info.FullMethod, r, p, "", nil, err)
+		return ic.audited(base, info.FullMethod, r, p, "", nil, nil, err)
 	}
 	// A stream lasts as long as the access that let it in, and no longer:
 	// the guard ends it when its credential expires, a grant it relies on
 	// ends, or its caller loses the role or the site (stream_access.go).
 	guard, ctx, stop := ic.guardStream(base, ctx, info.FullMethod, r, p)
 	defer stop()
-	guarded := &guardedStream{ServerStream: ss, ctx: ctx}
+	// The access record of a list keeps its request (the query).
+	guarded := &guardedStream{ServerStream: &auditedStream{ServerStream: ss, mark: mark}, ctx: ctx}
 	scoped := &scopedStream{ServerStream: guarded, ctx: ctx, a: ic.authz, p: p, checked: map[string]bool{}, guard: guard}
 	if ic.audit != nil && r.PatientData {
 		scoped.opened = func(caseID string) error {
@@ -167,17 +169,17 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 		// way): the client is told why.
 		err = cause
 	}
-	return ic.audited(base, info.FullMethod, r, p, scoped.caseID, nil, err)
+	return ic.audited(base, info.FullMethod, r, p, scoped.caseID, nil, nil, err)
 }
 
 // audited records a call in the access audit when it touched patient data
 // or was refused, and returns the call's error; when the record cannot be
 // written the call fails instead (see access_audit.go).
-func (ic *interceptors) audited(ctx context.Context, method string, r Rule, p Principal, caseID string, resp any, err error) error {
+func (ic *interceptors) audited(ctx context.Context, method string, r Rule, p Principal, caseID string, req, resp any, err error) error {
 	if ic.audit == nil {
 		return err
 	}
-	return ic.audit.record(ctx, method, r, p, caseID, resp, err)
+	return ic.audit.record(ctx, method, r, p, caseID, req, resp, err)
 }
 
 // errPanic is what a client sees when a handler panics: nothing of the

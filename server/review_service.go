@@ -376,6 +376,11 @@ func (s *reviewService) ExportCohort(req *pb.ExportCohortRequest, stream grpc.Se
 				return s.h.fail(fmt.Errorf("export: encode: %w", err))
 			}
 		}
+		// The extract's rows are de-identified, so its access record takes
+		// the cases from here.
+		for i := range rows {
+			noteCases(ctx, rows[i].CaseID)
+		}
 		if len(rows) > 0 {
 			if err := stream.Send(&pb.ExportCohortResponse{Data: slices.Clone(buf.Bytes()), Cases: int32(len(rows))}); err != nil {
 				return err

@@ -56,3 +56,5 @@ GRANT UPDATE ON sample_sources TO perfusion_app;
 GRANT UPDATE, DELETE ON case_metrics, case_metric_values TO perfusion_app;
 GRANT UPDATE ON outbox_deliveries TO perfusion_app;
 GRANT UPDATE ON break_glass_grants TO perfusion_app;
+-- The access audit's chain heads move forward one row per site (007).
+GRANT UPDATE ON access_chain_heads TO perfusion_app;

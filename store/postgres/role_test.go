@@ -162,7 +162,7 @@ func TestConformanceAsServingRole(t *testing.T) {
 		"EntryIdempotent", "CorrectionsKeepHistory", "SamplesShuffledAndDuplicated",
 		"SamplesGroupCommitAcrossCases", "QuerySamples", "SourceSummaries", "SampleRuns",
 		"AuditTrail", "VerifyIntactRecord", "TamperBatchSummaryDetected", "AppendOnlyEnforced",
-		"CaseStateOnlyForward", "MetricsLifecycle", "MetricsRepair", "AccessEvents", "BreakGlass",
+		"CaseStateOnlyForward", "MetricsLifecycle", "MetricsRepair", "AccessEvents", "AccessChainVerifies", "BreakGlass",
 		"OutboxEnqueue", "OutboxClaimLifecycle", "WatchFeed",
 	)
 }

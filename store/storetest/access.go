@@ -48,15 +48,17 @@ func testAccessEvents(t *testing.T, h *Harness) {
 	if err := a.AppendAccessEvents(ctx, all[3:]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.ListAccessEvents(ctx, store.AccessFilter{Limit: 100})
+	got, err := a.ListAccessEvents(ctx, store.AccessFilter{Desc: true, Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 7 || got[0].ID != all[6].ID || got[6].ID != all[0].ID {
 		t.Fatalf("listed %d events, newest first expected", len(got))
 	}
-	if g := got[6]; g != all[0] {
-		t.Fatalf("stored %+v, read %+v", all[0], g)
+	if g := got[6]; g.ID != all[0].ID || !g.At.Equal(all[0].At) || g.Principal != all[0].Principal || g.Roles != all[0].Roles ||
+		g.Via != all[0].Via || g.Method != all[0].Method || g.CaseID != all[0].CaseID || g.Code != all[0].Code ||
+		g.ClientAddr != all[0].ClientAddr || g.Site != "MAIN" || g.Seq != 1 || g.PrevHash != store.AccessGenesis("MAIN") {
+		t.Fatalf("stored %+v, read %+v (want site MAIN, the first link)", all[0], g)
 	}
 	count := func(f store.AccessFilter) int {
 		t.Helper()
@@ -80,7 +82,7 @@ func testAccessEvents(t *testing.T, h *Harness) {
 		t.Errorf("denied: %d events, want 1", n)
 	}
 	var paged []store.AccessEvent
-	f := store.AccessFilter{Limit: 3}
+	f := store.AccessFilter{Desc: true, Limit: 3}
 	for {
 		page, err := a.ListAccessEvents(ctx, f)
 		if err != nil {

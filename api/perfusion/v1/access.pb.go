@@ -22,6 +22,133 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AccessEventSort is the element the access report is sorted by. Ties are
+// broken by time, then event id, in the same direction.
+type AccessEventSort int32
+
+const (
+	// By time (the default).
+	AccessEventSort_ACCESS_EVENT_SORT_UNSPECIFIED AccessEventSort = 0
+	// By time.
+	AccessEventSort_ACCESS_EVENT_SORT_TIME AccessEventSort = 1
+	// By principal (byte order).
+	AccessEventSort_ACCESS_EVENT_SORT_PRINCIPAL AccessEventSort = 2
+	// By method or action.
+	AccessEventSort_ACCESS_EVENT_SORT_METHOD AccessEventSort = 3
+	// By the case the event names (events naming none first).
+	AccessEventSort_ACCESS_EVENT_SORT_CASE AccessEventSort = 4
+	// By site.
+	AccessEventSort_ACCESS_EVENT_SORT_SITE AccessEventSort = 5
+	// By outcome (the status code's name).
+	AccessEventSort_ACCESS_EVENT_SORT_OUTCOME AccessEventSort = 6
+	// By break-glass (events without it first).
+	AccessEventSort_ACCESS_EVENT_SORT_BREAK_GLASS AccessEventSort = 7
+)
+
+// Enum value maps for AccessEventSort.
+var (
+	AccessEventSort_name = map[int32]string{
+		0: "ACCESS_EVENT_SORT_UNSPECIFIED",
+		1: "ACCESS_EVENT_SORT_TIME",
+		2: "ACCESS_EVENT_SORT_PRINCIPAL",
+		3: "ACCESS_EVENT_SORT_METHOD",
+		4: "ACCESS_EVENT_SORT_CASE",
+		5: "ACCESS_EVENT_SORT_SITE",
+		6: "ACCESS_EVENT_SORT_OUTCOME",
+		7: "ACCESS_EVENT_SORT_BREAK_GLASS",
+	}
+	AccessEventSort_value = map[string]int32{
+		"ACCESS_EVENT_SORT_UNSPECIFIED": 0,
+		"ACCESS_EVENT_SORT_TIME":        1,
+		"ACCESS_EVENT_SORT_PRINCIPAL":   2,
+		"ACCESS_EVENT_SORT_METHOD":      3,
+		"ACCESS_EVENT_SORT_CASE":        4,
+		"ACCESS_EVENT_SORT_SITE":        5,
+		"ACCESS_EVENT_SORT_OUTCOME":     6,
+		"ACCESS_EVENT_SORT_BREAK_GLASS": 7,
+	}
+)
+
+func (x AccessEventSort) Enum() *AccessEventSort {
+	p := new(AccessEventSort)
+	*p = x
+	return p
+}
+
+func (x AccessEventSort) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessEventSort) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_access_proto_enumTypes[0].Descriptor()
+}
+
+func (AccessEventSort) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_access_proto_enumTypes[0]
+}
+
+func (x AccessEventSort) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessEventSort.Descriptor instead.
+func (AccessEventSort) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_access_proto_rawDescGZIP(), []int{0}
+}
+
+// SortOrder is a sort's direction.
+type SortOrder int32
+
+const (
+	// Newest first when sorting by time; ascending for any other element.
+	SortOrder_SORT_ORDER_UNSPECIFIED SortOrder = 0
+	// Ascending (oldest first for time; false before true).
+	SortOrder_SORT_ORDER_ASCENDING SortOrder = 1
+	// Descending.
+	SortOrder_SORT_ORDER_DESCENDING SortOrder = 2
+)
+
+// Enum value maps for SortOrder.
+var (
+	SortOrder_name = map[int32]string{
+		0: "SORT_ORDER_UNSPECIFIED",
+		1: "SORT_ORDER_ASCENDING",
+		2: "SORT_ORDER_DESCENDING",
+	}
+	SortOrder_value = map[string]int32{
+		"SORT_ORDER_UNSPECIFIED": 0,
+		"SORT_ORDER_ASCENDING":   1,
+		"SORT_ORDER_DESCENDING":  2,
+	}
+)
+
+func (x SortOrder) Enum() *SortOrder {
+	p := new(SortOrder)
+	*p = x
+	return p
+}
+
+func (x SortOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SortOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_access_proto_enumTypes[1].Descriptor()
+}
+
+func (SortOrder) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_access_proto_enumTypes[1]
+}
+
+func (x SortOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SortOrder.Descriptor instead.
+func (SortOrder) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_access_proto_rawDescGZIP(), []int{1}
+}
+
 // AccessEvent is one audited call.
 type AccessEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -44,7 +171,33 @@ type AccessEvent struct {
 	// Why a call was refused, or "break-glass" when a grant let it in.
 	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The caller's network address.
-	ClientAddr    string `protobuf:"bytes,10,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	ClientAddr string `protobuf:"bytes,10,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	// The site whose chain holds the event: the site of the case it names,
+	// or the site a list was confined to; empty for events that reach no
+	// site (a refusal before any case was named, an all-sites listing) and
+	// for events recorded before the chain existed.
+	Site string `protobuf:"bytes,11,opt,name=site,proto3" json:"site,omitempty"`
+	// For a list, cohort or audit read: the cases it returned, sorted, when
+	// there were at most 100; empty otherwise (see case_count).
+	CaseIds []string `protobuf:"bytes,12,rep,name=case_ids,json=caseIds,proto3" json:"case_ids,omitempty"`
+	// How many distinct cases the call returned (0 for calls that return no
+	// list).
+	CaseCount int32 `protobuf:"varint,13,opt,name=case_count,json=caseCount,proto3" json:"case_count,omitempty"`
+	// Hex SHA-256 of the returned set: "perfusion.access.cases.v1", a zero
+	// byte, then each case id (sorted, lowercase) followed by a newline. With
+	// query it identifies what a large list returned.
+	CaseSetDigest string `protobuf:"bytes,14,opt,name=case_set_digest,json=caseSetDigest,proto3" json:"case_set_digest,omitempty"`
+	// The request of an answered list as JSON (filters, sort, page); a
+	// refused call's request is not kept, as it may hold anything.
+	Query string `protobuf:"bytes,15,opt,name=query,proto3" json:"query,omitempty"`
+	// The event's place in its site's chain (1, 2, …); 0 for events
+	// recorded before the chain existed.
+	Seq int64 `protobuf:"varint,16,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The link's hash (hex SHA-256); empty before the chain existed.
+	Hash string `protobuf:"bytes,17,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Part of break-glass use: opening a grant, a call a grant let in, or a
+	// grant's end.
+	BreakGlass    bool `protobuf:"varint,18,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +302,62 @@ func (x *AccessEvent) GetClientAddr() string {
 	return ""
 }
 
+func (x *AccessEvent) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetCaseIds() []string {
+	if x != nil {
+		return x.CaseIds
+	}
+	return nil
+}
+
+func (x *AccessEvent) GetCaseCount() int32 {
+	if x != nil {
+		return x.CaseCount
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetCaseSetDigest() string {
+	if x != nil {
+		return x.CaseSetDigest
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetBreakGlass() bool {
+	if x != nil {
+		return x.BreakGlass
+	}
+	return false
+}
+
 // ListAccessEventsRequest filters the access audit. Unset fields match
 // everything.
 type ListAccessEventsRequest struct {
@@ -159,14 +368,29 @@ type ListAccessEventsRequest struct {
 	To *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	// Only this caller's events.
 	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
-	// Only events naming this case (a UUID).
+	// Only events naming this case (a UUID), including lists whose
+	// case_ids hold it.
 	CaseId string `protobuf:"bytes,4,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
 	// Only refused calls (PermissionDenied, Unauthenticated).
 	DeniedOnly bool `protobuf:"varint,5,opt,name=denied_only,json=deniedOnly,proto3" json:"denied_only,omitempty"`
 	// At most this many events (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// Token from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Token from a previous response's next_page_token; it holds the sort,
+	// so the next page must ask for the same sort_by and order.
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only this method (full RPC name, e.g.
+	// /perfusion.v1.CaseService/GetCase) or action (break-glass-expired).
+	Method string `protobuf:"bytes,8,opt,name=method,proto3" json:"method,omitempty"`
+	// Only this site's events; "-" for events that reach no site.
+	Site string `protobuf:"bytes,9,opt,name=site,proto3" json:"site,omitempty"`
+	// Only this outcome: a gRPC status code's name (OK, NotFound, …).
+	Outcome string `protobuf:"bytes,10,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Only break-glass events.
+	BreakGlassOnly bool `protobuf:"varint,11,opt,name=break_glass_only,json=breakGlassOnly,proto3" json:"break_glass_only,omitempty"`
+	// The element to sort by (default time).
+	SortBy AccessEventSort `protobuf:"varint,12,opt,name=sort_by,json=sortBy,proto3,enum=perfusion.v1.AccessEventSort" json:"sort_by,omitempty"`
+	// The direction (default newest first for time, ascending otherwise).
+	Order         SortOrder `protobuf:"varint,13,opt,name=order,proto3,enum=perfusion.v1.SortOrder" json:"order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,10 +474,52 @@ func (x *ListAccessEventsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListAccessEventsRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetBreakGlassOnly() bool {
+	if x != nil {
+		return x.BreakGlassOnly
+	}
+	return false
+}
+
+func (x *ListAccessEventsRequest) GetSortBy() AccessEventSort {
+	if x != nil {
+		return x.SortBy
+	}
+	return AccessEventSort_ACCESS_EVENT_SORT_UNSPECIFIED
+}
+
+func (x *ListAccessEventsRequest) GetOrder() SortOrder {
+	if x != nil {
+		return x.Order
+	}
+	return SortOrder_SORT_ORDER_UNSPECIFIED
+}
+
 // ListAccessEventsResponse is one page of events.
 type ListAccessEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The events, newest first.
+	// The events, in the requested order.
 	Events []*AccessEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -745,11 +1011,233 @@ func (x *ListBreakGlassResponse) GetGrants() []*BreakGlassGrant {
 	return nil
 }
 
+// VerifyAccessAuditRequest names the chain to verify.
+type VerifyAccessAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One site's chain; "-" for the chain of events that reach no site;
+	// empty for every chain.
+	Site          string `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAccessAuditRequest) Reset() {
+	*x = VerifyAccessAuditRequest{}
+	mi := &file_perfusion_v1_access_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAccessAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAccessAuditRequest) ProtoMessage() {}
+
+func (x *VerifyAccessAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_access_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAccessAuditRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAccessAuditRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_access_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VerifyAccessAuditRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+// AccessChainVerification is the verification of one site's chain.
+type AccessChainVerification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain's site; empty for events that reach no site.
+	Site string `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// Links checked (up to the first bad one).
+	Links int64 `protobuf:"varint,2,opt,name=links,proto3" json:"links,omitempty"`
+	// The recorded head: the last link's place and hash (hex).
+	HeadSeq int64 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	// The recorded head's hash (hex SHA-256).
+	HeadHash string `protobuf:"bytes,4,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	// True when every link re-hashes to its stored hash, follows the one
+	// before, and the chain ends at its recorded head.
+	Ok bool `protobuf:"varint,5,opt,name=ok,proto3" json:"ok,omitempty"`
+	// The first bad link's place in the chain.
+	BadSeq int64 `protobuf:"varint,6,opt,name=bad_seq,json=badSeq,proto3" json:"bad_seq,omitempty"`
+	// The first bad link's event; empty when the link is missing.
+	BadEventId string `protobuf:"bytes,7,opt,name=bad_event_id,json=badEventId,proto3" json:"bad_event_id,omitempty"`
+	// What is wrong with it.
+	Problem       string `protobuf:"bytes,8,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessChainVerification) Reset() {
+	*x = AccessChainVerification{}
+	mi := &file_perfusion_v1_access_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessChainVerification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessChainVerification) ProtoMessage() {}
+
+func (x *AccessChainVerification) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_access_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessChainVerification.ProtoReflect.Descriptor instead.
+func (*AccessChainVerification) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_access_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AccessChainVerification) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *AccessChainVerification) GetLinks() int64 {
+	if x != nil {
+		return x.Links
+	}
+	return 0
+}
+
+func (x *AccessChainVerification) GetHeadSeq() int64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *AccessChainVerification) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
+func (x *AccessChainVerification) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AccessChainVerification) GetBadSeq() int64 {
+	if x != nil {
+		return x.BadSeq
+	}
+	return 0
+}
+
+func (x *AccessChainVerification) GetBadEventId() string {
+	if x != nil {
+		return x.BadEventId
+	}
+	return ""
+}
+
+func (x *AccessChainVerification) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+// VerifyAccessAuditResponse reports each chain.
+type VerifyAccessAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when every chain verified.
+	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// One entry per chain, by site.
+	Chains []*AccessChainVerification `protobuf:"bytes,2,rep,name=chains,proto3" json:"chains,omitempty"`
+	// Events recorded before the chain existed (before the upgrade that
+	// added it); no chain covers them.
+	UnchainedEvents int64 `protobuf:"varint,3,opt,name=unchained_events,json=unchainedEvents,proto3" json:"unchained_events,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *VerifyAccessAuditResponse) Reset() {
+	*x = VerifyAccessAuditResponse{}
+	mi := &file_perfusion_v1_access_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAccessAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAccessAuditResponse) ProtoMessage() {}
+
+func (x *VerifyAccessAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_access_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAccessAuditResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAccessAuditResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_access_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VerifyAccessAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAccessAuditResponse) GetChains() []*AccessChainVerification {
+	if x != nil {
+		return x.Chains
+	}
+	return nil
+}
+
+func (x *VerifyAccessAuditResponse) GetUnchainedEvents() int64 {
+	if x != nil {
+		return x.UnchainedEvents
+	}
+	return 0
+}
+
 var File_perfusion_v1_access_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x19perfusion/v1/access.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n" +
+	"\x19perfusion/v1/access.proto\x12\fperfusion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n" +
 	"\vAccessEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
@@ -762,7 +1250,17 @@ const file_perfusion_v1_access_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1f\n" +
 	"\vclient_addr\x18\n" +
 	" \x01(\tR\n" +
-	"clientAddr\"\x89\x02\n" +
+	"clientAddr\x12\x12\n" +
+	"\x04site\x18\v \x01(\tR\x04site\x12\x19\n" +
+	"\bcase_ids\x18\f \x03(\tR\acaseIds\x12\x1d\n" +
+	"\n" +
+	"case_count\x18\r \x01(\x05R\tcaseCount\x12&\n" +
+	"\x0fcase_set_digest\x18\x0e \x01(\tR\rcaseSetDigest\x12\x14\n" +
+	"\x05query\x18\x0f \x01(\tR\x05query\x12\x10\n" +
+	"\x03seq\x18\x10 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x11 \x01(\tR\x04hash\x12\x1f\n" +
+	"\vbreak_glass\x18\x12 \x01(\bR\n" +
+	"breakGlass\"\xe0\x03\n" +
 	"\x17ListAccessEventsRequest\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
@@ -772,7 +1270,14 @@ const file_perfusion_v1_access_proto_rawDesc = "" +
 	"deniedOnly\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"u\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06method\x18\b \x01(\tR\x06method\x12\x12\n" +
+	"\x04site\x18\t \x01(\tR\x04site\x12\x18\n" +
+	"\aoutcome\x18\n" +
+	" \x01(\tR\aoutcome\x12(\n" +
+	"\x10break_glass_only\x18\v \x01(\bR\x0ebreakGlassOnly\x126\n" +
+	"\asort_by\x18\f \x01(\x0e2\x1d.perfusion.v1.AccessEventSortR\x06sortBy\x12-\n" +
+	"\x05order\x18\r \x01(\x0e2\x17.perfusion.v1.SortOrderR\x05order\"u\n" +
 	"\x18ListAccessEventsResponse\x121\n" +
 	"\x06events\x18\x01 \x03(\v2\x19.perfusion.v1.AccessEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdb\x02\n" +
@@ -805,9 +1310,39 @@ const file_perfusion_v1_access_proto_rawDesc = "" +
 	"\acase_id\x18\x04 \x01(\tR\x06caseId\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\"O\n" +
 	"\x16ListBreakGlassResponse\x125\n" +
-	"\x06grants\x18\x01 \x03(\v2\x1d.perfusion.v1.BreakGlassGrantR\x06grants2\x86\x03\n" +
+	"\x06grants\x18\x01 \x03(\v2\x1d.perfusion.v1.BreakGlassGrantR\x06grants\".\n" +
+	"\x18VerifyAccessAuditRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\"\xe0\x01\n" +
+	"\x17AccessChainVerification\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
+	"\x05links\x18\x02 \x01(\x03R\x05links\x12\x19\n" +
+	"\bhead_seq\x18\x03 \x01(\x03R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash\x12\x0e\n" +
+	"\x02ok\x18\x05 \x01(\bR\x02ok\x12\x17\n" +
+	"\abad_seq\x18\x06 \x01(\x03R\x06badSeq\x12 \n" +
+	"\fbad_event_id\x18\a \x01(\tR\n" +
+	"badEventId\x12\x18\n" +
+	"\aproblem\x18\b \x01(\tR\aproblem\"\x95\x01\n" +
+	"\x19VerifyAccessAuditResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12=\n" +
+	"\x06chains\x18\x02 \x03(\v2%.perfusion.v1.AccessChainVerificationR\x06chains\x12)\n" +
+	"\x10unchained_events\x18\x03 \x01(\x03R\x0funchainedEvents*\x89\x02\n" +
+	"\x0fAccessEventSort\x12!\n" +
+	"\x1dACCESS_EVENT_SORT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16ACCESS_EVENT_SORT_TIME\x10\x01\x12\x1f\n" +
+	"\x1bACCESS_EVENT_SORT_PRINCIPAL\x10\x02\x12\x1c\n" +
+	"\x18ACCESS_EVENT_SORT_METHOD\x10\x03\x12\x1a\n" +
+	"\x16ACCESS_EVENT_SORT_CASE\x10\x04\x12\x1a\n" +
+	"\x16ACCESS_EVENT_SORT_SITE\x10\x05\x12\x1d\n" +
+	"\x19ACCESS_EVENT_SORT_OUTCOME\x10\x06\x12!\n" +
+	"\x1dACCESS_EVENT_SORT_BREAK_GLASS\x10\a*\\\n" +
+	"\tSortOrder\x12\x1a\n" +
+	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n" +
+	"\x15SORT_ORDER_DESCENDING\x10\x022\xec\x03\n" +
 	"\rAccessService\x12a\n" +
-	"\x10ListAccessEvents\x12%.perfusion.v1.ListAccessEventsRequest\x1a&.perfusion.v1.ListAccessEventsResponse\x12[\n" +
+	"\x10ListAccessEvents\x12%.perfusion.v1.ListAccessEventsRequest\x1a&.perfusion.v1.ListAccessEventsResponse\x12d\n" +
+	"\x11VerifyAccessAudit\x12&.perfusion.v1.VerifyAccessAuditRequest\x1a'.perfusion.v1.VerifyAccessAuditResponse\x12[\n" +
 	"\x0eOpenBreakGlass\x12#.perfusion.v1.OpenBreakGlassRequest\x1a$.perfusion.v1.OpenBreakGlassResponse\x12X\n" +
 	"\rEndBreakGlass\x12\".perfusion.v1.EndBreakGlassRequest\x1a#.perfusion.v1.EndBreakGlassResponse\x12[\n" +
 	"\x0eListBreakGlass\x12#.perfusion.v1.ListBreakGlassRequest\x1a$.perfusion.v1.ListBreakGlassResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
@@ -824,46 +1359,57 @@ func file_perfusion_v1_access_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_access_proto_rawDescData
 }
 
-var file_perfusion_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_perfusion_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_perfusion_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_perfusion_v1_access_proto_goTypes = []any{
-	(*AccessEvent)(nil),              // 0: perfusion.v1.AccessEvent
-	(*ListAccessEventsRequest)(nil),  // 1: perfusion.v1.ListAccessEventsRequest
-	(*ListAccessEventsResponse)(nil), // 2: perfusion.v1.ListAccessEventsResponse
-	(*BreakGlassGrant)(nil),          // 3: perfusion.v1.BreakGlassGrant
-	(*OpenBreakGlassRequest)(nil),    // 4: perfusion.v1.OpenBreakGlassRequest
-	(*OpenBreakGlassResponse)(nil),   // 5: perfusion.v1.OpenBreakGlassResponse
-	(*EndBreakGlassRequest)(nil),     // 6: perfusion.v1.EndBreakGlassRequest
-	(*EndBreakGlassResponse)(nil),    // 7: perfusion.v1.EndBreakGlassResponse
-	(*ListBreakGlassRequest)(nil),    // 8: perfusion.v1.ListBreakGlassRequest
-	(*ListBreakGlassResponse)(nil),   // 9: perfusion.v1.ListBreakGlassResponse
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(AccessEventSort)(0),              // 0: perfusion.v1.AccessEventSort
+	(SortOrder)(0),                    // 1: perfusion.v1.SortOrder
+	(*AccessEvent)(nil),               // 2: perfusion.v1.AccessEvent
+	(*ListAccessEventsRequest)(nil),   // 3: perfusion.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),  // 4: perfusion.v1.ListAccessEventsResponse
+	(*BreakGlassGrant)(nil),           // 5: perfusion.v1.BreakGlassGrant
+	(*OpenBreakGlassRequest)(nil),     // 6: perfusion.v1.OpenBreakGlassRequest
+	(*OpenBreakGlassResponse)(nil),    // 7: perfusion.v1.OpenBreakGlassResponse
+	(*EndBreakGlassRequest)(nil),      // 8: perfusion.v1.EndBreakGlassRequest
+	(*EndBreakGlassResponse)(nil),     // 9: perfusion.v1.EndBreakGlassResponse
+	(*ListBreakGlassRequest)(nil),     // 10: perfusion.v1.ListBreakGlassRequest
+	(*ListBreakGlassResponse)(nil),    // 11: perfusion.v1.ListBreakGlassResponse
+	(*VerifyAccessAuditRequest)(nil),  // 12: perfusion.v1.VerifyAccessAuditRequest
+	(*AccessChainVerification)(nil),   // 13: perfusion.v1.AccessChainVerification
+	(*VerifyAccessAuditResponse)(nil), // 14: perfusion.v1.VerifyAccessAuditResponse
+	(*timestamppb.Timestamp)(nil),     // 15: google.protobuf.Timestamp
 }
 var file_perfusion_v1_access_proto_depIdxs = []int32{
-	10, // 0: perfusion.v1.AccessEvent.at:type_name -> google.protobuf.Timestamp
-	10, // 1: perfusion.v1.ListAccessEventsRequest.from:type_name -> google.protobuf.Timestamp
-	10, // 2: perfusion.v1.ListAccessEventsRequest.to:type_name -> google.protobuf.Timestamp
-	0,  // 3: perfusion.v1.ListAccessEventsResponse.events:type_name -> perfusion.v1.AccessEvent
-	10, // 4: perfusion.v1.BreakGlassGrant.started_at:type_name -> google.protobuf.Timestamp
-	10, // 5: perfusion.v1.BreakGlassGrant.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 6: perfusion.v1.BreakGlassGrant.ended_at:type_name -> google.protobuf.Timestamp
-	3,  // 7: perfusion.v1.OpenBreakGlassResponse.grant:type_name -> perfusion.v1.BreakGlassGrant
-	3,  // 8: perfusion.v1.EndBreakGlassResponse.grant:type_name -> perfusion.v1.BreakGlassGrant
-	10, // 9: perfusion.v1.ListBreakGlassRequest.from:type_name -> google.protobuf.Timestamp
-	10, // 10: perfusion.v1.ListBreakGlassRequest.to:type_name -> google.protobuf.Timestamp
-	3,  // 11: perfusion.v1.ListBreakGlassResponse.grants:type_name -> perfusion.v1.BreakGlassGrant
-	1,  // 12: perfusion.v1.AccessService.ListAccessEvents:input_type -> perfusion.v1.ListAccessEventsRequest
-	4,  // 13: perfusion.v1.AccessService.OpenBreakGlass:input_type -> perfusion.v1.OpenBreakGlassRequest
-	6,  // 14: perfusion.v1.AccessService.EndBreakGlass:input_type -> perfusion.v1.EndBreakGlassRequest
-	8,  // 15: perfusion.v1.AccessService.ListBreakGlass:input_type -> perfusion.v1.ListBreakGlassRequest
-	2,  // 16: perfusion.v1.AccessService.ListAccessEvents:output_type -> perfusion.v1.ListAccessEventsResponse
-	5,  // 17: perfusion.v1.AccessService.OpenBreakGlass:output_type -> perfusion.v1.OpenBreakGlassResponse
-	7,  // 18: perfusion.v1.AccessService.EndBreakGlass:output_type -> perfusion.v1.EndBreakGlassResponse
-	9,  // 19: perfusion.v1.AccessService.ListBreakGlass:output_type -> perfusion.v1.ListBreakGlassResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 0: perfusion.v1.AccessEvent.at:type_name -> google.protobuf.Timestamp
+	15, // 1: perfusion.v1.ListAccessEventsRequest.from:type_name -> google.protobuf.Timestamp
+	15, // 2: perfusion.v1.ListAccessEventsRequest.to:type_name -> google.protobuf.Timestamp
+	0,  // 3: perfusion.v1.ListAccessEventsRequest.sort_by:type_name -> perfusion.v1.AccessEventSort
+	1,  // 4: perfusion.v1.ListAccessEventsRequest.order:type_name -> perfusion.v1.SortOrder
+	2,  // 5: perfusion.v1.ListAccessEventsResponse.events:type_name -> perfusion.v1.AccessEvent
+	15, // 6: perfusion.v1.BreakGlassGrant.started_at:type_name -> google.protobuf.Timestamp
+	15, // 7: perfusion.v1.BreakGlassGrant.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 8: perfusion.v1.BreakGlassGrant.ended_at:type_name -> google.protobuf.Timestamp
+	5,  // 9: perfusion.v1.OpenBreakGlassResponse.grant:type_name -> perfusion.v1.BreakGlassGrant
+	5,  // 10: perfusion.v1.EndBreakGlassResponse.grant:type_name -> perfusion.v1.BreakGlassGrant
+	15, // 11: perfusion.v1.ListBreakGlassRequest.from:type_name -> google.protobuf.Timestamp
+	15, // 12: perfusion.v1.ListBreakGlassRequest.to:type_name -> google.protobuf.Timestamp
+	5,  // 13: perfusion.v1.ListBreakGlassResponse.grants:type_name -> perfusion.v1.BreakGlassGrant
+	13, // 14: perfusion.v1.VerifyAccessAuditResponse.chains:type_name -> perfusion.v1.AccessChainVerification
+	3,  // 15: perfusion.v1.AccessService.ListAccessEvents:input_type -> perfusion.v1.ListAccessEventsRequest
+	12, // 16: perfusion.v1.AccessService.VerifyAccessAudit:input_type -> perfusion.v1.VerifyAccessAuditRequest
+	6,  // 17: perfusion.v1.AccessService.OpenBreakGlass:input_type -> perfusion.v1.OpenBreakGlassRequest
+	8,  // 18: perfusion.v1.AccessService.EndBreakGlass:input_type -> perfusion.v1.EndBreakGlassRequest
+	10, // 19: perfusion.v1.AccessService.ListBreakGlass:input_type -> perfusion.v1.ListBreakGlassRequest
+	4,  // 20: perfusion.v1.AccessService.ListAccessEvents:output_type -> perfusion.v1.ListAccessEventsResponse
+	14, // 21: perfusion.v1.AccessService.VerifyAccessAudit:output_type -> perfusion.v1.VerifyAccessAuditResponse
+	7,  // 22: perfusion.v1.AccessService.OpenBreakGlass:output_type -> perfusion.v1.OpenBreakGlassResponse
+	9,  // 23: perfusion.v1.AccessService.EndBreakGlass:output_type -> perfusion.v1.EndBreakGlassResponse
+	11, // 24: perfusion.v1.AccessService.ListBreakGlass:output_type -> perfusion.v1.ListBreakGlassResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_access_proto_init() }
@@ -876,13 +1422,14 @@ func file_perfusion_v1_access_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_access_proto_rawDesc), len(file_perfusion_v1_access_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   10,
+			NumEnums:      2,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_perfusion_v1_access_proto_goTypes,
 		DependencyIndexes: file_perfusion_v1_access_proto_depIdxs,
+		EnumInfos:         file_perfusion_v1_access_proto_enumTypes,
 		MessageInfos:      file_perfusion_v1_access_proto_msgTypes,
 	}.Build()
 	File_perfusion_v1_access_proto = out.File

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccessService_ListAccessEvents_FullMethodName = "/perfusion.v1.AccessService/ListAccessEvents"
-	AccessService_OpenBreakGlass_FullMethodName   = "/perfusion.v1.AccessService/OpenBreakGlass"
-	AccessService_EndBreakGlass_FullMethodName    = "/perfusion.v1.AccessService/EndBreakGlass"
-	AccessService_ListBreakGlass_FullMethodName   = "/perfusion.v1.AccessService/ListBreakGlass"
+	AccessService_ListAccessEvents_FullMethodName  = "/perfusion.v1.AccessService/ListAccessEvents"
+	AccessService_VerifyAccessAudit_FullMethodName = "/perfusion.v1.AccessService/VerifyAccessAudit"
+	AccessService_OpenBreakGlass_FullMethodName    = "/perfusion.v1.AccessService/OpenBreakGlass"
+	AccessService_EndBreakGlass_FullMethodName     = "/perfusion.v1.AccessService/EndBreakGlass"
+	AccessService_ListBreakGlass_FullMethodName    = "/perfusion.v1.AccessService/ListBreakGlass"
 )
 
 // AccessServiceClient is the client API for AccessService service.
@@ -37,17 +38,27 @@ const (
 // NotFound for an unknown case or grant; PermissionDenied when the caller
 // may not call the method.
 type AccessServiceClient interface {
-	// ListAccessEvents lists audited calls, newest first, paginated: every
-	// call that read or wrote patient data and every refused call. Admins
-	// only.
+	// ListAccessEvents lists audited calls, paginated: every call that read
+	// or wrote patient data, every read of the access audit itself, and every
+	// refused call. Sorted and filtered by any element (ONC 170.315(d)(3));
+	// newest first by default. The listing is itself recorded, with the
+	// query and the cases whose events it returned. Admins only.
 	ListAccessEvents(ctx context.Context, in *ListAccessEventsRequest, opts ...grpc.CallOption) (*ListAccessEventsResponse, error)
+	// VerifyAccessAudit re-hashes the access audit's chains (one per site)
+	// from the stored events and names, for each, the first bad link: an
+	// event changed, deleted, moved, inserted or reordered, or a tail cut
+	// off. Keep the heads it reports: a tail cut off together with its head
+	// set back shows only against a head kept elsewhere. The verification is
+	// itself recorded. Admins only.
+	VerifyAccessAudit(ctx context.Context, in *VerifyAccessAuditRequest, opts ...grpc.CallOption) (*VerifyAccessAuditResponse, error)
 	// OpenBreakGlass gives the caller time-limited access to one case of a
 	// site that is not among theirs, for emergency care. The reason is
 	// required; the grant's start and end are audited and listed for review.
 	OpenBreakGlass(ctx context.Context, in *OpenBreakGlassRequest, opts ...grpc.CallOption) (*OpenBreakGlassResponse, error)
 	// EndBreakGlass ends the caller's own grant before it expires.
 	EndBreakGlass(ctx context.Context, in *EndBreakGlassRequest, opts ...grpc.CallOption) (*EndBreakGlassResponse, error)
-	// ListBreakGlass lists grants for review, newest first. Admins only.
+	// ListBreakGlass lists grants for review, newest first. Admins only; the
+	// listing is recorded in the access audit with the cases it returned.
 	ListBreakGlass(ctx context.Context, in *ListBreakGlassRequest, opts ...grpc.CallOption) (*ListBreakGlassResponse, error)
 }
 
@@ -63,6 +74,16 @@ func (c *accessServiceClient) ListAccessEvents(ctx context.Context, in *ListAcce
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAccessEventsResponse)
 	err := c.cc.Invoke(ctx, AccessService_ListAccessEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) VerifyAccessAudit(ctx context.Context, in *VerifyAccessAuditRequest, opts ...grpc.CallOption) (*VerifyAccessAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAccessAuditResponse)
+	err := c.cc.Invoke(ctx, AccessService_VerifyAccessAudit_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,17 +132,27 @@ func (c *accessServiceClient) ListBreakGlass(ctx context.Context, in *ListBreakG
 // NotFound for an unknown case or grant; PermissionDenied when the caller
 // may not call the method.
 type AccessServiceServer interface {
-	// ListAccessEvents lists audited calls, newest first, paginated: every
-	// call that read or wrote patient data and every refused call. Admins
-	// only.
+	// ListAccessEvents lists audited calls, paginated: every call that read
+	// or wrote patient data, every read of the access audit itself, and every
+	// refused call. Sorted and filtered by any element (ONC 170.315(d)(3));
+	// newest first by default. The listing is itself recorded, with the
+	// query and the cases whose events it returned. Admins only.
 	ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error)
+	// VerifyAccessAudit re-hashes the access audit's chains (one per site)
+	// from the stored events and names, for each, the first bad link: an
+	// event changed, deleted, moved, inserted or reordered, or a tail cut
+	// off. Keep the heads it reports: a tail cut off together with its head
+	// set back shows only against a head kept elsewhere. The verification is
+	// itself recorded. Admins only.
+	VerifyAccessAudit(context.Context, *VerifyAccessAuditRequest) (*VerifyAccessAuditResponse, error)
 	// OpenBreakGlass gives the caller time-limited access to one case of a
 	// site that is not among theirs, for emergency care. The reason is
 	// required; the grant's start and end are audited and listed for review.
 	OpenBreakGlass(context.Context, *OpenBreakGlassRequest) (*OpenBreakGlassResponse, error)
 	// EndBreakGlass ends the caller's own grant before it expires.
 	EndBreakGlass(context.Context, *EndBreakGlassRequest) (*EndBreakGlassResponse, error)
-	// ListBreakGlass lists grants for review, newest first. Admins only.
+	// ListBreakGlass lists grants for review, newest first. Admins only; the
+	// listing is recorded in the access audit with the cases it returned.
 	ListBreakGlass(context.Context, *ListBreakGlassRequest) (*ListBreakGlassResponse, error)
 	mustEmbedUnimplementedAccessServiceServer()
 }
@@ -135,6 +166,9 @@ type UnimplementedAccessServiceServer struct{}
 
 func (UnimplementedAccessServiceServer) ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccessEvents not implemented")
+}
+func (UnimplementedAccessServiceServer) VerifyAccessAudit(context.Context, *VerifyAccessAuditRequest) (*VerifyAccessAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAccessAudit not implemented")
 }
 func (UnimplementedAccessServiceServer) OpenBreakGlass(context.Context, *OpenBreakGlassRequest) (*OpenBreakGlassResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenBreakGlass not implemented")
@@ -180,6 +214,24 @@ func _AccessService_ListAccessEvents_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AccessServiceServer).ListAccessEvents(ctx, req.(*ListAccessEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_VerifyAccessAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAccessAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).VerifyAccessAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_VerifyAccessAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).VerifyAccessAudit(ctx, req.(*VerifyAccessAuditRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -248,6 +300,10 @@ var AccessService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAccessEvents",
 			Handler:    _AccessService_ListAccessEvents_Handler,
+		},
+		{
+			MethodName: "VerifyAccessAudit",
+			Handler:    _AccessService_VerifyAccessAudit_Handler,
 		},
 		{
 			MethodName: "OpenBreakGlass",
