@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -301,4 +302,32 @@ func TestAccessAuditStreams(t *testing.T) {
 	s2.Send(openMsg(c.GetCaseId(), "hlm-1"))
 	_, err = s2.Recv()
 	wantCode(t, "stream with the audit down", err, codes.Unavailable)
+}
+
+// TestExportCohortAuditedFirst: an extract is recorded in the access audit
+// before its first row goes out, so with the audit down not even the CSV
+// header reaches the caller.
+func TestExportCohortAuditedFirst(t *testing.T) {
+	b := sqlitetest.Open(t)
+	good := start(t, b, withExportKey)
+	id := good.createCase("OR-1").GetCaseId()
+	if _, err := good.cases.CloseCase(as(perfusionist), &pb.CloseCaseRequest{CaseId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := good.cases.SignCase(as(perfusionist), &pb.SignCaseRequest{CaseId: id, Meaning: pb.SignatureMeaning_SIGNATURE_MEANING_AUTHORED, SignerDisplayName: "P"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := exportAll(t, pb.NewReviewServiceClient(good.conn), pb.ExportFormat_EXPORT_FORMAT_CSV); !bytes.Contains(got, []byte("\n")) {
+		t.Fatalf("the cohort has no row to send: %q", got)
+	}
+	e := start(t, failingAudit{b}, withExportKey)
+	stream, err := pb.NewReviewServiceClient(e.conn).ExportCohort(as(reviewer), &pb.ExportCohortRequest{Format: pb.ExportFormat_EXPORT_FORMAT_CSV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk, err := stream.Recv()
+	if chunk != nil {
+		t.Fatalf("the extract sent %d bytes before its access record was written", len(chunk.GetData()))
+	}
+	wantCode(t, "ExportCohort with the audit down", err, codes.Unavailable)
 }

@@ -189,9 +189,26 @@ type listScopedStream struct {
 	p   Principal
 	// guard re-checks the list's site while the stream lasts.
 	guard *streamGuard
+	// opened, when set, records the stream's opening in the access audit
+	// before its first message goes out: a list of patient data is
+	// audited before any of it is sent, and not sent when the audit
+	// cannot be written.
+	opened func() error
+	sent   bool
 }
 
 func (s *listScopedStream) Context() context.Context { return s.ctx }
+
+// SendMsg audits the opening before the first message.
+func (s *listScopedStream) SendMsg(m any) error {
+	if !s.sent && s.opened != nil {
+		if err := s.opened(); err != nil {
+			return err
+		}
+	}
+	s.sent = true
+	return s.ServerStream.SendMsg(m)
+}
 
 // RecvMsg receives m and confines it to the caller's sites.
 func (s *listScopedStream) RecvMsg(m any) error {

@@ -158,7 +158,11 @@ func (ic *interceptors) streamAccess(srv any, ss grpc.ServerStream, info *grpc.S
 	}
 	switch r.Scope {
 	case ScopeList:
-		err = handler(srv, &listScopedStream{ServerStream: guarded, ctx: ctx, p: p, guard: guard})
+		list := &listScopedStream{ServerStream: guarded, ctx: ctx, p: p, guard: guard}
+		if ic.audit != nil && r.PatientData {
+			list.opened = func() error { return ic.audit.recordStreamOpen(base, info.FullMethod, p, "") }
+		}
+		err = handler(srv, list)
 	case ScopeNone, ScopeSite:
 		err = handler(srv, guarded)
 	default:
