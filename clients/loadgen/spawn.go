@@ -57,7 +57,8 @@ func spawnServer(ctx context.Context, c *config, progress io.Writer) (_ *spawned
 	}
 	// loadgen names itself with the development header, which only test
 	// builds of perfusiond have (go build -tags devauth; built so above).
-	args := []string{"serve", "--listen", s.addr, "--log-level", "warn", "--dev-header-auth"}
+	// Every stream is the one principal's: its per-principal limit is off.
+	args := []string{"serve", "--listen", s.addr, "--log-level", "warn", "--dev-header-auth", "--max-streams-per-principal", "0"}
 	if c.databaseURL != "" {
 		name, dsn, drop, err := createScratchDB(ctx, c.databaseURL, "perfusion_loadgen_")
 		if err != nil {

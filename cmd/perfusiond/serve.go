@@ -40,6 +40,7 @@ type serveConfig struct {
 	metrics           func() (*charting.MetricsConfig, error)
 	delivery          *deliveryConfig // delivery.go
 	auth              *authConfig
+	limits            *limitsConfig // limits.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -75,10 +76,14 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.metrics = metricsFlags(fs, env)
 	c.delivery = a.deliveryFlags(fs, env)
 	c.auth = authFlags(fs, env, a.devHeaderAuth)
+	c.limits = limitsFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
 	if err := c.auth.check(c.databaseURL == "", listensOnLoopback(c.listen)); err != nil {
+		return nil, err
+	}
+	if err := c.limits.check(); err != nil {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
@@ -170,6 +175,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		StreamWindow:       c.streamWindow,
 		ExportKey:          exportKey,
 		Renderer:           renderer,
+		Limits:             c.limits.limits(),
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
