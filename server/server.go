@@ -2,7 +2,8 @@
 // CaseService, ChartingService and RecordService that translate between the
 // API (perfusionv1) and the domain (charting), call store.Store, and map
 // domain errors to gRPC statuses in one place (errors.go). Around them sit
-// an interceptor chain (logging → authentication → recovery), a health
+// an interceptor chain (logging → authentication → per-principal stream
+// limit → recovery) behind resource limits (limits.go), a health
 // service driven by the database's readiness, and server reflection.
 //
 // The handlers hold no state of their own between calls: every rule of the
