@@ -2,7 +2,8 @@
 // CaseService, ChartingService and RecordService that translate between the
 // API (perfusionv1) and the domain (charting), call store.Store, and map
 // domain errors to gRPC statuses in one place (errors.go). Around them sit
-// an interceptor chain (logging → authentication → recovery), a health
+// an interceptor chain (logging → authentication → per-principal stream
+// limit → recovery) behind resource limits (limits.go), a health
 // service driven by the database's readiness, and server reflection.
 //
 // The handlers hold no state of their own between calls: every rule of the
@@ -38,9 +39,8 @@ const (
 	// DefaultReadinessInterval is how often the database's readiness is
 	// re-checked to drive the health service.
 	DefaultReadinessInterval = 5 * time.Second
-	// DefaultMaxMessageSize bounds a single request or response. A sample
-	// batch holds at most 10,000 samples (well under 1 MiB); 16 MiB leaves
-	// room for large raw queries while refusing absurd messages early.
+	// DefaultMaxMessageSize bounds a single response: 16 MiB leaves room
+	// for large raw queries. Requests have DefaultMaxRecvMessageSize.
 	DefaultMaxMessageSize = 16 << 20
 )
 
@@ -73,9 +73,14 @@ type Config struct {
 	// KeepaliveEnforcement limits how often clients may ping; the zero
 	// value means DefaultKeepaliveEnforcement().
 	KeepaliveEnforcement keepalive.EnforcementPolicy
-	// MaxMessageSize bounds received and sent messages; 0 means
-	// DefaultMaxMessageSize.
+	// MaxMessageSize bounds sent messages (raw sample queries, exports);
+	// 0 means DefaultMaxMessageSize. Received messages are bounded by
+	// Limits.MaxRecvMessageSize, much smaller.
 	MaxMessageSize int
+	// Limits bound what callers may hold: received message size,
+	// connections, handshake and idle time, streams per principal, call
+	// deadlines (limits.go). Zero fields take the defaults.
+	Limits Limits
 	// Ingest sets the group committer shared by every StreamSamples
 	// stream: how long a commit gathers batches, how large it may grow,
 	// how many run at once, and the bounded queue that pushes back on
@@ -137,6 +142,9 @@ type Server struct {
 	ingest *ingest.Committer // closed by Shutdown once no stream can submit
 	// auditor writes the access audit; nil when the backend keeps none.
 	auditor *accessAuditor
+	// gate refuses calls without credentials before their bodies are read
+	// (limits.go).
+	gate *earlyGate
 
 	// ctx lives until Shutdown begins; it ends the readiness loop and any
 	// readiness check in flight.
@@ -177,30 +185,41 @@ func New(cfg Config) *Server {
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = DefaultStreamWindow
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.Keepalive.MaxConnectionIdle == 0 && cfg.Limits.MaxConnectionIdle > 0 {
+		cfg.Keepalive.MaxConnectionIdle = cfg.Limits.MaxConnectionIdle
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(), loopDone: make(chan struct{}), relayDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, streamRecheck: cfg.StreamRecheck, now: time.Now}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, authz)
+	gate := &earlyGate{limits: cfg.Limits, headerAuth: trustsPrincipalHeader(cfg.Authenticator), streaming: map[string]bool{}}
 	// The access audit and break-glass live in the record's database; a
 	// backend without them (none today) serves without either.
 	if access, err := cfg.Store.Access(); err == nil {
 		authz.access = access
 		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now}
 		chain.audit = s.auditor
+		gate.refused = make(chan store.AccessEvent, 1024)
 	}
+	streams := newStreamLimiter(cfg.Limits.MaxStreamsPerPrincipal)
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(chain.unaryLogging, chain.unaryAccess, chain.unaryText, chain.unaryRecovery),
-		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, chain.streamText, chain.streamRecovery),
+		// The stream limit counts authenticated principals, so it follows
+		// streamAccess.
+		grpc.ChainStreamInterceptor(chain.streamLogging, chain.streamAccess, streams.stream, chain.streamText, chain.streamRecovery),
+		grpc.InTapHandle(gate.tap),
 		grpc.KeepaliveParams(cfg.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(cfg.KeepaliveEnforcement),
-		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
 	}
+	opts = append(opts, cfg.Limits.serverOptions()...)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(opts...)
+	s.gate = gate
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
@@ -211,6 +230,15 @@ func New(cfg Config) *Server {
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	// The gate gives streams other than longCalls no deadline; it learns
+	// which methods stream before the first connection is served.
+	for name, svc := range s.grpc.GetServiceInfo() {
+		for _, m := range svc.Methods {
+			if m.IsServerStream || m.IsClientStream {
+				gate.streaming["/"+name+"/"+m.Name] = true
+			}
+		}
+	}
 	return s
 }
 
@@ -222,13 +250,16 @@ func (s *Server) Serve(lis net.Listener) error {
 		// Commit wakes to and from other servers (PostgreSQL), for the
 		// watchers of WatchCase.
 		go func() { defer close(s.relayDone); s.cfg.Store.RelayCommits(s.ctx) }()
+		if s.gate.refused != nil {
+			go s.gate.auditLoop(s.ctx, s.auditor.access, s.log)
+		}
 		if s.auditor != nil {
 			// Short grants (tests) are swept more often, so an expiry is
 			// recorded within a quarter of the grant's length.
 			go s.auditor.sweepLoop(s.ctx, min(breakGlassSweep, max(s.cfg.BreakGlassDuration/4, 10*time.Millisecond)))
 		}
 	})
-	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	if err := s.grpc.Serve(s.cfg.Limits.listener(lis)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC: %w", err)
 	}
 	return nil

@@ -71,7 +71,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7070", "address of a running perfusiond (loopback only); ignored with --spawn")
 	fs.BoolVar(&c.spawn, "spawn", false, "build and launch perfusiond on a free loopback port, on a fresh database (with --database-url) or a temporary embedded store, and stop it at the end")
-	fs.StringVar(&c.perfusiond, "perfusiond", "", "with --spawn: a prebuilt perfusiond binary instead of building ./cmd/perfusiond")
+	fs.StringVar(&c.perfusiond, "perfusiond", "", "with --spawn: a prebuilt perfusiond test binary (go build -tags devauth) instead of building ./cmd/perfusiond")
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL server (loopback only). With --spawn: where the fresh database is created and dropped. Enables stored-size and the baseline; with --addr it must be the running server's database")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "with --addr: the server's pid, to report its CPU time and peak RSS")
 	fs.IntVar(&c.cases, "cases", 100, "concurrent cases, one StreamSamples stream each")

@@ -47,7 +47,7 @@ func spawnServer(ctx context.Context, c *config, progress io.Writer) (_ *spawned
 	if bin == "" {
 		bin = filepath.Join(dir, "perfusiond")
 		fmt.Fprintln(progress, "loadgen: building perfusiond")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "perfusion/cmd/perfusiond").CombinedOutput()
+		out, err := exec.CommandContext(ctx, "go", "build", "-tags", "devauth", "-o", bin, "perfusion/cmd/perfusiond").CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("build perfusiond (run from inside the perfusion module, or pass --perfusiond): %v\n%s", err, out)
 		}
@@ -55,7 +55,10 @@ func spawnServer(ctx context.Context, c *config, progress io.Writer) (_ *spawned
 	if s.addr, err = freeLoopbackAddr(); err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--listen", s.addr, "--log-level", "warn", "--dev-header-auth"} // loadgen names itself with the development header
+	// loadgen names itself with the development header, which only test
+	// builds of perfusiond have (go build -tags devauth; built so above).
+	// Every stream is the one principal's: its per-principal limit is off.
+	args := []string{"serve", "--listen", s.addr, "--log-level", "warn", "--dev-header-auth", "--max-streams-per-principal", "0"}
 	if c.databaseURL != "" {
 		name, dsn, drop, err := createScratchDB(ctx, c.databaseURL, "perfusion_loadgen_")
 		if err != nil {

@@ -27,7 +27,9 @@ import (
 func buildBinary(t *testing.T, dir, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	// -tags devauth: perfusiond's test build, with the development header
+	// this test names its callers by (no effect on pumpsim).
+	cmd := exec.Command("go", "build", "-tags", "devauth", "-o", bin, pkg)
 	cmd.Dir = "../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", pkg, err, out)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +48,9 @@ type authConfig struct {
 	breakGlass                        time.Duration
 }
 
-func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
+// authFlags registers the authentication and transport flags.
+// headerAuthBuilt says whether this build has --dev-header-auth.
+func authFlags(fs *flag.FlagSet, env envFlags, headerAuthBuilt bool) *authConfig {
 	c := &authConfig{}
 	fs.StringVar(&c.jwksFile, "jwks-file", "", "JSON Web Key Set file verifying bearer tokens (env "+envJWKSFile+")")
 	fs.StringVar(&c.jwksURL, "jwks-url", "", "the identity provider's jwks_uri (env "+envJWKSURL+")")
@@ -59,7 +62,18 @@ func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
 	fs.DurationVar(&c.leeway, "jwt-leeway", server.DefaultLeeway, "clock skew tolerated on exp, nbf and iat (env "+envJWTLeeway+")")
 	fs.DurationVar(&c.signAuthMaxAge, "sign-auth-max-age", server.DefaultSignAuthMaxAge, "how recent a signer's authentication (auth_time) must be (env "+envSignAuthMaxAge+")")
 	fs.BoolVar(&c.devTokens, "dev-tokens", false, "trust tokens from `perfusiond token` (the key in --data-dir); the default with the embedded store and no JWKS (env "+envDevTokens+")")
-	fs.BoolVar(&c.devHeaderAuth, "dev-header-auth", false, "DEVELOPMENT ONLY: trust the x-perfusion-principal header, every caller gets every role (env "+envDevHeaderAuth+")")
+	if headerAuthBuilt {
+		fs.BoolVar(&c.devHeaderAuth, "dev-header-auth", false, "TEST BUILDS ONLY: trust the x-perfusion-principal header, every caller gets every role; loopback, no TLS, no JWKS (env "+envDevHeaderAuth+")")
+	} else {
+		// Known but refused, so an operator who sets it learns why it does
+		// nothing instead of seeing "flag provided but not defined".
+		fs.BoolFunc("dev-header-auth", "not in this build (test builds only: go build -tags devauth)", func(v string) error {
+			if on, err := strconv.ParseBool(v); err == nil && !on {
+				return nil // explicitly off: nothing to refuse
+			}
+			return errors.New("development header authentication is not in this build of perfusiond (only in test builds, go build -tags devauth); use --dev-tokens on loopback, or an identity provider's JWKS")
+		})
+	}
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves TLS 1.3 (env "+envTLSCert+")")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file (PEM) (env "+envTLSKey+")")
 	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "CA file verifying client certificates (mutual TLS for device gateways and interface engines) (env "+envTLSClientCA+")")
@@ -78,28 +92,58 @@ func authFlags(fs *flag.FlagSet, env envFlags) *authConfig {
 	return c
 }
 
-// check refuses contradictory settings before anything starts.
-func (c *authConfig) check(embedded bool) error {
+// check refuses contradictory settings before anything starts. embedded
+// says the store is the embedded one, loopback that the listen address can
+// only be reached from this machine.
+//
+// Development authentication (tokens signed by the key in the data
+// directory, or the header of test builds) is for a developer's machine:
+// it is refused beside anything that marks a real deployment — an identity
+// provider's JWKS, TLS, a non-loopback address, and for development tokens
+// PostgreSQL — because it would otherwise win over the real identity
+// provider or reach the network. Test builds (-tags devauth) may run the
+// header on PostgreSQL: crash and load tests need the real database, and
+// such a binary is never deployed.
+func (c *authConfig) check(embedded, loopback bool) error {
 	if err := c.checkClientCerts(); err != nil {
 		return err
 	}
 	jwks := c.jwksFile != "" || c.jwksURL != ""
+	tls := c.tlsCert != "" || c.tlsKey != "" || c.tlsClientCA != ""
 	switch {
 	case c.jwksFile != "" && c.jwksURL != "":
 		return usageErrorf("give --jwks-file or --jwks-url, not both")
 	case jwks && (c.issuer == "" || c.audience == ""):
 		return usageErrorf("--jwks-file/--jwks-url need --jwt-issuer and --jwt-audience")
-	case jwks && c.devTokens:
-		return usageErrorf("--dev-tokens cannot be combined with a JWKS")
+	case c.devTokens && c.devHeaderAuth:
+		return usageErrorf("give --dev-tokens or --dev-header-auth, not both")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return usageErrorf("--tls-cert and --tls-key go together")
 	case c.tlsClientCA != "" && c.tlsCert == "":
 		return usageErrorf("--tls-client-ca needs --tls-cert and --tls-key")
 	case c.leeway < 0 || c.leeway > 5*time.Minute || c.signAuthMaxAge <= 0 || c.breakGlass <= 0 || c.breakGlass > 24*time.Hour:
 		return usageErrorf("--jwt-leeway must be 0 to 5m, --sign-auth-max-age positive and --break-glass-duration up to 24h")
-	case !jwks && !c.devTokens && !c.devHeaderAuth && c.tlsClientCA == "":
-		if !embedded {
-			return usageErrorf("no authentication configured: give --jwks-url or --jwks-file with --jwt-issuer and --jwt-audience (or, for development, --dev-tokens)")
+	}
+	for _, dev := range []struct {
+		on         bool
+		flag       string
+		postgresOK bool
+	}{{c.devTokens, "--dev-tokens", false}, {c.devHeaderAuth, "--dev-header-auth", true}} {
+		switch {
+		case !dev.on:
+		case jwks:
+			return usageErrorf("%s cannot be combined with a JWKS (--jwks-file/--jwks-url): development authentication would be trusted beside the identity provider", dev.flag)
+		case tls:
+			return usageErrorf("%s cannot be combined with TLS (--tls-cert/--tls-client-ca): development authentication is for a loopback listener only", dev.flag)
+		case !loopback:
+			return usageErrorf("%s needs a loopback --listen address (127.0.0.1 or ::1): development authentication must not be reachable from other machines", dev.flag)
+		case !embedded && !dev.postgresOK:
+			return usageErrorf("%s cannot be combined with PostgreSQL (--database-url): development tokens are for the embedded store; give --jwks-url or --jwks-file", dev.flag)
+		}
+	}
+	if !jwks && !c.devTokens && !c.devHeaderAuth && c.tlsClientCA == "" {
+		if !embedded || !loopback || tls {
+			return usageErrorf("no authentication configured: give --jwks-url or --jwks-file with --jwt-issuer and --jwt-audience (development tokens are trusted only on loopback with the embedded store and no TLS)")
 		}
 		c.devTokens = true // the embedded quick start
 	}

@@ -37,10 +37,12 @@ type daemon struct {
 	cmd  *exec.Cmd
 }
 
+// buildDaemon builds a test binary (-tags devauth): the crash test names
+// its caller with the development header, which ordinary builds lack.
 func buildDaemon(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "perfusiond")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", "devauth", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build perfusiond: %v\n%s", err, out)
 	}

@@ -31,7 +31,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stopSignals: stop}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stopSignals: stop, devHeaderAuth: devHeaderAuthBuilt}
 	os.Exit(a.run(ctx, os.Args[1:]))
 }
 
@@ -46,6 +46,9 @@ type app struct {
 	// onListen, when set, is told the address the server listens on (tests
 	// listen on port 0).
 	onListen func(net.Addr)
+	// devHeaderAuth: this build has the --dev-header-auth switch (build
+	// tag devauth; see devauth_on.go). Tests set it to exercise both.
+	devHeaderAuth bool
 }
 
 // Exit codes.

@@ -69,7 +69,17 @@ type running struct {
 // startServe runs `perfusiond serve args…` until the test ends or stop.
 func startServe(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
+	return startServeApp(t, env, nil, args...)
+}
+
+// startServeApp is startServe with the app adjusted first (for example as
+// a test build with the development header switch).
+func startServeApp(t *testing.T, env map[string]string, adjust func(*app), args ...string) *running {
+	t.Helper()
 	a, _, logs := testApp(env)
+	if adjust != nil {
+		adjust(a)
+	}
 	addrs := make(chan net.Addr, 1)
 	a.onListen = func(addr net.Addr) { addrs <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -224,7 +234,9 @@ func TestPostgresStore(t *testing.T) {
 	u.User = url.UserPassword(u.User.Username(), password) // trust auth ignores it
 	dataDir := t.TempDir()
 	env := map[string]string{envDatabaseURL: u.String(), envDataDir: dataDir}
-	srv := startServe(t, env, "--listen", "127.0.0.1:0", "--dev-tokens")
+	// Development tokens are refused with PostgreSQL; the test trusts its
+	// development key as an identity provider's instead.
+	srv := startServe(t, env, append([]string{"--listen", "127.0.0.1:0"}, devKeyJWKS(t, dataDir)...)...)
 	createCase(t, srv.addr, dataDir)
 	logs := srv.logs.String()
 	dbName := strings.TrimPrefix(u.Path, "/")
@@ -247,11 +259,13 @@ func TestPostgresStore(t *testing.T) {
 // TestNonLoopbackWarning: plaintext reachable from other machines is
 // refused unless allowed explicitly, and then warned about loudly.
 func TestNonLoopbackWarning(t *testing.T) {
-	a, _, errb := testApp(map[string]string{envDataDir: t.TempDir()})
-	if code := a.run(context.Background(), []string{"serve", "--listen", "0.0.0.0:0"}); code != exitUsage || !strings.Contains(errb.String(), "refusing plaintext") {
+	dir := t.TempDir()
+	idp := devKeyJWKS(t, dir)
+	a, _, errb := testApp(map[string]string{envDataDir: dir})
+	if code := a.run(context.Background(), append([]string{"serve", "--listen", "0.0.0.0:0"}, idp...)); code != exitUsage || !strings.Contains(errb.String(), "refusing plaintext") {
 		t.Fatalf("plaintext on 0.0.0.0 exited %d, want %d with a reason:\n%s", code, exitUsage, errb)
 	}
-	srv := startServe(t, map[string]string{envDataDir: t.TempDir()}, "--listen", "0.0.0.0:0", "--allow-plaintext")
+	srv := startServe(t, map[string]string{envDataDir: dir}, append([]string{"--listen", "0.0.0.0:0", "--allow-plaintext"}, idp...)...)
 	if !strings.Contains(srv.logs.String(), "LISTENING IN PLAINTEXT ON A NON-LOOPBACK ADDRESS") {
 		t.Fatalf("no warning for 0.0.0.0:\n%s", srv.logs)
 	}

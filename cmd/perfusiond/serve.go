@@ -41,6 +41,7 @@ type serveConfig struct {
 	delivery          *deliveryConfig // delivery.go
 	auth              *authConfig
 	checkpoints       *checkpointConfig // checkpoint.go
+	limits            *limitsConfig     // limits.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -75,12 +76,16 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	env["export-key-file"] = envExportKeyFile
 	c.metrics = metricsFlags(fs, env)
 	c.delivery = a.deliveryFlags(fs, env)
-	c.auth = authFlags(fs, env)
+	c.auth = authFlags(fs, env, a.devHeaderAuth)
 	c.checkpoints = checkpointFlags(fs, env)
+	c.limits = limitsFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
-	if err := c.auth.check(c.databaseURL == ""); err != nil {
+	if err := c.auth.check(c.databaseURL == "", listensOnLoopback(c.listen)); err != nil {
+		return nil, err
+	}
+	if err := c.limits.check(); err != nil {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
@@ -141,6 +146,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
+	if (c.auth.devTokens || c.auth.devHeaderAuth) && !isLoopback(lis.Addr()) {
+		// The name in --listen resolved to loopback for serveFlags; what
+		// was bound is what counts.
+		lis.Close()
+		return usageErrorf("development authentication needs a loopback listener, and %s is not", lis.Addr())
+	}
 	tlsCfg, err := c.auth.transport(lis.Addr(), log)
 	if err != nil {
 		lis.Close()
@@ -171,6 +182,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		StreamWindow:       c.streamWindow,
 		ExportKey:          exportKey,
 		Renderer:           renderer,
+		Limits:             c.limits.limits(),
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -216,6 +228,29 @@ func (a *app) serve(ctx context.Context, args []string) error {
 func isLoopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// listensOnLoopback reports whether the --listen address names only this
+// machine: a loopback IP, or a host name all of whose addresses are
+// loopback. An empty host listens on every interface.
+func listensOnLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 func closeDatabase(db store.Backend, log *slog.Logger) {
