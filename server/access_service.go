@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -211,8 +214,9 @@ func (s *accessService) OpenBreakGlass(ctx context.Context, req *pb.OpenBreakGla
 	}
 	var p parser
 	id := p.id("case_id", req.GetCaseId(), true)
-	if n := utf8.RuneCountInString(req.GetReason()); n < 10 || n > 500 || !utf8.ValidString(req.GetReason()) {
-		p.v.Add("reason", "required: the emergency, 10 to 500 characters")
+	reason := strings.TrimSpace(req.GetReason())
+	if n := utf8.RuneCountInString(reason); n < 10 || n > 500 || !utf8.ValidString(reason) {
+		p.v.Add("reason", "required: the emergency in words, 10 to 500 characters besides spaces")
 	}
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
@@ -221,13 +225,19 @@ func (s *accessService) OpenBreakGlass(ctx context.Context, req *pb.OpenBreakGla
 	if err != nil {
 		return nil, s.h.fail(err)
 	}
+	if namesPatient(reason, c.Details.Patient) {
+		// The reason is shown to every admin who reviews grants; the
+		// grant already names the case.
+		return nil, s.h.fail(&charting.InvalidError{Violations: []charting.FieldViolation{{Field: "reason",
+			Description: "must not name the patient (MRN or name): the grant already names the case; say what the emergency is"}}})
+	}
 	now := s.auditor.now()
 	if g, err := s.auditor.access.ActiveBreakGlass(ctx, who, id, now); err == nil {
 		return &pb.OpenBreakGlassResponse{Grant: grantOut(g)}, nil
 	} else if !errors.Is(err, charting.ErrNotFound) {
 		return nil, s.h.fail(err)
 	}
-	g := store.BreakGlassGrant{ID: uuid.New(), Principal: who, CaseID: id, Site: c.Site, Reason: req.GetReason(),
+	g := store.BreakGlassGrant{ID: uuid.New(), Principal: who, CaseID: id, Site: c.Site, Reason: reason,
 		StartedAt: now, ExpiresAt: now.Add(s.duration)}
 	if err := s.auditor.access.InsertBreakGlass(ctx, g); err != nil {
 		return nil, s.h.fail(fmt.Errorf("open break-glass: %w", err))
@@ -300,4 +310,27 @@ func grantOut(g *store.BreakGlassGrant) *pb.BreakGlassGrant {
 		out.EndedAt = timestamppb.New(g.EndedAt)
 	}
 	return out
+}
+
+// namesPatient reports whether text holds the patient's MRN, or family or
+// given name as a word, case-insensitively.
+func namesPatient(text string, p charting.Patient) bool {
+	lower := strings.ToLower(text)
+	if p.MRN != "" && strings.Contains(lower, strings.ToLower(p.MRN)) {
+		return true
+	}
+	words := strings.FieldsFunc(lower, func(r rune) bool { return !unicode.IsLetter(r) && r != '-' && r != '\'' })
+	for _, name := range []string{p.FamilyName, p.GivenName} {
+		name = strings.ToLower(strings.TrimSpace(name))
+		switch {
+		case name == "":
+		case strings.Contains(name, " "): // "van der Berg": as a phrase
+			if strings.Contains(lower, name) {
+				return true
+			}
+		case slices.Contains(words, name):
+			return true
+		}
+	}
+	return false
 }

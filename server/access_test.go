@@ -193,6 +193,15 @@ func TestBreakGlass(t *testing.T) {
 	wantFieldViolation(t, "break-glass without a reason", err, "reason")
 	_, err = ac.OpenBreakGlass(doc(), &pb.OpenBreakGlassRequest{CaseId: north, Reason: "ok"})
 	wantFieldViolation(t, "break-glass with a two-letter reason", err, "reason")
+	_, err = ac.OpenBreakGlass(doc(), &pb.OpenBreakGlassRequest{CaseId: north, Reason: "          "})
+	wantFieldViolation(t, "break-glass with a reason of ten spaces", err, "reason")
+	for _, reason := range []string{"arrest of " + testMRN + " in ED", "need the record of " + strings.ToUpper(testFamily) + ", Alex, arrested"} {
+		_, err = ac.OpenBreakGlass(doc(), &pb.OpenBreakGlassRequest{CaseId: north, Reason: reason})
+		wantFieldViolation(t, "break-glass with a reason naming the patient", err, "reason")
+		if st, _ := status.FromError(err); strings.Contains(st.Message(), testMRN) || strings.Contains(strings.ToLower(st.Message()), strings.ToLower(testFamily)) {
+			t.Fatalf("the refusal echoes the patient: %q", st.Message())
+		}
+	}
 	_, err = ac.OpenBreakGlass(e.token("rev", roleReviewer, []string{"MAIN"}, 0), &pb.OpenBreakGlassRequest{CaseId: north, Reason: "patient arrested in ED"})
 	wantCode(t, "a reviewer breaking the glass", err, codes.PermissionDenied)
 

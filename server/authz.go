@@ -36,6 +36,11 @@ type authorizer struct {
 	now           func() time.Time
 }
 
+// maxAuthTimeAhead is how far ahead of this server's clock a token's
+// auth_time may lie: the clocks of an identity provider and a server differ
+// by seconds, not minutes.
+const maxAuthTimeAhead = time.Minute
+
 // errNoPolicy refuses a method missing from the policy table: fail closed.
 var errNoPolicy = status.Error(codes.PermissionDenied, "the method has no access policy")
 
@@ -56,6 +61,11 @@ func (a *authorizer) checkRole(p Principal, method string, r Rule) error {
 	if r.RecentAuth {
 		if p.AuthTime.IsZero() {
 			return status.Error(codes.Unauthenticated, "signing requires a recent authentication, and the token has no auth_time: sign in again")
+		}
+		if ahead := p.AuthTime.Sub(a.now()); ahead > maxAuthTimeAhead {
+			// A sign-in in the future is a forged or broken token, and
+			// would keep a signature "recent" for as long as it lies ahead.
+			return status.Errorf(codes.Unauthenticated, "the token's auth_time is %s in the future: sign in again", ahead.Round(time.Second))
 		}
 		if age := a.now().Sub(p.AuthTime); age > a.signAuthMaxAge {
 			return status.Errorf(codes.Unauthenticated, "signing requires an authentication within the last %s; yours was %s ago: sign in again",

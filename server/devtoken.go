@@ -117,18 +117,24 @@ type DevTokenClaims struct {
 	Roles   []Role
 	Sites   []string
 	TTL     time.Duration
+	// AuthTime is when the subject signed in; zero means now.
+	AuthTime time.Time
 }
 
 // Issue signs a development token valid from now for c.TTL, with
-// auth_time now.
+// auth_time c.AuthTime (now when unset).
 func (d *DevKey) Issue(c DevTokenClaims, now time.Time) (string, error) {
 	roles := make([]string, len(c.Roles))
 	for i, r := range c.Roles {
 		roles[i] = string(r)
 	}
+	authTime := c.AuthTime
+	if authTime.IsZero() {
+		authTime = now
+	}
 	claims := jwt.MapClaims{
 		"iss": DevIssuer, "aud": DevAudience, "sub": c.Subject,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(c.TTL).Unix(), "auth_time": now.Unix(),
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(c.TTL).Unix(), "auth_time": authTime.Unix(),
 		"roles": roles, "sites": c.Sites,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)

@@ -114,7 +114,8 @@ func startJWT(t *testing.T, adjust ...func(*server.Config)) *jwtEnv {
 // authenticated authAge ago.
 func (e *jwtEnv) token(name string, roles []server.Role, sites []string, authAge time.Duration) context.Context {
 	e.t.Helper()
-	tok, err := e.key.Issue(server.DevTokenClaims{Subject: name, Roles: roles, Sites: sites, TTL: time.Hour}, time.Now().Add(-authAge))
+	now := time.Now()
+	tok, err := e.key.Issue(server.DevTokenClaims{Subject: name, Roles: roles, Sites: sites, TTL: time.Hour, AuthTime: now.Add(-authAge)}, now)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func TestSiteScope(t *testing.T) {
 }
 
 // TestSigningNeedsRecentAuthentication: the same signer is refused with an
-// old auth_time and accepted with a fresh one.
+// old auth_time, or one in the future, and accepted with a fresh one.
 func TestSigningNeedsRecentAuthentication(t *testing.T) {
 	e := startJWT(t, func(c *server.Config) { c.SignAuthMaxAge = 5 * time.Minute })
 	id := e.createCaseAt("MAIN")
@@ -294,6 +295,11 @@ func TestSigningNeedsRecentAuthentication(t *testing.T) {
 	st := wantCode(t, "sign 10 minutes after authenticating", err, codes.Unauthenticated)
 	if !strings.Contains(st.Message(), "sign in again") {
 		t.Fatalf("message %q does not say what to do", st.Message())
+	}
+	_, err = e.cases.SignCase(e.token("perfusionist-1", p, []string{"MAIN"}, -10*time.Minute), sign)
+	st = wantCode(t, "sign with an auth_time 10 minutes in the future", err, codes.Unauthenticated)
+	if !strings.Contains(st.Message(), "in the future") {
+		t.Fatalf("message %q does not say why", st.Message())
 	}
 	if _, err := e.cases.SignCase(e.token("perfusionist-1", p, []string{"MAIN"}, time.Minute), sign); err != nil {
 		t.Fatalf("sign a minute after authenticating: %v", err)

@@ -219,6 +219,10 @@ func (d *siteDirectory) set(name string, sites ...string) {
 	d.sites[name] = sites
 }
 
+// TrustsPrincipalHeader tells the server's early credential check that
+// this authenticator reads the development principal header.
+func (d *siteDirectory) TrustsPrincipalHeader() bool { return true }
+
 func (d *siteDirectory) Authenticate(ctx context.Context) (server.Principal, error) {
 	p, err := server.HeaderAuthenticator{Roles: rolePerf}.Authenticate(ctx)
 	if err != nil {
