@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,7 +59,30 @@ func openDatabase(ctx context.Context, c *common, log *slog.Logger) (database, e
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)
 	}
+	warnOpenPermissions(log, filepath.Dir(path), path)
 	return b, nil
+}
+
+// warnOpenPermissions warns about each of paths that others than its owner
+// may read or enter: the embedded store holds patient data, and a
+// directory or file made by hand (or restored from a backup) may not have
+// the 0700/0600 that perfusiond creates them with. Nothing is changed: the
+// operator decides.
+func warnOpenPermissions(log *slog.Logger, paths ...string) {
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			want := os.FileMode(0o600)
+			if st.IsDir() {
+				want = 0o700
+			}
+			log.Warn("the embedded store is open to other users: it holds patient data", "path", p,
+				"mode", fmt.Sprintf("%04o", perm), "fix", fmt.Sprintf("chmod %04o %s", want, p))
+		}
+	}
 }
 
 // describeDSN names the PostgreSQL host(s) and database of a connection
