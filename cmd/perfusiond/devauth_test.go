@@ -49,7 +49,7 @@ func TestDevAuthRefusedBesideProductionSettings(t *testing.T) {
 	jwks := filepath.Join(dir, "jwks.json") // never read: refused first
 	idp := []string{"--jwks-file", jwks, "--jwt-issuer", "https://idp.example", "--jwt-audience", "perfusion"}
 	tls := []string{"--tls-cert", filepath.Join(dir, "c.pem"), "--tls-key", filepath.Join(dir, "k.pem")}
-	mtls := append(append([]string{}, tls...), "--tls-client-ca", filepath.Join(dir, "ca.pem"))
+	mtls := append(append([]string{}, tls...), "--tls-client-ca", filepath.Join(dir, "ca.pem"), "--client-cert-roles", "device", "--client-cert-sites", "MAIN")
 	pg := []string{"--database-url", "postgres://127.0.0.1:1/never"}
 	open := []string{"--listen", "0.0.0.0:0", "--allow-plaintext"}
 	cat := func(parts ...[]string) []string {
