@@ -49,10 +49,13 @@ func sampleDetails() charting.Details {
 	}
 }
 
+// createCase creates a planned case scheduled a minute or two ago: strictly
+// before any time the store's clock gives its writes, so a test that moves
+// a stored time to the scheduled start always changes it.
 func createCase(t *testing.T, s *store.Store, room string) *charting.Case {
 	t.Helper()
 	c, err := s.CreateCase(context.Background(), actor, store.NewCase{
-		Kind: charting.KindCPB, Site: "MAIN", Room: room, ScheduledStart: time.Now().UTC().Truncate(time.Minute), Details: sampleDetails(),
+		Kind: charting.KindCPB, Site: "MAIN", Room: room, ScheduledStart: time.Now().UTC().Truncate(time.Minute).Add(-time.Minute), Details: sampleDetails(),
 	})
 	if err != nil {
 		t.Fatalf("create case: %v", err)
