@@ -58,5 +58,5 @@
 // the connection is plaintext, which perfusiond accepts on loopback only.
 // Credentials builds these options from command-line flags and
 // PERFUSION_TOKEN. WithPrincipal (the x-perfusion-principal header) is for
-// development servers run with --dev-header-auth and in-process tests.
+// test builds of perfusiond (-tags devauth) run with --dev-header-auth, and in-process tests.
 package perfusion

@@ -27,7 +27,7 @@ func commandTree() *command {
 		long: `Cases, entries, sign-off, record verification and device trends, over the
 perfusiond gRPC API. You are identified by a bearer token (--token-file or
 PERFUSION_TOKEN) and, for services, a client certificate (--cert, --key);
---principal is for development servers run with --dev-header-auth.`,
+--principal is for test builds of perfusiond (-tags devauth) run with --dev-header-auth.`,
 		subs: []*command{
 			{name: "case", summary: "create, list, show, update, close, sign cases; add addenda", subs: caseCommands()},
 			{name: "entry", summary: "chart, list, correct and void entries", subs: entryCommands()},
