@@ -317,9 +317,11 @@ func recordCommands() []*command {
 			examples: []string{
 				"perfusionctl record verify $CASE",
 				"perfusionctl record verify $CASE --output json",
+				"perfusionctl record verify $CASE --against-checkpoints",
 			},
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				cs := fs.String("case", "", "case id (or give it as the argument)")
+				anchored := fs.Bool("against-checkpoints", false, "also check the chain against the server's signed checkpoint log, which lives outside the database: a truncated or rewritten tail is named")
 				return func(ctx context.Context, e *env, args []string) error {
 					id, err := caseArg(*cs, args)
 					if err != nil {
@@ -329,7 +331,7 @@ func recordCommands() []*command {
 					if err != nil {
 						return err
 					}
-					resp, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: id})
+					resp, err := c.VerifyRecord(ctx, &pb.VerifyRecordRequest{CaseId: id, AgainstCheckpoints: *anchored})
 					if err != nil {
 						return err
 					}

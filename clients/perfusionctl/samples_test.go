@@ -213,3 +213,32 @@ func TestSamplesSources(t *testing.T) {
 	}
 	mustCode(t, ctl(t, addr, "samples", "sources"), exitUsage)
 }
+
+// anchoredRecord answers VerifyRecord OK only when asked to check against
+// the checkpoint log.
+type anchoredRecord struct{ pb.UnimplementedRecordServiceServer }
+
+func (anchoredRecord) VerifyRecord(_ context.Context, req *pb.VerifyRecordRequest) (*pb.VerifyRecordResponse, error) {
+	if !req.GetAgainstCheckpoints() {
+		return &pb.VerifyRecordResponse{Ok: false, FirstBadLink: &pb.BadLink{Sequence: 1, Problem: pb.VerificationProblem_VERIFICATION_PROBLEM_ANCHOR_MISMATCH}}, nil
+	}
+	return &pb.VerifyRecordResponse{Ok: true, LinksVerified: 9}, nil
+}
+
+// TestVerifyAgainstCheckpoints: --against-checkpoints asks the server to
+// check the chain against its checkpoint log.
+func TestVerifyAgainstCheckpoints(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterRecordServiceServer(gs, anchoredRecord{})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	r := ctl(t, lis.Addr().String(), "record", "verify", "some-case", "--against-checkpoints")
+	mustCode(t, r, exitOK)
+	if !strings.HasPrefix(r.stdout, "OK: 9 links") {
+		t.Fatalf("stdout %s", r.stdout)
+	}
+}
