@@ -73,6 +73,7 @@ const (
 // Observation codes for administrations, events and device rows.
 const (
 	CodeDrug               = "drug"
+	CodeLedgerHead         = "ledger_head"
 	CodeDrugTotalDose      = "drug_total_dose"
 	CodeFluid              = "fluid"
 	CodeFluidTotalVolume   = "fluid_total_volume"
@@ -128,6 +129,7 @@ func localCodeTable() []LocalCode {
 		nm(MetricNetPrimeVolumeIndex, "Net prime volume index", "mL/m2", "(Total prime - RAP volume) / BSA."),
 
 		{CodeDrug, "Drug", UseObservation, "administration", "ST", "", "Name of a drug as charted; OBX-4 groups it with its total dose."},
+		{CodeLedgerHead, "Ledger head signed", UseObservation, "record", "ST", "", "The position and SHA-256 of the record's hash chain that the reported signature covers, as sequence:hex. The receiver keeps it as a witness: VerifyRecord against it proves the record was not truncated or rewritten since."},
 		{CodeDrugTotalDose, "Total dose of drug", UseObservation, "administration", "NM", "*", "Total dose of the drug with the same OBX-4; the UCUM unit is in OBX-6."},
 		{CodeFluid, "Fluid", UseObservation, "administration", "CWE", "", "Kind of fluid volume (a 99PERF value code); OBX-4 groups it with its total."},
 		{CodeFluidTotalVolume, "Total fluid volume", UseObservation, "administration", "NM", "mL", "Total volume of the fluid kind with the same OBX-4."},

@@ -174,7 +174,7 @@ func BuildSummary(h Header, s *Summary) (*Message, error) {
 	}
 	b.m.Segments = append(b.m.Segments, obr)
 
-	steps := []func(*Summary) error{b.notes, b.metrics, b.events, b.labs, b.drugs, b.fluids, b.blood}
+	steps := []func(*Summary) error{b.notes, b.ledgerHead, b.metrics, b.events, b.labs, b.drugs, b.fluids, b.blood}
 	for _, step := range steps {
 		if err := step(s); err != nil {
 			return nil, err
@@ -286,6 +286,17 @@ func (b *oruBuilder) notes(s *Summary) error {
 		}
 		b.addNTE(text, localCode(kind).field(), e.Author, at)
 	}
+	return nil
+}
+
+// ledgerHead reports the chain position the signature covers, so the EHR
+// holds a witness of the record outside this service's database.
+func (b *oruBuilder) ledgerHead(s *Summary) error {
+	sig := s.Signature
+	if sig.CoversSeq == 0 {
+		return nil // unsigned (a preview of an open case)
+	}
+	b.addOBX(obx{valueType: "ST", code: localCode(CodeLedgerHead), value: Text(fmt.Sprintf("%d:%s", sig.CoversSeq, sig.CoversHash)), status: "F"})
 	return nil
 }
 
