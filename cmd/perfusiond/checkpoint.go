@@ -5,6 +5,7 @@ import (
 	"flag"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"perfusion/store"
 	"perfusion/store/checkpoint"
@@ -13,14 +14,17 @@ import (
 
 // Environment variables of the record-integrity flags.
 const (
-	envCheckpointLog = "PERFUSION_CHECKPOINT_LOG"
-	envCheckpointKey = "PERFUSION_CHECKPOINT_KEY"
+	envCheckpointLog   = "PERFUSION_CHECKPOINT_LOG"
+	envCheckpointKey   = "PERFUSION_CHECKPOINT_KEY"
+	envCheckpointEvery = "PERFUSION_CHECKPOINT_INTERVAL"
 )
 
 // checkpointConfig is where the server anchors ledger heads outside the
 // database (store/checkpoint).
 type checkpointConfig struct {
 	log, key string
+	// every is how often the heads of open cases are checkpointed.
+	every time.Duration
 }
 
 func checkpointFlags(fs *flag.FlagSet, env envFlags) *checkpointConfig {
@@ -29,7 +33,9 @@ func checkpointFlags(fs *flag.FlagSet, env envFlags) *checkpointConfig {
 		"append-only file of signed ledger heads, written at each close, signature and addendum; put it on another volume or host than the database; empty: <data-dir>/checkpoints.log; \"off\" disables it (env "+envCheckpointLog+")")
 	fs.StringVar(&c.key, "checkpoint-key", "",
 		"ed25519 private key (PKCS #8 PEM) that signs checkpoints, created when missing; empty: <data-dir>/checkpoint.key (env "+envCheckpointKey+")")
-	env["checkpoint-log"], env["checkpoint-key"] = envCheckpointLog, envCheckpointKey
+	fs.DurationVar(&c.every, "checkpoint-interval", time.Minute,
+		"how often the ledger heads of open cases that moved are checkpointed too, so a tail cut from a case still being charted is detected; 0 turns it off (env "+envCheckpointEvery+")")
+	env["checkpoint-log"], env["checkpoint-key"], env["checkpoint-interval"] = envCheckpointLog, envCheckpointKey, envCheckpointEvery
 	return c
 }
 

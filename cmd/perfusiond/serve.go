@@ -97,6 +97,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	if c.shutdownTimeout <= 0 || c.readinessInterval <= 0 {
 		return nil, usageErrorf("--shutdown-timeout and --readiness-interval must be positive")
 	}
+	if c.checkpoints.every < 0 {
+		return nil, usageErrorf("--checkpoint-interval must not be negative")
+	}
 	if c.compactInterval < 0 || c.compactRun <= 0 {
 		return nil, usageErrorf("--compact-interval must not be negative and --compact-run-batches must be positive")
 	}
@@ -195,6 +198,14 @@ func (a *app) serve(ctx context.Context, args []string) error {
 			st.RunCompactor(ctx, c.compactInterval, c.compactRun)
 		}()
 		defer func() { <-compacted }()
+	}
+	if anchor != nil && c.checkpoints.every > 0 {
+		anchored := make(chan struct{})
+		go func() {
+			defer close(anchored)
+			st.RunAnchorer(ctx, c.checkpoints.every)
+		}()
+		defer func() { <-anchored }()
 	}
 	log.Info("listening", "addr", lis.Addr().String())
 	if a.onListen != nil {
