@@ -27,7 +27,9 @@ func (h *heads) Anchor(_ context.Context, id uuid.UUID, head charting.Head, _ ti
 	return nil
 }
 
-func (h *heads) Checkpoints(context.Context, uuid.UUID) ([]checkpoint.Checkpoint, error) { return nil, nil }
+func (h *heads) Checkpoints(context.Context, uuid.UUID) ([]checkpoint.Checkpoint, error) {
+	return nil, nil
+}
 
 // TestAnchorOpenCases: a pass checkpoints the head of every open case that
 // moved since the last pass, and nothing else; a closed case is left to

@@ -216,7 +216,9 @@ func TestSamplesSources(t *testing.T) {
 
 // anchoredRecord answers VerifyRecord OK only when asked to check against
 // the checkpoint log.
-type anchoredRecord struct{ pb.UnimplementedRecordServiceServer }
+type anchoredRecord struct {
+	pb.UnimplementedRecordServiceServer
+}
 
 func (anchoredRecord) VerifyRecord(_ context.Context, req *pb.VerifyRecordRequest) (*pb.VerifyRecordResponse, error) {
 	if !req.GetAgainstCheckpoints() {
