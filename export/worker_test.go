@@ -534,7 +534,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	b2 := open()
 	t.Cleanup(func() { _ = b2.Close() })
 	e2 := newEnv(t, b2, clk, both...)
-	crashed, err := e2.o.ClaimDeliveries(ctx, clk.now(), time.Minute, 1)
+	crashed, err := e2.o.ClaimDeliveries(ctx, "", clk.now(), time.Minute, 1)
 	if err != nil || len(crashed) != 1 {
 		t.Fatalf("crash claim: %v", err)
 	}

@@ -119,7 +119,7 @@ func TestExportService(t *testing.T) {
 			t.Fatalf("retry pending: %v", err)
 		}
 		o, _ := store.OutboxOf(b)
-		claimed, err := o.ClaimDeliveries(context.Background(), time.Now().Add(time.Hour), time.Minute, 10)
+		claimed, err := o.ClaimDeliveries(context.Background(), "", time.Now().Add(time.Hour), time.Minute, 10)
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("claim: %v", err)
 		}
