@@ -220,6 +220,7 @@ type fhirServer struct {
 	mu       sync.Mutex
 	script   []int
 	arrivals int
+	order    []string // Bundle.identifier of every arrival
 	stored   map[string][]byte
 	auth     []string // Authorization of every arrival
 }
@@ -247,6 +248,7 @@ func (f *fhirServer) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	f.mu.Lock()
 	f.arrivals++
+	f.order = append(f.order, b.Identifier.Value)
 	f.auth = append(f.auth, req.Header.Get("Authorization"))
 	status := http.StatusOK
 	if len(f.script) > 0 {
