@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"perfusion/charting"
@@ -36,7 +38,9 @@ const (
 	// a back-off.
 	Retry
 	// Permanent: the receiver refused the content; resending the same bytes
-	// cannot help. It waits for a person (RetryDelivery).
+	// cannot help. It waits for a person (RetryDelivery, or
+	// SupersedeDelivery when a later version replaces it), and so do the
+	// later versions of its case to its destination.
 	Permanent
 )
 
@@ -64,10 +68,13 @@ type WorkerConfig struct {
 	Outbox store.OutboxBackend
 	// Renderer renders each delivery when it is sent.
 	Renderer *Renderer
-	// Transports maps each configured destination to its sender. A
-	// delivery to a destination without one is postponed by MaxBackoff and
-	// says so in its last error (a server started without that
-	// destination's settings).
+	// Transports maps each configured destination to its sender. Run
+	// serves each of them with its own loop and claims only deliveries to
+	// it, so a slow or hanging receiver delays nothing queued for another.
+	// A delivery to a destination without a transport (queued before the
+	// server was restarted without that destination's settings) stays
+	// pending for a server that has one; RunOnce, which claims for any
+	// destination, postpones it and says so in its last error.
 	Transports map[store.Destination]Transport
 	// Lease is how long a claim lasts (default 2 min). It must exceed the
 	// longest single send (MLLP connect + write + ACK timeouts, HTTP
@@ -89,8 +96,10 @@ type WorkerConfig struct {
 	Logger *slog.Logger
 }
 
-// Worker delivers queued exports. Several workers (in several servers) may
-// run against one database; the outbox's claims keep them apart.
+// Worker delivers queued exports: one loop per destination, each sending
+// one message at a time, the versions of a case in order (the outbox's
+// claims see to that). Several workers (in several servers) may run
+// against one database; the outbox's claims keep them apart.
 type Worker struct {
 	cfg WorkerConfig
 }
@@ -119,17 +128,38 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	return &Worker{cfg: cfg}, nil
 }
 
-// Run delivers until ctx is done, then returns nil. A delivery in flight
-// when ctx ends is interrupted and goes back to pending (or, if recording
-// that fails too, is reclaimed when its lease expires).
+// Run delivers until ctx is done, then returns nil. Each destination with
+// a transport gets its own loop, so one receiver that hangs until the
+// lease's worth of timeouts delays only its own messages. A delivery in
+// flight when ctx ends is interrupted and goes back to pending (or, if
+// recording that fails too, is reclaimed when its lease expires).
 func (w *Worker) Run(ctx context.Context) error {
+	dests := make([]store.Destination, 0, len(w.cfg.Transports))
+	for d := range w.cfg.Transports {
+		dests = append(dests, d)
+	}
+	slices.Sort(dests)
+	if len(dests) == 0 {
+		dests = append(dests, "") // nothing to send with: postpone whatever is due, saying why
+	}
+	var wg sync.WaitGroup
+	for _, d := range dests {
+		wg.Go(func() { w.loop(ctx, d) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop delivers to dest (any destination when empty) until ctx is done.
+func (w *Worker) loop(ctx context.Context, dest store.Destination) {
 	for {
-		n, err := w.RunOnce(ctx)
+		n, err := w.runOnce(ctx, dest)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
-			w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "export: outbox unavailable", slog.String("error", err.Error()))
+			w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "export: outbox unavailable", slog.String("destination", string(dest)),
+				slog.String("error", err.Error()))
 		}
 		if n > 0 && err == nil {
 			continue // more may be due
@@ -138,16 +168,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return
 		case <-t.C:
 		}
 	}
 }
 
-// RunOnce claims one due delivery and attempts it. It returns how many it
-// attempted (0 or 1).
-func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	ds, err := w.cfg.Outbox.ClaimDeliveries(ctx, w.cfg.Now(), w.cfg.Lease, 1)
+// RunOnce claims one due delivery to any destination and attempts it. It
+// returns how many it attempted (0 or 1).
+func (w *Worker) RunOnce(ctx context.Context) (int, error) { return w.runOnce(ctx, "") }
+
+// runOnce claims one due delivery to dest (any when empty) and attempts it.
+func (w *Worker) runOnce(ctx context.Context, dest store.Destination) (int, error) {
+	ds, err := w.cfg.Outbox.ClaimDeliveries(ctx, dest, w.cfg.Now(), w.cfg.Lease, 1)
 	if err != nil {
 		return 0, fmt.Errorf("export: claim: %w", err)
 	}

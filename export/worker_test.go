@@ -220,6 +220,7 @@ type fhirServer struct {
 	mu       sync.Mutex
 	script   []int
 	arrivals int
+	order    []string // Bundle.identifier of every arrival
 	stored   map[string][]byte
 	auth     []string // Authorization of every arrival
 }
@@ -247,6 +248,7 @@ func (f *fhirServer) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	f.mu.Lock()
 	f.arrivals++
+	f.order = append(f.order, b.Identifier.Value)
 	f.auth = append(f.auth, req.Header.Get("Authorization"))
 	status := http.StatusOK
 	if len(f.script) > 0 {
@@ -534,7 +536,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	b2 := open()
 	t.Cleanup(func() { _ = b2.Close() })
 	e2 := newEnv(t, b2, clk, both...)
-	crashed, err := e2.o.ClaimDeliveries(ctx, clk.now(), time.Minute, 1)
+	crashed, err := e2.o.ClaimDeliveries(ctx, "", clk.now(), time.Minute, 1)
 	if err != nil || len(crashed) != 1 {
 		t.Fatalf("crash claim: %v", err)
 	}

@@ -124,6 +124,7 @@ var (
 	deliveryStates = map[pb.DeliveryState]store.DeliveryState{
 		pb.DeliveryState_DELIVERY_STATE_PENDING: store.DeliveryPending, pb.DeliveryState_DELIVERY_STATE_DELIVERING: store.DeliveryDelivering,
 		pb.DeliveryState_DELIVERY_STATE_DELIVERED: store.DeliveryDelivered, pb.DeliveryState_DELIVERY_STATE_FAILED: store.DeliveryFailed,
+		pb.DeliveryState_DELIVERY_STATE_SUPERSEDED: store.DeliverySuperseded,
 	}
 	deliveryDestinations = map[store.Destination]pb.DeliveryDestination{
 		store.DestinationMLLP: pb.DeliveryDestination_DELIVERY_DESTINATION_HL7V2_MLLP,
@@ -141,7 +142,8 @@ func deliveryOut(d *store.Delivery) *pb.Delivery {
 	return &pb.Delivery{DeliveryId: d.ID.String(), CaseId: d.CaseID.String(), Version: d.Version,
 		Destination: deliveryDestinations[d.Destination], MessageId: d.MessageID, State: st, Attempts: int32(d.Attempts),
 		NextAttemptAt: ts(d.NextAttemptAt), LeaseUntil: ts(d.LeaseUntil), LastError: d.LastError, AckCode: d.AckCode,
-		AckText: d.AckText, CreatedAt: ts(d.CreatedAt), UpdatedAt: ts(d.UpdatedAt), DeliveredAt: ts(d.DeliveredAt)}
+		AckText: d.AckText, CreatedAt: ts(d.CreatedAt), UpdatedAt: ts(d.UpdatedAt), DeliveredAt: ts(d.DeliveredAt),
+		SupersededBy: d.SupersededBy, SupersedeReason: d.SupersedeReason}
 }
 
 // Delivery page tokens: a version byte, the cursor's created-at in Unix
@@ -220,6 +222,35 @@ func (s *exportService) RetryDelivery(ctx context.Context, req *pb.RetryDelivery
 		return nil, s.outboxFail(err)
 	}
 	return &pb.RetryDeliveryResponse{Delivery: deliveryOut(d)}, nil
+}
+
+// SupersedeDelivery marks a pending or failed delivery replaced by a later
+// version of its case.
+func (s *exportService) SupersedeDelivery(ctx context.Context, req *pb.SupersedeDeliveryRequest) (*pb.SupersedeDeliveryResponse, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p parser
+	caseID := p.id("case_id", req.GetCaseId(), true)
+	id := p.id("delivery_id", req.GetDeliveryId(), true)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	// Access is checked on the case: a delivery of another case is not
+	// found, whoever asks.
+	cur, err := s.h.store.GetDelivery(ctx, id)
+	if err != nil {
+		return nil, s.outboxFail(err)
+	}
+	if cur.CaseID != caseID {
+		return nil, s.h.fail(charting.ErrNotFound)
+	}
+	d, err := s.h.store.SupersedeDelivery(ctx, who, id, req.GetReason())
+	if err != nil {
+		return nil, s.outboxFail(err)
+	}
+	return &pb.SupersedeDeliveryResponse{Delivery: deliveryOut(d)}, nil
 }
 
 func (s *exportService) outboxFail(err error) error {

@@ -119,7 +119,7 @@ func TestExportService(t *testing.T) {
 			t.Fatalf("retry pending: %v", err)
 		}
 		o, _ := store.OutboxOf(b)
-		claimed, err := o.ClaimDeliveries(context.Background(), time.Now().Add(time.Hour), time.Minute, 10)
+		claimed, err := o.ClaimDeliveries(context.Background(), "", time.Now().Add(time.Hour), time.Minute, 10)
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("claim: %v", err)
 		}
@@ -147,6 +147,37 @@ func TestExportService(t *testing.T) {
 		if m2, _ := v2.Parse(h2.GetMessage()); m2.Get("OBR-25") != "C" || m2.ControlID() == h.GetMessageControlId() {
 			t.Fatalf("addendum version: OBR-25 %q, control id reused: %v", m2.Get("OBR-25"), m2.ControlID() == h.GetMessageControlId())
 		}
+		// Superseding is refused for a delivered version and for the latest
+		// one (nothing would replace it); it needs a reason.
+		list2, err := ex.ListDeliveries(ctx, &pb.ListDeliveriesRequest{CaseId: caseID, State: pb.DeliveryState_DELIVERY_STATE_PENDING})
+		if err != nil || len(list2.GetDeliveries()) != 2 {
+			t.Fatalf("pending after the addendum: %v, %v", list2.GetDeliveries(), err)
+		}
+		latest := list2.GetDeliveries()[0]
+		_, err = ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: caseID, DeliveryId: latest.GetDeliveryId(), Reason: "newer"})
+		wantCode(t, "supersede the latest version", err, codes.FailedPrecondition)
+		_, err = ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: caseID, DeliveryId: mllpD.GetDeliveryId(), Reason: "newer"})
+		wantCode(t, "supersede a delivered one", err, codes.FailedPrecondition)
+		_, err = ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: uuid.NewString(), DeliveryId: mllpD.GetDeliveryId(), Reason: "x"})
+		wantCode(t, "supersede under another case", err, codes.NotFound)
+		_, err = ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: caseID, DeliveryId: mllpD.GetDeliveryId()})
+		wantFieldViolation(t, "supersede without a reason", err, "reason")
+		_, err = ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: caseID})
+		wantFieldViolation(t, "supersede without an id", err, "delivery_id")
+		// A second addendum: the first addendum's pending delivery may now be
+		// superseded, recording who and why.
+		if _, err := e.cases.AddAddendum(ctx, &pb.AddAddendumRequest{CaseId: caseID, AddendumId: uuid.NewString(), Text: "later", Reason: "forgot again"}); err != nil {
+			t.Fatalf("addendum: %v", err)
+		}
+		sup, err := ex.SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: caseID, DeliveryId: latest.GetDeliveryId(), Reason: "the next version carries it"})
+		if err != nil || sup.GetDelivery().GetState() != pb.DeliveryState_DELIVERY_STATE_SUPERSEDED ||
+			sup.GetDelivery().GetSupersedeReason() != "the next version carries it" || sup.GetDelivery().GetSupersededBy() == "" {
+			t.Fatalf("supersede: %v, %v", sup.GetDelivery(), err)
+		}
+		if l, err := ex.ListDeliveries(ctx, &pb.ListDeliveriesRequest{CaseId: caseID, State: pb.DeliveryState_DELIVERY_STATE_SUPERSEDED}); err != nil || len(l.GetDeliveries()) != 1 {
+			t.Fatalf("superseded filter: %v", err)
+		}
+
 		// The first version still renders exactly as before.
 		if old, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: caseID, Version: ver}); err != nil || string(old.GetMessage()) != string(h.GetMessage()) {
 			t.Fatalf("version %d changed after an addendum (%v)", ver, err)

@@ -158,6 +158,9 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
 	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	// Superseding decides that a receiver never gets a version: the same
+	// people who run deliveries, identified, since who decided is recorded.
+	"/perfusion.v1.ExportService/SupersedeDelivery": {Roles: []Role{RoleInterface, RoleAdmin}, Identified: true, Scope: ScopeCase, PatientData: true},
 	// AccessService: the access audit and break-glass. Opening a grant is
 	// not site-scoped (that is its point) but audited, with its case.
 	"/perfusion.v1.AccessService/ListAccessEvents": {Roles: []Role{RoleAdmin}},

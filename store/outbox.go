@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,9 +21,18 @@ import (
 // deliveries, sends them, and records the outcome here.
 //
 // Outbox rows are operational state, not part of the record: they change
-// state (pending → delivering → delivered or failed) and are not covered by
-// the ledger. What they deliver is rendered from the record, which is
-// immutable at the version they name.
+// state (pending → delivering → delivered or failed; pending or failed →
+// superseded) and are not covered by the ledger. What they deliver is
+// rendered from the record, which is immutable at the version they name.
+//
+// Order: the versions of one case reach one destination in version order.
+// A delivery is claimed only when every earlier version of its case to its
+// destination is settled: delivered (accepted by the receiver) or
+// superseded (an operator said the later version replaces it,
+// SupersedeDelivery). So a correction never overtakes the first final
+// result it corrects, whatever happened to that one (AE, AR, timeouts, a
+// restart, a person's retry days later). Destinations are independent: an
+// HL7 delivery never waits for a FHIR one.
 
 // Destination is where a delivery goes.
 type Destination string
@@ -54,14 +64,20 @@ const (
 	DeliveryDelivered DeliveryState = "delivered"
 	// DeliveryFailed was refused by the receiver as wrong content (HL7 AE/CE,
 	// HTTP 4xx): resending the same bytes would fail the same way, so it
-	// waits for a person (RetryDelivery).
+	// waits for a person (RetryDelivery or SupersedeDelivery), and so do
+	// the later versions of its case to its destination.
 	DeliveryFailed DeliveryState = "failed"
+	// DeliverySuperseded was never accepted and will not be sent: an
+	// operator declared that a later version of the case, which carries the
+	// whole record as it stood then, replaces it (final). It no longer holds
+	// back the later versions.
+	DeliverySuperseded DeliveryState = "superseded"
 )
 
 // Valid reports whether s is a known state.
 func (s DeliveryState) Valid() bool {
 	switch s {
-	case DeliveryPending, DeliveryDelivering, DeliveryDelivered, DeliveryFailed:
+	case DeliveryPending, DeliveryDelivering, DeliveryDelivered, DeliveryFailed, DeliverySuperseded:
 		return true
 	}
 	return false
@@ -97,6 +113,9 @@ type Delivery struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	DeliveredAt      time.Time
+	// SupersededBy and SupersedeReason say who superseded the delivery and
+	// why (state superseded; UpdatedAt is when).
+	SupersededBy, SupersedeReason string
 }
 
 var deliveryNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:perfusion:outbox"))
@@ -128,13 +147,17 @@ type OutboxTx interface {
 // OutboxBackend keeps the deliveries. Both store/postgres and store/sqlite
 // implement it; use OutboxOf to find it on a Backend.
 type OutboxBackend interface {
-	// ClaimDeliveries marks up to limit deliveries that are due as
-	// delivering until now+lease, counts the attempt, and returns them with
-	// their new state. Due: pending with NextAttemptAt <= now, or
-	// delivering with LeaseUntil <= now (its worker died). Several workers
-	// (several servers) may claim at once; no delivery is handed to two of
-	// them while a lease runs (PostgreSQL: FOR UPDATE SKIP LOCKED).
-	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// ClaimDeliveries marks up to limit deliveries to dest (any destination
+	// when dest is empty) that are due as delivering until now+lease,
+	// counts the attempt, and returns them with their new state. Due:
+	// pending with NextAttemptAt <= now, or delivering with LeaseUntil <=
+	// now (its worker died), and in order: every earlier version of the
+	// same case to the same destination is delivered or superseded. Several
+	// workers (several servers) may claim at once; no delivery is handed to
+	// two of them while a lease runs (PostgreSQL: FOR UPDATE SKIP LOCKED),
+	// and since a version waits until the earlier one is settled, two
+	// versions of one case to one destination are never in flight at once.
+	ClaimDeliveries(ctx context.Context, dest Destination, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
 	// FinishDelivery records the outcome of the claim whose attempt count
 	// was attempts: d's State (delivered, pending for a retry at
 	// NextAttemptAt, or failed), LastError, AckCode, AckText, UpdatedAt and
@@ -152,6 +175,13 @@ type OutboxBackend interface {
 	// charting.ErrPrecondition error when it is delivered or being
 	// delivered.
 	RequeueDelivery(ctx context.Context, id uuid.UUID, now time.Time) (*Delivery, error)
+	// SupersedeDelivery marks a pending or failed delivery superseded by
+	// actor for reason at now and returns it. It is refused
+	// (charting.ErrPrecondition) unless a later version of the same case
+	// to the same destination exists, and when the delivery is delivered
+	// or being delivered; a delivery already superseded is returned as it
+	// is; charting.ErrNotFound when absent.
+	SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, reason string, now time.Time) (*Delivery, error)
 }
 
 // DeliveryFilter selects deliveries. Zero values match anything.
@@ -257,11 +287,57 @@ func (s *Store) RetryDelivery(ctx context.Context, id uuid.UUID) (*Delivery, err
 	return d, nil
 }
 
+// SupersedeDelivery declares that a later version of the delivery's case
+// replaces it at its destination: it is never sent, and the later versions
+// stop waiting for it. For a delivery the receiver refused (AE, HTTP 4xx)
+// or one that cannot get through, when an operator decides the later
+// version suffices. Only an operator does this: a later version never
+// supersedes an earlier one by itself, because the receiver may need each
+// final result in turn (an F before its C).
+func (s *Store) SupersedeDelivery(ctx context.Context, actor string, id uuid.UUID, reason string) (*Delivery, error) {
+	var v charting.Violations
+	if strings.TrimSpace(reason) == "" {
+		v.Add("reason", "say why the later version replaces this delivery")
+	} else if len(reason) > 1000 {
+		v.Add("reason", "at most 1000 bytes")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	o, err := OutboxOf(s.b)
+	if err != nil {
+		return nil, err
+	}
+	d, err := o.SupersedeDelivery(ctx, id, actor, reason, s.clock())
+	if err != nil {
+		return nil, fmt.Errorf("supersede delivery: %w", err)
+	}
+	return d, nil
+}
+
+// SupersedeRefused is the error a backend's SupersedeDelivery returns for
+// the delivery cur when it could not supersede it.
+func SupersedeRefused(cur *Delivery, hasLater bool) error {
+	switch cur.State {
+	case DeliveryDelivered:
+		return charting.Preconditionf("the delivery was accepted by the receiver; there is nothing to supersede")
+	case DeliveryDelivering:
+		return charting.Preconditionf("the delivery is being sent now; wait for its outcome")
+	}
+	if !hasLater {
+		return charting.Preconditionf("no later version of the case is queued for this destination; retry the delivery instead")
+	}
+	return charting.Preconditionf("the delivery cannot be superseded in state %s", cur.State)
+}
+
 // RequeueRefused is the error a backend's RequeueDelivery returns for a
 // delivery in state st.
 func RequeueRefused(st DeliveryState) error {
 	if st == DeliveryDelivered {
 		return charting.Preconditionf("the delivery was accepted by the receiver; it is not sent again")
+	}
+	if st == DeliverySuperseded {
+		return charting.Preconditionf("the delivery was superseded by a later version; it is not sent")
 	}
 	return charting.Preconditionf("the delivery is being sent now; wait for its outcome")
 }

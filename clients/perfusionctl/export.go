@@ -129,7 +129,7 @@ func deliveryCommands() []*command {
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				caseID := fs.String("case", "", "only this case")
 				site := fs.String("site", "", "only cases of this site")
-				state := fs.String("state", "", "pending, delivering, delivered or failed")
+				state := fs.String("state", "", "pending, delivering, delivered, failed or superseded")
 				size := fs.Int("page-size", 50, "deliveries per page (at most 500)")
 				token := fs.String("page-token", "", "page token printed by a previous call")
 				return func(ctx context.Context, e *env, args []string) error {
@@ -166,6 +166,30 @@ func deliveryCommands() []*command {
 					return call(ctx, e, func(c *perfusion.Client) (*pb.RetryDeliveryResponse, error) {
 						return pb.NewExportServiceClient(c.Conn()).RetryDelivery(ctx, &pb.RetryDeliveryRequest{CaseId: *caseID, DeliveryId: args[0]})
 					}, func(resp *pb.RetryDeliveryResponse) error {
+						return printDeliveries(e, &pb.ListDeliveriesResponse{Deliveries: []*pb.Delivery{resp.GetDelivery()}})
+					})
+				}
+			},
+		},
+		{
+			name: "supersede", args: "DELIVERY", summary: "declare that a later version of the case replaces a failed or pending delivery",
+			long: "Versions of a case go to each destination in order: a later one waits until every earlier one is delivered or superseded. " +
+				"Supersede an earlier one the receiver refused when the later version, which carries the whole record as it then stood, " +
+				"is enough; it is then never sent. The latest version cannot be superseded. The reason is recorded with your name.",
+			examples: []string{`perfusionctl delivery supersede --case $CASE --reason "EHR refused v12; v14 carries the corrected record" $DELIVERY`},
+			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+				caseID := fs.String("case", "", "the delivery's case (required)")
+				reason := fs.String("reason", "", "why the later version replaces it (required; no patient data)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if len(args) != 1 {
+						return usagef("give one delivery id")
+					}
+					if *caseID == "" || *reason == "" {
+						return usagef("--case and --reason are required")
+					}
+					return call(ctx, e, func(c *perfusion.Client) (*pb.SupersedeDeliveryResponse, error) {
+						return pb.NewExportServiceClient(c.Conn()).SupersedeDelivery(ctx, &pb.SupersedeDeliveryRequest{CaseId: *caseID, DeliveryId: args[0], Reason: *reason})
+					}, func(resp *pb.SupersedeDeliveryResponse) error {
 						return printDeliveries(e, &pb.ListDeliveriesResponse{Deliveries: []*pb.Delivery{resp.GetDelivery()}})
 					})
 				}

@@ -76,4 +76,11 @@ func TestExportAndDeliveryCommands(t *testing.T) {
 	}
 	mustCode(t, ctl(t, addr, "delivery", "list", "--state", "bogus"), exitUsage)
 	mustCode(t, ctl(t, addr, "delivery", "retry", delivery), exitUsage)
+	// The only version cannot be superseded: nothing would replace it.
+	r = ctl(t, addr, "delivery", "supersede", "--case", id, "--reason", "newer version", delivery)
+	mustCode(t, r, exitConflict)
+	if !strings.Contains(r.stderr, "no later version") {
+		t.Fatalf("supersede the only version: %s", r.stderr)
+	}
+	mustCode(t, ctl(t, addr, "delivery", "supersede", "--case", id, delivery), exitUsage)
 }

@@ -70,7 +70,7 @@ func (a *app) deliveryFlags(fs interface {
 	fs.StringVar(&d.staffSystem, "fhir-staff-system", "", "identifier system of staff ids; required for FHIR (env "+envFHIRStaffSys+")")
 	fs.StringVar(&d.deviceSystem, "fhir-device-system", fhir.DefaultDeviceSystem, "identifier system of device source ids, for the Devices of exported trends (env "+envFHIRDeviceSys+")")
 	fs.StringVar(&d.tokenFile, "fhir-bearer-token-file", "", "file holding an OAuth bearer token for the FHIR server, read again on every attempt (env "+envFHIRTokenFile+")")
-	fs.DurationVar(&d.pollInterval, "delivery-poll-interval", 2*time.Second, "how often an idle delivery worker looks for due deliveries (env "+envDeliveryPoll+")")
+	fs.DurationVar(&d.pollInterval, "delivery-poll-interval", 2*time.Second, "how often an idle delivery loop (one per destination) looks for due deliveries (env "+envDeliveryPoll+")")
 	fs.DurationVar(&d.lease, "delivery-lease", 2*time.Minute, "how long a claimed delivery is held before another server may take it (env "+envDeliveryLease+")")
 	env["hl7-mllp-addr"], env["hl7-sending-application"], env["hl7-sending-facility"] = envMLLPAddr, envHL7SendingApp, envHL7SendingFac
 	env["hl7-receiving-application"], env["hl7-receiving-facility"], env["hl7-ack-timeout"] = envHL7ReceivingApp, envHL7ReceivingFac, envHL7AckTimeout
@@ -150,6 +150,7 @@ func (d *deliveryConfig) renderer(db store.Backend, metrics charting.MetricsConf
 }
 
 // startWorker starts the delivery worker when a destination is configured
+// (one sending loop per destination, so a slow receiver delays no other)
 // and returns the function that stops it and waits for it.
 func (d *deliveryConfig) startWorker(ctx context.Context, db store.Backend, r *export.Renderer, log *slog.Logger) (func(), error) {
 	dests := d.destinations()

@@ -32,14 +32,14 @@ func (t *pgTx) EnqueueDeliveries(ctx context.Context, ds []store.Delivery) error
 }
 
 const deliveryCols = `delivery_id, case_id, version, destination, message_id, state, attempts, next_attempt_at,
-	lease_until, last_error, ack_code, ack_text, created_at, updated_at, delivered_at`
+	lease_until, last_error, ack_code, ack_text, created_at, updated_at, delivered_at, superseded_by, supersede_reason`
 
 func scanDelivery(row pgx.Row) (*store.Delivery, error) {
 	var d store.Delivery
 	var dest, state string
 	var lease, delivered *time.Time
 	if err := row.Scan(&d.ID, &d.CaseID, &d.Version, &dest, &d.MessageID, &state, &d.Attempts, &d.NextAttemptAt,
-		&lease, &d.LastError, &d.AckCode, &d.AckText, &d.CreatedAt, &d.UpdatedAt, &delivered); err != nil {
+		&lease, &d.LastError, &d.AckCode, &d.AckText, &d.CreatedAt, &d.UpdatedAt, &delivered, &d.SupersededBy, &d.SupersedeReason); err != nil {
 		return nil, err
 	}
 	d.Destination, d.State = store.Destination(dest), store.DeliveryState(state)
@@ -68,17 +68,24 @@ func collectDeliveries(rows pgx.Rows) ([]store.Delivery, error) {
 
 // ClaimDeliveries claims due deliveries. SKIP LOCKED lets several servers
 // claim at once: each takes rows no other transaction holds, and the
-// state change commits before any of them sends anything.
-func (b *Backend) ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error) {
+// state change commits before any of them sends anything. The order check
+// reads the earlier versions' committed states: a state only moves towards
+// delivered or superseded (or back to pending, which still blocks), so a
+// version that sees its predecessor settled is never sent too early.
+func (b *Backend) ClaimDeliveries(ctx context.Context, dest store.Destination, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error) {
 	rows, err := b.pool.Query(ctx, `UPDATE outbox_deliveries o
 		SET state = 'delivering', attempts = o.attempts + 1, lease_until = $2, updated_at = $1
 		WHERE o.delivery_id IN (
-			SELECT delivery_id FROM outbox_deliveries
-			WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'delivering' AND lease_until <= $1)
-			ORDER BY next_attempt_at, delivery_id
+			SELECT c.delivery_id FROM outbox_deliveries c
+			WHERE ((c.state = 'pending' AND c.next_attempt_at <= $1) OR (c.state = 'delivering' AND c.lease_until <= $1))
+			  AND ($4 = '' OR c.destination = $4)
+			  AND NOT EXISTS (SELECT 1 FROM outbox_deliveries e
+				WHERE e.case_id = c.case_id AND e.destination = c.destination AND e.version < c.version
+				  AND e.state NOT IN ('delivered', 'superseded'))
+			ORDER BY c.next_attempt_at, c.delivery_id
 			LIMIT $3
-			FOR UPDATE SKIP LOCKED)
-		RETURNING `+deliveryCols, now, now.Add(lease), limit)
+			FOR UPDATE OF c SKIP LOCKED)
+		RETURNING `+deliveryCols, now, now.Add(lease), limit, string(dest))
 	if err != nil {
 		return nil, wrap("claim deliveries", err)
 	}
@@ -148,4 +155,34 @@ func (b *Backend) RequeueDelivery(ctx context.Context, id uuid.UUID, now time.Ti
 		return nil, err
 	}
 	return nil, store.RequeueRefused(cur.State)
+}
+
+// SupersedeDelivery marks a pending or failed delivery superseded when a
+// later version of its case to its destination exists.
+func (b *Backend) SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, reason string, now time.Time) (*store.Delivery, error) {
+	d, err := scanDelivery(b.pool.QueryRow(ctx, `UPDATE outbox_deliveries o
+		SET state = 'superseded', lease_until = NULL, superseded_by = $2, supersede_reason = $3, updated_at = $4
+		WHERE o.delivery_id = $1 AND o.state IN ('pending', 'failed')
+		  AND EXISTS (SELECT 1 FROM outbox_deliveries l
+			WHERE l.case_id = o.case_id AND l.destination = o.destination AND l.version > o.version)
+		RETURNING `+deliveryCols, id, actor, reason, now))
+	if err == nil {
+		return d, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, wrap("supersede delivery", err)
+	}
+	cur, err := b.GetDelivery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.State == store.DeliverySuperseded {
+		return cur, nil
+	}
+	var later bool
+	if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox_deliveries
+		WHERE case_id = $1 AND destination = $2 AND version > $3)`, cur.CaseID, string(cur.Destination), cur.Version).Scan(&later); err != nil {
+		return nil, wrap("supersede delivery", err)
+	}
+	return nil, store.SupersedeRefused(cur, later)
 }

@@ -32,7 +32,7 @@ func (t *tx) EnqueueDeliveries(ctx context.Context, ds []store.Delivery) error {
 }
 
 const deliveryCols = `delivery_id, case_id, version, destination, message_id, state, attempts, next_attempt_at,
-	lease_until, last_error, ack_code, ack_text, created_at, updated_at, delivered_at`
+	lease_until, last_error, ack_code, ack_text, created_at, updated_at, delivered_at, superseded_by, supersede_reason`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -42,7 +42,7 @@ func scanDelivery(row rowScanner) (*store.Delivery, error) {
 	var dest, state string
 	var next, lease, created, updated, delivered sql.NullInt64
 	if err := row.Scan(&id, &caseID, &d.Version, &dest, &d.MessageID, &state, &d.Attempts, &next,
-		&lease, &d.LastError, &d.AckCode, &d.AckText, &created, &updated, &delivered); err != nil {
+		&lease, &d.LastError, &d.AckCode, &d.AckText, &created, &updated, &delivered, &d.SupersededBy, &d.SupersedeReason); err != nil {
 		return nil, err
 	}
 	var err error
@@ -72,16 +72,21 @@ func collectDeliveries(rows *sql.Rows) ([]store.Delivery, error) {
 }
 
 // ClaimDeliveries claims due deliveries. SQLite has one writer, so the
-// UPDATE itself is the claim: no two statements interleave.
-func (b *Backend) ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error) {
+// UPDATE itself is the claim: no two statements interleave, and the order
+// check sees the earlier versions as they are.
+func (b *Backend) ClaimDeliveries(ctx context.Context, dest store.Destination, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error) {
 	rows, err := b.w.QueryContext(ctx, `UPDATE outbox_deliveries
 		SET state = 'delivering', attempts = attempts + 1, lease_until = ?2, updated_at = ?1
 		WHERE delivery_id IN (
-			SELECT delivery_id FROM outbox_deliveries
-			WHERE (state = 'pending' AND next_attempt_at <= ?1) OR (state = 'delivering' AND lease_until <= ?1)
-			ORDER BY next_attempt_at, delivery_id
+			SELECT c.delivery_id FROM outbox_deliveries c
+			WHERE ((c.state = 'pending' AND c.next_attempt_at <= ?1) OR (c.state = 'delivering' AND c.lease_until <= ?1))
+			  AND (?4 = '' OR c.destination = ?4)
+			  AND NOT EXISTS (SELECT 1 FROM outbox_deliveries e
+				WHERE e.case_id = c.case_id AND e.destination = c.destination AND e.version < c.version
+				  AND e.state NOT IN ('delivered', 'superseded'))
+			ORDER BY c.next_attempt_at, c.delivery_id
 			LIMIT ?3)
-		RETURNING `+deliveryCols, micros(now), micros(now.Add(lease)), limit)
+		RETURNING `+deliveryCols, micros(now), micros(now.Add(lease)), limit, string(dest))
 	if err != nil {
 		return nil, wrap("claim deliveries", err)
 	}
@@ -163,4 +168,35 @@ func (b *Backend) RequeueDelivery(ctx context.Context, id uuid.UUID, now time.Ti
 		return nil, err
 	}
 	return nil, store.RequeueRefused(cur.State)
+}
+
+// SupersedeDelivery marks a pending or failed delivery superseded when a
+// later version of its case to its destination exists.
+func (b *Backend) SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, reason string, now time.Time) (*store.Delivery, error) {
+	d, err := scanDelivery(b.w.QueryRowContext(ctx, `UPDATE outbox_deliveries
+		SET state = 'superseded', lease_until = NULL, superseded_by = ?2, supersede_reason = ?3, updated_at = ?4
+		WHERE delivery_id = ?1 AND state IN ('pending', 'failed')
+		  AND EXISTS (SELECT 1 FROM outbox_deliveries l
+			WHERE l.case_id = outbox_deliveries.case_id AND l.destination = outbox_deliveries.destination
+			  AND l.version > outbox_deliveries.version)
+		RETURNING `+deliveryCols, id.String(), actor, reason, micros(now)))
+	if err == nil {
+		return d, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, wrap("supersede delivery", err)
+	}
+	cur, err := b.GetDelivery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.State == store.DeliverySuperseded {
+		return cur, nil
+	}
+	var later bool
+	if err := b.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM outbox_deliveries
+		WHERE case_id = ? AND destination = ? AND version > ?)`, cur.CaseID.String(), string(cur.Destination), cur.Version).Scan(&later); err != nil {
+		return nil, wrap("supersede delivery", err)
+	}
+	return nil, store.SupersedeRefused(cur, later)
 }

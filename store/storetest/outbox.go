@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -140,7 +141,7 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 	c, sig := signedCase(t, s, clk)
 	lease := 30 * time.Second
 
-	claimed, err := o.ClaimDeliveries(ctx, clk.now(), lease, 10)
+	claimed, err := o.ClaimDeliveries(ctx, "", clk.now(), lease, 10)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d, %v; want 2", len(claimed), err)
 	}
@@ -149,14 +150,14 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 			t.Fatalf("claimed %+v", d)
 		}
 	}
-	if again, err := o.ClaimDeliveries(ctx, clk.now().Add(lease-time.Second), lease, 10); err != nil || len(again) != 0 {
+	if again, err := o.ClaimDeliveries(ctx, "", clk.now().Add(lease-time.Second), lease, 10); err != nil || len(again) != 0 {
 		t.Fatalf("claimed during a lease: %d, %v", len(again), err)
 	}
 	// The worker died: after the lease, another claims them (attempt 2).
 	clk.advance(lease)
 	// (A long lease now keeps the other delivery out of the way until the
 	// day-later claim below.)
-	re, err := o.ClaimDeliveries(ctx, clk.now(), time.Hour, 10)
+	re, err := o.ClaimDeliveries(ctx, "", clk.now(), time.Hour, 10)
 	if err != nil || len(re) != 2 || re[0].Attempts != 2 {
 		t.Fatalf("reclaim after the lease: %+v, %v", re, err)
 	}
@@ -173,7 +174,7 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 	if ok, err := o.FinishDelivery(ctx, &d, 2); err != nil || !ok {
 		t.Fatalf("finish retry: %v, %v", ok, err)
 	}
-	if early, _ := o.ClaimDeliveries(ctx, retryAt.Add(-time.Second), lease, 10); len(early) != 0 {
+	if early, _ := o.ClaimDeliveries(ctx, "", retryAt.Add(-time.Second), lease, 10); len(early) != 0 {
 		t.Fatalf("claimed before its back-off ended: %+v", early)
 	}
 	got, err := o.GetDelivery(ctx, d.ID)
@@ -186,7 +187,7 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 		t.Fatalf("retry pending: %+v, %v", r, err)
 	}
 	// A content error: failed, never claimed again until a person retries.
-	cl, err := o.ClaimDeliveries(ctx, clk.now(), lease, 10)
+	cl, err := o.ClaimDeliveries(ctx, "", clk.now(), lease, 10)
 	if err != nil || len(cl) != 1 || cl[0].ID != d.ID || cl[0].Attempts != 3 {
 		t.Fatalf("claim after retry: %+v, %v", cl, err)
 	}
@@ -196,13 +197,13 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 		t.Fatalf("finish failed: %v, %v", ok, err)
 	}
 	clk.advance(24 * time.Hour)
-	if cl, _ := o.ClaimDeliveries(ctx, clk.now(), lease, 10); len(cl) != 1 || cl[0].ID == d.ID {
+	if cl, _ := o.ClaimDeliveries(ctx, "", clk.now(), lease, 10); len(cl) != 1 || cl[0].ID == d.ID {
 		t.Fatalf("a failed delivery was claimed (or the other one was not): %+v", cl)
 	}
 	if r, err := s.RetryDelivery(ctx, d.ID); err != nil || r.State != store.DeliveryPending || r.LastError != "content error" {
 		t.Fatalf("retry failed: %+v, %v", r, err)
 	}
-	cl, err = o.ClaimDeliveries(ctx, clk.now(), lease, 10)
+	cl, err = o.ClaimDeliveries(ctx, "", clk.now(), lease, 10)
 	if err != nil || len(cl) != 1 || cl[0].ID != d.ID {
 		t.Fatalf("claim after a retry: %+v, %v", cl, err)
 	}
@@ -228,39 +229,72 @@ func testOutboxClaimLifecycle(t *testing.T, h *Harness) {
 	}
 }
 
-// testOutboxConcurrentClaims: workers claiming at once never get the same
-// delivery while its lease runs, and together get every one.
+// testOutboxConcurrentClaims: workers claiming and finishing at once never
+// get the same delivery while its lease runs, together get every one, and
+// take the versions of one case to one destination strictly in order, one
+// at a time.
 func testOutboxConcurrentClaims(t *testing.T, h *Harness) {
 	ctx := context.Background()
 	s, o, clk := newOutboxStore(t, h)
-	c, _ := signedCase(t, s, clk)
-	for i := range 9 {
-		if _, _, err := s.AddAddendum(ctx, actor, c.ID, uuid.New(), fmt.Sprintf("note %d", i), "late"); err != nil {
-			t.Fatalf("addendum: %v", err)
+	var cases []uuid.UUID
+	for range 2 {
+		c, _ := signedCase(t, s, clk)
+		cases = append(cases, c.ID)
+		for i := range 4 {
+			if _, _, err := s.AddAddendum(ctx, actor, c.ID, uuid.New(), fmt.Sprintf("note %d", i), "late"); err != nil {
+				t.Fatalf("addendum: %v", err)
+			}
 		}
 	}
-	const want = 20
+	const want = 20 // 2 cases × 5 versions × 2 destinations
 	now := clk.now()
+	type stream struct {
+		c    uuid.UUID
+		dest store.Destination
+	}
 	var mu sync.Mutex
 	seen := map[uuid.UUID]int{}
+	order := map[stream][]int64{}
+	inFlight := map[stream]bool{}
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	for range 4 {
 		wg.Go(func() {
-			for {
-				ds, err := o.ClaimDeliveries(ctx, now, time.Minute, 3)
+			for idle := 0; idle < 50; {
+				ds, err := o.ClaimDeliveries(ctx, "", now, time.Minute, 3)
 				if err != nil {
 					errs <- err
 					return
 				}
 				if len(ds) == 0 {
-					return
+					// Others may hold the earlier versions the rest wait for.
+					idle++
+					time.Sleep(5 * time.Millisecond)
+					continue
 				}
+				idle = 0
 				mu.Lock()
 				for _, d := range ds {
+					k := stream{d.CaseID, d.Destination}
 					seen[d.ID]++
+					if inFlight[k] {
+						errs <- fmt.Errorf("version %d of %s claimed while an earlier one was in flight", d.Version, d.Destination)
+					}
+					inFlight[k] = true
+					order[k] = append(order[k], d.Version)
 				}
 				mu.Unlock()
+				for i := range ds {
+					d := ds[i]
+					mu.Lock()
+					delete(inFlight, stream{d.CaseID, d.Destination})
+					mu.Unlock()
+					d.State, d.UpdatedAt, d.DeliveredAt = store.DeliveryDelivered, now, now
+					if ok, err := o.FinishDelivery(ctx, &d, d.Attempts); err != nil || !ok {
+						errs <- fmt.Errorf("finish: %v, %v", ok, err)
+						return
+					}
+				}
 			}
 		})
 	}
@@ -277,6 +311,152 @@ func testOutboxConcurrentClaims(t *testing.T, h *Harness) {
 			t.Errorf("delivery %s claimed %d times", id, n)
 		}
 	}
+	for k, vs := range order {
+		if len(vs) != 5 || !slices.IsSorted(vs) {
+			t.Errorf("case %s to %s: versions claimed in the order %v, want 5 ascending", k.c, k.dest, vs)
+		}
+	}
+	if len(order) != 2*len(cases) {
+		t.Errorf("%d case/destination streams, want %d", len(order), 2*len(cases))
+	}
+}
+
+// testOutboxOrder: a version waits until every earlier version of its case
+// to its destination is delivered or superseded (through a content
+// failure, an expired lease and a person's retry); destinations wait for
+// nothing of each other; a claim for one destination takes nothing of
+// another; SupersedeDelivery releases the later versions and is refused
+// where it would lose the case's latest record or change a settled one.
+func testOutboxOrder(t *testing.T, h *Harness) {
+	ctx := context.Background()
+	s, o, clk := newOutboxStore(t, h)
+	c, sig := signedCase(t, s, clk)
+	v1 := sig.Number
+	for i := range 2 {
+		clk.advance(time.Second)
+		if _, _, err := s.AddAddendum(ctx, actor, c.ID, uuid.New(), fmt.Sprintf("correction %d", i), "late"); err != nil {
+			t.Fatalf("addendum: %v", err)
+		}
+	}
+	var vs []int64
+	for _, d := range caseDeliveries(t, s, c.ID) {
+		if d.Destination == store.DestinationMLLP {
+			vs = append(vs, d.Version)
+		}
+	}
+	slices.Sort(vs)
+	if len(vs) != 3 || vs[0] != v1 {
+		t.Fatalf("versions %v, want 3 starting at %d", vs, v1)
+	}
+	v2, v3 := vs[1], vs[2]
+	mllp, fhir := store.DestinationMLLP, store.DestinationFHIR
+	lease := 30 * time.Second
+	claim := func(dest store.Destination, wantVersions ...int64) []store.Delivery {
+		t.Helper()
+		ds, err := o.ClaimDeliveries(ctx, dest, clk.now(), lease, 10)
+		if err != nil {
+			t.Fatalf("claim %q: %v", dest, err)
+		}
+		var got []int64
+		for _, d := range ds {
+			if dest != "" && d.Destination != dest {
+				t.Fatalf("a claim for %s took a delivery to %s", dest, d.Destination)
+			}
+			got = append(got, d.Version)
+		}
+		if !slices.Equal(got, wantVersions) {
+			t.Fatalf("claim %q at %s: versions %v, want %v", dest, clk.now().Format(time.TimeOnly), got, wantVersions)
+		}
+		return ds
+	}
+	finish := func(d store.Delivery, st store.DeliveryState, ack string) {
+		t.Helper()
+		d.State, d.AckCode, d.UpdatedAt = st, ack, clk.now()
+		if st == store.DeliveryDelivered {
+			d.DeliveredAt = clk.now()
+		}
+		if st == store.DeliveryPending {
+			d.NextAttemptAt = clk.now().Add(time.Second)
+		}
+		if ok, err := o.FinishDelivery(ctx, &d, d.Attempts); err != nil || !ok {
+			t.Fatalf("finish v%d %s: %v, %v", d.Version, d.Destination, ok, err)
+		}
+	}
+
+	// All three versions are due; each destination hands out only the first.
+	m1 := claim(mllp, v1)[0]
+	f1 := claim(fhir, v1)[0]
+	claim("")
+	// The HL7 receiver refuses the first version (AE): the corrections wait,
+	// for a day as for a second.
+	finish(m1, store.DeliveryFailed, "AE")
+	clk.advance(24 * time.Hour)
+	claim(mllp)
+	// FHIR is not held back by HL7's failure.
+	finish(f1, store.DeliveryDelivered, "200")
+	f2 := claim(fhir, v2)[0]
+	// A worker dies holding FHIR v2: after the lease v2 is taken again, and
+	// v3 still waits for it.
+	clk.advance(lease)
+	f2 = claim(fhir, v2)[0]
+	if f2.Attempts != 2 {
+		t.Fatalf("reclaimed v2 at attempt %d, want 2", f2.Attempts)
+	}
+	// A transient failure sends it back to pending; v3 still waits.
+	finish(f2, store.DeliveryPending, "AR")
+	clk.advance(time.Second)
+	f2 = claim(fhir, v2)[0]
+	finish(f2, store.DeliveryDelivered, "200")
+	claim(fhir, v3)
+
+	// Superseding: a reason is required; the latest version cannot be
+	// superseded (the receiver would never get the current record); nor a
+	// delivered one or one in flight; an unknown one is not found.
+	m3 := store.DeliveryID(c.ID, v3, mllp)
+	var inv *charting.InvalidError
+	if _, err := s.SupersedeDelivery(ctx, "ops.one", m1.ID, "  "); !errors.As(err, &inv) {
+		t.Fatalf("supersede without a reason: %v, want invalid", err)
+	}
+	_, err := s.SupersedeDelivery(ctx, "ops.one", m3, "later")
+	wantPrecondition(t, "supersede the latest version", err)
+	_, err = s.SupersedeDelivery(ctx, "ops.one", f1.ID, "already there")
+	wantPrecondition(t, "supersede a delivered one", err)
+	_, err = s.SupersedeDelivery(ctx, "ops.one", store.DeliveryID(c.ID, v3, fhir), "in flight")
+	wantPrecondition(t, "supersede one in flight", err)
+	if _, err := s.SupersedeDelivery(ctx, "ops.one", uuid.New(), "why"); !errors.Is(err, charting.ErrNotFound) {
+		t.Fatalf("supersede unknown: %v, want not found", err)
+	}
+	if d, _ := o.GetDelivery(ctx, m3); d.State != store.DeliveryPending {
+		t.Fatalf("a refused supersede changed v3: %+v", d)
+	}
+
+	// The operator supersedes the refused HL7 v1: v2 goes.
+	clk.advance(time.Minute)
+	sup, err := s.SupersedeDelivery(ctx, "ops.one", m1.ID, "v2 carries the whole record; the EHR rejected v1's unit")
+	if err != nil || sup.State != store.DeliverySuperseded || sup.SupersededBy != "ops.one" ||
+		sup.SupersedeReason != "v2 carries the whole record; the EHR rejected v1's unit" || !sup.UpdatedAt.Equal(clk.now()) || sup.AckCode != "AE" {
+		t.Fatalf("supersede: %+v, %v", sup, err)
+	}
+	if again, err := s.SupersedeDelivery(ctx, "ops.two", m1.ID, "again"); err != nil || again.SupersededBy != "ops.one" {
+		t.Fatalf("supersede again: %+v, %v; want the first, unchanged", again, err)
+	}
+	_, err = s.RetryDelivery(ctx, m1.ID)
+	wantPrecondition(t, "retry a superseded delivery", err)
+	m2 := claim(mllp, v2)[0]
+	// v2 is refused too and a person retries it after a fix on the EHR side:
+	// it goes again before v3.
+	finish(m2, store.DeliveryFailed, "AE")
+	claim(mllp)
+	if _, err := s.RetryDelivery(ctx, m2.ID); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	m2 = claim(mllp, v2)[0]
+	finish(m2, store.DeliveryDelivered, "AA")
+	claim(mllp, v3)
+	got, _, err := s.ListDeliveries(ctx, store.DeliveryFilter{CaseID: c.ID, State: store.DeliverySuperseded})
+	if err != nil || len(got) != 1 || got[0].ID != m1.ID {
+		t.Fatalf("listing superseded: %+v, %v", got, err)
+	}
 }
 
 // testOutboxList filters by case and state and pages newest first.
@@ -286,7 +466,7 @@ func testOutboxList(t *testing.T, h *Harness) {
 	a, _ := signedCase(t, s, clk)
 	clk.advance(time.Second)
 	b, _ := signedCase(t, s, clk)
-	claimed, err := o.ClaimDeliveries(ctx, clk.now(), time.Minute, 1)
+	claimed, err := o.ClaimDeliveries(ctx, "", clk.now(), time.Minute, 1)
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v", err)
 	}

@@ -116,6 +116,7 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxList", testOutboxList},
+		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
 	}
 	for _, tc := range tests {

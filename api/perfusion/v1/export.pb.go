@@ -148,8 +148,12 @@ const (
 	// Accepted by the receiver (HL7 AA/CA, HTTP 2xx). Final.
 	DeliveryState_DELIVERY_STATE_DELIVERED DeliveryState = 3
 	// Refused by the receiver as wrong content (HL7 AE/CE, HTTP 4xx other
-	// than 408 and 429): not resent until someone calls RetryDelivery.
+	// than 408 and 429): not resent until someone calls RetryDelivery or
+	// SupersedeDelivery. The case's later versions to the destination wait.
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 4
+	// Not sent, replaced by a later version of the case at an operator's
+	// word (SupersedeDelivery; superseded_by, supersede_reason). Final.
+	DeliveryState_DELIVERY_STATE_SUPERSEDED DeliveryState = 5
 )
 
 // Enum value maps for DeliveryState.
@@ -160,6 +164,7 @@ var (
 		2: "DELIVERY_STATE_DELIVERING",
 		3: "DELIVERY_STATE_DELIVERED",
 		4: "DELIVERY_STATE_FAILED",
+		5: "DELIVERY_STATE_SUPERSEDED",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -167,6 +172,7 @@ var (
 		"DELIVERY_STATE_DELIVERING":  2,
 		"DELIVERY_STATE_DELIVERED":   3,
 		"DELIVERY_STATE_FAILED":      4,
+		"DELIVERY_STATE_SUPERSEDED":  5,
 	}
 )
 
@@ -484,9 +490,13 @@ type Delivery struct {
 	// When its state last changed.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// When the receiver accepted it.
-	DeliveredAt   *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	// Who superseded it (state superseded; updated_at is when).
+	SupersededBy string `protobuf:"bytes,16,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
+	// Why it was superseded, in the operator's words.
+	SupersedeReason string `protobuf:"bytes,17,opt,name=supersede_reason,json=supersedeReason,proto3" json:"supersede_reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -622,6 +632,20 @@ func (x *Delivery) GetDeliveredAt() *timestamppb.Timestamp {
 		return x.DeliveredAt
 	}
 	return nil
+}
+
+func (x *Delivery) GetSupersededBy() string {
+	if x != nil {
+		return x.SupersededBy
+	}
+	return ""
+}
+
+func (x *Delivery) GetSupersedeReason() string {
+	if x != nil {
+		return x.SupersedeReason
+	}
+	return ""
 }
 
 // ListDeliveriesRequest filters the listing; every set field must match.
@@ -863,6 +887,118 @@ func (x *RetryDeliveryResponse) GetDelivery() *Delivery {
 	return nil
 }
 
+// SupersedeDeliveryRequest names a delivery and says why a later version
+// replaces it.
+type SupersedeDeliveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The case the delivery belongs to (UUID).
+	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// The delivery id (UUID).
+	DeliveryId string `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// Why (required, at most 1000 bytes), e.g. "the EHR refused v12's unit;
+	// v14 carries the whole corrected record". No patient data.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SupersedeDeliveryRequest) Reset() {
+	*x = SupersedeDeliveryRequest{}
+	mi := &file_perfusion_v1_export_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SupersedeDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SupersedeDeliveryRequest) ProtoMessage() {}
+
+func (x *SupersedeDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_export_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SupersedeDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*SupersedeDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SupersedeDeliveryRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *SupersedeDeliveryRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SupersedeDeliveryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SupersedeDeliveryResponse is the delivery, superseded.
+type SupersedeDeliveryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery after it was superseded.
+	Delivery      *Delivery `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SupersedeDeliveryResponse) Reset() {
+	*x = SupersedeDeliveryResponse{}
+	mi := &file_perfusion_v1_export_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SupersedeDeliveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SupersedeDeliveryResponse) ProtoMessage() {}
+
+func (x *SupersedeDeliveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_export_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SupersedeDeliveryResponse.ProtoReflect.Descriptor instead.
+func (*SupersedeDeliveryResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SupersedeDeliveryResponse) GetDelivery() *Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 var File_perfusion_v1_export_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_export_proto_rawDesc = "" +
@@ -882,7 +1018,7 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x12RenderFHIRResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
 	"\x11bundle_identifier\x18\x02 \x01(\tR\x10bundleIdentifier\x12\x16\n" +
-	"\x06bundle\x18\x03 \x01(\fR\x06bundle\"\x9c\x05\n" +
+	"\x06bundle\x18\x03 \x01(\fR\x06bundle\"\xec\x05\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x17\n" +
@@ -905,7 +1041,9 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12=\n" +
-	"\fdelivered_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\"\xb3\x01\n" +
+	"\fdelivered_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x12#\n" +
+	"\rsuperseded_by\x18\x10 \x01(\tR\fsupersededBy\x12)\n" +
+	"\x10supersede_reason\x18\x11 \x01(\tR\x0fsupersedeReason\"\xb3\x01\n" +
 	"\x15ListDeliveriesRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x121\n" +
@@ -923,6 +1061,13 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
 	"deliveryId\"K\n" +
 	"\x15RetryDeliveryResponse\x122\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery\"l\n" +
+	"\x18SupersedeDeliveryRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
+	"\vdelivery_id\x18\x02 \x01(\tR\n" +
+	"deliveryId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"O\n" +
+	"\x19SupersedeDeliveryResponse\x122\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery*a\n" +
 	"\n" +
 	"HL7Message\x12\x1b\n" +
@@ -932,19 +1077,21 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x13DeliveryDestination\x12$\n" +
 	" DELIVERY_DESTINATION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDELIVERY_DESTINATION_HL7V2_MLLP\x10\x01\x12\"\n" +
-	"\x1eDELIVERY_DESTINATION_FHIR_REST\x10\x02*\xa3\x01\n" +
+	"\x1eDELIVERY_DESTINATION_FHIR_REST\x10\x02*\xc2\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DELIVERY_STATE_PENDING\x10\x01\x12\x1d\n" +
 	"\x19DELIVERY_STATE_DELIVERING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x19\n" +
-	"\x15DELIVERY_STATE_FAILED\x10\x042\xe5\x02\n" +
+	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1d\n" +
+	"\x19DELIVERY_STATE_SUPERSEDED\x10\x052\xcb\x03\n" +
 	"\rExportService\x12L\n" +
 	"\tRenderHL7\x12\x1e.perfusion.v1.RenderHL7Request\x1a\x1f.perfusion.v1.RenderHL7Response\x12O\n" +
 	"\n" +
 	"RenderFHIR\x12\x1f.perfusion.v1.RenderFHIRRequest\x1a .perfusion.v1.RenderFHIRResponse\x12[\n" +
 	"\x0eListDeliveries\x12#.perfusion.v1.ListDeliveriesRequest\x1a$.perfusion.v1.ListDeliveriesResponse\x12X\n" +
-	"\rRetryDelivery\x12\".perfusion.v1.RetryDeliveryRequest\x1a#.perfusion.v1.RetryDeliveryResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
+	"\rRetryDelivery\x12\".perfusion.v1.RetryDeliveryRequest\x1a#.perfusion.v1.RetryDeliveryResponse\x12d\n" +
+	"\x11SupersedeDelivery\x12&.perfusion.v1.SupersedeDeliveryRequest\x1a'.perfusion.v1.SupersedeDeliveryResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
 	file_perfusion_v1_export_proto_rawDescOnce sync.Once
@@ -959,47 +1106,52 @@ func file_perfusion_v1_export_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_perfusion_v1_export_proto_goTypes = []any{
-	(HL7Message)(0),                // 0: perfusion.v1.HL7Message
-	(DeliveryDestination)(0),       // 1: perfusion.v1.DeliveryDestination
-	(DeliveryState)(0),             // 2: perfusion.v1.DeliveryState
-	(*RenderHL7Request)(nil),       // 3: perfusion.v1.RenderHL7Request
-	(*RenderHL7Response)(nil),      // 4: perfusion.v1.RenderHL7Response
-	(*RenderFHIRRequest)(nil),      // 5: perfusion.v1.RenderFHIRRequest
-	(*RenderFHIRResponse)(nil),     // 6: perfusion.v1.RenderFHIRResponse
-	(*Delivery)(nil),               // 7: perfusion.v1.Delivery
-	(*ListDeliveriesRequest)(nil),  // 8: perfusion.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil), // 9: perfusion.v1.ListDeliveriesResponse
-	(*RetryDeliveryRequest)(nil),   // 10: perfusion.v1.RetryDeliveryRequest
-	(*RetryDeliveryResponse)(nil),  // 11: perfusion.v1.RetryDeliveryResponse
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(HL7Message)(0),                   // 0: perfusion.v1.HL7Message
+	(DeliveryDestination)(0),          // 1: perfusion.v1.DeliveryDestination
+	(DeliveryState)(0),                // 2: perfusion.v1.DeliveryState
+	(*RenderHL7Request)(nil),          // 3: perfusion.v1.RenderHL7Request
+	(*RenderHL7Response)(nil),         // 4: perfusion.v1.RenderHL7Response
+	(*RenderFHIRRequest)(nil),         // 5: perfusion.v1.RenderFHIRRequest
+	(*RenderFHIRResponse)(nil),        // 6: perfusion.v1.RenderFHIRResponse
+	(*Delivery)(nil),                  // 7: perfusion.v1.Delivery
+	(*ListDeliveriesRequest)(nil),     // 8: perfusion.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),    // 9: perfusion.v1.ListDeliveriesResponse
+	(*RetryDeliveryRequest)(nil),      // 10: perfusion.v1.RetryDeliveryRequest
+	(*RetryDeliveryResponse)(nil),     // 11: perfusion.v1.RetryDeliveryResponse
+	(*SupersedeDeliveryRequest)(nil),  // 12: perfusion.v1.SupersedeDeliveryRequest
+	(*SupersedeDeliveryResponse)(nil), // 13: perfusion.v1.SupersedeDeliveryResponse
+	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
 }
 var file_perfusion_v1_export_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.RenderHL7Request.message:type_name -> perfusion.v1.HL7Message
 	1,  // 1: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
 	2,  // 2: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
-	12, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	12, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
-	12, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	12, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
-	12, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
+	14, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	14, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
+	14, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	14, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
 	2,  // 8: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
 	7,  // 9: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
 	7,  // 10: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
-	3,  // 11: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
-	5,  // 12: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
-	8,  // 13: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
-	10, // 14: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
-	4,  // 15: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
-	6,  // 16: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
-	9,  // 17: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
-	11, // 18: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 11: perfusion.v1.SupersedeDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	3,  // 12: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
+	5,  // 13: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
+	8,  // 14: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
+	10, // 15: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
+	12, // 16: perfusion.v1.ExportService.SupersedeDelivery:input_type -> perfusion.v1.SupersedeDeliveryRequest
+	4,  // 17: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
+	6,  // 18: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
+	9,  // 19: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
+	11, // 20: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
+	13, // 21: perfusion.v1.ExportService.SupersedeDelivery:output_type -> perfusion.v1.SupersedeDeliveryResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_export_proto_init() }
@@ -1013,7 +1165,7 @@ func file_perfusion_v1_export_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_export_proto_rawDesc), len(file_perfusion_v1_export_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

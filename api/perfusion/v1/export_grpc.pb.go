@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExportService_RenderHL7_FullMethodName      = "/perfusion.v1.ExportService/RenderHL7"
-	ExportService_RenderFHIR_FullMethodName     = "/perfusion.v1.ExportService/RenderFHIR"
-	ExportService_ListDeliveries_FullMethodName = "/perfusion.v1.ExportService/ListDeliveries"
-	ExportService_RetryDelivery_FullMethodName  = "/perfusion.v1.ExportService/RetryDelivery"
+	ExportService_RenderHL7_FullMethodName         = "/perfusion.v1.ExportService/RenderHL7"
+	ExportService_RenderFHIR_FullMethodName        = "/perfusion.v1.ExportService/RenderFHIR"
+	ExportService_ListDeliveries_FullMethodName    = "/perfusion.v1.ExportService/ListDeliveries"
+	ExportService_RetryDelivery_FullMethodName     = "/perfusion.v1.ExportService/RetryDelivery"
+	ExportService_SupersedeDelivery_FullMethodName = "/perfusion.v1.ExportService/SupersedeDelivery"
 )
 
 // ExportServiceClient is the client API for ExportService service.
@@ -57,6 +58,14 @@ type ExportServiceClient interface {
 	// RetryDelivery puts a failed (or pending) delivery back in the queue,
 	// due now. A delivered one is not sent again: FailedPrecondition.
 	RetryDelivery(ctx context.Context, in *RetryDeliveryRequest, opts ...grpc.CallOption) (*RetryDeliveryResponse, error)
+	// SupersedeDelivery declares that a later version of the case replaces
+	// a pending or failed delivery at its destination: it is never sent, and
+	// the later versions, which wait for every earlier one to be delivered
+	// or superseded, may go. FailedPrecondition when no later version of the
+	// case is queued for that destination, or the delivery is delivered or
+	// being sent; InvalidArgument without a reason. Superseding one already
+	// superseded returns it unchanged.
+	SupersedeDelivery(ctx context.Context, in *SupersedeDeliveryRequest, opts ...grpc.CallOption) (*SupersedeDeliveryResponse, error)
 }
 
 type exportServiceClient struct {
@@ -107,6 +116,16 @@ func (c *exportServiceClient) RetryDelivery(ctx context.Context, in *RetryDelive
 	return out, nil
 }
 
+func (c *exportServiceClient) SupersedeDelivery(ctx context.Context, in *SupersedeDeliveryRequest, opts ...grpc.CallOption) (*SupersedeDeliveryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SupersedeDeliveryResponse)
+	err := c.cc.Invoke(ctx, ExportService_SupersedeDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExportServiceServer is the server API for ExportService service.
 // All implementations must embed UnimplementedExportServiceServer
 // for forward compatibility.
@@ -139,6 +158,14 @@ type ExportServiceServer interface {
 	// RetryDelivery puts a failed (or pending) delivery back in the queue,
 	// due now. A delivered one is not sent again: FailedPrecondition.
 	RetryDelivery(context.Context, *RetryDeliveryRequest) (*RetryDeliveryResponse, error)
+	// SupersedeDelivery declares that a later version of the case replaces
+	// a pending or failed delivery at its destination: it is never sent, and
+	// the later versions, which wait for every earlier one to be delivered
+	// or superseded, may go. FailedPrecondition when no later version of the
+	// case is queued for that destination, or the delivery is delivered or
+	// being sent; InvalidArgument without a reason. Superseding one already
+	// superseded returns it unchanged.
+	SupersedeDelivery(context.Context, *SupersedeDeliveryRequest) (*SupersedeDeliveryResponse, error)
 	mustEmbedUnimplementedExportServiceServer()
 }
 
@@ -160,6 +187,9 @@ func (UnimplementedExportServiceServer) ListDeliveries(context.Context, *ListDel
 }
 func (UnimplementedExportServiceServer) RetryDelivery(context.Context, *RetryDeliveryRequest) (*RetryDeliveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryDelivery not implemented")
+}
+func (UnimplementedExportServiceServer) SupersedeDelivery(context.Context, *SupersedeDeliveryRequest) (*SupersedeDeliveryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SupersedeDelivery not implemented")
 }
 func (UnimplementedExportServiceServer) mustEmbedUnimplementedExportServiceServer() {}
 func (UnimplementedExportServiceServer) testEmbeddedByValue()                       {}
@@ -254,6 +284,24 @@ func _ExportService_RetryDelivery_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExportService_SupersedeDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SupersedeDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExportServiceServer).SupersedeDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExportService_SupersedeDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExportServiceServer).SupersedeDelivery(ctx, req.(*SupersedeDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExportService_ServiceDesc is the grpc.ServiceDesc for ExportService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -276,6 +324,10 @@ var ExportService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryDelivery",
 			Handler:    _ExportService_RetryDelivery_Handler,
+		},
+		{
+			MethodName: "SupersedeDelivery",
+			Handler:    _ExportService_SupersedeDelivery_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
