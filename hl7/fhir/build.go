@@ -569,9 +569,20 @@ func (b *builder) entries() error {
 			if !ok {
 				return errf("entries[%d]: unknown analyte", i)
 			}
+			// The code follows analyte and sample site, as in the v2
+			// summary: LOINC, or the local code where the dictionary has
+			// none for the site.
+			lc, ok := v2.LabCode(a, l.Site)
+			if !ok {
+				return errf("entries[%d]: unknown sample site", i)
+			}
+			sys := SystemLOINC
+			if lc.System == v2.SystemLocal {
+				sys = LocalSystem
+			}
 			o := &Observation{ResourceType: "Observation", ID: b.id(key), Identifier: b.ident(key), Status: resultStatus(e),
 				Category: category("laboratory", "Laboratory"),
-				Code:     CodeableConcept{Coding: []Coding{{System: SystemLOINC, Code: a.LOINC, Display: a.Name}}, Text: a.Name},
+				Code:     CodeableConcept{Coding: []Coding{{System: sys, Code: lc.Code, Display: lc.Text}}, Text: lc.Text},
 				Subject:  b.patient, Encounter: b.enc, EffectiveDateTime: at, ValueQuantity: ucum(l.Value, a.Unit)}
 			if tc := l.TemperatureCorrection; tc != "" {
 				m := b.localCode(tc)
