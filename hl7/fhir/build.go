@@ -840,7 +840,7 @@ func (b *builder) provenance() error {
 			return errf("signatures[%d]: needs a known meaning, a signer and a time", i)
 		}
 		key := "provenance/" + strconv.FormatInt(s.Number, 10)
-		who := b.staff(s.Signer, s.DisplayName)
+		who := b.staff(v2.SignerID(s), s.DisplayName)
 		target := []Reference{b.bypass.ref()}
 		if b.doc {
 			target = append(target, Reference{Reference: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, "composition").String()})
@@ -872,7 +872,7 @@ func (b *builder) composition() *item {
 		Identifier: &b.ident("composition")[0], Status: "final",
 		Type:    CodeableConcept{Coding: []Coding{{System: SystemLOINC, Code: codeProcedureNote, Display: "Procedure note"}}, Text: "Perfusion record"},
 		Subject: &b.patient, Encounter: b.enc, Date: fhirTime(b.rec.Timestamp),
-		Author: []Reference{b.staff(first.Signer, first.DisplayName)},
+		Author: []Reference{b.staff(v2.SignerID(first), first.DisplayName)},
 		Title:  "Perfusion record",
 	}
 	if c.Kind == charting.KindECMO {

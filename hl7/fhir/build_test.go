@@ -114,3 +114,37 @@ func TestLabCodesFollowSite(t *testing.T) {
 		}
 	}
 }
+
+// TestSignerStaffID: Provenance agent, signature who and Composition author
+// carry the signer's staff id (Signature.StaffID) under the staff
+// identifier system, not the login name.
+func TestSignerStaffID(t *testing.T) {
+	rec := refRecord()
+	for i := range rec.Case.Signatures {
+		rec.Case.Signatures[i].StaffID = "S-" + rec.Case.Signatures[i].Signer
+	}
+	b, err := BuildDocument(rec, refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range b.Entry {
+		switch r := e.Resource.(type) {
+		case *Provenance:
+			for _, ref := range []Reference{r.Agent[0].Who, r.Signature[0].Who} {
+				n++
+				if ref.Identifier == nil || !strings.HasPrefix(ref.Identifier.Value, "S-") {
+					t.Errorf("Provenance signer %+v, want the staff id", ref.Identifier)
+				}
+			}
+		case *Composition:
+			n++
+			if id := r.Author[0].Identifier; id == nil || !strings.HasPrefix(id.Value, "S-") {
+				t.Errorf("Composition author %+v, want the staff id", id)
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("checked %d signer references", n)
+	}
+}

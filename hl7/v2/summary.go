@@ -170,7 +170,7 @@ func BuildSummary(h Header, s *Summary) (*Message, error) {
 	if s.Signature.Signer != "" {
 		// OBR-32 (NDL): the signer as CNN subcomponents, ID & name. The
 		// record has one display name, so it goes in the family-name slot.
-		obr.SetField(32, Field{Repetition{Subs(s.Signature.Signer, s.Signature.DisplayName)}})
+		obr.SetField(32, Field{Repetition{Subs(SignerID(s.Signature), s.Signature.DisplayName)}})
 	}
 	b.m.Segments = append(b.m.Segments, obr)
 
@@ -483,4 +483,14 @@ func LabCode(a charting.Analyte, site string) (Code, bool) {
 		return Code{Code: a.LocalCode(site), Text: lc.Name, System: SystemLocal}, true
 	}
 	return Code{Code: lc.LOINC, Text: lc.Name, System: SystemLOINC}, true
+}
+
+// SignerID is the identifier a signature's signer is sent with: the staff
+// id from the configured token claim when the signature has one, else the
+// login name (sites whose login name is the staff id configure no claim).
+func SignerID(s charting.Signature) string {
+	if s.StaffID != "" {
+		return s.StaffID
+	}
+	return s.Signer
 }

@@ -194,3 +194,22 @@ func TestLabCodesFollowSite(t *testing.T) {
 		t.Error("unknown sample site accepted")
 	}
 }
+
+// TestSignerStaffID: OBR-32 names the signer by the staff id the token's
+// configured claim gave (Signature.StaffID), as the team is named, and by
+// the login name only when the signature has none.
+func TestSignerStaffID(t *testing.T) {
+	s := refSummary()
+	s.Signature.StaffID = "S-40127"
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Get("OBR-32.1.1"); got != "S-40127" {
+		t.Errorf("OBR-32.1.1 = %q, want the staff id S-40127", got)
+	}
+	s.Signature.StaffID = ""
+	if m, _ = BuildSummary(refHeader(1), s); m.Get("OBR-32.1.1") != "perf.kowalski" {
+		t.Errorf("without a staff id OBR-32.1.1 = %q", m.Get("OBR-32.1.1"))
+	}
+}
