@@ -119,6 +119,12 @@ type Signature struct {
 	SignedAt    time.Time        `json:"signed_at"`
 	CoversSeq   int64            `json:"covers_seq"`
 	CoversHash  Hash             `json:"covers_hash"`
+	// StaffID is the signer's staff identifier, taken from the token claim
+	// the site configures (perfusiond --staff-id-claim) when the login
+	// subject is not the staff id the EHR knows; exports send it as the
+	// signer. omitempty: the signature's JSON is hashed into the ledger
+	// (DigestSignature), and signatures made without it keep their digest.
+	StaffID string `json:"staff_id,omitempty"`
 }
 
 // BSAFormula names a body-surface-area formula.

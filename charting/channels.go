@@ -151,34 +151,108 @@ func DefaultCatalogue() *Catalogue {
 	})
 }
 
-// Analyte is a lab result the record accepts, with its unit and LOINC code
-// (../shared/domain/interop.md).
+// Sample sites of a lab result (LabResult.Site); "" is a sample charted
+// without a site.
+var SampleSites = []string{"", "arterial", "venous", "mixed_venous", "capillary"}
+
+// LabCode is the code a lab result goes out with for one sample site.
+// Codes come only from the data dictionary (../shared/domain/interop.md);
+// where it has none for the site, LOINC is empty and the exports send a
+// local code (LocalCode) rather than borrow another site's code: a venous
+// sample never goes out under an arterial code.
+type LabCode struct {
+	LOINC string // "" when the dictionary gives no code for this site
+	Name  string // display text, naming the site the code means
+	// Verified is true for codes the dictionary marks [R] (read in a
+	// source); false for [V] codes still to be checked against the LOINC
+	// table, which the interface specification lists as such.
+	Verified bool
+}
+
+// Analyte is a lab result the record accepts, with its unit and its codes
+// by sample site (../shared/domain/interop.md). The unit is fixed per
+// analyte (validateLab), so the codes match it: glucose is molar (mmol/L,
+// LOINC 15074-8), not mass per volume (2339-0).
 type Analyte struct {
 	Key      string
 	Name     string
 	Unit     string
 	Min, Max float64
-	LOINC    string
+	// Codes by sample site, one for every entry of SampleSites. A sample
+	// with no site takes the code of the analyte's name: arterial for the
+	// blood-gas analytes named "…, arterial" (the point-of-care gas on
+	// bypass), blood otherwise.
+	Codes map[string]LabCode
+}
+
+// Code returns the code for a sample from site; ok is false for a site
+// outside SampleSites.
+func (a Analyte) Code(site string) (LabCode, bool) {
+	c, ok := a.Codes[site]
+	return c, ok
+}
+
+// LocalCode is the local (99PERF) code of the analyte at a site the
+// dictionary has no LOINC code for, e.g. lab_ph_venous.
+func (a Analyte) LocalCode(site string) string {
+	if site == "" {
+		return "lab_" + a.Key
+	}
+	return "lab_" + a.Key + "_" + site
 }
 
 // Analytes returns the lab analytes by key.
 func Analytes() map[string]Analyte {
+	r := func(code, name string) LabCode { return LabCode{code, name, true} }
+	v := func(code, name string) LabCode { return LabCode{code, name, false} }
+	none := func(name string) LabCode { return LabCode{Name: name} }
+	// sites builds the code map: the arterial sample, the venous, mixed
+	// venous and capillary samples, and the sample without a site.
+	sites := func(art, ven, mv, capi, unsited LabCode) map[string]LabCode {
+		return map[string]LabCode{"arterial": art, "venous": ven, "mixed_venous": mv, "capillary": capi, "": unsited}
+	}
+	// same: one code for every site (a whole-blood code the dictionary
+	// gives without a site).
+	same := func(c LabCode) map[string]LabCode { return sites(c, c, c, c, c) }
+	// gas: an arterial code and no code for other sites in the dictionary.
+	gas := func(art LabCode, what string) map[string]LabCode {
+		return sites(art, none(what+", venous"), none(what+", mixed venous"), none(what+", capillary"), art)
+	}
 	list := []Analyte{
-		{"ph", "pH, arterial", "[pH]", 6.8, 7.8, "2744-1"},
-		{"pco2", "pCO2, arterial", "mm[Hg]", 0, inf, "2019-8"},
-		{"po2", "pO2, arterial", "mm[Hg]", 0, 700, "2703-7"},
-		{"hco3", "HCO3, arterial", "mmol/L", 0, inf, "1960-4"},
-		{"be", "Base excess, arterial", "mmol/L", -inf, inf, "1925-7"},
-		{"sao2", "SaO2", "%", 0, 100, "2708-6"},
-		{"svo2", "SvO2, mixed venous", "%", 0, 100, "19224-5"},
-		{"hct", "Haematocrit", "%", 0, 100, "20570-8"},
-		{"hb", "Haemoglobin", "g/dL", 0, inf, "718-7"},
-		{"k", "Potassium, blood", "mmol/L", 0, inf, "6298-4"},
-		{"na", "Sodium, blood", "mmol/L", 0, inf, "2947-0"},
-		{"ica", "Ionised calcium, blood", "mmol/L", 0, inf, "47596-2"},
-		{"glucose", "Glucose, blood", "mmol/L", 0, inf, "2339-0"},
-		{"lactate", "Lactate, blood", "mmol/L", 0, inf, "32693-4"},
-		{"act", "Activated clotting time", "s", 0, inf, "3184-9"},
+		{"ph", "pH, arterial", "[pH]", 6.8, 7.8, gas(r("2744-1", "pH, arterial"), "pH")},
+		{"pco2", "pCO2, arterial", "mm[Hg]", 0, inf, gas(r("2019-8", "pCO2, arterial"), "pCO2")},
+		{"po2", "pO2, arterial", "mm[Hg]", 0, 700, gas(r("2703-7", "pO2, arterial"), "pO2")},
+		// HCO3: the dictionary has an arterial [V] and a blood [R] code.
+		{"hco3", "HCO3, arterial", "mmol/L", 0, inf, func() map[string]LabCode {
+			b := r("1959-6", "HCO3, blood")
+			return sites(v("1960-4", "HCO3, arterial"), b, b, b, v("1960-4", "HCO3, arterial"))
+		}()},
+		{"be", "Base excess, arterial", "mmol/L", -inf, inf, func() map[string]LabCode {
+			a, b := r("1925-7", "Base excess, arterial"), r("11555-0", "Base excess, blood")
+			return sites(a, b, b, b, a)
+		}()},
+		// Oxygen saturation: the code follows the site the blood came from,
+		// whichever analyte key the client used.
+		{"sao2", "SaO2", "%", 0, 100, sites(r("2708-6", "SaO2, arterial"), r("2711-0", "O2 saturation, venous"),
+			r("19224-5", "SvO2, mixed venous"), none("O2 saturation, capillary"), r("2708-6", "SaO2, arterial"))},
+		{"svo2", "SvO2, mixed venous", "%", 0, 100, sites(r("2708-6", "SaO2, arterial"), r("2711-0", "O2 saturation, venous"),
+			r("19224-5", "SvO2, mixed venous"), none("O2 saturation, capillary"), r("19224-5", "SvO2, mixed venous"))},
+		{"hct", "Haematocrit", "%", 0, 100, same(v("20570-8", "Haematocrit, blood"))},
+		{"hb", "Haemoglobin", "g/dL", 0, inf, func() map[string]LabCode {
+			b := v("718-7", "Haemoglobin, blood")
+			return sites(r("30313-1", "Haemoglobin, arterial"), b, b, b, b)
+		}()},
+		{"k", "Potassium, blood", "mmol/L", 0, inf, same(v("6298-4", "Potassium, blood"))},
+		{"na", "Sodium, blood", "mmol/L", 0, inf, same(r("2947-0", "Sodium, blood"))},
+		{"ica", "Ionised calcium, blood", "mmol/L", 0, inf, same(r("47596-2", "Ionised calcium, blood"))},
+		// Molar glucose, as the unit is mmol/L; 15074-8 is named by issue
+		// 18, not yet in the dictionary's table: [V].
+		{"glucose", "Glucose, blood", "mmol/L", 0, inf, same(v("15074-8", "Glucose, blood (moles/volume)"))},
+		{"lactate", "Lactate, blood", "mmol/L", 0, inf, func() map[string]LabCode {
+			b := v("32693-4", "Lactate, blood")
+			return sites(v("2518-9", "Lactate, arterial"), b, b, b, b)
+		}()},
+		{"act", "Activated clotting time", "s", 0, inf, same(r("3184-9", "Activated clotting time"))},
 	}
 	m := make(map[string]Analyte, len(list))
 	for _, a := range list {

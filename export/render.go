@@ -196,29 +196,43 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 }
 
 // bypass returns the bypass (or ECMO support) period: first bypass_on to
-// last bypass_off, else the case's start (ECMO runs often chart no
-// bypass_on), else nothing.
+// last bypass_off, else the case's start. An ECMO run often charts no
+// bypass on/off (pumpsim --ecmo charts cannulation and nothing at the
+// end), so for ECMO the run starts at the first cannulation and ends at the
+// last decannulation when bypass on/off are missing, and ends when the case
+// was closed when no end was charted: the record covers the run up to then
+// (docs/interface-spec.md, ECMO run times).
 func bypass(v *Version) (start, end time.Time) {
+	first := map[string]time.Time{}
+	last := map[string]time.Time{}
 	for _, e := range v.Current {
 		ev := e.Detail.Event
 		if ev == nil {
 			continue
 		}
-		switch ev.Type {
-		case "bypass_on":
-			if start.IsZero() || e.OccurredAt.Before(start) {
-				start = e.OccurredAt
-			}
-		case "bypass_off":
-			if e.OccurredAt.After(end) {
-				end = e.OccurredAt
-			}
+		if f, ok := first[ev.Type]; !ok || e.OccurredAt.Before(f) {
+			first[ev.Type] = e.OccurredAt
+		}
+		if e.OccurredAt.After(last[ev.Type]) {
+			last[ev.Type] = e.OccurredAt
+		}
+	}
+	start, end = first["bypass_on"], last["bypass_off"]
+	if v.Case.Kind == charting.KindECMO {
+		if start.IsZero() {
+			start = first["cannulation"]
+		}
+		if end.IsZero() {
+			end = last["decannulation"]
+		}
+		if end.IsZero() {
+			end = v.Case.ClosedAt
 		}
 	}
 	if start.IsZero() {
 		start = v.Case.StartedAt
 	}
-	if !end.IsZero() && end.Before(start) {
+	if !end.IsZero() && !end.After(start) {
 		end = time.Time{}
 	}
 	return start, end
@@ -288,6 +302,14 @@ func (r *Renderer) metrics(v *Version) []v2.Metric {
 			mt.Method = fullFlowMethods[m.Values["full_flow_window_source"]]
 		}
 		out = append(out, mt)
+	}
+	if v.Case.Kind == charting.KindECMO && !slices.ContainsFunc(out, func(mt v2.Metric) bool { return mt.Key == v2.MetricECMODuration }) {
+		// No bypass on/off pair was charted (the usual ECMO record): the
+		// run time is the run period the export sends as OBR-7/8 and
+		// Procedure.performedPeriod.
+		if start, end := bypass(v); !end.IsZero() {
+			out = append([]v2.Metric{{Key: v2.MetricECMODuration, Value: round(end.Sub(start).Minutes(), 3)}}, out...)
+		}
 	}
 	_, below := m.Values["minutes_do2i_below"]
 	if below {

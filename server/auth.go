@@ -41,6 +41,10 @@ type Principal struct {
 	// exp plus the tolerated clock skew, a certificate's NotAfter); zero
 	// when it does not expire. A stream the credential opened ends then.
 	ExpiresAt time.Time
+	// StaffID is the person's staff identifier from the configured claim
+	// (JWTConfig.StaffIDClaim), when the login name is not it; "" when not
+	// configured or absent. A signature stores it for the EHR exports.
+	StaffID string
 }
 
 // reservedName reports whether name lies in a service principal's

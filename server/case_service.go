@@ -149,6 +149,9 @@ func (s *caseService) SignCase(ctx context.Context, req *pb.SignCaseRequest) (*p
 		Meaning:     charting.SignatureMeaning(signatureMeanings.parse(&p, "meaning", req.GetMeaning())),
 		DisplayName: req.GetSignerDisplayName(),
 	}
+	if pr, ok := PrincipalFrom(ctx); ok {
+		r.StaffID = pr.StaffID
+	}
 	if h := req.GetExpectedLedgerHead(); h != nil {
 		if h.GetSequence() < 1 {
 			p.v.Add("expected_ledger_head.sequence", "must be at least 1")

@@ -42,6 +42,11 @@ type JWTConfig struct {
 	// SitesClaim holds the sites the same way, "*" meaning all; "" means
 	// "sites".
 	SitesClaim string
+	// StaffIDClaim, when set, names the claim (dotted for nested) holding
+	// the caller's staff identifier, the id the EHR knows the team by; a
+	// signature made with the token records it and the exports send it as
+	// the signer. A token without it signs with the login name alone.
+	StaffIDClaim string
 }
 
 // JWTAuthenticator verifies bearer JWTs from the hospital's OpenID Connect
@@ -158,6 +163,13 @@ func (a *JWTAuthenticator) principal(claims jwt.MapClaims) (Principal, error) {
 	}
 	if p.HasRole(RoleAdmin) {
 		p.AllSites = true
+	}
+	if a.cfg.StaffIDClaim != "" {
+		// A malformed staff id is left out rather than refusing the token:
+		// it only names the signer to the EHR.
+		if id, _ := claimAt(claims, a.cfg.StaffIDClaim).(string); validPrincipal(id) {
+			p.StaffID = id
+		}
 	}
 	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
 		p.AuthTime = time.Unix(int64(at), 0)

@@ -273,3 +273,43 @@ func TestJWKSSlowProviderDoesNotStall(t *testing.T) {
 	_, err = keys.PublicKey(cctx, "ec-9")
 	wantCode(t, "unknown kid while the provider hangs", err, codes.Unavailable)
 }
+
+// TestStaffIDClaim: with --staff-id-claim the principal carries the staff
+// id from that (dotted) claim, which a signature records for the EHR; a
+// token without it, or an authenticator without the setting, has none.
+func TestStaffIDClaim(t *testing.T) {
+	p := newIDP(t)
+	keys, err := server.NewJWKS(server.JWKSConfig{URL: p.srv.URL, MinRefetch: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := func(claim string) *server.JWTAuthenticator {
+		a, err := server.NewJWTAuthenticator(server.JWTConfig{Keys: keys, Issuer: testIssuer, Audience: testAudience, StaffIDClaim: claim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	withStaff := validClaims()
+	withStaff["ehr"] = map[string]any{"staff_id": "S-40127"}
+	in := func(c jwt.MapClaims) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+p.sign(t, jwt.SigningMethodES256, "ec-1", p.ec, c)))
+	}
+	for _, tc := range []struct {
+		name, claim string
+		claims      jwt.MapClaims
+		want        string
+	}{
+		{"configured and present", "ehr.staff_id", withStaff, "S-40127"},
+		{"configured, absent", "ehr.staff_id", validClaims(), ""},
+		{"not configured", "", withStaff, ""},
+	} {
+		pr, err := auth(tc.claim).Authenticate(in(tc.claims))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if pr.StaffID != tc.want || pr.Name != "perfusionist-1" {
+			t.Errorf("%s: staff id %q name %q, want %q perfusionist-1", tc.name, pr.StaffID, pr.Name, tc.want)
+		}
+	}
+}

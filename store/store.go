@@ -315,6 +315,9 @@ func (s *Store) CloseCase(ctx context.Context, actor string, id uuid.UUID) (*cha
 type SignRequest struct {
 	Meaning     charting.SignatureMeaning
 	DisplayName string
+	// StaffID is the signer's staff identifier from the token (the
+	// configured claim); "" when none.
+	StaffID string
 	// ExpectedHead, when set, must equal the case's head: nobody signs what
 	// they have not seen.
 	ExpectedHead *charting.Head
@@ -340,6 +343,7 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 	} else {
 		charting.CheckText(&v, "signer_display_name", r.DisplayName, 200, false)
 	}
+	charting.CheckText(&v, "signer_staff_id", r.StaffID, 200, false)
 	if err := v.Err(); err != nil {
 		return nil, nil, false, err
 	}
@@ -368,7 +372,7 @@ func (s *Store) SignCase(ctx context.Context, actor string, id uuid.UUID, r Sign
 		}
 		now := s.clock()
 		sig = &charting.Signature{CaseID: id, Number: c.Head.Seq + 1, Signer: actor, DisplayName: r.DisplayName,
-			Meaning: r.Meaning, SignedAt: now, CoversSeq: c.Head.Seq, CoversHash: c.Head.Hash}
+			Meaning: r.Meaning, SignedAt: now, CoversSeq: c.Head.Seq, CoversHash: c.Head.Hash, StaffID: r.StaffID}
 		if err := tx.InsertSignature(ctx, sig); err != nil {
 			return err
 		}

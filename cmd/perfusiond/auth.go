@@ -22,6 +22,7 @@ const (
 	envNameClaim       = "PERFUSION_NAME_CLAIM"
 	envRolesClaim      = "PERFUSION_ROLES_CLAIM"
 	envSitesClaim      = "PERFUSION_SITES_CLAIM"
+	envStaffIDClaim    = "PERFUSION_STAFF_ID_CLAIM"
 	envJWTLeeway       = "PERFUSION_JWT_LEEWAY"
 	envSignAuthMaxAge  = "PERFUSION_SIGN_AUTH_MAX_AGE"
 	envDevTokens       = "PERFUSION_DEV_TOKENS"
@@ -40,6 +41,7 @@ type authConfig struct {
 	jwksFile, jwksURL                 string
 	issuer, audience                  string
 	nameClaim, rolesClaim, sitesClaim string
+	staffIDClaim                      string
 	leeway, signAuthMaxAge            time.Duration
 	devTokens, devHeaderAuth          bool
 	tlsCert, tlsKey, tlsClientCA      string
@@ -59,6 +61,7 @@ func authFlags(fs *flag.FlagSet, env envFlags, headerAuthBuilt bool) *authConfig
 	fs.StringVar(&c.nameClaim, "name-claim", "sub", "claim naming the caller (env "+envNameClaim+")")
 	fs.StringVar(&c.rolesClaim, "roles-claim", "roles", "claim holding the roles, dotted for nested claims, e.g. realm_access.roles (env "+envRolesClaim+")")
 	fs.StringVar(&c.sitesClaim, "sites-claim", "sites", "claim holding the sites the caller may reach, \"*\" for all (env "+envSitesClaim+")")
+	fs.StringVar(&c.staffIDClaim, "staff-id-claim", "", "claim holding the caller's staff id, when the login name is not it; signatures record it and the EHR exports send it as the signer (env "+envStaffIDClaim+")")
 	fs.DurationVar(&c.leeway, "jwt-leeway", server.DefaultLeeway, "clock skew tolerated on exp, nbf and iat (env "+envJWTLeeway+")")
 	fs.DurationVar(&c.signAuthMaxAge, "sign-auth-max-age", server.DefaultSignAuthMaxAge, "how recent a signer's authentication (auth_time) must be (env "+envSignAuthMaxAge+")")
 	fs.BoolVar(&c.devTokens, "dev-tokens", false, "trust tokens from `perfusiond token` (the key in --data-dir); the default with the embedded store and no JWKS (env "+envDevTokens+")")
@@ -83,7 +86,7 @@ func authFlags(fs *flag.FlagSet, env envFlags, headerAuthBuilt bool) *authConfig
 	fs.DurationVar(&c.breakGlass, "break-glass-duration", server.DefaultBreakGlassDuration, "how long emergency (break-glass) access to another site's case lasts (env "+envBreakGlass+")")
 	env["break-glass-duration"] = envBreakGlass
 	for k, v := range map[string]string{"jwks-file": envJWKSFile, "jwks-url": envJWKSURL, "jwt-issuer": envJWTIssuer, "jwt-audience": envJWTAudience,
-		"name-claim": envNameClaim, "roles-claim": envRolesClaim, "sites-claim": envSitesClaim, "jwt-leeway": envJWTLeeway,
+		"name-claim": envNameClaim, "roles-claim": envRolesClaim, "sites-claim": envSitesClaim, "staff-id-claim": envStaffIDClaim, "jwt-leeway": envJWTLeeway,
 		"sign-auth-max-age": envSignAuthMaxAge, "dev-tokens": envDevTokens, "dev-header-auth": envDevHeaderAuth,
 		"tls-cert": envTLSCert, "tls-key": envTLSKey, "tls-client-ca": envTLSClientCA, "client-cert-roles": envClientCertRoles,
 		"client-cert-sites": envClientCertSites, "allow-plaintext": envAllowPlaintext} {
@@ -208,7 +211,7 @@ func (c *authConfig) authenticator(dataDir string, log *slog.Logger) (server.Aut
 			return nil, err
 		}
 		next, err = server.NewJWTAuthenticator(server.JWTConfig{Keys: keys, Issuer: c.issuer, Audience: c.audience, Leeway: c.leeway,
-			NameClaim: c.nameClaim, RolesClaim: c.rolesClaim, SitesClaim: c.sitesClaim})
+			NameClaim: c.nameClaim, RolesClaim: c.rolesClaim, SitesClaim: c.sitesClaim, StaffIDClaim: c.staffIDClaim})
 		if err != nil {
 			return nil, err
 		}

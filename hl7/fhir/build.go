@@ -569,9 +569,20 @@ func (b *builder) entries() error {
 			if !ok {
 				return errf("entries[%d]: unknown analyte", i)
 			}
+			// The code follows analyte and sample site, as in the v2
+			// summary: LOINC, or the local code where the dictionary has
+			// none for the site.
+			lc, ok := v2.LabCode(a, l.Site)
+			if !ok {
+				return errf("entries[%d]: unknown sample site", i)
+			}
+			sys := SystemLOINC
+			if lc.System == v2.SystemLocal {
+				sys = LocalSystem
+			}
 			o := &Observation{ResourceType: "Observation", ID: b.id(key), Identifier: b.ident(key), Status: resultStatus(e),
 				Category: category("laboratory", "Laboratory"),
-				Code:     CodeableConcept{Coding: []Coding{{System: SystemLOINC, Code: a.LOINC, Display: a.Name}}, Text: a.Name},
+				Code:     CodeableConcept{Coding: []Coding{{System: sys, Code: lc.Code, Display: lc.Text}}, Text: lc.Text},
 				Subject:  b.patient, Encounter: b.enc, EffectiveDateTime: at, ValueQuantity: ucum(l.Value, a.Unit)}
 			if tc := l.TemperatureCorrection; tc != "" {
 				m := b.localCode(tc)
@@ -829,7 +840,7 @@ func (b *builder) provenance() error {
 			return errf("signatures[%d]: needs a known meaning, a signer and a time", i)
 		}
 		key := "provenance/" + strconv.FormatInt(s.Number, 10)
-		who := b.staff(s.Signer, s.DisplayName)
+		who := b.staff(v2.SignerID(s), s.DisplayName)
 		target := []Reference{b.bypass.ref()}
 		if b.doc {
 			target = append(target, Reference{Reference: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, "composition").String()})
@@ -861,7 +872,7 @@ func (b *builder) composition() *item {
 		Identifier: &b.ident("composition")[0], Status: "final",
 		Type:    CodeableConcept{Coding: []Coding{{System: SystemLOINC, Code: codeProcedureNote, Display: "Procedure note"}}, Text: "Perfusion record"},
 		Subject: &b.patient, Encounter: b.enc, Date: fhirTime(b.rec.Timestamp),
-		Author: []Reference{b.staff(first.Signer, first.DisplayName)},
+		Author: []Reference{b.staff(v2.SignerID(first), first.DisplayName)},
 		Title:  "Perfusion record",
 	}
 	if c.Kind == charting.KindECMO {

@@ -75,3 +75,76 @@ func TestRejects(t *testing.T) {
 }
 
 var zeroTime time.Time
+
+// TestLabCodesFollowSite: a lab Observation is coded by analyte and sample
+// site as in the v2 summary: glucose molar, a venous pH under the local
+// venous code (the dictionary has no venous pH code), never 2744-1.
+func TestLabCodesFollowSite(t *testing.T) {
+	rec := refRecord()
+	g := lab(0x60, "09:15", "glucose", 7.2, "mmol/L", "")
+	p := lab(0x61, "09:15", "ph", 7.35, "[pH]", "")
+	p.Detail.LabResult.Site = "venous"
+	h := lab(0x62, "09:15", "hb", 9.1, "g/dL", "")
+	h.Detail.LabResult.Site = "venous"
+	rec.Entries = append(rec.Entries, g, p, h)
+	b, err := BuildDocument(rec, refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"glucose": "http://loinc.org|15074-8", "ph/venous": LocalSystem + "|lab_ph_venous", "hb/venous": "http://loinc.org|718-7"}
+	got := map[string]string{}
+	for _, e := range b.Entry {
+		o, ok := e.Resource.(*Observation)
+		if !ok || o.ValueQuantity == nil || o.ValueQuantity.Value == nil {
+			continue
+		}
+		c := o.Code.Coding[0]
+		switch {
+		case *o.ValueQuantity.Value == 7.2 && c.System != LocalSystem:
+			got["glucose"] = c.System + "|" + c.Code
+		case *o.ValueQuantity.Value == 7.35:
+			got["ph/venous"] = c.System + "|" + c.Code
+		case *o.ValueQuantity.Value == 9.1:
+			got["hb/venous"] = c.System + "|" + c.Code
+		}
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s coded %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// TestSignerStaffID: Provenance agent, signature who and Composition author
+// carry the signer's staff id (Signature.StaffID) under the staff
+// identifier system, not the login name.
+func TestSignerStaffID(t *testing.T) {
+	rec := refRecord()
+	for i := range rec.Case.Signatures {
+		rec.Case.Signatures[i].StaffID = "S-" + rec.Case.Signatures[i].Signer
+	}
+	b, err := BuildDocument(rec, refOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range b.Entry {
+		switch r := e.Resource.(type) {
+		case *Provenance:
+			for _, ref := range []Reference{r.Agent[0].Who, r.Signature[0].Who} {
+				n++
+				if ref.Identifier == nil || !strings.HasPrefix(ref.Identifier.Value, "S-") {
+					t.Errorf("Provenance signer %+v, want the staff id", ref.Identifier)
+				}
+			}
+		case *Composition:
+			n++
+			if id := r.Author[0].Identifier; id == nil || !strings.HasPrefix(id.Value, "S-") {
+				t.Errorf("Composition author %+v, want the staff id", id)
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("checked %d signer references", n)
+	}
+}

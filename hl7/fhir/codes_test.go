@@ -30,7 +30,11 @@ func knownCodes() map[string]map[string]bool {
 	add(SystemSNOMED, codeCrossClampPlacement, codeCrossClampRemoval, codeCardioplegia)
 	add(SystemLOINC, codeProcedureNote)
 	for _, a := range charting.Analytes() {
-		add(SystemLOINC, a.LOINC)
+		for _, c := range a.Codes {
+			if c.LOINC != "" {
+				add(SystemLOINC, c.LOINC)
+			}
+		}
 	}
 	for _, ch := range charting.DefaultCatalogue().Channels() {
 		if ch.CodeSystem == "MDC" {

@@ -1,6 +1,7 @@
 package v2
 
 import (
+	"sort"
 	"sync"
 
 	"perfusion/charting"
@@ -24,7 +25,7 @@ type LocalCode struct {
 	Code    string // the code, unique within 99PERF
 	Display string // the display text sent with it (CWE component 2)
 	Use     string // one of the Use constants
-	// Group sorts the codes for the specification: metric, administration,
+	// Group sorts the codes for the specification: metric, lab, administration,
 	// event, value, method, comment, device or channel.
 	Group string
 	// ValueType is OBX-2 for observation codes (NM, DTM, ST, CWE).
@@ -249,6 +250,21 @@ func LocalCodes(cat *charting.Catalogue) []LocalCode {
 		cat = charting.DefaultCatalogue()
 	}
 	out := localCodeTable()
+	analytes := charting.Analytes()
+	keys := make([]string, 0, len(analytes))
+	for k := range analytes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a := analytes[k]
+		for _, site := range charting.SampleSites {
+			if lc, _ := a.Code(site); lc.LOINC == "" {
+				out = append(out, LocalCode{a.LocalCode(site), lc.Name, UseObservation, "lab", "NM", a.Unit,
+					"Lab result " + a.Key + " of a " + site + " sample: the data dictionary gives no LOINC code for this site, and the arterial code would misstate the sample."})
+			}
+		}
+	}
 	for _, ch := range cat.Channels() {
 		if ch.CodeSystem == SystemLocal {
 			out = append(out, LocalCode{ch.Code, ch.Name, UseObservation + ", " + UseSite, "channel", "NM", ch.Unit,

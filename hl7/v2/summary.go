@@ -170,7 +170,7 @@ func BuildSummary(h Header, s *Summary) (*Message, error) {
 	if s.Signature.Signer != "" {
 		// OBR-32 (NDL): the signer as CNN subcomponents, ID & name. The
 		// record has one display name, so it goes in the family-name slot.
-		obr.SetField(32, Field{Repetition{Subs(s.Signature.Signer, s.Signature.DisplayName)}})
+		obr.SetField(32, Field{Repetition{Subs(SignerID(s.Signature), s.Signature.DisplayName)}})
 	}
 	b.m.Segments = append(b.m.Segments, obr)
 
@@ -381,15 +381,20 @@ func (b *oruBuilder) labs(s *Summary) error {
 			sampleAt = e.OccurredAt
 			clear(inSample)
 		}
-		if inSample[l.Analyte] {
+		// An arterial and a venous sample drawn together are two results.
+		if inSample[l.Analyte+"/"+l.Site] {
 			return itemErr("labs", i, "analyte appears twice in one sample")
 		}
-		inSample[l.Analyte] = true
+		inSample[l.Analyte+"/"+l.Site] = true
+		code, ok := LabCode(a, l.Site)
+		if !ok {
+			return itemErr("labs", i, "unknown sample site")
+		}
 		v, err := formatNumber(l.Value)
 		if err != nil {
 			return itemErr("labs", i, err.Error())
 		}
-		o := obx{valueType: "NM", code: Code{Code: a.LOINC, Text: a.Name, System: SystemLOINC},
+		o := obx{valueType: "NM", code: code,
 			subID: strconv.Itoa(sample), value: Text(v), units: ucum(a.Unit),
 			status: valueStatus(e.Supersedes != uuid.Nil), at: e.OccurredAt}
 		if tc := l.TemperatureCorrection; tc != "" {
@@ -464,4 +469,28 @@ func inTimeOrder(es []charting.Entry) []int {
 		return a.RecordedAt.Compare(b.RecordedAt)
 	})
 	return idx
+}
+
+// LabCode returns the OBX-3 of a lab result: the LOINC code of the analyte
+// at its sample site, or the local code where the data dictionary has none
+// for the site (charting.LabCode); ok is false for an unknown site.
+func LabCode(a charting.Analyte, site string) (Code, bool) {
+	lc, ok := a.Code(site)
+	if !ok {
+		return Code{}, false
+	}
+	if lc.LOINC == "" {
+		return Code{Code: a.LocalCode(site), Text: lc.Name, System: SystemLocal}, true
+	}
+	return Code{Code: lc.LOINC, Text: lc.Name, System: SystemLOINC}, true
+}
+
+// SignerID is the identifier a signature's signer is sent with: the staff
+// id from the configured token claim when the signature has one, else the
+// login name (sites whose login name is the staff id configure no claim).
+func SignerID(s charting.Signature) string {
+	if s.StaffID != "" {
+		return s.StaffID
+	}
+	return s.Signer
 }

@@ -144,3 +144,72 @@ func TestSummaryRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestLabCodesFollowSite: OBX-3 of a lab result is chosen by analyte and
+// sample site: glucose in mmol/L goes out molar (15074-8, not 2339-0), and
+// venous samples never go out under the arterial codes (2744-1, 2019-8);
+// where the dictionary has no venous code, a local code names the site.
+// An arterial and a venous sample drawn together are both sent.
+func TestLabCodesFollowSite(t *testing.T) {
+	s := refSummary()
+	venous := func(n byte, analyte string, v float64, unit string) charting.Entry {
+		e := lab(n, "09:15", analyte, v, unit, "")
+		e.Detail.LabResult.Site = "venous"
+		return e
+	}
+	s.Labs = []charting.Entry{
+		lab(0x40, "09:15", "glucose", 7.2, "mmol/L", ""),
+		lab(0x41, "09:15", "ph", 7.41, "[pH]", ""),
+		venous(0x42, "ph", 7.35, "[pH]"),
+		venous(0x43, "pco2", 48, "mm[Hg]"),
+		venous(0x44, "hb", 9.1, "g/dL"),
+		venous(0x45, "svo2", 71, "%"),
+	}
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range m.All("OBX") {
+		f := o.Field(3)
+		if sys := f.Component(3); sys == SystemLOINC || strings.HasPrefix(f.Value(), "lab_") {
+			got = append(got, f.Value()+"^"+sys)
+		}
+	}
+	want := []string{"15074-8^LN", "2744-1^LN", "lab_ph_venous^99PERF", "lab_pco2_venous^99PERF", "718-7^LN", "2711-0^LN"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("lab OBX-3 = %v, want %v", got, want)
+	}
+	listed := map[string]bool{}
+	for _, lc := range LocalCodes(nil) {
+		listed[lc.Code] = true
+	}
+	for _, c := range []string{"lab_ph_venous", "lab_pco2_venous"} {
+		if !listed[c] {
+			t.Errorf("%s not in LocalCodes (the interface specification)", c)
+		}
+	}
+	s.Labs[2].Detail.LabResult.Site = "portal"
+	if _, err := BuildSummary(refHeader(1), s); err == nil {
+		t.Error("unknown sample site accepted")
+	}
+}
+
+// TestSignerStaffID: OBR-32 names the signer by the staff id the token's
+// configured claim gave (Signature.StaffID), as the team is named, and by
+// the login name only when the signature has none.
+func TestSignerStaffID(t *testing.T) {
+	s := refSummary()
+	s.Signature.StaffID = "S-40127"
+	m, err := BuildSummary(refHeader(1), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Get("OBR-32.1.1"); got != "S-40127" {
+		t.Errorf("OBR-32.1.1 = %q, want the staff id S-40127", got)
+	}
+	s.Signature.StaffID = ""
+	if m, _ = BuildSummary(refHeader(1), s); m.Get("OBR-32.1.1") != "perf.kowalski" {
+		t.Errorf("without a staff id OBR-32.1.1 = %q", m.Get("OBR-32.1.1"))
+	}
+}

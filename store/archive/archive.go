@@ -243,16 +243,17 @@ type signatureLine struct {
 	SignedAt    time.Time                 `json:"signed_at"`
 	CoversSeq   int64                     `json:"covers_seq"`
 	CoversHash  hexHash                   `json:"covers_hash"`
+	StaffID     string                    `json:"staff_id,omitempty"`
 }
 
 func signatureLineOf(s *charting.Signature) signatureLine {
 	return signatureLine{Type: typeSignature, CaseID: s.CaseID, Number: s.Number, Signer: s.Signer, DisplayName: s.DisplayName,
-		Meaning: s.Meaning, SignedAt: s.SignedAt, CoversSeq: s.CoversSeq, CoversHash: hexHash(s.CoversHash)}
+		Meaning: s.Meaning, SignedAt: s.SignedAt, CoversSeq: s.CoversSeq, CoversHash: hexHash(s.CoversHash), StaffID: s.StaffID}
 }
 
 func (l *signatureLine) toSignature() charting.Signature {
 	return charting.Signature{CaseID: l.CaseID, Number: l.Number, Signer: l.Signer, DisplayName: l.DisplayName,
-		Meaning: l.Meaning, SignedAt: l.SignedAt, CoversSeq: l.CoversSeq, CoversHash: charting.Hash(l.CoversHash)}
+		Meaning: l.Meaning, SignedAt: l.SignedAt, CoversSeq: l.CoversSeq, CoversHash: charting.Hash(l.CoversHash), StaffID: l.StaffID}
 }
 
 type linkLine struct {

@@ -380,7 +380,7 @@ func (r reader) SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[str
 // signaturesOf reads the signatures of the given cases in one query,
 // grouped by case and ordered by number.
 func signaturesOf(ctx context.Context, q querier, ids []uuid.UUID) (map[uuid.UUID][]charting.Signature, error) {
-	rows, err := q.Query(ctx, `SELECT case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash
+	rows, err := q.Query(ctx, `SELECT case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash, staff_id
 		FROM signatures WHERE case_id = ANY($1) ORDER BY case_id, number`, ids)
 	if err != nil {
 		return nil, err
@@ -391,7 +391,7 @@ func signaturesOf(ctx context.Context, q querier, ids []uuid.UUID) (map[uuid.UUI
 		meaning string
 		covers  []byte
 	)
-	_, err = pgx.ForEachRow(rows, []any{&s.CaseID, &s.Number, &s.Signer, &s.DisplayName, &meaning, &s.SignedAt, &s.CoversSeq, &covers}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&s.CaseID, &s.Number, &s.Signer, &s.DisplayName, &meaning, &s.SignedAt, &s.CoversSeq, &covers, &s.StaffID}, func() error {
 		sig := s
 		sig.Meaning = charting.SignatureMeaning(meaning)
 		sig.SignedAt = charting.NormTime(sig.SignedAt)

@@ -274,9 +274,9 @@ func (t *pgTx) SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceI
 
 // InsertSignature stores one signature.
 func (t *pgTx) InsertSignature(ctx context.Context, s *charting.Signature) error {
-	tag, err := t.exec(ctx, `INSERT INTO signatures (case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-		s.CaseID, s.Number, s.Signer, s.DisplayName, string(s.Meaning), s.SignedAt, s.CoversSeq, s.CoversHash[:])
+	tag, err := t.exec(ctx, `INSERT INTO signatures (case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash, staff_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		s.CaseID, s.Number, s.Signer, s.DisplayName, string(s.Meaning), s.SignedAt, s.CoversSeq, s.CoversHash[:], s.StaffID)
 	return inserted("insert signature", tag.RowsAffected(), err)
 }
 

@@ -357,7 +357,7 @@ func (r reader) Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Si
 }
 
 func signaturesWhere(ctx context.Context, q queryer, where string, args []any) ([]charting.Signature, error) {
-	rows, err := q.QueryContext(ctx, `SELECT case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash
+	rows, err := q.QueryContext(ctx, `SELECT case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash, staff_id
 		FROM signatures WHERE `+where+` ORDER BY case_id, number`, args...)
 	if err != nil {
 		return nil, wrap("signatures", err)
@@ -372,7 +372,7 @@ func signaturesWhere(ctx context.Context, q queryer, where string, args []any) (
 			signed  sql.NullInt64
 			hash    []byte
 		)
-		if err := rows.Scan(&caseID, &s.Number, &s.Signer, &s.DisplayName, &meaning, &signed, &s.CoversSeq, &hash); err != nil {
+		if err := rows.Scan(&caseID, &s.Number, &s.Signer, &s.DisplayName, &meaning, &signed, &s.CoversSeq, &hash, &s.StaffID); err != nil {
 			return nil, wrap("signatures", err)
 		}
 		if s.CaseID, err = parseUUID(caseID, "case id"); err != nil {

@@ -667,7 +667,7 @@ func TestAppendOnlyEnforced(t *testing.T) {
 		{"sample_batches", "case_id = $1", "block = x'00'",
 			`INSERT OR REPLACE INTO sample_batches SELECT case_id, source_id, seq, recorded_at, actor, min_time_ms, max_time_ms, sample_count, x'00' FROM sample_batches WHERE case_id = $1 LIMIT 1`},
 		{"signatures", "case_id = $1", "meaning = 'approved'",
-			`INSERT OR REPLACE INTO signatures SELECT case_id, number, 'mallory', display_name, meaning, signed_at, covers_seq, covers_hash FROM signatures WHERE case_id = $1`},
+			`INSERT OR REPLACE INTO signatures SELECT case_id, number, 'mallory', display_name, meaning, signed_at, covers_seq, covers_hash, staff_id FROM signatures WHERE case_id = $1`},
 		{"ledger", "case_id = $1", "actor = 'mallory'",
 			`INSERT OR REPLACE INTO ledger SELECT case_id, seq, kind, ref, 'mallory', reason, recorded_at, prev_hash, hash FROM ledger WHERE case_id = $1 LIMIT 1`},
 	}

@@ -236,9 +236,9 @@ func (t *tx) SetSourceWatermark(ctx context.Context, caseID uuid.UUID, sourceID 
 // InsertSignature stores a signature.
 func (t *tx) InsertSignature(ctx context.Context, s *charting.Signature) error {
 	_, err := t.exec(ctx, "insert signature", `INSERT INTO signatures
-		(case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.CaseID.String(), s.Number, s.Signer, s.DisplayName, string(s.Meaning), micros(s.SignedAt), s.CoversSeq, s.CoversHash[:])
+		(case_id, number, signer, display_name, meaning, signed_at, covers_seq, covers_hash, staff_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.CaseID.String(), s.Number, s.Signer, s.DisplayName, string(s.Meaning), micros(s.SignedAt), s.CoversSeq, s.CoversHash[:], s.StaffID)
 	return err
 }
 

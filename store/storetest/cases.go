@@ -213,11 +213,14 @@ func testLifecycle(t *testing.T, h *Harness) {
 	if err != nil || dup || add.Kind != charting.EntryAddendum {
 		t.Fatalf("addendum: %v dup=%v kind=%s", err, dup, add.Kind)
 	}
-	if _, _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R R"}); err != nil {
+	// The reviewer's token carried a staff id (--staff-id-claim): it is
+	// stored with the signature and covered by its digest; the first
+	// signature, made without one, verifies as before.
+	if _, _, _, err := s.SignCase(ctx, reviewer, c.ID, store.SignRequest{Meaning: charting.MeaningReviewed, DisplayName: "R R", StaffID: "S-40127"}); err != nil {
 		t.Fatalf("second signature: %v", err)
 	}
 	final, _ := s.GetCase(ctx, c.ID)
-	if len(final.Signatures) != 2 || final.Signatures[1].Signer != reviewer {
+	if len(final.Signatures) != 2 || final.Signatures[1].Signer != reviewer || final.Signatures[1].StaffID != "S-40127" || final.Signatures[0].StaffID != "" {
 		t.Fatalf("signatures: %+v", final.Signatures)
 	}
 	verifyOK(t, s, c.ID)
