@@ -1,4 +1,4 @@
--- 009_signature_staff_id: the signer's staff identifier, from the token
+-- 010_signature_staff_id: the signer's staff identifier, from the token
 -- claim the site configures (--staff-id-claim); '' when none was
 -- configured or the token had none. Exports send it as the signer.
 ALTER TABLE signatures ADD COLUMN staff_id text NOT NULL DEFAULT '';

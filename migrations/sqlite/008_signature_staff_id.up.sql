@@ -1,2 +1,0 @@
--- 008_signature_staff_id: the signer's staff identifier (postgres 009).
-ALTER TABLE signatures ADD COLUMN staff_id TEXT NOT NULL DEFAULT '';
