@@ -472,7 +472,7 @@ func (d *doc) caseHeader() {
 	sex := or(p.Sex, "—")
 	d.kv([][2]string{
 		{"Patient", strings.TrimSpace(p.FamilyName + ", " + p.GivenName)},
-		{"MRN", or(p.MRN, "not recorded") + or(" ("+p.MRNAssigningAuthority+")", "")},
+		{"MRN", or(p.MRN, "not recorded") + paren(p.MRNAssigningAuthority, "")},
 		{"Born / sex", or(p.BirthDate, "—") + " / " + sex},
 		{"Height / weight", withUnit(g(p.HeightCm), "cm") + " / " + withUnit(g(p.WeightKg), "kg")},
 		{"BSA", bsa},
@@ -484,7 +484,7 @@ func (d *doc) caseHeader() {
 		{"Site / room", c.Site + " / " + or(c.Room, "—")},
 		{"Scheduled", d.full(c.ScheduledStart)},
 		{"Started / closed", d.full(c.StartedAt) + " / " + d.full(c.ClosedAt)},
-		{"Procedure", or(det.Procedure.Description, "—") + or(" (SNOMED CT "+det.Procedure.SnomedCode+")", "")},
+		{"Procedure", or(det.Procedure.Description, "—") + paren(det.Procedure.SnomedCode, "SNOMED CT ")},
 		{"Encounter", or(det.Procedure.EncounterID, "—")},
 	})
 	d.section("Team")
@@ -558,6 +558,14 @@ func (d *doc) caseHeader() {
 	d.color(90, 90, 90)
 	d.para(6.5, "Flows at index 2.4 and 1.8 L/min/m² are the dictionary's normothermic and hypothermic indices times the BSA above; thresholds are the site's metric settings the quality metrics below were computed with.")
 	d.color(0, 0, 0)
+}
+
+// paren is " (prefix s)", or nothing when s is empty.
+func paren(s, prefix string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + prefix + s + ")"
 }
 
 func joinG(xs []float64, sep string) string {
@@ -827,15 +835,23 @@ func (d *doc) addenda() {
 
 func (d *doc) signatures() {
 	d.section("Signatures")
-	var rows [][]cell
-	for _, s := range d.in.Case.Signatures {
-		rows = append(rows, []cell{c(strconv.FormatInt(s.Number, 10)), c(s.DisplayName + " (" + s.Signer + ")"), c(string(s.Meaning)),
-			c(d.full(s.SignedAt)), c(fmt.Sprintf("%d: %s", s.CoversSeq, s.CoversHash))})
-	}
+	sigs := d.in.Case.Signatures
 	if d.in.Draft() {
-		rows = nil
+		sigs = nil
 	}
-	d.table([]column{{"No.", 0.5}, {"Signer", 2.6}, {"Meaning", 1.2}, {"Signed at", 2.4}, {"Covers ledger link: hash", 5.4}}, rows)
+	if len(sigs) == 0 {
+		d.para(8, "none: the record is not signed")
+	}
+	for i, s := range sigs {
+		// One block per signature, the hash on a line of its own so it is
+		// never broken across lines.
+		d.need(12)
+		d.para(8.5, fmt.Sprintf("%d. %s (%s) — %s — %s", i+1, s.DisplayName, s.Signer, s.Meaning, d.full(s.SignedAt)))
+		d.color(60, 60, 60)
+		d.para(7.5, fmt.Sprintf("      covers ledger link %d, hash %s", s.CoversSeq, s.CoversHash))
+		d.color(0, 0, 0)
+		d.f.Ln(1)
+	}
 	d.section("Ledger head and verification")
 	h := d.in.Head
 	what := fmt.Sprintf("This document is version %d of the record: it shows the record as it stood at ledger link %d (%s, %s).",

@@ -277,7 +277,7 @@ func (d *doc) graphs() {
 		d.color(90, 90, 90)
 		d.para(6.5, fmt.Sprintf("Means over %s; gaps are periods without a usable reading (invalid, artifact-marked or out of the plausible range). The shaded band on DO2i is the full-flow window.", period(d.in.PeriodMs)))
 		d.color(0, 0, 0)
-		const ph = 36.0
+		const ph = 31.0
 		for _, p := range ps {
 			d.panel(p, from, to, ph)
 		}
@@ -332,9 +332,15 @@ func (d *doc) panel(p *panel, from, to time.Time, h float64) {
 	y0 := f.GetY() + 4
 	d.font(7.5)
 	f.SetXY(marginL, y0-4)
-	f.CellFormat(40, 3.5, p.title, "", 0, "L", false, 0, "")
+	title := p.title + " (" + p.left
+	if p.hasR {
+		title += "; right: " + p.right
+	}
+	title += ")"
+	w0 := f.GetStringWidth(title)
+	f.CellFormat(w0+1, 3.5, title, "", 0, "L", false, 0, "")
 	// legend after the title, text not colour alone
-	x := marginL + 4 + f.GetStringWidth(p.title) + 4
+	x := marginL + w0 + 4
 	d.font(6)
 	for i, l := range p.lines {
 		st := styles[i%len(styles)]
@@ -395,12 +401,7 @@ func (d *doc) panel(p *panel, from, to time.Time, h float64) {
 			f.SetXY(plotR+1, yOf(v, p.rmin, p.rmax)-1.5)
 			f.CellFormat(13, 3, trimNum(v, rs), "", 0, "L", false, 0, "")
 		}
-		f.SetXY(plotR+1, y0-3.5)
-		f.CellFormat(13, 3, p.right, "", 0, "L", false, 0, "")
 	}
-	f.SetXY(marginL, y0-3.5+0.1)
-	f.SetXY(marginL, y0+h+0.3)
-	f.CellFormat(13, 3, p.left, "", 0, "R", false, 0, "")
 	for _, t := range timeTicks(from, to, d.loc) {
 		xx := d.xOf(t.UnixMilli(), from, to)
 		f.Line(xx, y0, xx, y0+h)
@@ -515,8 +516,8 @@ func (d *doc) eventLines(from, to time.Time, y0, h float64) {
 // rows so none overlaps, and the other entries as lettered ticks.
 func (d *doc) timeline(from, to time.Time) {
 	f := d.f
-	d.need(30)
-	y0 := f.GetY() + 2
+	d.need(40)
+	y0 := f.GetY() + 1
 	d.font(7.5)
 	f.SetXY(marginL, y0-2)
 	f.CellFormat(40, 3.5, "Event timeline", "", 1, "L", false, 0, "")
@@ -585,7 +586,7 @@ func (d *doc) timeline(from, to time.Time) {
 				continue
 			}
 			x := d.xOf(e.OccurredAt.UnixMilli(), from, to)
-			y := axisY + 1 + float64(i)*2.6
+			y := axisY + 1 + float64(i)*2.2
 			f.Line(x, axisY, x, axisY+0.8)
 			if lx, ok := lastX[l.k]; ok && x-lx < 1.6 {
 				continue // the same letter just drawn: one mark stands for both
@@ -595,7 +596,7 @@ func (d *doc) timeline(from, to time.Time) {
 			f.CellFormat(2, 2.4, l.k, "", 0, "C", false, 0, "")
 		}
 	}
-	yl := axisY + 1 + float64(len(letters))*2.6 + 1
+	yl := axisY + 1 + float64(len(letters))*2.2 + 1
 	for _, t := range timeTicks(from, to, d.loc) {
 		xx := d.xOf(t.UnixMilli(), from, to)
 		f.Line(xx, axisY, xx, axisY+0.6)
