@@ -448,6 +448,11 @@ func (d *doc) panel(p *panel, from, to time.Time, h float64) {
 		f.SetDashPattern(nil, 0)
 	}
 	f.ClipEnd()
+	// ClipEnd restores the PDF graphics state of before the clip, which
+	// fpdf does not track: set the colours again so later text is not
+	// drawn in the restored (shading) fill colour.
+	f.SetFillColor(255, 255, 255)
+	f.SetDrawColor(0, 0, 0)
 	d.color(0, 0, 0)
 	f.SetXY(marginL, y0+h+4)
 }
