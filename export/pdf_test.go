@@ -19,6 +19,7 @@ import (
 	"perfusion/export"
 	"perfusion/export/document"
 	"perfusion/store"
+	"perfusion/store/postgres/pgtest"
 )
 
 // A printed record is checked three ways: its bytes against golden files
@@ -494,4 +495,26 @@ func checkDocText(t *testing.T, text string, v *export.Version, doc *export.Docu
 		want("signature", s.DisplayName, string(s.Meaning), s.SignedAt.Format("2006-01-02 15:04:05"), s.CoversHash.String())
 	}
 	want("ledger", doc.Head.Hash.String(), fmt.Sprintf(document.VerifyCommand, c.ID), fmt.Sprintf("version %d", doc.Version))
+}
+
+// BenchmarkRenderDocumentFourHourCase renders the PDF of the 4-hour,
+// 40-channel, 1 Hz case of BenchmarkRenderFourHourCase: the load and the
+// render, as RenderDocument does per call. README performance table.
+func BenchmarkRenderDocumentFourHourCase(b *testing.B) {
+	e := newEnv(b, pgtest.Open(b), startClock())
+	caseID, version := longCase(b, e.s, e.clk, 4)
+	ctx := context.Background()
+	var size, pages int
+	for b.Loop() {
+		d, err := e.r.RenderDocument(ctx, caseID, version)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(d.PDF)
+	}
+	if d, err := e.r.RenderDocument(ctx, caseID, version); err == nil {
+		pages = bytes.Count(d.PDF, []byte("/Type /Page\n"))
+	}
+	b.ReportMetric(float64(size), "bytes")
+	b.ReportMetric(float64(pages), "pages")
 }
