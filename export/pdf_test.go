@@ -391,6 +391,15 @@ func TestDocumentGolden(t *testing.T) {
 				t.Errorf("the first version does not print its own ledger link %d", rec.signed)
 			}
 
+			// PERFUSION_DOC_PREVIEW_DIR keeps the PDFs, the draft too, for
+			// a look at their pages (README "The printed record").
+			if dir := os.Getenv("PERFUSION_DOC_PREVIEW_DIR"); dir != "" {
+				for name, pdf := range map[string][]byte{dc.name + ".pdf": doc.PDF, dc.name + "-draft.pdf": rec.draft.PDF} {
+					if err := os.WriteFile(filepath.Join(dir, name), pdf, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			// The draft: marked on every page, no signatures.
 			dp := pdfText(t, rec.draft.PDF)
 			if !rec.draft.Draft || rec.draft.Version != 0 {
