@@ -120,6 +120,20 @@ func (s *exportService) RenderFHIR(ctx context.Context, req *pb.RenderFHIRReques
 	return &pb.RenderFHIRResponse{Version: v.Number, BundleIdentifier: out.MessageID, Bundle: out.Payload}, nil
 }
 
+// RenderDocument renders a version's printable record, or an unsigned
+// case's draft.
+func (s *exportService) RenderDocument(ctx context.Context, req *pb.RenderDocumentRequest) (*pb.RenderDocumentResponse, error) {
+	id, ver, err := s.version(req)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	d, err := s.r.RenderDocument(ctx, id, ver)
+	if err != nil {
+		return nil, s.renderFail(err)
+	}
+	return &pb.RenderDocumentResponse{Version: d.Version, Draft: d.Draft, LedgerSeq: d.Head.Seq, LedgerHash: d.Head.Hash.String(), Pdf: d.PDF}, nil
+}
+
 var (
 	deliveryStates = map[pb.DeliveryState]store.DeliveryState{
 		pb.DeliveryState_DELIVERY_STATE_PENDING: store.DeliveryPending, pb.DeliveryState_DELIVERY_STATE_DELIVERING: store.DeliveryDelivering,

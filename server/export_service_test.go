@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,5 +258,41 @@ func TestRenderDeviceReport(t *testing.T) {
 		_, err = ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: noSamples, Message: pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT})
 		wantCode(t, "device report without samples", err, codes.FailedPrecondition)
 		e.assertNoPHI()
+	})
+}
+
+// TestRenderDocument: the signed case's PDF names its version and ledger
+// head, renders the same twice; an open case renders as a draft; bad ids,
+// unknown cases and versions of an unsigned case are refused.
+func TestRenderDocument(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b store.Backend) {
+		e := start(t, b, withOutbox(b))
+		ex := pb.NewExportServiceClient(e.conn)
+		ctx := as(perfusionist)
+		caseID, ver := e.signedViaAPI()
+		d, err := ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: caseID})
+		if err != nil {
+			t.Fatalf("render document: %v", err)
+		}
+		if d.GetVersion() != ver || d.GetDraft() || d.GetLedgerSeq() != ver || len(d.GetLedgerHash()) != 64 ||
+			!strings.HasPrefix(string(d.GetPdf()), "%PDF-") {
+			t.Fatalf("document: version %d draft %v link %d hash %q", d.GetVersion(), d.GetDraft(), d.GetLedgerSeq(), d.GetLedgerHash())
+		}
+		again, err := ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: caseID, Version: ver})
+		if err != nil || string(again.GetPdf()) != string(d.GetPdf()) {
+			t.Fatalf("rendering the same version twice differs (%v)", err)
+		}
+		open := e.createCase("OR-6")
+		dr, err := ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: open.GetCaseId()})
+		if err != nil || !dr.GetDraft() || dr.GetVersion() != 0 || dr.GetLedgerSeq() == 0 {
+			t.Fatalf("draft: %v draft %v version %d link %d", err, dr.GetDraft(), dr.GetVersion(), dr.GetLedgerSeq())
+		}
+		_, err = ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: open.GetCaseId(), Version: 2})
+		wantCode(t, "a version of an unsigned case", err, codes.NotFound)
+		_, err = ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: "nope", Version: -1})
+		wantFieldViolation(t, "document bad ids", err, "case_id")
+		wantFieldViolation(t, "document bad version", err, "version")
+		_, err = ex.RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: uuid.NewString()})
+		wantCode(t, "document of an unknown case", err, codes.NotFound)
 	})
 }

@@ -75,6 +75,7 @@ var longCalls = map[string]bool{
 	"/" + perfusionv1.RecordService_ServiceDesc.ServiceName + "/VerifyRecord":     true,
 	"/" + perfusionv1.ExportService_ServiceDesc.ServiceName + "/RenderHL7":        true,
 	"/" + perfusionv1.ExportService_ServiceDesc.ServiceName + "/RenderFHIR":       true,
+	"/" + perfusionv1.ExportService_ServiceDesc.ServiceName + "/RenderDocument":   true,
 	"/" + perfusionv1.ReviewService_ServiceDesc.ServiceName + "/AggregateMetrics": true,
 	"/" + perfusionv1.ReviewService_ServiceDesc.ServiceName + "/ExportCohort":     true,
 }
@@ -102,7 +103,7 @@ type Limits struct {
 	// shorter deadline wins).
 	CallTimeout time.Duration
 	// LongCallTimeout is the deadline of VerifyRecord, RenderHL7,
-	// RenderFHIR, AggregateMetrics and ExportCohort.
+	// RenderFHIR, RenderDocument, AggregateMetrics and ExportCohort.
 	LongCallTimeout time.Duration
 }
 

@@ -156,6 +156,7 @@ var policy = map[string]Rule{
 	// device may call any of them.
 	"/perfusion.v1.ExportService/RenderHL7":      {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/RenderDocument": {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
 	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeCase, PatientData: true},
 	// Superseding decides that a receiver never gets a version: the same

@@ -325,7 +325,7 @@ func TestServiceRoles(t *testing.T) {
 	}
 	for role, want := range map[server.Role][]string{
 		server.RoleDevice:             {"ChartingService/ListSources", "ChartingService/StreamSamples"},
-		server.RoleInterface:          {"ExportService/ListDeliveries", "ExportService/RenderFHIR", "ExportService/RenderHL7", "ExportService/RetryDelivery", "ExportService/SupersedeDelivery"},
+		server.RoleInterface:          {"ExportService/ListDeliveries", "ExportService/RenderDocument", "ExportService/RenderFHIR", "ExportService/RenderHL7", "ExportService/RetryDelivery", "ExportService/SupersedeDelivery"},
 		server.RetiredRoleIntegration: nil,
 	} {
 		if got := allowed(role); !slices.Equal(got, want) {

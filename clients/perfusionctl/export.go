@@ -15,7 +15,51 @@ import (
 
 // exportCommands preview what is sent to the hospital.
 func exportCommands() []*command {
-	return []*command{exportRenderCommand("hl7"), exportRenderCommand("fhir")}
+	return []*command{exportRenderCommand("hl7"), exportRenderCommand("fhir"), exportPDFCommand()}
+}
+
+// exportPDFCommand writes the printable record (ExportService.RenderDocument).
+func exportPDFCommand() *command {
+	return &command{
+		name: "pdf", args: "CASE", summary: "write the perfusion record of a case version as a PDF (a draft for an unsigned case)",
+		long: `The printed perfusion record: header, trend graphs with the event timeline,
+entry tables, checklist, quality metrics, corrections, addenda, signatures and
+the ledger head hash it can be verified against (printed on stderr too). A case
+that is not signed yet prints as a DRAFT on every page. The PDF carries patient
+identifiers; --out writes it to a new file readable only by you.`,
+		examples: []string{
+			"perfusionctl export pdf $CASE --out case.pdf",
+			"perfusionctl export pdf $CASE --version 214 --out case-v214.pdf",
+		},
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
+			version := fs.Int64("version", 0, "version: a signature's or addendum's ledger sequence; 0 the latest (the draft of an unsigned case)")
+			out := fs.String("out", "", "write to this new file (mode 0600) instead of stdout")
+			return func(ctx context.Context, e *env, args []string) error {
+				id, err := caseArg(*caseFlag, args)
+				if err != nil {
+					return err
+				}
+				c, err := e.Client(ctx)
+				if err != nil {
+					return err
+				}
+				resp, err := pb.NewExportServiceClient(c.Conn()).RenderDocument(ctx, &pb.RenderDocumentRequest{CaseId: id, Version: *version})
+				if err != nil {
+					return err
+				}
+				if err := writeOut(e, *out, resp.GetPdf()); err != nil {
+					return err
+				}
+				what := fmt.Sprintf("version %d", resp.GetVersion())
+				if resp.GetDraft() {
+					what = "DRAFT (case not signed)"
+				}
+				fmt.Fprintf(e.stderr, "%s, %d bytes, ledger link %d hash %s\n", what, len(resp.GetPdf()), resp.GetLedgerSeq(), resp.GetLedgerHash())
+				return nil
+			}
+		},
+	}
 }
 
 func exportRenderCommand(kind string) *command {

@@ -84,3 +84,24 @@ func TestExportAndDeliveryCommands(t *testing.T) {
 	}
 	mustCode(t, ctl(t, addr, "delivery", "supersede", "--case", id, delivery), exitUsage)
 }
+
+// TestExportPDFCommand: export pdf writes the signed record's PDF to a
+// private file and names the version and ledger head it shows.
+func TestExportPDFCommand(t *testing.T) {
+	addr := servertest.Start(t)
+	id := chartClosedCase(t, addr, "2026-01-10T08:00:00Z", "S1", 90, "20")
+	out := filepath.Join(t.TempDir(), "case.pdf")
+	r := ctl(t, addr, "export", "pdf", id, "--out", out)
+	mustCode(t, r, exitOK)
+	b, err := os.ReadFile(out)
+	if err != nil || !strings.HasPrefix(string(b), "%PDF-") {
+		t.Fatalf("export pdf wrote no PDF (%v)", err)
+	}
+	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
+		t.Fatalf("--out file mode %v, want 0600", st.Mode().Perm())
+	}
+	if !regexp.MustCompile(`^version \d+, \d+ bytes, ledger link \d+ hash [0-9a-f]{64}\n$`).MatchString(r.stderr) {
+		t.Fatalf("export pdf stderr: %q", r.stderr)
+	}
+	mustCode(t, ctl(t, addr, "export", "pdf", "123e4567-e89b-12d3-a456-426614174000"), exitNotFound)
+}

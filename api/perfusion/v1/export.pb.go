@@ -454,6 +454,146 @@ func (x *RenderFHIRResponse) GetBundle() []byte {
 	return nil
 }
 
+// RenderDocumentRequest names a case version.
+type RenderDocumentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The case id (UUID).
+	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// The version, as in RenderHL7Request; 0 means the latest, or for a case
+	// not signed yet, the draft.
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderDocumentRequest) Reset() {
+	*x = RenderDocumentRequest{}
+	mi := &file_perfusion_v1_export_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderDocumentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderDocumentRequest) ProtoMessage() {}
+
+func (x *RenderDocumentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_export_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderDocumentRequest.ProtoReflect.Descriptor instead.
+func (*RenderDocumentRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RenderDocumentRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *RenderDocumentRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// RenderDocumentResponse is the rendered record.
+type RenderDocumentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version rendered; 0 for a draft.
+	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Set when the case is not signed: every page is marked DRAFT and the
+	// document is not the legal record.
+	Draft bool `protobuf:"varint,2,opt,name=draft,proto3" json:"draft,omitempty"`
+	// The ledger link the document shows (its sequence and SHA-256 hash,
+	// lowercase hex), which `perfusionctl record verify CASE
+	// --against-checkpoints` checks the stored record against.
+	LedgerSeq  int64  `protobuf:"varint,3,opt,name=ledger_seq,json=ledgerSeq,proto3" json:"ledger_seq,omitempty"`
+	LedgerHash string `protobuf:"bytes,4,opt,name=ledger_hash,json=ledgerHash,proto3" json:"ledger_hash,omitempty"`
+	// The PDF (application/pdf). It carries patient identifiers.
+	Pdf           []byte `protobuf:"bytes,5,opt,name=pdf,proto3" json:"pdf,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderDocumentResponse) Reset() {
+	*x = RenderDocumentResponse{}
+	mi := &file_perfusion_v1_export_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderDocumentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderDocumentResponse) ProtoMessage() {}
+
+func (x *RenderDocumentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_export_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderDocumentResponse.ProtoReflect.Descriptor instead.
+func (*RenderDocumentResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RenderDocumentResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RenderDocumentResponse) GetDraft() bool {
+	if x != nil {
+		return x.Draft
+	}
+	return false
+}
+
+func (x *RenderDocumentResponse) GetLedgerSeq() int64 {
+	if x != nil {
+		return x.LedgerSeq
+	}
+	return 0
+}
+
+func (x *RenderDocumentResponse) GetLedgerHash() string {
+	if x != nil {
+		return x.LedgerHash
+	}
+	return ""
+}
+
+func (x *RenderDocumentResponse) GetPdf() []byte {
+	if x != nil {
+		return x.Pdf
+	}
+	return nil
+}
+
 // Delivery is one export of one case version to one destination.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -501,7 +641,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[4]
+	mi := &file_perfusion_v1_export_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +653,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[4]
+	mi := &file_perfusion_v1_export_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +666,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{4}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -668,7 +808,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[5]
+	mi := &file_perfusion_v1_export_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +820,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[5]
+	mi := &file_perfusion_v1_export_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +833,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{5}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDeliveriesRequest) GetSite() string {
@@ -744,7 +884,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[6]
+	mi := &file_perfusion_v1_export_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +896,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[6]
+	mi := &file_perfusion_v1_export_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +909,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{6}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -799,7 +939,7 @@ type RetryDeliveryRequest struct {
 
 func (x *RetryDeliveryRequest) Reset() {
 	*x = RetryDeliveryRequest{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[7]
+	mi := &file_perfusion_v1_export_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +951,7 @@ func (x *RetryDeliveryRequest) String() string {
 func (*RetryDeliveryRequest) ProtoMessage() {}
 
 func (x *RetryDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[7]
+	mi := &file_perfusion_v1_export_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +964,7 @@ func (x *RetryDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RetryDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{7}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RetryDeliveryRequest) GetCaseId() string {
@@ -852,7 +992,7 @@ type RetryDeliveryResponse struct {
 
 func (x *RetryDeliveryResponse) Reset() {
 	*x = RetryDeliveryResponse{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[8]
+	mi := &file_perfusion_v1_export_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1004,7 @@ func (x *RetryDeliveryResponse) String() string {
 func (*RetryDeliveryResponse) ProtoMessage() {}
 
 func (x *RetryDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[8]
+	mi := &file_perfusion_v1_export_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1017,7 @@ func (x *RetryDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*RetryDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{8}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryDeliveryResponse) GetDelivery() *Delivery {
@@ -904,7 +1044,7 @@ type SupersedeDeliveryRequest struct {
 
 func (x *SupersedeDeliveryRequest) Reset() {
 	*x = SupersedeDeliveryRequest{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[9]
+	mi := &file_perfusion_v1_export_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1056,7 @@ func (x *SupersedeDeliveryRequest) String() string {
 func (*SupersedeDeliveryRequest) ProtoMessage() {}
 
 func (x *SupersedeDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[9]
+	mi := &file_perfusion_v1_export_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1069,7 @@ func (x *SupersedeDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SupersedeDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*SupersedeDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{9}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SupersedeDeliveryRequest) GetCaseId() string {
@@ -964,7 +1104,7 @@ type SupersedeDeliveryResponse struct {
 
 func (x *SupersedeDeliveryResponse) Reset() {
 	*x = SupersedeDeliveryResponse{}
-	mi := &file_perfusion_v1_export_proto_msgTypes[10]
+	mi := &file_perfusion_v1_export_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1116,7 @@ func (x *SupersedeDeliveryResponse) String() string {
 func (*SupersedeDeliveryResponse) ProtoMessage() {}
 
 func (x *SupersedeDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_export_proto_msgTypes[10]
+	mi := &file_perfusion_v1_export_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1129,7 @@ func (x *SupersedeDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SupersedeDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*SupersedeDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{10}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SupersedeDeliveryResponse) GetDelivery() *Delivery {
@@ -1018,7 +1158,18 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x12RenderFHIRResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
 	"\x11bundle_identifier\x18\x02 \x01(\tR\x10bundleIdentifier\x12\x16\n" +
-	"\x06bundle\x18\x03 \x01(\fR\x06bundle\"\xec\x05\n" +
+	"\x06bundle\x18\x03 \x01(\fR\x06bundle\"J\n" +
+	"\x15RenderDocumentRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\x9a\x01\n" +
+	"\x16RenderDocumentResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05draft\x18\x02 \x01(\bR\x05draft\x12\x1d\n" +
+	"\n" +
+	"ledger_seq\x18\x03 \x01(\x03R\tledgerSeq\x12\x1f\n" +
+	"\vledger_hash\x18\x04 \x01(\tR\n" +
+	"ledgerHash\x12\x10\n" +
+	"\x03pdf\x18\x05 \x01(\fR\x03pdf\"\xec\x05\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x17\n" +
@@ -1084,11 +1235,12 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x19DELIVERY_STATE_DELIVERING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1d\n" +
-	"\x19DELIVERY_STATE_SUPERSEDED\x10\x052\xcb\x03\n" +
+	"\x19DELIVERY_STATE_SUPERSEDED\x10\x052\xa8\x04\n" +
 	"\rExportService\x12L\n" +
 	"\tRenderHL7\x12\x1e.perfusion.v1.RenderHL7Request\x1a\x1f.perfusion.v1.RenderHL7Response\x12O\n" +
 	"\n" +
 	"RenderFHIR\x12\x1f.perfusion.v1.RenderFHIRRequest\x1a .perfusion.v1.RenderFHIRResponse\x12[\n" +
+	"\x0eRenderDocument\x12#.perfusion.v1.RenderDocumentRequest\x1a$.perfusion.v1.RenderDocumentResponse\x12[\n" +
 	"\x0eListDeliveries\x12#.perfusion.v1.ListDeliveriesRequest\x1a$.perfusion.v1.ListDeliveriesResponse\x12X\n" +
 	"\rRetryDelivery\x12\".perfusion.v1.RetryDeliveryRequest\x1a#.perfusion.v1.RetryDeliveryResponse\x12d\n" +
 	"\x11SupersedeDelivery\x12&.perfusion.v1.SupersedeDeliveryRequest\x1a'.perfusion.v1.SupersedeDeliveryResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
@@ -1106,7 +1258,7 @@ func file_perfusion_v1_export_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_perfusion_v1_export_proto_goTypes = []any{
 	(HL7Message)(0),                   // 0: perfusion.v1.HL7Message
 	(DeliveryDestination)(0),          // 1: perfusion.v1.DeliveryDestination
@@ -1115,40 +1267,44 @@ var file_perfusion_v1_export_proto_goTypes = []any{
 	(*RenderHL7Response)(nil),         // 4: perfusion.v1.RenderHL7Response
 	(*RenderFHIRRequest)(nil),         // 5: perfusion.v1.RenderFHIRRequest
 	(*RenderFHIRResponse)(nil),        // 6: perfusion.v1.RenderFHIRResponse
-	(*Delivery)(nil),                  // 7: perfusion.v1.Delivery
-	(*ListDeliveriesRequest)(nil),     // 8: perfusion.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),    // 9: perfusion.v1.ListDeliveriesResponse
-	(*RetryDeliveryRequest)(nil),      // 10: perfusion.v1.RetryDeliveryRequest
-	(*RetryDeliveryResponse)(nil),     // 11: perfusion.v1.RetryDeliveryResponse
-	(*SupersedeDeliveryRequest)(nil),  // 12: perfusion.v1.SupersedeDeliveryRequest
-	(*SupersedeDeliveryResponse)(nil), // 13: perfusion.v1.SupersedeDeliveryResponse
-	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
+	(*RenderDocumentRequest)(nil),     // 7: perfusion.v1.RenderDocumentRequest
+	(*RenderDocumentResponse)(nil),    // 8: perfusion.v1.RenderDocumentResponse
+	(*Delivery)(nil),                  // 9: perfusion.v1.Delivery
+	(*ListDeliveriesRequest)(nil),     // 10: perfusion.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),    // 11: perfusion.v1.ListDeliveriesResponse
+	(*RetryDeliveryRequest)(nil),      // 12: perfusion.v1.RetryDeliveryRequest
+	(*RetryDeliveryResponse)(nil),     // 13: perfusion.v1.RetryDeliveryResponse
+	(*SupersedeDeliveryRequest)(nil),  // 14: perfusion.v1.SupersedeDeliveryRequest
+	(*SupersedeDeliveryResponse)(nil), // 15: perfusion.v1.SupersedeDeliveryResponse
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
 }
 var file_perfusion_v1_export_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.RenderHL7Request.message:type_name -> perfusion.v1.HL7Message
 	1,  // 1: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
 	2,  // 2: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
-	14, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	14, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
-	14, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	14, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
+	16, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	16, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
+	16, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	16, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
 	2,  // 8: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
-	7,  // 9: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
-	7,  // 10: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
-	7,  // 11: perfusion.v1.SupersedeDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	9,  // 9: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
+	9,  // 10: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	9,  // 11: perfusion.v1.SupersedeDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
 	3,  // 12: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
 	5,  // 13: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
-	8,  // 14: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
-	10, // 15: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
-	12, // 16: perfusion.v1.ExportService.SupersedeDelivery:input_type -> perfusion.v1.SupersedeDeliveryRequest
-	4,  // 17: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
-	6,  // 18: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
-	9,  // 19: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
-	11, // 20: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
-	13, // 21: perfusion.v1.ExportService.SupersedeDelivery:output_type -> perfusion.v1.SupersedeDeliveryResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
+	7,  // 14: perfusion.v1.ExportService.RenderDocument:input_type -> perfusion.v1.RenderDocumentRequest
+	10, // 15: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
+	12, // 16: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
+	14, // 17: perfusion.v1.ExportService.SupersedeDelivery:input_type -> perfusion.v1.SupersedeDeliveryRequest
+	4,  // 18: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
+	6,  // 19: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
+	8,  // 20: perfusion.v1.ExportService.RenderDocument:output_type -> perfusion.v1.RenderDocumentResponse
+	11, // 21: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
+	13, // 22: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
+	15, // 23: perfusion.v1.ExportService.SupersedeDelivery:output_type -> perfusion.v1.SupersedeDeliveryResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1165,7 +1321,7 @@ func file_perfusion_v1_export_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_export_proto_rawDesc), len(file_perfusion_v1_export_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

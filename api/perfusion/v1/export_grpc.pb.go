@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ExportService_RenderHL7_FullMethodName         = "/perfusion.v1.ExportService/RenderHL7"
 	ExportService_RenderFHIR_FullMethodName        = "/perfusion.v1.ExportService/RenderFHIR"
+	ExportService_RenderDocument_FullMethodName    = "/perfusion.v1.ExportService/RenderDocument"
 	ExportService_ListDeliveries_FullMethodName    = "/perfusion.v1.ExportService/ListDeliveries"
 	ExportService_RetryDelivery_FullMethodName     = "/perfusion.v1.ExportService/RetryDelivery"
 	ExportService_SupersedeDelivery_FullMethodName = "/perfusion.v1.ExportService/SupersedeDelivery"
@@ -53,6 +54,14 @@ type ExportServiceClient interface {
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
 	// exactly as it is (or would be) POSTed.
 	RenderFHIR(ctx context.Context, in *RenderFHIRRequest, opts ...grpc.CallOption) (*RenderFHIRResponse, error)
+	// RenderDocument returns the perfusion record of a case version as a
+	// printable PDF (README "The printed record"): header, trend graphs with
+	// the event timeline, the entry tables, checklist, quality metrics,
+	// corrections, addenda, signatures and the ledger head to verify it
+	// against. The same version always gives the same bytes. Unlike the
+	// other renders it also takes a case that is not signed yet (version 0
+	// only): the record as it stands, marked DRAFT on every page.
+	RenderDocument(ctx context.Context, in *RenderDocumentRequest, opts ...grpc.CallOption) (*RenderDocumentResponse, error)
 	// ListDeliveries lists queued and past deliveries, newest first.
 	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
 	// RetryDelivery puts a failed (or pending) delivery back in the queue,
@@ -90,6 +99,16 @@ func (c *exportServiceClient) RenderFHIR(ctx context.Context, in *RenderFHIRRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RenderFHIRResponse)
 	err := c.cc.Invoke(ctx, ExportService_RenderFHIR_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *exportServiceClient) RenderDocument(ctx context.Context, in *RenderDocumentRequest, opts ...grpc.CallOption) (*RenderDocumentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenderDocumentResponse)
+	err := c.cc.Invoke(ctx, ExportService_RenderDocument_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +172,14 @@ type ExportServiceServer interface {
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
 	// exactly as it is (or would be) POSTed.
 	RenderFHIR(context.Context, *RenderFHIRRequest) (*RenderFHIRResponse, error)
+	// RenderDocument returns the perfusion record of a case version as a
+	// printable PDF (README "The printed record"): header, trend graphs with
+	// the event timeline, the entry tables, checklist, quality metrics,
+	// corrections, addenda, signatures and the ledger head to verify it
+	// against. The same version always gives the same bytes. Unlike the
+	// other renders it also takes a case that is not signed yet (version 0
+	// only): the record as it stands, marked DRAFT on every page.
+	RenderDocument(context.Context, *RenderDocumentRequest) (*RenderDocumentResponse, error)
 	// ListDeliveries lists queued and past deliveries, newest first.
 	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
 	// RetryDelivery puts a failed (or pending) delivery back in the queue,
@@ -181,6 +208,9 @@ func (UnimplementedExportServiceServer) RenderHL7(context.Context, *RenderHL7Req
 }
 func (UnimplementedExportServiceServer) RenderFHIR(context.Context, *RenderFHIRRequest) (*RenderFHIRResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenderFHIR not implemented")
+}
+func (UnimplementedExportServiceServer) RenderDocument(context.Context, *RenderDocumentRequest) (*RenderDocumentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenderDocument not implemented")
 }
 func (UnimplementedExportServiceServer) ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDeliveries not implemented")
@@ -244,6 +274,24 @@ func _ExportService_RenderFHIR_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ExportServiceServer).RenderFHIR(ctx, req.(*RenderFHIRRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExportService_RenderDocument_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenderDocumentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExportServiceServer).RenderDocument(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExportService_RenderDocument_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExportServiceServer).RenderDocument(ctx, req.(*RenderDocumentRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -316,6 +364,10 @@ var ExportService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenderFHIR",
 			Handler:    _ExportService_RenderFHIR_Handler,
+		},
+		{
+			MethodName: "RenderDocument",
+			Handler:    _ExportService_RenderDocument_Handler,
 		},
 		{
 			MethodName: "ListDeliveries",
