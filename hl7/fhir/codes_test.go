@@ -49,6 +49,9 @@ func knownCodes() map[string]map[string]bool {
 		add(systemParticipant, st.AgentRole)
 	}
 	add(systemV3Participant, "DEV")
+	// R4 v3-ActEncounterCode (Encounter.class): the inpatient encounter of
+	// PV1-2 "I".
+	add(systemActCode, "IMP")
 	add(systemObsCategory, "laboratory", "procedure")
 	add(systemIdentifierType, "MR")
 	return k
@@ -120,6 +123,8 @@ func TestStatuses(t *testing.T) {
 		"MedicationAdministration": {"completed": true},
 		"Composition":              {"final": true},
 		"Device":                   {"active": true},
+		// R4 EncounterStatus: the document does not know the EHR's state.
+		"Encounter": {"unknown": true},
 	}
 	for name, b := range goldenBundles(t) {
 		var bundle struct {
