@@ -44,6 +44,12 @@ const (
 	// SystemSignatureType is the ASTM E1762 code system of
 	// Provenance.signature.type (R4 value set signature-type).
 	SystemSignatureType = "urn:iso-astm:E1762-95:2013"
+	// ProvenanceTagSystem is the meta.tag system of a Provenance's stable
+	// identity (code: urn:uuid:ResourceUUID(case, "provenance/N")). R4
+	// Provenance has no identifier element, so the identity that makes a
+	// resend a conditional create (ifNoneExist on _tag, a search parameter
+	// of every resource) is a tag. It must never change: servers hold it.
+	ProvenanceTagSystem = "urn:perfusion:provenance-id"
 )
 
 // SNOMED CT codes of the procedures (../shared/domain/interop.md).
@@ -310,8 +316,9 @@ func BuildDocument(rec *Record, opts Options) (*Bundle, error) {
 // their identifier exists (they are shared with other cases and owned
 // elsewhere); the case's own resources are conditional updates on their
 // urn:uuid identifier, so a resend after an amendment replaces rather
-// than duplicates them; Provenance, which has no identifier in R4, is
-// created. There is no Composition: a server is not a document store.
+// than duplicates them; Provenance, which has no identifier in R4, is a
+// conditional create on its stable tag (ProvenanceTagSystem), so a
+// resend does not create it again. There is no Composition: a server is not a document store.
 func BuildTransaction(rec *Record, opts Options) (*Bundle, error) {
 	b, err := build(rec, opts, false)
 	if err != nil {
@@ -345,9 +352,13 @@ func TransactionIdentifier(caseID uuid.UUID, version int64) string {
 
 // tokenQuery is an identifier search, system|value, with FHIR's escapes
 // for the token separators and then URL encoding.
-func tokenQuery(system, value string) string {
+func tokenQuery(system, value string) string { return tokenSearch("identifier", system, value) }
+
+// tokenSearch is a token search on param, system|value, escaped as
+// tokenQuery.
+func tokenSearch(param, system, value string) string {
 	esc := strings.NewReplacer(`\`, `\\`, `|`, `\|`, `,`, `\,`, `$`, `\$`)
-	return "identifier=" + url.QueryEscape(esc.Replace(system)+"|"+esc.Replace(value))
+	return param + "=" + url.QueryEscape(esc.Replace(system)+"|"+esc.Replace(value))
 }
 
 // Encode writes a bundle as indented JSON without HTML escaping (so "<"
@@ -882,7 +893,11 @@ func (b *builder) provenance() error {
 		if b.doc {
 			target = append(target, Reference{Reference: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, "composition").String()})
 		}
-		r := &Provenance{ResourceType: "Provenance", ID: b.id(key), Target: target, Recorded: fhirTime(s.SignedAt),
+		// A signature is never changed, so a resend (of this version or a
+		// later one) must not create its Provenance again: the stable tag
+		// makes it a conditional create.
+		tag := Coding{System: ProvenanceTagSystem, Code: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, key).String()}
+		r := &Provenance{ResourceType: "Provenance", ID: b.id(key), Meta: &Meta{Tag: []Coding{tag}}, Target: target, Recorded: fhirTime(s.SignedAt),
 			Agent: []ProvenanceAgent{{Type: &CodeableConcept{Coding: []Coding{{System: systemParticipant, Code: st.AgentRole, Display: st.RoleName}}}, Who: who}},
 			Signature: []Signature{{Type: []Coding{{System: SystemSignatureType, Code: st.Code, Display: st.Display}},
 				When: fhirTime(s.SignedAt), Who: who, SigFormat: "text/plain",
@@ -890,7 +905,7 @@ func (b *builder) provenance() error {
 		if b.hlm != nil {
 			r.Agent = append(r.Agent, ProvenanceAgent{Type: &CodeableConcept{Coding: []Coding{{System: systemV3Participant, Code: "DEV", Display: "device"}}}, Who: b.hlm.ref()})
 		}
-		b.add(key, "Provenance", "Signatures", r)
+		b.add(key, "Provenance", "Signatures", r).ifNoneExist = tokenSearch("_tag", tag.System, tag.Code)
 	}
 	return nil
 }

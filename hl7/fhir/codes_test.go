@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"perfusion/charting"
@@ -85,11 +86,17 @@ func TestGoldenCodesKnown(t *testing.T) {
 			code, hasCode := x["code"].(string)
 			if hasCode && sys != "" {
 				seen++
-				if sys == SystemUCUM {
+				switch {
+				case sys == ProvenanceTagSystem:
+					// An identity, not a terminology code: a urn:uuid.
+					if !strings.HasPrefix(code, "urn:uuid:") {
+						t.Errorf("%s: Provenance tag %q is not a urn:uuid", name, code)
+					}
+				case sys == SystemUCUM:
 					if !units[code] {
 						t.Errorf("%s: unexpected UCUM unit %q", name, code)
 					}
-				} else if !known[sys][code] {
+				case !known[sys][code]:
 					t.Errorf("%s: code %s|%s is not from a known source", name, sys, code)
 				}
 			}

@@ -79,8 +79,12 @@
 // Not exported yet: events other than the cross-clamp (bypass on/off are
 // the Procedure's period), notes and addenda, checklist items, artifact
 // marks, a DiagnosticReport grouping a blood-gas panel, the rendered PDF
-// as DocumentReference. Provenance has no identifier in R4, so a resent
-// transaction creates its Provenance again.
+// as DocumentReference.
+//
+// Provenance has no identifier in R4; its stable identity is a meta.tag
+// (ProvenanceTagSystem, code urn:uuid:ResourceUUID(case, "provenance/N")),
+// and the transaction creates it only if no Provenance has that tag
+// (ifNoneExist _tag=…), so a resend does not create it again.
 //
 // A correction is sent with status corrected under the identity of the
 // entry it corrects (Record.Originals), so it replaces the value at the

@@ -221,6 +221,7 @@ type ProvenanceAgent struct {
 type Provenance struct {
 	ResourceType string            `json:"resourceType"`
 	ID           string            `json:"id,omitempty"`
+	Meta         *Meta             `json:"meta,omitempty"`
 	Target       []Reference       `json:"target"`
 	Recorded     string            `json:"recorded"`
 	Activity     *CodeableConcept  `json:"activity,omitempty"`
@@ -233,6 +234,11 @@ type Section struct {
 	Title string           `json:"title,omitempty"`
 	Code  *CodeableConcept `json:"code,omitempty"`
 	Entry []Reference      `json:"entry,omitempty"`
+}
+
+// Meta is Resource.meta; only its tags are written.
+type Meta struct {
+	Tag []Coding `json:"tag,omitempty"`
 }
 
 // Narrative is a resource's human-readable text: status and an XHTML div.
