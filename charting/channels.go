@@ -23,7 +23,12 @@ type Channel struct {
 	// 11073-10101) where a term exists, else the local system "99PERF".
 	CodeSystem string
 	Code       string
-	Source     string // usual device: HLM, blender, monitor, in-line monitor
+	// RefID is the MDC reference ID of Code (e.g. MDC_PULS_OXIM_SAT_O2),
+	// OBX-3.2 of a PCD-01 row as IHE PCD TF-2 requires. Set only where a
+	// source we hold gives it (the IHE PCD TF-2 text); empty otherwise, and
+	// exports then send the channel's name instead (docs/interface-spec.md).
+	RefID  string
+	Source string // usual device: HLM, blender, monitor, in-line monitor
 }
 
 // Plausible reports whether a reading lies in the channel's plausible
@@ -95,12 +100,22 @@ func mdc(key, name, unit string, lo, hi, res float64, code, src string) Channel 
 	return Channel{Key: key, Name: name, Unit: unit, Min: lo, Max: hi, Resolution: res, CodeSystem: "MDC", Code: code, Source: src}
 }
 
+// SourcePatientMonitor is Channel.Source of the channels a physiological
+// patient monitor reports; a PCD-01 report gives a data source carrying
+// only such channels the MDC monitor MDS code.
+const SourcePatientMonitor = "patient monitor"
+
+// withRefID sets the MDC reference ID of ch. Only IDs read in IHE PCD TF-2
+// (Appendix E examples) are set: 150033/150034/150035, 150087 and 153144
+// have no reference ID in our sources yet and go out by name.
+func withRefID(ch Channel, ref string) Channel { ch.RefID = ref; return ch }
+
 // DefaultCatalogue returns the channels of the data dictionary.
 func DefaultCatalogue() *Catalogue {
 	const (
 		hlm     = "HLM"
 		blender = "gas blender"
-		monitor = "patient monitor"
+		monitor = SourcePatientMonitor
 		inline  = "in-line blood gas monitor"
 	)
 	temp := func(key, name string) Channel { return local(key, name, "Cel", 4, 42, 0.1, hlm) }
@@ -131,8 +146,8 @@ func DefaultCatalogue() *Catalogue {
 		mdc("dbp", "Diastolic arterial pressure", "mm[Hg]", 0, 300, 1, "150034", monitor),
 		mdc("cvp", "Central venous pressure (mean)", "mm[Hg]", 0, 300, 1, "150087", monitor),
 		local("pap", "Pulmonary artery pressure (mean)", "mm[Hg]", 0, 300, 1, monitor),
-		mdc("heart_rate", "Heart rate", "/min", 0, 250, 1, "147842", monitor),
-		mdc("spo2", "SpO2", "%", 0, 100, 1, "150456", monitor),
+		withRefID(mdc("heart_rate", "Heart rate", "/min", 0, 250, 1, "147842", monitor), "MDC_ECG_CARD_BEAT_RATE"),
+		withRefID(mdc("spo2", "SpO2", "%", 0, 100, 1, "150456", monitor), "MDC_PULS_OXIM_SAT_O2"),
 		local("nirs_left", "NIRS rSO2 left", "%", 15, 95, 1, "cerebral oximeter"),
 		local("nirs_right", "NIRS rSO2 right", "%", 15, 95, 1, "cerebral oximeter"),
 		local("nirs_site3", "NIRS rSO2 site 3", "%", 15, 95, 1, "cerebral oximeter"),

@@ -111,10 +111,14 @@ const DeviceReportKind = "oru-pcd01"
 // above the range). The summary ORU^R01 stays small; this is the
 // message for a receiver that wants the device data as flowsheet rows.
 func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
-	trends, _ := r.trends(v)
+	trends, period := r.trends(v)
 	var obs []v2.DeviceObservation
+	monitorOnly := make(map[string]bool) // source → carries only patient-monitor channels
 	for _, ss := range trends {
 		s := ss.Series
+		ch, _ := r.cat.Lookup(s.Channel)
+		only, seen := monitorOnly[ss.SourceID]
+		monitorOnly[ss.SourceID] = (only || !seen) && ch.Source == charting.SourcePatientMonitor
 		for i, t := range s.TimesMs {
 			o := v2.DeviceObservation{SourceID: ss.SourceID, Channel: s.Channel,
 				Time: timeMs(t), Value: s.Values[i], Invalid: s.IsInvalid(i)}
@@ -132,8 +136,17 @@ func (r *Renderer) DeviceReport(v *Version) (*Rendered, error) {
 	visit.PointOfCare = r.hl7.PointOfCare
 	h := r.Header(v)
 	h.ControlID = v2.ControlID(DeviceReportKind, c.ID, v.Number)
+	// A source of patient-monitor channels is a physiological monitor: its
+	// MDS row takes the MDC device code; other sources (heart-lung machine,
+	// blender, …) have no MDC device term and keep the local one.
+	var devices []v2.Device
+	for src, only := range monitorOnly {
+		if only {
+			devices = append(devices, v2.Device{SourceID: src, Type: v2.MDCMonitorMDS})
+		}
+	}
 	m, err := v2.BuildDeviceReport(h, &v2.DeviceReport{Kind: c.Kind, Patient: c.Details.Patient, Visit: visit,
-		Observations: obs, Catalogue: r.cat})
+		Observations: obs, Catalogue: r.cat, Devices: devices, Period: time.Duration(period) * time.Millisecond})
 	return encodeHL7(h, m, err)
 }
 

@@ -130,6 +130,20 @@ func TestDeviceDataExported(t *testing.T) {
 	if got := msh.Field(10).Value(); got != h.MessageID || got == "" {
 		t.Errorf("MSH-10 %q, message id %q", got, h.MessageID)
 	}
+	// Each OBR is the interval of its one-minute mean (IHE PCD TF-2
+	// OBR-7/OBR-8); a metric OBX-14 would turn the mean into a point value.
+	for _, obr := range m.All("OBR") {
+		start, err1 := time.Parse("20060102150405-0700", obr.Field(7).Value())
+		end, err2 := time.Parse("20060102150405-0700", obr.Field(8).Value())
+		if err1 != nil || err2 != nil || end.Sub(start) != time.Minute {
+			t.Fatalf("OBR-7 %q OBR-8 %q, want a one-minute interval", obr.Field(7).Value(), obr.Field(8).Value())
+		}
+	}
+	for _, obx := range m.All("OBX") {
+		if obx.Field(2).Value() == "NM" && obx.Field(14).Value() != "" {
+			t.Fatalf("metric OBX %s has OBX-14 %q", obx.Field(4).Value(), obx.Field(14).Value())
+		}
+	}
 	if n := len(m.All("OBR")); n != 81 {
 		t.Errorf("%d OBR groups, want one per minute with data (81)", n)
 	}

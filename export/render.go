@@ -486,6 +486,16 @@ func encodeHL7(h v2.Header, m *v2.Message, buildErr error) (*Rendered, error) {
 
 // FHIR renders a loaded version as the encoded transaction Bundle.
 func (r *Renderer) FHIR(v *Version) (*Rendered, error) {
+	return r.fhirBundle(v, fhir.BuildTransaction)
+}
+
+// FHIRDocument renders a loaded version as the encoded FHIR document
+// (fhir.BuildDocument): rendered on request, never delivered.
+func (r *Renderer) FHIRDocument(v *Version) (*Rendered, error) {
+	return r.fhirBundle(v, fhir.BuildDocument)
+}
+
+func (r *Renderer) fhirBundle(v *Version, build func(*fhir.Record, fhir.Options) (*fhir.Bundle, error)) (*Rendered, error) {
 	if r.fhir.StaffSystem == "" {
 		return nil, ErrFHIRNotConfigured
 	}
@@ -493,7 +503,7 @@ func (r *Renderer) FHIR(v *Version) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	bundle, err := fhir.BuildTransaction(rec, r.fhir)
+	bundle, err := build(rec, r.fhir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrContent, err)
 	}

@@ -57,6 +57,14 @@ func (s *exportService) renderFail(err error) error {
 	return s.h.fail(err)
 }
 
+func knownBundleType(t pb.FHIRBundleType) bool {
+	switch t {
+	case pb.FHIRBundleType_FHIR_BUNDLE_TYPE_UNSPECIFIED, pb.FHIRBundleType_FHIR_BUNDLE_TYPE_TRANSACTION, pb.FHIRBundleType_FHIR_BUNDLE_TYPE_DOCUMENT:
+		return true
+	}
+	return false
+}
+
 func knownHL7Message(m pb.HL7Message) bool {
 	switch m {
 	case pb.HL7Message_HL7_MESSAGE_UNSPECIFIED, pb.HL7Message_HL7_MESSAGE_SUMMARY, pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT:
@@ -103,9 +111,14 @@ func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request)
 	return &pb.RenderHL7Response{Version: v.Number, MessageControlId: out.MessageID, Message: out.Payload}, nil
 }
 
-// RenderFHIR renders a version's transaction Bundle.
+// RenderFHIR renders a version's transaction Bundle or FHIR document.
 func (s *exportService) RenderFHIR(ctx context.Context, req *pb.RenderFHIRRequest) (*pb.RenderFHIRResponse, error) {
 	id, ver, err := s.version(req)
+	if err == nil && !knownBundleType(req.GetBundleType()) {
+		var p parser
+		p.v.Add("bundle_type", "must be FHIR_BUNDLE_TYPE_TRANSACTION, FHIR_BUNDLE_TYPE_DOCUMENT or unspecified")
+		err = p.err()
+	}
 	if err != nil {
 		return nil, s.h.fail(err)
 	}
@@ -113,7 +126,11 @@ func (s *exportService) RenderFHIR(ctx context.Context, req *pb.RenderFHIRReques
 	if err != nil {
 		return nil, s.renderFail(err)
 	}
-	out, err := s.r.FHIR(v)
+	render := s.r.FHIR
+	if req.GetBundleType() == pb.FHIRBundleType_FHIR_BUNDLE_TYPE_DOCUMENT {
+		render = s.r.FHIRDocument
+	}
+	out, err := render(v)
 	if err != nil {
 		return nil, s.renderFail(err)
 	}

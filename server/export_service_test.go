@@ -82,6 +82,28 @@ func TestExportService(t *testing.T) {
 			bundle.Identifier.Value != f.GetBundleIdentifier() || f.GetBundleIdentifier() != fhir.TransactionIdentifier(id, ver) {
 			t.Fatalf("FHIR preview: %q (%v)", f.GetBundleIdentifier(), err)
 		}
+		d, err := ex.RenderFHIR(ctx, &pb.RenderFHIRRequest{CaseId: caseID, Version: ver, BundleType: pb.FHIRBundleType_FHIR_BUNDLE_TYPE_DOCUMENT})
+		if err != nil {
+			t.Fatalf("render FHIR document: %v", err)
+		}
+		var docBundle struct {
+			Type       string          `json:"type"`
+			Identifier fhir.Identifier `json:"identifier"`
+			Entry      []struct {
+				Resource struct {
+					ResourceType string          `json:"resourceType"`
+					Text         *fhir.Narrative `json:"text"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(d.GetBundle(), &docBundle); err != nil || docBundle.Type != "document" || d.GetVersion() != ver ||
+			docBundle.Identifier.Value != d.GetBundleIdentifier() || d.GetBundleIdentifier() == f.GetBundleIdentifier() ||
+			len(docBundle.Entry) == 0 || docBundle.Entry[0].Resource.ResourceType != "Composition" ||
+			docBundle.Entry[0].Resource.Text == nil || docBundle.Entry[0].Resource.Text.Status != "generated" {
+			t.Fatalf("FHIR document: type %q id %q (%v)", docBundle.Type, d.GetBundleIdentifier(), err)
+		}
+		_, err = ex.RenderFHIR(ctx, &pb.RenderFHIRRequest{CaseId: caseID, BundleType: pb.FHIRBundleType(99)})
+		wantFieldViolation(t, "render FHIR unknown bundle type", err, "bundle_type")
 
 		list, err := ex.ListDeliveries(ctx, &pb.ListDeliveriesRequest{CaseId: caseID})
 		if err != nil || len(list.GetDeliveries()) != 2 {

@@ -74,7 +74,9 @@ segment per line (CR replaced by newline); --raw writes the exact bytes as
 sent, and --to always does. The output carries patient identifiers; --to
 writes it to a new file readable only by you.`,
 			"fhir": `Exactly what the delivery worker sends for that version: the same bytes and the
-same message id (printed on stderr). The output carries patient identifiers;
+same message id (printed on stderr); with --document the version's FHIR document
+instead (Composition with narrative first, every referenced resource inside it),
+which is not delivered. The output carries patient identifiers;
 --to writes it to a new file readable only by you.`,
 		}[kind],
 		examples: []string{
@@ -86,7 +88,10 @@ same message id (printed on stderr). The output carries patient identifiers;
 			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
 			version := fs.Int64("version", 0, "version: a signature's or addendum's ledger sequence (as 'delivery list' shows); 0 the latest")
 			to := fs.String("to", "", "write to this new file (mode 0600) instead of stdout")
-			var device, raw *bool
+			var device, raw, document *bool
+			if kind == "fhir" {
+				document = fs.Bool("document", false, "the FHIR document Bundle (Composition first, with narrative) instead of the transaction")
+			}
 			if kind == "hl7" {
 				device = fs.Bool("device-report", false, "the device data as an IHE PCD-01 report (one-minute means) instead of the summary")
 				raw = fs.Bool("raw", false, "write the exact bytes as sent (segments end in CR, no newlines) instead of one segment per line")
@@ -115,7 +120,11 @@ same message id (printed on stderr). The output carries patient identifiers;
 					}
 					payload, ver, msgID = resp.GetMessage(), resp.GetVersion(), resp.GetMessageControlId()
 				} else {
-					resp, err := ex.RenderFHIR(ctx, &pb.RenderFHIRRequest{CaseId: id, Version: *version})
+					bt := pb.FHIRBundleType_FHIR_BUNDLE_TYPE_TRANSACTION
+					if *document {
+						bt = pb.FHIRBundleType_FHIR_BUNDLE_TYPE_DOCUMENT
+					}
+					resp, err := ex.RenderFHIR(ctx, &pb.RenderFHIRRequest{CaseId: id, Version: *version, BundleType: bt})
 					if err != nil {
 						return err
 					}

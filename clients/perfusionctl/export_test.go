@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"perfusion/export"
+	"perfusion/hl7/fhir"
 	v2 "perfusion/hl7/v2"
 	"perfusion/server"
 	"perfusion/server/servertest"
@@ -104,4 +106,31 @@ func TestExportPDFCommand(t *testing.T) {
 		t.Fatalf("export pdf stderr: %q", r.stderr)
 	}
 	mustCode(t, ctl(t, addr, "export", "pdf", "123e4567-e89b-12d3-a456-426614174000"), exitNotFound)
+}
+
+func TestExportFHIRDocument(t *testing.T) {
+	addr := servertest.Start(t, func(c *server.Config) {
+		c.Renderer = export.NewRenderer(c.Store.Backend(), export.HL7Config{SendingApplication: v2.HD{NamespaceID: "PERFUSION"}},
+			fhir.Options{MRNSystems: map[string]string{"": "http://hosp.example.org/mrn"}, StaffSystem: "http://hosp.example.org/staff"}, nil)
+	})
+	id := chartClosedCase(t, addr, "2026-01-10T08:00:00Z", "S1", 90, "20")
+	var bundle struct {
+		Type  string `json:"type"`
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	r := ctl(t, addr, "export", "fhir", id)
+	mustCode(t, r, exitOK)
+	if err := json.Unmarshal([]byte(r.stdout), &bundle); err != nil || bundle.Type != "transaction" {
+		t.Fatalf("export fhir: type %q (%v)", bundle.Type, err)
+	}
+	r = ctl(t, addr, "export", "fhir", id, "--document")
+	mustCode(t, r, exitOK)
+	if err := json.Unmarshal([]byte(r.stdout), &bundle); err != nil || bundle.Type != "document" ||
+		len(bundle.Entry) == 0 || bundle.Entry[0].Resource.ResourceType != "Composition" {
+		t.Fatalf("export fhir --document: type %q (%v)\n%s", bundle.Type, err, r.stderr)
+	}
 }

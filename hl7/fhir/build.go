@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"math"
 	"net/url"
 	"slices"
@@ -39,9 +40,16 @@ const (
 	systemIdentifierType = "http://terminology.hl7.org/CodeSystem/v2-0203"
 	systemParticipant    = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 	systemV3Participant  = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+	systemActCode        = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 	// SystemSignatureType is the ASTM E1762 code system of
 	// Provenance.signature.type (R4 value set signature-type).
 	SystemSignatureType = "urn:iso-astm:E1762-95:2013"
+	// ProvenanceTagSystem is the meta.tag system of a Provenance's stable
+	// identity (code: urn:uuid:ResourceUUID(case, "provenance/N")). R4
+	// Provenance has no identifier element, so the identity that makes a
+	// resend a conditional create (ifNoneExist on _tag, a search parameter
+	// of every resource) is a tag. It must never change: servers hold it.
+	ProvenanceTagSystem = "urn:perfusion:provenance-id"
 )
 
 // SNOMED CT codes of the procedures (../shared/domain/interop.md).
@@ -202,8 +210,10 @@ type builder struct {
 	bypass  *item
 	hlm     *item
 	devices map[string]*item // by source ID
-	metrics map[string]*item // DeviceMetric by channel
-	local   map[string]v2.LocalCode
+	// practitioners are the document's Practitioner entries by key.
+	practitioners map[string]*item
+	metrics       map[string]*item // DeviceMetric by channel
+	local         map[string]v2.LocalCode
 }
 
 func (b *builder) add(key, typ, section string, r any) *item {
@@ -247,8 +257,29 @@ func (b *builder) localCode(code string) CodeableConcept {
 	return CodeableConcept{Coding: []Coding{{System: LocalSystem, Code: code, Display: c.Display}}, Text: c.Display}
 }
 
+// staff references a staff member by staff ID. A transaction sends a
+// logical reference (the Practitioner is the EHR's, and creating one here
+// would fork its directory); a document must be complete in itself, so
+// there the reference also points at a Practitioner entry of the bundle,
+// added on first use and carrying only the identifier and the name.
 func (b *builder) staff(id, display string) Reference {
-	return Reference{Type: "Practitioner", Identifier: &Identifier{System: b.opts.StaffSystem, Value: id}, Display: display}
+	ident := Identifier{System: b.opts.StaffSystem, Value: id}
+	ref := Reference{Type: "Practitioner", Identifier: &ident, Display: display}
+	if !b.doc {
+		return ref
+	}
+	key := "practitioner/" + id
+	it := b.practitioners[key]
+	if it == nil {
+		p := &Practitioner{ResourceType: "Practitioner", ID: b.id(key), Identifier: []Identifier{ident}}
+		if display != "" {
+			p.Name = []HumanName{{Text: display}}
+		}
+		it = b.add(key, "Practitioner", "", p)
+		b.practitioners[key] = it
+	}
+	ref.Reference = it.ref().Reference
+	return ref
 }
 
 func resultStatus(e *charting.Entry) string {
@@ -285,8 +316,9 @@ func BuildDocument(rec *Record, opts Options) (*Bundle, error) {
 // their identifier exists (they are shared with other cases and owned
 // elsewhere); the case's own resources are conditional updates on their
 // urn:uuid identifier, so a resend after an amendment replaces rather
-// than duplicates them; Provenance, which has no identifier in R4, is
-// created. There is no Composition: a server is not a document store.
+// than duplicates them; Provenance, which has no identifier in R4, is a
+// conditional create on its stable tag (ProvenanceTagSystem), so a
+// resend does not create it again. There is no Composition: a server is not a document store.
 func BuildTransaction(rec *Record, opts Options) (*Bundle, error) {
 	b, err := build(rec, opts, false)
 	if err != nil {
@@ -320,9 +352,13 @@ func TransactionIdentifier(caseID uuid.UUID, version int64) string {
 
 // tokenQuery is an identifier search, system|value, with FHIR's escapes
 // for the token separators and then URL encoding.
-func tokenQuery(system, value string) string {
+func tokenQuery(system, value string) string { return tokenSearch("identifier", system, value) }
+
+// tokenSearch is a token search on param, system|value, escaped as
+// tokenQuery.
+func tokenSearch(param, system, value string) string {
 	esc := strings.NewReplacer(`\`, `\\`, `|`, `\|`, `,`, `\,`, `$`, `\$`)
-	return "identifier=" + url.QueryEscape(esc.Replace(system)+"|"+esc.Replace(value))
+	return param + "=" + url.QueryEscape(esc.Replace(system)+"|"+esc.Replace(value))
 }
 
 // Encode writes a bundle as indented JSON without HTML escaping (so "<"
@@ -359,7 +395,7 @@ func build(rec *Record, opts Options, doc bool) (*builder, error) {
 	if opts.StaffSystem == "" {
 		return nil, errors.New("fhir: options: staff identifier system is required")
 	}
-	b := &builder{rec: rec, opts: opts, doc: doc, cat: rec.Catalogue, devices: map[string]*item{}, metrics: map[string]*item{}, local: map[string]v2.LocalCode{}}
+	b := &builder{rec: rec, opts: opts, doc: doc, cat: rec.Catalogue, devices: map[string]*item{}, practitioners: map[string]*item{}, metrics: map[string]*item{}, local: map[string]v2.LocalCode{}}
 	if b.cat == nil {
 		b.cat = charting.DefaultCatalogue()
 	}
@@ -414,8 +450,12 @@ func (b *builder) patientRes() error {
 	return nil
 }
 
-// encounter is a logical reference: the encounter is the EHR's, and
-// creating a stub Encounter here would fork its record.
+// encounter is a logical reference in a transaction: the encounter is the
+// EHR's, and creating a stub Encounter on a server would fork its record.
+// A document must resolve its references inside itself, so there the
+// reference also points at an Encounter entry holding what the record
+// knows: the identifier, the patient, the class of PV1-2 (inpatient). Its
+// status is "unknown": the record does not know the encounter's state.
 func (b *builder) encounter() error {
 	e := b.rec.Case.Details.Procedure.EncounterID
 	if e == "" {
@@ -424,7 +464,15 @@ func (b *builder) encounter() error {
 	if b.opts.EncounterSystem == "" {
 		return errors.New("fhir: options: encounter identifier system is required when the case has an encounter")
 	}
-	b.enc = &Reference{Type: "Encounter", Identifier: &Identifier{System: b.opts.EncounterSystem, Value: e}}
+	ident := Identifier{System: b.opts.EncounterSystem, Value: e}
+	b.enc = &Reference{Type: "Encounter", Identifier: &ident}
+	if b.doc {
+		it := b.add("encounter", "Encounter", "", &Encounter{ResourceType: "Encounter", ID: b.id("encounter"),
+			Identifier: []Identifier{ident}, Status: "unknown",
+			Class:   Coding{System: systemActCode, Code: "IMP", Display: "inpatient encounter"},
+			Subject: &b.patient})
+		b.enc.Reference = it.ref().Reference
+	}
 	return nil
 }
 
@@ -845,7 +893,11 @@ func (b *builder) provenance() error {
 		if b.doc {
 			target = append(target, Reference{Reference: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, "composition").String()})
 		}
-		r := &Provenance{ResourceType: "Provenance", ID: b.id(key), Target: target, Recorded: fhirTime(s.SignedAt),
+		// A signature is never changed, so a resend (of this version or a
+		// later one) must not create its Provenance again: the stable tag
+		// makes it a conditional create.
+		tag := Coding{System: ProvenanceTagSystem, Code: "urn:uuid:" + ResourceUUID(b.rec.Case.ID, key).String()}
+		r := &Provenance{ResourceType: "Provenance", ID: b.id(key), Meta: &Meta{Tag: []Coding{tag}}, Target: target, Recorded: fhirTime(s.SignedAt),
 			Agent: []ProvenanceAgent{{Type: &CodeableConcept{Coding: []Coding{{System: systemParticipant, Code: st.AgentRole, Display: st.RoleName}}}, Who: who}},
 			Signature: []Signature{{Type: []Coding{{System: SystemSignatureType, Code: st.Code, Display: st.Display}},
 				When: fhirTime(s.SignedAt), Who: who, SigFormat: "text/plain",
@@ -853,7 +905,7 @@ func (b *builder) provenance() error {
 		if b.hlm != nil {
 			r.Agent = append(r.Agent, ProvenanceAgent{Type: &CodeableConcept{Coding: []Coding{{System: systemV3Participant, Code: "DEV", Display: "device"}}}, Who: b.hlm.ref()})
 		}
-		b.add(key, "Provenance", "Signatures", r)
+		b.add(key, "Provenance", "Signatures", r).ifNoneExist = tokenSearch("_tag", tag.System, tag.Code)
 	}
 	return nil
 }
@@ -889,5 +941,37 @@ func (b *builder) composition() *item {
 			comp.Section = append(comp.Section, Section{Title: title, Entry: refs})
 		}
 	}
+	comp.Text = b.narrative(comp, first)
 	return &item{key: "composition", uuid: ResourceUUID(c.ID, "composition"), resource: comp, typ: "Composition"}
+}
+
+// narrative is the Composition's generated text (R4 requires a narrative
+// of a document's Composition for the document to be readable as is): the
+// title, the run period, the first signer, and what each section holds.
+// Everything taken from the record is XHTML-escaped.
+func (b *builder) narrative(comp *Composition, first charting.Signature) *Narrative {
+	esc := html.EscapeString
+	var d strings.Builder
+	d.WriteString(`<div xmlns="http://www.w3.org/1999/xhtml">`)
+	d.WriteString("<p><b>" + esc(comp.Title) + "</b></p>")
+	run := "Start " + esc(fhirTime(b.rec.BypassStart))
+	if !b.rec.BypassEnd.IsZero() {
+		run += ", end " + esc(fhirTime(b.rec.BypassEnd))
+	}
+	d.WriteString("<p>" + run + ".</p>")
+	signer := first.DisplayName
+	if signer == "" {
+		signer = v2.SignerID(first)
+	}
+	d.WriteString("<p>Signed by " + esc(signer) + " at " + esc(fhirTime(first.SignedAt)) + "; version " + strconv.FormatInt(b.rec.Version, 10) + ".</p>")
+	d.WriteString("<ul>")
+	for _, s := range comp.Section {
+		n := strconv.Itoa(len(s.Entry)) + " entries"
+		if len(s.Entry) == 1 {
+			n = "1 entry"
+		}
+		d.WriteString("<li>" + esc(s.Title) + ": " + n + "</li>")
+	}
+	d.WriteString("</ul></div>")
+	return &Narrative{Status: "generated", Div: d.String()}
 }

@@ -1,6 +1,8 @@
 package fhir
 
 import (
+	"maps"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +148,52 @@ func TestSignerStaffID(t *testing.T) {
 	}
 	if n < 3 {
 		t.Fatalf("checked %d signer references", n)
+	}
+}
+
+// TestProvenanceConditionalCreate: a resend of the transaction (of the
+// same version or after an addendum) must not create a signature's
+// Provenance again. Each Provenance carries a stable identity (a meta.tag:
+// R4 Provenance has no identifier) and is a conditional create on it; no
+// entry of the transaction is an unconditional create.
+func TestProvenanceConditionalCreate(t *testing.T) {
+	tags := func(rec *Record) map[string]string { // tag code → ifNoneExist
+		t.Helper()
+		b, err := BuildTransaction(rec, refOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for i, e := range b.Entry {
+			if e.Request.Method == "POST" && e.Request.IfNoneExist == "" {
+				t.Errorf("entry %d (%s): an unconditional create", i, e.Request.URL)
+			}
+			p, ok := e.Resource.(*Provenance)
+			if !ok {
+				continue
+			}
+			if p.Meta == nil || len(p.Meta.Tag) != 1 || p.Meta.Tag[0].System != ProvenanceTagSystem || p.Meta.Tag[0].Code == "" {
+				t.Fatalf("entry %d: Provenance without its identity tag: %+v", i, p.Meta)
+			}
+			tag := p.Meta.Tag[0]
+			want := "_tag=" + url.QueryEscape(tag.System+"|"+tag.Code)
+			if e.Request.IfNoneExist != want {
+				t.Errorf("entry %d: Provenance ifNoneExist %q, want %q", i, e.Request.IfNoneExist, want)
+			}
+			if _, dup := out[tag.Code]; dup {
+				t.Errorf("entry %d: Provenance tag repeated", i)
+			}
+			out[tag.Code] = e.Request.IfNoneExist
+		}
+		return out
+	}
+	first, again, amended := tags(refRecord()), tags(refRecord()), tags(refAmended())
+	if len(first) == 0 || !maps.Equal(first, again) {
+		t.Fatalf("Provenance identities differ between two renders of one version: %v, %v", first, again)
+	}
+	for code, q := range first {
+		if amended[code] != q {
+			t.Errorf("Provenance %s lost its identity in the amended version", code)
+		}
 	}
 }

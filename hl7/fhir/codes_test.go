@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"perfusion/charting"
@@ -49,6 +50,9 @@ func knownCodes() map[string]map[string]bool {
 		add(systemParticipant, st.AgentRole)
 	}
 	add(systemV3Participant, "DEV")
+	// R4 v3-ActEncounterCode (Encounter.class): the inpatient encounter of
+	// PV1-2 "I".
+	add(systemActCode, "IMP")
 	add(systemObsCategory, "laboratory", "procedure")
 	add(systemIdentifierType, "MR")
 	return k
@@ -82,11 +86,17 @@ func TestGoldenCodesKnown(t *testing.T) {
 			code, hasCode := x["code"].(string)
 			if hasCode && sys != "" {
 				seen++
-				if sys == SystemUCUM {
+				switch {
+				case sys == ProvenanceTagSystem:
+					// An identity, not a terminology code: a urn:uuid.
+					if !strings.HasPrefix(code, "urn:uuid:") {
+						t.Errorf("%s: Provenance tag %q is not a urn:uuid", name, code)
+					}
+				case sys == SystemUCUM:
 					if !units[code] {
 						t.Errorf("%s: unexpected UCUM unit %q", name, code)
 					}
-				} else if !known[sys][code] {
+				case !known[sys][code]:
 					t.Errorf("%s: code %s|%s is not from a known source", name, sys, code)
 				}
 			}
@@ -120,6 +130,8 @@ func TestStatuses(t *testing.T) {
 		"MedicationAdministration": {"completed": true},
 		"Composition":              {"final": true},
 		"Device":                   {"active": true},
+		// R4 EncounterStatus: the document does not know the EHR's state.
+		"Encounter": {"unknown": true},
 	}
 	for name, b := range goldenBundles(t) {
 		var bundle struct {

@@ -18,10 +18,15 @@
 //
 //   - Patient: MRN identifier (type v2-0203 MR) in the system configured for
 //     its assigning authority (Options.MRNSystems), name, gender, birthDate.
-//   - Encounter: never created; a logical reference by identifier, because
-//     the encounter belongs to the EHR.
-//   - Staff (perfusionists, signers): logical references to Practitioner by
-//     staff identifier, for the same reason.
+//   - Encounter: in the transaction never created; a logical reference by
+//     identifier, because the encounter belongs to the EHR. The document,
+//     which must resolve its references inside itself, includes an
+//     Encounter with the identifier (status unknown, class IMP).
+//   - Staff (perfusionists, signers): in the transaction logical
+//     references to Practitioner by staff identifier, for the same reason;
+//     the document includes a Practitioner per staff member referenced.
+//   - Composition (document only): a generated XHTML narrative summarising
+//     its sections.
 //   - Procedure for the run: SNOMED CT 63697000 (ECMO 233573008),
 //     performedPeriod bypass on → off, performers, focalDevice → the
 //     heart-lung machine and circuit disposables. Child Procedures (partOf)
@@ -74,8 +79,12 @@
 // Not exported yet: events other than the cross-clamp (bypass on/off are
 // the Procedure's period), notes and addenda, checklist items, artifact
 // marks, a DiagnosticReport grouping a blood-gas panel, the rendered PDF
-// as DocumentReference. Provenance has no identifier in R4, so a resent
-// transaction creates its Provenance again.
+// as DocumentReference.
+//
+// Provenance has no identifier in R4; its stable identity is a meta.tag
+// (ProvenanceTagSystem, code urn:uuid:ResourceUUID(case, "provenance/N")),
+// and the transaction creates it only if no Provenance has that tag
+// (ifNoneExist _tag=…), so a resend does not create it again.
 //
 // A correction is sent with status corrected under the identity of the
 // entry it corrects (Record.Originals), so it replaces the value at the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"html"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,11 +108,26 @@ func TestDocumentShape(t *testing.T) {
 		}
 		full[e.FullURL] = true
 	}
-	comp := string(doc.Entry[0].Resource)
+	// Every entry is reached from the Composition, directly (section
+	// entries, subject, author, encounter) or through another entry (a
+	// performer's Practitioner through its Procedure): nothing stray.
+	reached := map[string]bool{doc.Entry[0].FullURL: true}
+	for changed := true; changed; {
+		changed = false
+		for _, e := range doc.Entry {
+			if !reached[e.FullURL] {
+				continue
+			}
+			for _, part := range strings.Split(string(e.Resource), `"reference": "`)[1:] {
+				if ref := part[:strings.IndexByte(part, '"')]; !reached[ref] {
+					reached[ref], changed = true, true
+				}
+			}
+		}
+	}
 	for i, e := range doc.Entry[1:] {
-		refs := strings.Count(comp, `"reference": "`+e.FullURL+`"`)
-		if refs == 0 {
-			t.Errorf("entry %d (%s) is not referenced by the Composition", i+1, e.FullURL)
+		if !reached[e.FullURL] {
+			t.Errorf("entry %d (%s) is not reached from the Composition", i+1, e.FullURL)
 		}
 	}
 	all := string(goldenBundles(t)["document_cpb.json"])
@@ -181,5 +197,69 @@ func TestAmendmentKeepsIdentity(t *testing.T) {
 	}
 	if changed != 1 {
 		t.Errorf("%d values changed, want 1", changed)
+	}
+}
+
+// TestDocumentSelfContained: the document resolves its references inside
+// itself (no Practitioner or Encounter known only by identifier) and its
+// Composition has a generated XHTML narrative naming every section.
+func TestDocumentSelfContained(t *testing.T) {
+	for _, name := range []string{"document_cpb.json", "document_cpb_amended.json"} {
+		var doc struct {
+			Entry []struct {
+				FullURL  string         `json:"fullUrl"`
+				Resource map[string]any `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(goldenBundles(t)[name], &doc); err != nil {
+			t.Fatal(err)
+		}
+		types := map[string]string{}
+		for _, e := range doc.Entry {
+			types[e.FullURL], _ = e.Resource["resourceType"].(string)
+		}
+		// Every Reference that names a type or an identifier also points
+		// at an entry of that type.
+		var walk func(where string, v any)
+		walk = func(where string, v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				typ, isType := v["type"].(string)
+				_, hasIdent := v["identifier"]
+				_, hasDisplay := v["display"]
+				if isType && (hasIdent || hasDisplay) {
+					ref, _ := v["reference"].(string)
+					if types[ref] != typ {
+						t.Errorf("%s: %s: a %s reference that does not resolve in the document (reference %q)", name, where, typ, ref)
+					}
+				}
+				for k, x := range v {
+					walk(where+"."+k, x)
+				}
+			case []any:
+				for _, x := range v {
+					walk(where, x)
+				}
+			}
+		}
+		for _, e := range doc.Entry {
+			walk(types[e.FullURL], e.Resource)
+		}
+		comp := doc.Entry[0].Resource
+		text, _ := comp["text"].(map[string]any)
+		div, _ := text["div"].(string)
+		if text["status"] != "generated" || !strings.HasPrefix(div, `<div xmlns="http://www.w3.org/1999/xhtml">`) || !strings.HasSuffix(div, "</div>") {
+			t.Errorf("%s: Composition.text %v, want a generated XHTML div", name, text)
+		}
+		secs, _ := comp["section"].([]any)
+		if len(secs) == 0 {
+			t.Fatalf("%s: no sections", name)
+		}
+		for _, s := range secs {
+			title, _ := s.(map[string]any)["title"].(string)
+			if !strings.Contains(div, html.EscapeString(title)+":") {
+				t.Errorf("%s: the narrative does not summarise section %q", name, title)
+			}
+		}
 	}
 }

@@ -66,6 +66,7 @@ type SampledData struct {
 // HumanName is a person's name.
 type HumanName struct {
 	Use    string   `json:"use,omitempty"`
+	Text   string   `json:"text,omitempty"`
 	Family string   `json:"family,omitempty"`
 	Given  []string `json:"given,omitempty"`
 }
@@ -220,6 +221,7 @@ type ProvenanceAgent struct {
 type Provenance struct {
 	ResourceType string            `json:"resourceType"`
 	ID           string            `json:"id,omitempty"`
+	Meta         *Meta             `json:"meta,omitempty"`
 	Target       []Reference       `json:"target"`
 	Recorded     string            `json:"recorded"`
 	Activity     *CodeableConcept  `json:"activity,omitempty"`
@@ -234,11 +236,44 @@ type Section struct {
 	Entry []Reference      `json:"entry,omitempty"`
 }
 
+// Meta is Resource.meta; only its tags are written.
+type Meta struct {
+	Tag []Coding `json:"tag,omitempty"`
+}
+
+// Narrative is a resource's human-readable text: status and an XHTML div.
+type Narrative struct {
+	Status string `json:"status"`
+	Div    string `json:"div"`
+}
+
+// Practitioner is the R4 Practitioner resource: in a document, the staff
+// member a reference names, so the document's references resolve inside it.
+type Practitioner struct {
+	ResourceType string       `json:"resourceType"`
+	ID           string       `json:"id,omitempty"`
+	Identifier   []Identifier `json:"identifier,omitempty"`
+	Name         []HumanName  `json:"name,omitempty"`
+}
+
+// Encounter is the R4 Encounter resource: in a document, the EHR's
+// encounter as the record knows it (its identifier), so the document's
+// references resolve inside it.
+type Encounter struct {
+	ResourceType string       `json:"resourceType"`
+	ID           string       `json:"id,omitempty"`
+	Identifier   []Identifier `json:"identifier,omitempty"`
+	Status       string       `json:"status"`
+	Class        Coding       `json:"class"`
+	Subject      *Reference   `json:"subject,omitempty"`
+}
+
 // Composition is the R4 Composition resource, the first entry of a
 // document bundle.
 type Composition struct {
 	ResourceType string          `json:"resourceType"`
 	ID           string          `json:"id,omitempty"`
+	Text         *Narrative      `json:"text,omitempty"`
 	Identifier   *Identifier     `json:"identifier,omitempty"`
 	Status       string          `json:"status"`
 	Type         CodeableConcept `json:"type"`

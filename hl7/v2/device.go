@@ -55,7 +55,17 @@ type DeviceReport struct {
 	// Catalogue gives codes, units and resolutions; nil means
 	// charting.DefaultCatalogue.
 	Catalogue *charting.Catalogue
+	// Period, when set, makes each observation a value over the interval
+	// [Time, Time+Period) (e.g. a one-minute mean): OBR-7/OBR-8 carry the
+	// interval and the metric rows have no OBX-14, which IHE PCD TF-2
+	// reads as an overriding time point (an episodic value). Zero sends
+	// point values: OBR-7 and OBX-14 the time, no OBR-8.
+	Period time.Duration
 }
+
+// MDCMonitorMDS is the MDS code IHE PCD TF-2 (Appendix E) gives a
+// multi-parameter physiological monitor.
+var MDCMonitorMDS = Code{Code: "69965", Text: "MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS", System: SystemMDC}
 
 // BuildDeviceReport builds an IHE PCD-01 ORU^R01 (MSH-21 IHE_PCD_001):
 // MSH, PID, PV1, then for each distinct observation time an OBR (OBR-7 the
@@ -118,8 +128,11 @@ func BuildDeviceReport(h Header, r *DeviceReport) (*Message, error) {
 		obr.SetField(3, Comps(h.ControlID+"-"+strconv.Itoa(obrN), a.NamespaceID, a.UniversalID, a.UniversalIDType))
 		obr.SetField(4, proc.field())
 		obr.SetField(7, Text(h.formatTime(t)))
+		if r.Period > 0 {
+			obr.SetField(8, Text(h.formatTime(t.Add(r.Period))))
+		}
 		m.Segments = append(m.Segments, obr)
-		rows, err := DeviceOBX(r.Catalogue, devices, group, setID, h.Location)
+		rows, err := deviceOBX(r.Catalogue, devices, group, setID, h.Location, r.Period > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -144,8 +157,9 @@ func defaultEquipment(h Header, sourceID string) EI {
 //	d.0.0.0  MDS row per data source (OBX-11 X, OBX-18 equipment)
 //	d.1.0.0  VMD row (X)
 //	d.1.1.0  channel row (X)
-//	d.1.1.N  one metric per catalogue channel: OBX-3 its MDC or 99PERF
-//	         code, OBX-5 the value at the channel's resolution, OBX-6 UCUM,
+//	d.1.1.N  one metric per catalogue channel: OBX-3 its MDC code with
+//	         its reference ID (the name where the catalogue has none) or
+//	         its 99PERF code, OBX-5 the value at the channel's resolution, OBX-6 UCUM,
 //	         OBX-11 R (raw device data), OBX-14 its time, OBX-17 AMEAS
 //
 // Sources are numbered d = 1, 2, … in the order of devices, then any
@@ -154,6 +168,12 @@ func defaultEquipment(h Header, sourceID string) EI {
 // one report to the next. Each (source, channel) may appear once;
 // rows are numbered from firstSetID (OBX-1 counts through the message).
 func DeviceOBX(cat *charting.Catalogue, devices []Device, obs []DeviceObservation, firstSetID int, loc *time.Location) ([]Segment, error) {
+	return deviceOBX(cat, devices, obs, firstSetID, loc, false)
+}
+
+// deviceOBX is DeviceOBX; interval leaves OBX-14 out of the metric rows,
+// which then take the interval of their OBR (OBR-7/OBR-8).
+func deviceOBX(cat *charting.Catalogue, devices []Device, obs []DeviceObservation, firstSetID int, loc *time.Location, interval bool) ([]Segment, error) {
 	if cat == nil {
 		cat = charting.DefaultCatalogue()
 	}
@@ -225,9 +245,17 @@ func DeviceOBX(cat *charting.Catalogue, devices []Device, obs []DeviceObservatio
 			b.addOBX(obx{code: localCode(CodeDeviceChannel), subID: d + ".1.1.0", status: "X"})
 		}
 		ch, _ := cat.Lookup(r.o.Channel)
-		o := obx{valueType: "NM", code: Code{Code: ch.Code, Text: ch.Name, System: ch.CodeSystem},
+		code := Code{Code: ch.Code, Text: ch.Name, System: ch.CodeSystem}
+		if ch.RefID != "" {
+			// IHE PCD TF-2: OBX-3.2 is the MDC reference ID.
+			code.Text = ch.RefID
+		}
+		o := obx{valueType: "NM", code: code,
 			subID: d + ".1.1." + strconv.Itoa(r.metric), units: ucumAlt(ch.Unit), status: "R", at: r.o.Time,
 			method: Comps("AMEAS", "auto-measurement", SystemMDC)}
+		if interval {
+			o.at = time.Time{}
+		}
 		switch {
 		case r.o.Invalid:
 			// The device said the reading is invalid: no value, flag INV

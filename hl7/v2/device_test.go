@@ -188,3 +188,49 @@ func TestDeviceOBXOutOfRange(t *testing.T) {
 		t.Errorf("MAP in range: OBX-5/8/11 %q", got)
 	}
 }
+
+// TestDeviceReportIntervalAndMDC checks the PCD-01 content rules of IHE PCD
+// TF-2: OBX-3.2 the MDC reference ID, OBR-7/OBR-8 the interval of a mean
+// (no OBX-14, which would make it a point value), the monitor MDS code.
+func TestDeviceReportIntervalAndMDC(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	r := &DeviceReport{Kind: charting.KindCPB, Patient: refDeviceReport().Patient, Period: time.Minute,
+		Devices: []Device{{SourceID: "mon", Type: MDCMonitorMDS}},
+		Observations: []DeviceObservation{
+			{SourceID: "mon", Channel: "spo2", Time: t0, Value: 97},
+			{SourceID: "mon", Channel: "heart_rate", Time: t0, Value: 80},
+			{SourceID: "mon", Channel: "map", Time: t0, Value: 62},
+			{SourceID: "hlm", Channel: "pump_flow", Time: t0, Value: 4.2},
+		}}
+	m, err := BuildDeviceReport(refDeviceHeader(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obr := m.Segment("OBR")
+	if got, want := obr.Field(8).Value(), FormatDTM(t0.Add(time.Minute), refDeviceHeader().Location); got != want || obr.Field(7).Value() == "" {
+		t.Errorf("OBR-7 %q OBR-8 %q, want the interval to %q", obr.Field(7).Value(), got, want)
+	}
+	want := map[string]string{ // OBX-4 → OBX-3
+		"1.0.0.0":  "device_mds^Perfusion data source^99PERF",
+		"2.0.0.0":  "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC",
+		"2.1.1.26": "147842^MDC_ECG_CARD_BEAT_RATE^MDC",
+		"2.1.1.27": "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+		// No reference ID in our sources: the numeric code with the name.
+		"2.1.1.21": "150035^Mean arterial pressure^MDC",
+	}
+	for _, obx := range m.All("OBX") {
+		sub := obx.Field(4).Value()
+		if w, ok := want[sub]; ok {
+			if f := obx.Field(3); f.Component(1)+"^"+f.Component(2)+"^"+f.Component(3) != w {
+				t.Errorf("OBX-3 of %s = %s^%s^%s, want %q", sub, f.Component(1), f.Component(2), f.Component(3), w)
+			}
+			delete(want, sub)
+		}
+		if obx.Field(11).Value() == "R" && obx.Field(14).Value() != "" {
+			t.Errorf("metric %s has OBX-14 %q: a point time on an interval mean", sub, obx.Field(14).Value())
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("rows missing: %v", want)
+	}
+}

@@ -81,6 +81,66 @@ func (HL7Message) EnumDescriptor() ([]byte, []int) {
 	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{0}
 }
 
+// FHIRBundleType names a FHIR R4 Bundle the service renders for a version.
+type FHIRBundleType int32
+
+const (
+	// Unspecified: the transaction.
+	FHIRBundleType_FHIR_BUNDLE_TYPE_UNSPECIFIED FHIRBundleType = 0
+	// The transaction Bundle a FHIR destination receives: conditional
+	// creates and updates, no Composition.
+	FHIRBundleType_FHIR_BUNDLE_TYPE_TRANSACTION FHIRBundleType = 1
+	// The FHIR document (Bundle type document, its own Bundle.identifier):
+	// the Composition first, with a generated XHTML narrative summarising
+	// its sections, then every resource it references, each with a urn:uuid
+	// fullUrl and a matching id, including a Practitioner per staff member
+	// referenced (author, performers, signers) and the Encounter, so that
+	// every reference resolves inside the Bundle. Not delivered: for a
+	// document store or an archive.
+	FHIRBundleType_FHIR_BUNDLE_TYPE_DOCUMENT FHIRBundleType = 2
+)
+
+// Enum value maps for FHIRBundleType.
+var (
+	FHIRBundleType_name = map[int32]string{
+		0: "FHIR_BUNDLE_TYPE_UNSPECIFIED",
+		1: "FHIR_BUNDLE_TYPE_TRANSACTION",
+		2: "FHIR_BUNDLE_TYPE_DOCUMENT",
+	}
+	FHIRBundleType_value = map[string]int32{
+		"FHIR_BUNDLE_TYPE_UNSPECIFIED": 0,
+		"FHIR_BUNDLE_TYPE_TRANSACTION": 1,
+		"FHIR_BUNDLE_TYPE_DOCUMENT":    2,
+	}
+)
+
+func (x FHIRBundleType) Enum() *FHIRBundleType {
+	p := new(FHIRBundleType)
+	*p = x
+	return p
+}
+
+func (x FHIRBundleType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FHIRBundleType) Descriptor() protoreflect.EnumDescriptor {
+	return file_perfusion_v1_export_proto_enumTypes[1].Descriptor()
+}
+
+func (FHIRBundleType) Type() protoreflect.EnumType {
+	return &file_perfusion_v1_export_proto_enumTypes[1]
+}
+
+func (x FHIRBundleType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FHIRBundleType.Descriptor instead.
+func (FHIRBundleType) EnumDescriptor() ([]byte, []int) {
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{1}
+}
+
 // DeliveryDestination is where a delivery goes.
 type DeliveryDestination int32
 
@@ -118,11 +178,11 @@ func (x DeliveryDestination) String() string {
 }
 
 func (DeliveryDestination) Descriptor() protoreflect.EnumDescriptor {
-	return file_perfusion_v1_export_proto_enumTypes[1].Descriptor()
+	return file_perfusion_v1_export_proto_enumTypes[2].Descriptor()
 }
 
 func (DeliveryDestination) Type() protoreflect.EnumType {
-	return &file_perfusion_v1_export_proto_enumTypes[1]
+	return &file_perfusion_v1_export_proto_enumTypes[2]
 }
 
 func (x DeliveryDestination) Number() protoreflect.EnumNumber {
@@ -131,7 +191,7 @@ func (x DeliveryDestination) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryDestination.Descriptor instead.
 func (DeliveryDestination) EnumDescriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{1}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{2}
 }
 
 // DeliveryState is where a delivery is in its life.
@@ -187,11 +247,11 @@ func (x DeliveryState) String() string {
 }
 
 func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_perfusion_v1_export_proto_enumTypes[2].Descriptor()
+	return file_perfusion_v1_export_proto_enumTypes[3].Descriptor()
 }
 
 func (DeliveryState) Type() protoreflect.EnumType {
-	return &file_perfusion_v1_export_proto_enumTypes[2]
+	return &file_perfusion_v1_export_proto_enumTypes[3]
 }
 
 func (x DeliveryState) Number() protoreflect.EnumNumber {
@@ -200,7 +260,7 @@ func (x DeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryState.Descriptor instead.
 func (DeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{2}
+	return file_perfusion_v1_export_proto_rawDescGZIP(), []int{3}
 }
 
 // RenderHL7Request names a case version.
@@ -339,7 +399,9 @@ type RenderFHIRRequest struct {
 	// The case id (UUID).
 	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
 	// The version, as in RenderHL7Request; 0 means the latest.
-	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Which Bundle; unspecified means the transaction, the Bundle delivered.
+	BundleType    FHIRBundleType `protobuf:"varint,3,opt,name=bundle_type,json=bundleType,proto3,enum=perfusion.v1.FHIRBundleType" json:"bundle_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +450,13 @@ func (x *RenderFHIRRequest) GetVersion() int64 {
 	return 0
 }
 
+func (x *RenderFHIRRequest) GetBundleType() FHIRBundleType {
+	if x != nil {
+		return x.BundleType
+	}
+	return FHIRBundleType_FHIR_BUNDLE_TYPE_UNSPECIFIED
+}
+
 // RenderFHIRResponse is the rendered Bundle.
 type RenderFHIRResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -396,8 +465,8 @@ type RenderFHIRResponse struct {
 	// Bundle.identifier.value (system urn:ietf:rfc:3986), which the receiver
 	// deduplicates on.
 	BundleIdentifier string `protobuf:"bytes,2,opt,name=bundle_identifier,json=bundleIdentifier,proto3" json:"bundle_identifier,omitempty"`
-	// The transaction Bundle, JSON (application/fhir+json). It carries
-	// patient identifiers.
+	// The Bundle asked for (transaction or document), JSON
+	// (application/fhir+json). It carries patient identifiers.
 	Bundle        []byte `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1151,10 +1220,12 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x11RenderHL7Response\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12,\n" +
 	"\x12message_control_id\x18\x02 \x01(\tR\x10messageControlId\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\fR\amessage\"F\n" +
+	"\amessage\x18\x03 \x01(\fR\amessage\"\x85\x01\n" +
 	"\x11RenderFHIRRequest\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"s\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12=\n" +
+	"\vbundle_type\x18\x03 \x01(\x0e2\x1c.perfusion.v1.FHIRBundleTypeR\n" +
+	"bundleType\"s\n" +
 	"\x12RenderFHIRResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
 	"\x11bundle_identifier\x18\x02 \x01(\tR\x10bundleIdentifier\x12\x16\n" +
@@ -1224,7 +1295,11 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"HL7Message\x12\x1b\n" +
 	"\x17HL7_MESSAGE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13HL7_MESSAGE_SUMMARY\x10\x01\x12\x1d\n" +
-	"\x19HL7_MESSAGE_DEVICE_REPORT\x10\x02*\x84\x01\n" +
+	"\x19HL7_MESSAGE_DEVICE_REPORT\x10\x02*s\n" +
+	"\x0eFHIRBundleType\x12 \n" +
+	"\x1cFHIR_BUNDLE_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cFHIR_BUNDLE_TYPE_TRANSACTION\x10\x01\x12\x1d\n" +
+	"\x19FHIR_BUNDLE_TYPE_DOCUMENT\x10\x02*\x84\x01\n" +
 	"\x13DeliveryDestination\x12$\n" +
 	" DELIVERY_DESTINATION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDELIVERY_DESTINATION_HL7V2_MLLP\x10\x01\x12\"\n" +
@@ -1257,57 +1332,59 @@ func file_perfusion_v1_export_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_export_proto_rawDescData
 }
 
-var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_perfusion_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_perfusion_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_perfusion_v1_export_proto_goTypes = []any{
 	(HL7Message)(0),                   // 0: perfusion.v1.HL7Message
-	(DeliveryDestination)(0),          // 1: perfusion.v1.DeliveryDestination
-	(DeliveryState)(0),                // 2: perfusion.v1.DeliveryState
-	(*RenderHL7Request)(nil),          // 3: perfusion.v1.RenderHL7Request
-	(*RenderHL7Response)(nil),         // 4: perfusion.v1.RenderHL7Response
-	(*RenderFHIRRequest)(nil),         // 5: perfusion.v1.RenderFHIRRequest
-	(*RenderFHIRResponse)(nil),        // 6: perfusion.v1.RenderFHIRResponse
-	(*RenderDocumentRequest)(nil),     // 7: perfusion.v1.RenderDocumentRequest
-	(*RenderDocumentResponse)(nil),    // 8: perfusion.v1.RenderDocumentResponse
-	(*Delivery)(nil),                  // 9: perfusion.v1.Delivery
-	(*ListDeliveriesRequest)(nil),     // 10: perfusion.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),    // 11: perfusion.v1.ListDeliveriesResponse
-	(*RetryDeliveryRequest)(nil),      // 12: perfusion.v1.RetryDeliveryRequest
-	(*RetryDeliveryResponse)(nil),     // 13: perfusion.v1.RetryDeliveryResponse
-	(*SupersedeDeliveryRequest)(nil),  // 14: perfusion.v1.SupersedeDeliveryRequest
-	(*SupersedeDeliveryResponse)(nil), // 15: perfusion.v1.SupersedeDeliveryResponse
-	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
+	(FHIRBundleType)(0),               // 1: perfusion.v1.FHIRBundleType
+	(DeliveryDestination)(0),          // 2: perfusion.v1.DeliveryDestination
+	(DeliveryState)(0),                // 3: perfusion.v1.DeliveryState
+	(*RenderHL7Request)(nil),          // 4: perfusion.v1.RenderHL7Request
+	(*RenderHL7Response)(nil),         // 5: perfusion.v1.RenderHL7Response
+	(*RenderFHIRRequest)(nil),         // 6: perfusion.v1.RenderFHIRRequest
+	(*RenderFHIRResponse)(nil),        // 7: perfusion.v1.RenderFHIRResponse
+	(*RenderDocumentRequest)(nil),     // 8: perfusion.v1.RenderDocumentRequest
+	(*RenderDocumentResponse)(nil),    // 9: perfusion.v1.RenderDocumentResponse
+	(*Delivery)(nil),                  // 10: perfusion.v1.Delivery
+	(*ListDeliveriesRequest)(nil),     // 11: perfusion.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),    // 12: perfusion.v1.ListDeliveriesResponse
+	(*RetryDeliveryRequest)(nil),      // 13: perfusion.v1.RetryDeliveryRequest
+	(*RetryDeliveryResponse)(nil),     // 14: perfusion.v1.RetryDeliveryResponse
+	(*SupersedeDeliveryRequest)(nil),  // 15: perfusion.v1.SupersedeDeliveryRequest
+	(*SupersedeDeliveryResponse)(nil), // 16: perfusion.v1.SupersedeDeliveryResponse
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
 }
 var file_perfusion_v1_export_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.RenderHL7Request.message:type_name -> perfusion.v1.HL7Message
-	1,  // 1: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
-	2,  // 2: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
-	16, // 3: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	16, // 4: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
-	16, // 5: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	16, // 6: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 7: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
-	2,  // 8: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
-	9,  // 9: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
-	9,  // 10: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
-	9,  // 11: perfusion.v1.SupersedeDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
-	3,  // 12: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
-	5,  // 13: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
-	7,  // 14: perfusion.v1.ExportService.RenderDocument:input_type -> perfusion.v1.RenderDocumentRequest
-	10, // 15: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
-	12, // 16: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
-	14, // 17: perfusion.v1.ExportService.SupersedeDelivery:input_type -> perfusion.v1.SupersedeDeliveryRequest
-	4,  // 18: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
-	6,  // 19: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
-	8,  // 20: perfusion.v1.ExportService.RenderDocument:output_type -> perfusion.v1.RenderDocumentResponse
-	11, // 21: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
-	13, // 22: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
-	15, // 23: perfusion.v1.ExportService.SupersedeDelivery:output_type -> perfusion.v1.SupersedeDeliveryResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 1: perfusion.v1.RenderFHIRRequest.bundle_type:type_name -> perfusion.v1.FHIRBundleType
+	2,  // 2: perfusion.v1.Delivery.destination:type_name -> perfusion.v1.DeliveryDestination
+	3,  // 3: perfusion.v1.Delivery.state:type_name -> perfusion.v1.DeliveryState
+	17, // 4: perfusion.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	17, // 5: perfusion.v1.Delivery.lease_until:type_name -> google.protobuf.Timestamp
+	17, // 6: perfusion.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	17, // 7: perfusion.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 8: perfusion.v1.Delivery.delivered_at:type_name -> google.protobuf.Timestamp
+	3,  // 9: perfusion.v1.ListDeliveriesRequest.state:type_name -> perfusion.v1.DeliveryState
+	10, // 10: perfusion.v1.ListDeliveriesResponse.deliveries:type_name -> perfusion.v1.Delivery
+	10, // 11: perfusion.v1.RetryDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	10, // 12: perfusion.v1.SupersedeDeliveryResponse.delivery:type_name -> perfusion.v1.Delivery
+	4,  // 13: perfusion.v1.ExportService.RenderHL7:input_type -> perfusion.v1.RenderHL7Request
+	6,  // 14: perfusion.v1.ExportService.RenderFHIR:input_type -> perfusion.v1.RenderFHIRRequest
+	8,  // 15: perfusion.v1.ExportService.RenderDocument:input_type -> perfusion.v1.RenderDocumentRequest
+	11, // 16: perfusion.v1.ExportService.ListDeliveries:input_type -> perfusion.v1.ListDeliveriesRequest
+	13, // 17: perfusion.v1.ExportService.RetryDelivery:input_type -> perfusion.v1.RetryDeliveryRequest
+	15, // 18: perfusion.v1.ExportService.SupersedeDelivery:input_type -> perfusion.v1.SupersedeDeliveryRequest
+	5,  // 19: perfusion.v1.ExportService.RenderHL7:output_type -> perfusion.v1.RenderHL7Response
+	7,  // 20: perfusion.v1.ExportService.RenderFHIR:output_type -> perfusion.v1.RenderFHIRResponse
+	9,  // 21: perfusion.v1.ExportService.RenderDocument:output_type -> perfusion.v1.RenderDocumentResponse
+	12, // 22: perfusion.v1.ExportService.ListDeliveries:output_type -> perfusion.v1.ListDeliveriesResponse
+	14, // 23: perfusion.v1.ExportService.RetryDelivery:output_type -> perfusion.v1.RetryDeliveryResponse
+	16, // 24: perfusion.v1.ExportService.SupersedeDelivery:output_type -> perfusion.v1.SupersedeDeliveryResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_export_proto_init() }
@@ -1320,7 +1397,7 @@ func file_perfusion_v1_export_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_export_proto_rawDesc), len(file_perfusion_v1_export_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,

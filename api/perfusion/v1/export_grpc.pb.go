@@ -52,7 +52,8 @@ type ExportServiceClient interface {
 	// IHE PCD-01 report instead (rendered on request, not delivered).
 	RenderHL7(ctx context.Context, in *RenderHL7Request, opts ...grpc.CallOption) (*RenderHL7Response, error)
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
-	// exactly as it is (or would be) POSTed.
+	// exactly as it is (or would be) POSTed, or with bundle_type DOCUMENT
+	// the version's FHIR document.
 	RenderFHIR(ctx context.Context, in *RenderFHIRRequest, opts ...grpc.CallOption) (*RenderFHIRResponse, error)
 	// RenderDocument returns the perfusion record of a case version as a
 	// printable PDF (README "The printed record"): header, trend graphs with
@@ -170,7 +171,8 @@ type ExportServiceServer interface {
 	// IHE PCD-01 report instead (rendered on request, not delivered).
 	RenderHL7(context.Context, *RenderHL7Request) (*RenderHL7Response, error)
 	// RenderFHIR returns the FHIR R4 transaction Bundle of a case version
-	// exactly as it is (or would be) POSTed.
+	// exactly as it is (or would be) POSTed, or with bundle_type DOCUMENT
+	// the version's FHIR document.
 	RenderFHIR(context.Context, *RenderFHIRRequest) (*RenderFHIRResponse, error)
 	// RenderDocument returns the perfusion record of a case version as a
 	// printable PDF (README "The printed record"): header, trend graphs with
