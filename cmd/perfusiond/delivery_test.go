@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -95,12 +96,19 @@ func TestServeDeliversSignedCase(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 {
-		t.Fatalf("receiver got %d messages, want 1", len(got))
+	// The summary, then (--deliver-document is on by default) the
+	// rendered record as MDM^T02.
+	if len(got) != 2 {
+		t.Fatalf("receiver got %d messages, want 2 (ORU, MDM)", len(got))
 	}
 	m, _ := v2.Parse(got[0])
 	if m.ControlID() != d.GetMessageId() || m.Get("MSH-5") != "EHR" || m.Get("PID-3") != "MRN-SERVE-1" {
 		t.Fatalf("received MSH-10 %q, MSH-5 %q", m.ControlID(), m.Get("MSH-5"))
+	}
+	doc, _ := v2.Parse(got[1])
+	if pdf, err := v2.DocumentPDF(doc); err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) ||
+		doc.Segment("MSH").Field(9).Component(2) != "T02" || doc.Get("PID-3") != "MRN-SERVE-1" {
+		t.Fatalf("second message is not the MDM^T02 with the PDF: %v", err)
 	}
 	if logs := srv.logs.String(); strings.Contains(logs, "MRN-SERVE-1") || strings.Contains(logs, "Servetest") {
 		t.Fatalf("patient data in the server log")
