@@ -496,16 +496,7 @@ func (r *Renderer) HL7(v *Version) (*Rendered, error) {
 	}
 	h := r.Header(v)
 	m, err := v2.BuildSummary(h, s)
-	out, err := encodeHL7(h, m, err)
-	if err != nil || !r.docs {
-		return out, err
-	}
-	doc, err := r.MDM(v)
-	if err != nil {
-		return nil, err
-	}
-	out.Then = append(out.Then, doc)
-	return out, nil
+	return encodeHL7(h, m, err)
 }
 
 // DocumentControlIDKind is the message kind of the MDM's MSH-10.
@@ -579,5 +570,16 @@ func (r *Renderer) Render(ctx context.Context, dest store.Destination, caseID uu
 	if dest == store.DestinationFHIR {
 		return r.FHIR(v)
 	}
-	return r.HL7(v)
+	out, err := r.HL7(v)
+	if err != nil || !r.docs {
+		return out, err
+	}
+	// The document follows the summary in the same delivery, so it keeps
+	// the summary's place in the case's order.
+	doc, err := r.MDM(v)
+	if err != nil {
+		return nil, err
+	}
+	out.Then = append(out.Then, doc)
+	return out, nil
 }
