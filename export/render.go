@@ -499,6 +499,14 @@ func (r *Renderer) HL7(v *Version) (*Rendered, error) {
 	return encodeHL7(h, m, err)
 }
 
+// changeReason is TXA-21 of a later version: what made it.
+func changeReason(k charting.LinkKind) string {
+	if k == charting.LinkSignature {
+		return "Additional signature"
+	}
+	return "Addendum"
+}
+
 // DocumentControlIDKind is the message kind of the MDM's MSH-10.
 const DocumentControlIDKind = "mdm-document"
 
@@ -518,7 +526,7 @@ func (r *Renderer) MDM(v *Version) (*Rendered, error) {
 	h.ControlID = v2.ControlID(DocumentControlIDKind, c.ID, v.Number)
 	m, err := v2.BuildDocument(h, &v2.RenderedDocument{CaseID: c.ID, Patient: c.Details.Patient, Visit: visit,
 		Version: v.Number, Replaces: v.Previous, Activity: start, Origination: v.At,
-		Signature: c.Signatures[0], PDF: pdf})
+		Signatures: c.Signatures, ChangeReason: changeReason(v.Link.Kind), PDF: pdf})
 	return encodeHL7(h, m, err)
 }
 

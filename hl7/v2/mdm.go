@@ -38,9 +38,13 @@ type RenderedDocument struct {
 	// Origination is TXA-6, when this version came to be (the signature's
 	// or the addendum's time). Required.
 	Origination time.Time
-	// Signature is the record's sign-off: TXA-9 (originator) and TXA-22
-	// (authentication person and time).
-	Signature charting.Signature
+	// Signatures are the record's sign-offs up to this version, first
+	// first: the first signer is TXA-9 (originator), and each is a
+	// repetition of TXA-22 (authentication person and time).
+	Signatures []charting.Signature
+	// ChangeReason is TXA-21 of a replacement, e.g. "Addendum" or
+	// "Additional signature"; empty means "Addendum".
+	ChangeReason string
 	// PDF is the rendered record, sent base64 in OBX-5. Required.
 	PDF []byte
 }
@@ -96,20 +100,28 @@ func BuildDocument(h Header, d *RenderedDocument) (*Message, error) {
 		txa.SetField(4, Text(h.formatTime(d.Activity)))
 	}
 	txa.SetField(6, Text(h.formatTime(d.Origination)))
-	sig := d.Signature
-	if sig.Signer != "" {
+	if len(d.Signatures) > 0 {
 		// XCN: ID ^ family name. The record has one display name.
-		txa.SetField(9, Comps(SignerID(sig), sig.DisplayName))
+		first := d.Signatures[0]
+		txa.SetField(9, Comps(SignerID(first), first.DisplayName))
 		// PPN: ID ^ family name, component 15 the time of the action.
-		ppn := make(Repetition, 15)
-		ppn[0], ppn[1] = Component{SignerID(sig)}, Component{sig.DisplayName}
-		ppn[14] = Component{h.formatTime(sig.SignedAt)}
-		txa.SetField(22, Field{ppn})
+		var auth Field
+		for _, sig := range d.Signatures {
+			ppn := make(Repetition, 15)
+			ppn[0], ppn[1] = Component{SignerID(sig)}, Component{sig.DisplayName}
+			ppn[14] = Component{h.formatTime(sig.SignedAt)}
+			auth = append(auth, ppn)
+		}
+		txa.SetField(22, auth)
 	}
 	txa.SetField(12, DocumentNumber(h, d.CaseID, d.Version).field())
 	if d.Replaces > 0 {
 		txa.SetField(13, DocumentNumber(h, d.CaseID, d.Replaces).field())
-		txa.SetField(21, Text("Addendum"))
+		reason := d.ChangeReason
+		if reason == "" {
+			reason = "Addendum"
+		}
+		txa.SetField(21, Text(reason))
 	}
 	txa.SetField(17, Text("AU")) // table 0271: authenticated (signed)
 	txa.SetField(19, Text("AV")) // table 0275: available for patient care

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"perfusion/charting"
 )
 
 // refPDF is a small PDF standing in for the rendered record in the golden
@@ -24,7 +26,7 @@ func refDocHeader(version int64) Header {
 func refDocument() *RenderedDocument {
 	s := refSummary()
 	return &RenderedDocument{CaseID: refCaseID, Patient: s.Patient, Visit: s.Visit, Version: 57,
-		Activity: s.BypassStart, Origination: s.Signature.SignedAt, Signature: s.Signature, PDF: refPDF}
+		Activity: s.BypassStart, Origination: s.Signature.SignedAt, Signatures: []charting.Signature{s.Signature}, PDF: refPDF}
 }
 
 func refDocumentAddendum() *RenderedDocument {
