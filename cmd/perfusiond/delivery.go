@@ -95,7 +95,17 @@ func (d *deliveryConfig) check() error {
 	if d.ackTimeout <= 0 || d.pollInterval <= 0 || d.lease <= 0 {
 		return usageErrorf("--hl7-ack-timeout, --delivery-poll-interval and --delivery-lease must be positive")
 	}
-	if d.lease < 2*d.ackTimeout {
+	// A delivery waits for one ACK, or two with the document (ORU, then
+	// MDM); the lease must cover twice that, or a delivery in flight is
+	// taken by another server.
+	acks := time.Duration(1)
+	if d.document && d.mllpAddr != "" {
+		acks = 2
+	}
+	if d.lease < 2*acks*d.ackTimeout {
+		if acks == 2 {
+			return usageErrorf("--delivery-lease must be at least four times --hl7-ack-timeout when documents are delivered (ORU and MDM each wait for an ACK), or deliveries in flight are taken by another server")
+		}
 		return usageErrorf("--delivery-lease must be at least twice --hl7-ack-timeout, or deliveries in flight are taken by another server")
 	}
 	if d.sendingApp == "" {

@@ -114,3 +114,25 @@ func TestServeDeliversSignedCase(t *testing.T) {
 		t.Fatalf("patient data in the server log")
 	}
 }
+
+// TestDeliveryLeaseCoversBothACKs: with documents delivered an HL7
+// delivery waits for two ACKs (ORU, then MDM), so the lease must cover
+// twice as much; without documents, or without HL7, twice the ACK timeout
+// is enough.
+func TestDeliveryLeaseCoversBothACKs(t *testing.T) {
+	for _, tc := range []struct {
+		doc  bool
+		mllp string
+		ok   bool
+	}{{true, "engine:2575", false}, {false, "engine:2575", true}, {true, "", true}} {
+		d := &deliveryConfig{mllpAddr: tc.mllp, document: tc.doc, sendingApp: "PERFUSION", timeZone: "UTC",
+			ackTimeout: 30 * time.Second, pollInterval: time.Second, lease: time.Minute}
+		if err := d.check(); (err == nil) != tc.ok {
+			t.Errorf("document %v, mllp %q: check() = %v", tc.doc, tc.mllp, err)
+		}
+		d.lease = 2 * time.Minute
+		if err := d.check(); err != nil {
+			t.Errorf("document %v, mllp %q, lease 2m: %v", tc.doc, tc.mllp, err)
+		}
+	}
+}
