@@ -49,6 +49,11 @@
 //   - Provenance per signature: target the Procedure (and the Composition
 //     in the document), agents the signer and the heart-lung machine, and
 //     a signature whose data is SignatureStatement, base64.
+//   - DocumentReference, when Record.Document is set: the rendered record
+//     (PDF inline with size and SHA-1), LOINC 28570-0, masterIdentifier per
+//     (case, version), context.related → the Procedure, the Provenances
+//     (and the Composition in the document), relatesTo replaces → the
+//     previous version's DocumentReference by its masterIdentifier.
 //
 // # Identity
 //
@@ -73,8 +78,7 @@
 //
 // Not exported yet: events other than the cross-clamp (bypass on/off are
 // the Procedure's period), notes and addenda, checklist items, artifact
-// marks, a DiagnosticReport grouping a blood-gas panel, the rendered PDF
-// as DocumentReference. Provenance has no identifier in R4, so a resent
+// marks, a DiagnosticReport grouping a blood-gas panel. Provenance has no identifier in R4, so a resent
 // transaction creates its Provenance again.
 //
 // A correction is sent with status corrected under the identity of the
