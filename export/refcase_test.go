@@ -234,7 +234,7 @@ func openSQLite(t testing.TB) store.Backend {
 
 // renderRef charts the reference case in b and renders its version for
 // both destinations, and as the FHIR document the same record makes.
-func renderRef(t testing.TB, b store.Backend, dur time.Duration) (hl7, bundle, doc, pcd01 []byte) {
+func renderRef(t testing.TB, b store.Backend, dur time.Duration) (hl7, bundle, doc, pcd01, mdm, pdf []byte) {
 	t.Helper()
 	s := store.New(b, store.Config{Now: fixedClock(refTime("10:45"))})
 	v := chartRefCase(t, s, dur)
@@ -268,7 +268,15 @@ func renderRef(t testing.TB, b store.Backend, dur time.Duration) (hl7, bundle, d
 	if err != nil {
 		t.Fatalf("device report: %v", err)
 	}
-	return h.Payload, f.Payload, dj, p.Payload
+	m, err := r.MDM(ver)
+	if err != nil {
+		t.Fatalf("MDM: %v", err)
+	}
+	rd, err := r.RenderDocument(ctx, refCaseID, v)
+	if err != nil {
+		t.Fatalf("document: %v", err)
+	}
+	return h.Payload, f.Payload, dj, p.Payload, m.Payload, rd.PDF
 }
 
 // TestReferenceCaseGolden renders the stored reference case from the
@@ -276,9 +284,9 @@ func renderRef(t testing.TB, b store.Backend, dur time.Duration) (hl7, bundle, d
 // same from both backends, and both messages pass the independent
 // validators.
 func TestReferenceCaseGolden(t *testing.T) {
-	hl7, bundle, doc, pcd01 := renderRef(t, openSQLite(t), 105*time.Minute)
+	hl7, bundle, doc, pcd01, mdm, pdf := renderRef(t, openSQLite(t), 105*time.Minute)
 	for name, got := range map[string][]byte{"reference_oru.hl7": hl7, "reference_transaction.json": bundle,
-		"reference_document.json": doc, "reference_pcd01.hl7": pcd01} {
+		"reference_document.json": doc, "reference_pcd01.hl7": pcd01, "reference_mdm.hl7": mdm} {
 		path := filepath.Join("testdata", name)
 		if *update {
 			if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -296,10 +304,19 @@ func TestReferenceCaseGolden(t *testing.T) {
 	}
 	validateHL7(t, hl7)
 	validateHL7(t, pcd01)
+	validateHL7(t, mdm)
 	validateFHIR(t, bundle)
 	validateFHIR(t, doc)
-	pgHL7, pgBundle, pgDoc, pgPCD01 := renderRef(t, pgtest.Open(t), 105*time.Minute)
-	if !bytes.Equal(pgHL7, hl7) || !bytes.Equal(pgBundle, bundle) || !bytes.Equal(pgDoc, doc) || !bytes.Equal(pgPCD01, pcd01) {
+	// The MDM's document is exactly the PDF RenderDocument makes.
+	m, err := v2.Parse(mdm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent, err := v2.DocumentPDF(m); err != nil || !bytes.Equal(sent, pdf) {
+		t.Errorf("the MDM's OBX-5 does not decode to the rendered PDF (%v)", err)
+	}
+	pgHL7, pgBundle, pgDoc, pgPCD01, pgMDM, _ := renderRef(t, pgtest.Open(t), 105*time.Minute)
+	if !bytes.Equal(pgHL7, hl7) || !bytes.Equal(pgBundle, bundle) || !bytes.Equal(pgDoc, doc) || !bytes.Equal(pgPCD01, pcd01) || !bytes.Equal(pgMDM, mdm) {
 		t.Error("PostgreSQL and the embedded store render the reference case differently")
 	}
 }

@@ -39,6 +39,7 @@ type Renderer struct {
 	fhir fhir.Options
 	cat  *charting.Catalogue
 	mcfg charting.MetricsConfig
+	docs bool
 }
 
 // NewRenderer returns a Renderer reading from b. cat nil means the default
@@ -55,6 +56,15 @@ func NewRenderer(b store.Backend, h HL7Config, f fhir.Options, cat *charting.Cat
 // (perfusiond's --metrics-* flags), instead of the defaults; it returns r.
 func (r *Renderer) WithMetricsConfig(cfg charting.MetricsConfig) *Renderer {
 	r.mcfg = cfg
+	return r
+}
+
+// WithDocuments makes every delivery carry the rendered record too: the
+// HL7 delivery sends the MDM (T02, or T10 for a later version) after the
+// ORU, and the FHIR transaction Bundle includes a DocumentReference with
+// the PDF (perfusiond --deliver-document). It returns r.
+func (r *Renderer) WithDocuments(on bool) *Renderer {
+	r.docs = on
 	return r
 }
 
@@ -78,6 +88,11 @@ type Rendered struct {
 	Payload     []byte
 	MessageID   string
 	ContentType string
+	// Then are further messages of the same delivery, sent in order after
+	// this one is accepted (the MDM after the ORU). The delivery is
+	// delivered when all of them are; a retry sends all again under the
+	// same control IDs, and the receiver drops what it already has.
+	Then []*Rendered
 }
 
 // ErrContent marks a record the message builders refuse (or options they
@@ -102,6 +117,11 @@ type Version struct {
 	All     []charting.Entry // every entry at the version, history included
 	Current []charting.Entry // the entries in force
 	First   bool             // the first signature: not an amendment
+	// Link is the version's own ledger link (at Number); Previous is the
+	// sequence of the version before it (0 for the first): the document
+	// this version's rendered record replaces.
+	Link     charting.Link
+	Previous int64
 	// Series are the case's device data. Samples are accepted only while a
 	// case is charted, so every version has all of them. Samples timed
 	// outside the case's device window (Case.DeviceWindow of their batch's
@@ -150,6 +170,12 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		if last.Kind != charting.LinkSignature && last.Kind != charting.LinkAddendum {
 			return ErrNotAVersion
 		}
+		var previous int64
+		for _, l := range links[:version-1] {
+			if l.Kind == charting.LinkSignature || l.Kind == charting.LinkAddendum {
+				previous = l.Seq
+			}
+		}
 		ids := map[string]bool{}
 		for _, l := range links {
 			switch l.Kind {
@@ -186,7 +212,8 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		cc := *c
 		cc.Signatures = sigs
 		v = &Version{Case: &cc, Number: version, At: last.RecordedAt, All: all,
-			Current: charting.CurrentView(all, false), First: version == sigs[0].Number, Series: series}
+			Current: charting.CurrentView(all, false), First: version == sigs[0].Number, Series: series,
+			Link: last, Previous: previous}
 		return nil
 	})
 	if err != nil {
@@ -472,6 +499,37 @@ func (r *Renderer) HL7(v *Version) (*Rendered, error) {
 	return encodeHL7(h, m, err)
 }
 
+// changeReason is TXA-21 of a later version: what made it.
+func changeReason(k charting.LinkKind) string {
+	if k == charting.LinkSignature {
+		return "Additional signature"
+	}
+	return "Addendum"
+}
+
+// DocumentControlIDKind is the message kind of the MDM's MSH-10.
+const DocumentControlIDKind = "mdm-document"
+
+// MDM renders a loaded version's record as a PDF in an MDM message: T02
+// for the first version, T10 replacing the previous version's document
+// (TXA-13) for each later one.
+func (r *Renderer) MDM(v *Version) (*Rendered, error) {
+	start, _ := bypass(v)
+	pdf, err := r.DocumentOf(v, v.Link)
+	if err != nil {
+		return nil, err
+	}
+	c := v.Case
+	visit := v2.VisitFromCase(c)
+	visit.PointOfCare = r.hl7.PointOfCare
+	h := r.Header(v)
+	h.ControlID = v2.ControlID(DocumentControlIDKind, c.ID, v.Number)
+	m, err := v2.BuildDocument(h, &v2.RenderedDocument{CaseID: c.ID, Patient: c.Details.Patient, Visit: visit,
+		Version: v.Number, Replaces: v.Previous, Activity: start, Origination: v.At,
+		Signatures: c.Signatures, ChangeReason: changeReason(v.Link.Kind), PDF: pdf})
+	return encodeHL7(h, m, err)
+}
+
 // encodeHL7 encodes a built message; a builder's refusal is ErrContent.
 func encodeHL7(h v2.Header, m *v2.Message, buildErr error) (*Rendered, error) {
 	if buildErr != nil {
@@ -503,6 +561,13 @@ func (r *Renderer) fhirBundle(v *Version, build func(*fhir.Record, fhir.Options)
 	if err != nil {
 		return nil, err
 	}
+	if r.docs {
+		pdf, err := r.DocumentOf(v, v.Link)
+		if err != nil {
+			return nil, err
+		}
+		rec.Document = &fhir.RenderedPDF{Version: v.Number, Replaces: v.Previous, At: v.At, PDF: pdf}
+	}
 	bundle, err := build(rec, r.fhir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrContent, err)
@@ -523,5 +588,16 @@ func (r *Renderer) Render(ctx context.Context, dest store.Destination, caseID uu
 	if dest == store.DestinationFHIR {
 		return r.FHIR(v)
 	}
-	return r.HL7(v)
+	out, err := r.HL7(v)
+	if err != nil || !r.docs {
+		return out, err
+	}
+	// The document follows the summary in the same delivery, so it keeps
+	// the summary's place in the case's order.
+	doc, err := r.MDM(v)
+	if err != nil {
+		return nil, err
+	}
+	out.Then = append(out.Then, doc)
+	return out, nil
 }

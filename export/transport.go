@@ -38,8 +38,21 @@ func NewMLLPTransport(cfg mllp.SenderConfig) (*MLLPTransport, error) {
 // Close closes the connection.
 func (t *MLLPTransport) Close() error { return t.s.Close() }
 
-// Send sends one message and classifies the ACK.
+// Send sends the delivery's messages in order (the ORU, then the MDM when
+// documents are delivered), each after the one before was accepted, and
+// classifies the first ACK that is not an accept (or the last one).
 func (t *MLLPTransport) Send(ctx context.Context, r *Rendered) Outcome {
+	out := t.send(ctx, r)
+	for _, next := range r.Then {
+		if out.Result != Delivered {
+			break
+		}
+		out = t.send(ctx, next)
+	}
+	return out
+}
+
+func (t *MLLPTransport) send(ctx context.Context, r *Rendered) Outcome {
 	ack, err := t.s.Send(ctx, r.Payload)
 	out := Outcome{AckCode: string(ack.Code), AckText: ack.Text}
 	var ce *mllp.ContentError

@@ -67,7 +67,8 @@ func knownBundleType(t pb.FHIRBundleType) bool {
 
 func knownHL7Message(m pb.HL7Message) bool {
 	switch m {
-	case pb.HL7Message_HL7_MESSAGE_UNSPECIFIED, pb.HL7Message_HL7_MESSAGE_SUMMARY, pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT:
+	case pb.HL7Message_HL7_MESSAGE_UNSPECIFIED, pb.HL7Message_HL7_MESSAGE_SUMMARY, pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT,
+		pb.HL7Message_HL7_MESSAGE_DOCUMENT:
 		return true
 	}
 	return false
@@ -90,7 +91,7 @@ func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request)
 	id, ver, err := s.version(req)
 	if err == nil && !knownHL7Message(req.GetMessage()) {
 		var p parser
-		p.v.Add("message", "must be HL7_MESSAGE_SUMMARY, HL7_MESSAGE_DEVICE_REPORT or unspecified")
+		p.v.Add("message", "must be HL7_MESSAGE_SUMMARY, HL7_MESSAGE_DEVICE_REPORT, HL7_MESSAGE_DOCUMENT or unspecified")
 		err = p.err()
 	}
 	if err != nil {
@@ -101,8 +102,11 @@ func (s *exportService) RenderHL7(ctx context.Context, req *pb.RenderHL7Request)
 		return nil, s.renderFail(err)
 	}
 	render := s.r.HL7
-	if req.GetMessage() == pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT {
+	switch req.GetMessage() {
+	case pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT:
 		render = s.r.DeviceReport
+	case pb.HL7Message_HL7_MESSAGE_DOCUMENT:
+		render = s.r.MDM
 	}
 	out, err := render(v)
 	if err != nil {

@@ -82,7 +82,7 @@ which is not delivered. The output carries patient identifiers;
 		examples: []string{
 			"perfusionctl export " + kind + " $CASE | less",
 			"perfusionctl export " + kind + " $CASE --version 214 --to case-v214." + map[string]string{"hl7": "hl7", "fhir": "json"}[kind],
-			map[string]string{"hl7": "perfusionctl export hl7 $CASE --device-report > devices.hl7", "fhir": "perfusionctl export fhir $CASE | jq '.entry[].resource.resourceType'"}[kind],
+			map[string]string{"hl7": "perfusionctl export hl7 $CASE --device-report > devices.hl7\nperfusionctl export hl7 $CASE --document --to case-mdm.hl7", "fhir": "perfusionctl export fhir $CASE | jq '.entry[].resource.resourceType'"}[kind],
 		},
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			caseFlag := fs.String("case", "", "case id (or give it as the argument)")
@@ -94,6 +94,7 @@ which is not delivered. The output carries patient identifiers;
 			}
 			if kind == "hl7" {
 				device = fs.Bool("device-report", false, "the device data as an IHE PCD-01 report (one-minute means) instead of the summary")
+				document = fs.Bool("document", false, "the rendered record (PDF, base64 in OBX-5) as MDM^T02, or MDM^T10 for a later version, instead of the summary")
 				raw = fs.Bool("raw", false, "write the exact bytes as sent (segments end in CR, no newlines) instead of one segment per line")
 			}
 			return func(ctx context.Context, e *env, args []string) error {
@@ -111,8 +112,14 @@ which is not delivered. The output carries patient identifiers;
 				var msgID string
 				if kind == "hl7" {
 					msg := pb.HL7Message_HL7_MESSAGE_SUMMARY
+					if *device && *document {
+						return usagef("--device-report and --document exclude each other")
+					}
 					if *device {
 						msg = pb.HL7Message_HL7_MESSAGE_DEVICE_REPORT
+					}
+					if *document {
+						msg = pb.HL7Message_HL7_MESSAGE_DOCUMENT
 					}
 					resp, err := ex.RenderHL7(ctx, &pb.RenderHL7Request{CaseId: id, Version: *version, Message: msg})
 					if err != nil {

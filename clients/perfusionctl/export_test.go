@@ -106,6 +106,20 @@ func TestExportPDFCommand(t *testing.T) {
 		t.Fatalf("export pdf stderr: %q", r.stderr)
 	}
 	mustCode(t, ctl(t, addr, "export", "pdf", "123e4567-e89b-12d3-a456-426614174000"), exitNotFound)
+
+	// export hl7 --document: the same PDF in an MDM^T02 (the first version).
+	r = ctl(t, addr, "export", "hl7", id, "--document", "--raw")
+	mustCode(t, r, exitOK)
+	m, err := v2.Parse([]byte(r.stdout))
+	if err != nil {
+		t.Fatalf("export hl7 --document: %v", err)
+	}
+	pdf, err := v2.DocumentPDF(m)
+	if err != nil || string(pdf) != string(b) || m.Get("MSH-9") != "MDM" || m.Segment("MSH").Field(9).Component(2) != "T02" ||
+		!strings.Contains(r.stderr, "message id "+m.ControlID()) {
+		t.Fatalf("export hl7 --document is not the MDM^T02 of the PDF (%v)\nstderr: %s", err, r.stderr)
+	}
+	mustCode(t, ctl(t, addr, "export", "hl7", id, "--document", "--device-report"), exitUsage)
 }
 
 func TestExportFHIRDocument(t *testing.T) {

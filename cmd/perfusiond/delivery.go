@@ -34,6 +34,7 @@ const (
 	envFHIRTokenFile    = "PERFUSION_FHIR_BEARER_TOKEN_FILE"
 	envDeliveryPoll     = "PERFUSION_DELIVERY_POLL_INTERVAL"
 	envDeliveryLease    = "PERFUSION_DELIVERY_LEASE"
+	envDeliverDocument  = "PERFUSION_DELIVER_DOCUMENT"
 )
 
 // deliveryConfig is where signed records are delivered.
@@ -50,13 +51,17 @@ type deliveryConfig struct {
 	pollInterval, lease          time.Duration
 	location                     *time.Location
 	parsedMRNSystems             map[string]string
+	document                     bool
 }
 
 func (a *app) deliveryFlags(fs interface {
 	StringVar(*string, string, string, string)
 	DurationVar(*time.Duration, string, time.Duration, string)
+	BoolVar(*bool, string, bool, string)
 }, env envFlags) *deliveryConfig {
 	d := &deliveryConfig{}
+	fs.BoolVar(&d.document, "deliver-document", true, "also deliver the rendered record (PDF): MDM^T02/T10 after each ORU, a DocumentReference in each FHIR transaction (env "+envDeliverDocument+")")
+	env["deliver-document"] = envDeliverDocument
 	fs.StringVar(&d.mllpAddr, "hl7-mllp-addr", "", "host:port of the HL7 v2 interface engine; signed cases are sent there as ORU^R01 over MLLP (env "+envMLLPAddr+")")
 	fs.StringVar(&d.sendingApp, "hl7-sending-application", "PERFUSION", "MSH-3 (env "+envHL7SendingApp+")")
 	fs.StringVar(&d.sendingFac, "hl7-sending-facility", "", "MSH-4 (env "+envHL7SendingFac+")")
@@ -90,7 +95,17 @@ func (d *deliveryConfig) check() error {
 	if d.ackTimeout <= 0 || d.pollInterval <= 0 || d.lease <= 0 {
 		return usageErrorf("--hl7-ack-timeout, --delivery-poll-interval and --delivery-lease must be positive")
 	}
-	if d.lease < 2*d.ackTimeout {
+	// A delivery waits for one ACK, or two with the document (ORU, then
+	// MDM); the lease must cover twice that, or a delivery in flight is
+	// taken by another server.
+	acks := time.Duration(1)
+	if d.document && d.mllpAddr != "" {
+		acks = 2
+	}
+	if d.lease < 2*acks*d.ackTimeout {
+		if acks == 2 {
+			return usageErrorf("--delivery-lease must be at least four times --hl7-ack-timeout when documents are delivered (ORU and MDM each wait for an ACK), or deliveries in flight are taken by another server")
+		}
 		return usageErrorf("--delivery-lease must be at least twice --hl7-ack-timeout, or deliveries in flight are taken by another server")
 	}
 	if d.sendingApp == "" {
@@ -146,7 +161,7 @@ func (d *deliveryConfig) renderer(db store.Backend, metrics charting.MetricsConf
 		ReceivingApplication: v2.HD{NamespaceID: d.receivingApp}, ReceivingFacility: v2.HD{NamespaceID: d.receivingFac},
 		Location: d.location}
 	f := fhir.Options{MRNSystems: d.parsedMRNSystems, EncounterSystem: d.encounterSystem, StaffSystem: d.staffSystem, DeviceSystem: d.deviceSystem}
-	return export.NewRenderer(db, h, f, nil).WithMetricsConfig(metrics)
+	return export.NewRenderer(db, h, f, nil).WithMetricsConfig(metrics).WithDocuments(d.document)
 }
 
 // startWorker starts the delivery worker when a destination is configured

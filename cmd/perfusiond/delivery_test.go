@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -95,14 +96,43 @@ func TestServeDeliversSignedCase(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 {
-		t.Fatalf("receiver got %d messages, want 1", len(got))
+	// The summary, then (--deliver-document is on by default) the
+	// rendered record as MDM^T02.
+	if len(got) != 2 {
+		t.Fatalf("receiver got %d messages, want 2 (ORU, MDM)", len(got))
 	}
 	m, _ := v2.Parse(got[0])
 	if m.ControlID() != d.GetMessageId() || m.Get("MSH-5") != "EHR" || m.Get("PID-3") != "MRN-SERVE-1" {
 		t.Fatalf("received MSH-10 %q, MSH-5 %q", m.ControlID(), m.Get("MSH-5"))
 	}
+	doc, _ := v2.Parse(got[1])
+	if pdf, err := v2.DocumentPDF(doc); err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) ||
+		doc.Segment("MSH").Field(9).Component(2) != "T02" || doc.Get("PID-3") != "MRN-SERVE-1" {
+		t.Fatalf("second message is not the MDM^T02 with the PDF: %v", err)
+	}
 	if logs := srv.logs.String(); strings.Contains(logs, "MRN-SERVE-1") || strings.Contains(logs, "Servetest") {
 		t.Fatalf("patient data in the server log")
+	}
+}
+
+// TestDeliveryLeaseCoversBothACKs: with documents delivered an HL7
+// delivery waits for two ACKs (ORU, then MDM), so the lease must cover
+// twice as much; without documents, or without HL7, twice the ACK timeout
+// is enough.
+func TestDeliveryLeaseCoversBothACKs(t *testing.T) {
+	for _, tc := range []struct {
+		doc  bool
+		mllp string
+		ok   bool
+	}{{true, "engine:2575", false}, {false, "engine:2575", true}, {true, "", true}} {
+		d := &deliveryConfig{mllpAddr: tc.mllp, document: tc.doc, sendingApp: "PERFUSION", timeZone: "UTC",
+			ackTimeout: 30 * time.Second, pollInterval: time.Second, lease: time.Minute}
+		if err := d.check(); (err == nil) != tc.ok {
+			t.Errorf("document %v, mllp %q: check() = %v", tc.doc, tc.mllp, err)
+		}
+		d.lease = 2 * time.Minute
+		if err := d.check(); err != nil {
+			t.Errorf("document %v, mllp %q, lease 2m: %v", tc.doc, tc.mllp, err)
+		}
 	}
 }

@@ -127,6 +127,9 @@ type Record struct {
 	Trends []Trend
 	// Catalogue names the channels; nil means charting.DefaultCatalogue.
 	Catalogue *charting.Catalogue
+	// Document, when set, adds the rendered record as a DocumentReference
+	// (see documentRef).
+	Document *RenderedPDF
 }
 
 // DeviceInfo is a device that sent samples.
@@ -402,7 +405,7 @@ func build(rec *Record, opts Options, doc bool) (*builder, error) {
 	for _, lc := range v2.LocalCodes(b.cat) {
 		b.local[lc.Code] = lc
 	}
-	steps := []func() error{b.patientRes, b.encounter, b.deviceRes, b.procedures, b.entries, b.metricObs, b.trends, b.provenance}
+	steps := []func() error{b.patientRes, b.encounter, b.deviceRes, b.procedures, b.entries, b.metricObs, b.trends, b.provenance, b.documentRef}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err

@@ -131,7 +131,8 @@ func TestStatuses(t *testing.T) {
 		"Composition":              {"final": true},
 		"Device":                   {"active": true},
 		// R4 EncounterStatus: the document does not know the EHR's state.
-		"Encounter": {"unknown": true},
+		"Encounter":         {"unknown": true},
+		"DocumentReference": {"current": true}, // document-reference-status
 	}
 	for name, b := range goldenBundles(t) {
 		var bundle struct {
@@ -146,6 +147,9 @@ func TestStatuses(t *testing.T) {
 			rt, _ := e.Resource["resourceType"].(string)
 			if st, ok := e.Resource["status"].(string); ok && !allowed[rt][st] {
 				t.Errorf("%s entry %d: %s.status %q", name, i, rt, st)
+			}
+			if ds, ok := e.Resource["docStatus"].(string); ok && ds != "final" && ds != "amended" {
+				t.Errorf("%s entry %d: docStatus %q", name, i, ds) // composition-status
 			}
 			if g, ok := e.Resource["gender"].(string); ok && g != "female" && g != "male" && g != "other" && g != "unknown" {
 				t.Errorf("%s entry %d: gender %q", name, i, g)

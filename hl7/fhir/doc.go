@@ -54,6 +54,11 @@
 //   - Provenance per signature: target the Procedure (and the Composition
 //     in the document), agents the signer and the heart-lung machine, and
 //     a signature whose data is SignatureStatement, base64.
+//   - DocumentReference, when Record.Document is set: the rendered record
+//     (PDF inline with size and SHA-1), LOINC 28570-0, masterIdentifier per
+//     (case, version), context.related → the Procedure, the Provenances
+//     (and the Composition in the document), relatesTo replaces → the
+//     previous version's DocumentReference by its masterIdentifier.
 //
 // # Identity
 //
@@ -78,8 +83,8 @@
 //
 // Not exported yet: events other than the cross-clamp (bypass on/off are
 // the Procedure's period), notes and addenda, checklist items, artifact
-// marks, a DiagnosticReport grouping a blood-gas panel, the rendered PDF
-// as DocumentReference.
+// marks, a DiagnosticReport grouping a blood-gas panel. The rendered PDF
+// goes as a DocumentReference in the transaction Bundle only.
 //
 // Provenance has no identifier in R4; its stable identity is a meta.tag
 // (ProvenanceTagSystem, code urn:uuid:ResourceUUID(case, "provenance/N")),

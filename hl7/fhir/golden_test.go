@@ -21,9 +21,11 @@ func goldenBundles(t *testing.T) map[string][]byte {
 		build func(*Record, Options) (*Bundle, error)
 		rec   *Record
 	}{
-		"document_cpb.json":         {BuildDocument, refRecord()},
-		"document_cpb_amended.json": {BuildDocument, refAmended()},
-		"transaction_cpb.json":      {BuildTransaction, refRecord()},
+		"document_cpb.json":                 {BuildDocument, refRecord()},
+		"document_cpb_amended.json":         {BuildDocument, refAmended()},
+		"transaction_cpb.json":              {BuildTransaction, refRecord()},
+		"transaction_cpb_pdf.json":          {BuildTransaction, refWithPDF(refRecord(), 0)},
+		"transaction_cpb_pdf_addendum.json": {BuildTransaction, refWithPDF(refAmended(), 57)},
 	} {
 		b, err := g.build(g.rec, refOptions())
 		if err != nil {

@@ -308,3 +308,52 @@ type Bundle struct {
 	Timestamp    string        `json:"timestamp,omitempty"`
 	Entry        []BundleEntry `json:"entry,omitempty"`
 }
+
+// Attachment is R4 Attachment: the PDF inline (data) with its size and
+// SHA-1 hash, both of the decoded bytes.
+type Attachment struct {
+	ContentType string `json:"contentType,omitempty"`
+	Data        string `json:"data,omitempty"` // base64
+	Size        int    `json:"size,omitempty"`
+	Hash        string `json:"hash,omitempty"` // base64 SHA-1
+	Title       string `json:"title,omitempty"`
+	Creation    string `json:"creation,omitempty"`
+}
+
+// DocumentReferenceRelatesTo is DocumentReference.relatesTo.
+type DocumentReferenceRelatesTo struct {
+	Code   string    `json:"code"`
+	Target Reference `json:"target"`
+}
+
+// DocumentReferenceContent is DocumentReference.content.
+type DocumentReferenceContent struct {
+	Attachment Attachment `json:"attachment"`
+}
+
+// DocumentReferenceContext is DocumentReference.context.
+type DocumentReferenceContext struct {
+	Encounter []Reference `json:"encounter,omitempty"`
+	Period    *Period     `json:"period,omitempty"`
+	Related   []Reference `json:"related,omitempty"`
+}
+
+// DocumentReference is the R4 DocumentReference resource: the rendered
+// record.
+type DocumentReference struct {
+	ResourceType     string                       `json:"resourceType"`
+	ID               string                       `json:"id,omitempty"`
+	MasterIdentifier *Identifier                  `json:"masterIdentifier,omitempty"`
+	Identifier       []Identifier                 `json:"identifier,omitempty"`
+	Status           string                       `json:"status"`
+	DocStatus        string                       `json:"docStatus,omitempty"`
+	Type             *CodeableConcept             `json:"type,omitempty"`
+	Subject          *Reference                   `json:"subject,omitempty"`
+	Date             string                       `json:"date,omitempty"`
+	Author           []Reference                  `json:"author,omitempty"`
+	Authenticator    *Reference                   `json:"authenticator,omitempty"`
+	RelatesTo        []DocumentReferenceRelatesTo `json:"relatesTo,omitempty"`
+	Description      string                       `json:"description,omitempty"`
+	Content          []DocumentReferenceContent   `json:"content"`
+	Context          *DocumentReferenceContext    `json:"context,omitempty"`
+}

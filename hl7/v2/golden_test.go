@@ -34,6 +34,8 @@ func goldenMessages(t *testing.T) map[string]*Message {
 	return map[string]*Message{
 		"oru_summary_cpb.hl7":         summary,
 		"oru_summary_cpb_amended.hl7": must(BuildSummary(refHeader(2), refAmended())),
+		"mdm_t02_document.hl7":        must(BuildDocument(refDocHeader(1), refDocument())),
+		"mdm_t10_addendum.hl7":        must(BuildDocument(refDocHeader(2), refDocumentAddendum())),
 		"pcd01_device.hl7":            must(BuildDeviceReport(refDeviceHeader(), refDeviceReport())),
 		"ack_aa.hl7":                  must(BuildAck(ackHeader, summary, AA, nil)),
 		"ack_ae.hl7": must(BuildAck(ackHeader, summary, AE, &AckError{

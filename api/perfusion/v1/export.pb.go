@@ -38,6 +38,11 @@ const (
 	// a value, flagged INV). Its MSH-10 differs from the summary's.
 	// FailedPrecondition when the case has no device data.
 	HL7Message_HL7_MESSAGE_DEVICE_REPORT HL7Message = 2
+	// The rendered record (the PDF RenderDocument returns) as MDM^T02 for
+	// the first signed version, MDM^T10 for a later one (TXA-13 names the
+	// document it replaces): what an MLLP destination receives after the
+	// summary when perfusiond delivers documents (--deliver-document).
+	HL7Message_HL7_MESSAGE_DOCUMENT HL7Message = 3
 )
 
 // Enum value maps for HL7Message.
@@ -46,11 +51,13 @@ var (
 		0: "HL7_MESSAGE_UNSPECIFIED",
 		1: "HL7_MESSAGE_SUMMARY",
 		2: "HL7_MESSAGE_DEVICE_REPORT",
+		3: "HL7_MESSAGE_DOCUMENT",
 	}
 	HL7Message_value = map[string]int32{
 		"HL7_MESSAGE_UNSPECIFIED":   0,
 		"HL7_MESSAGE_SUMMARY":       1,
 		"HL7_MESSAGE_DEVICE_REPORT": 2,
+		"HL7_MESSAGE_DOCUMENT":      3,
 	}
 )
 
@@ -1290,12 +1297,13 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"deliveryId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"O\n" +
 	"\x19SupersedeDeliveryResponse\x122\n" +
-	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery*a\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x16.perfusion.v1.DeliveryR\bdelivery*{\n" +
 	"\n" +
 	"HL7Message\x12\x1b\n" +
 	"\x17HL7_MESSAGE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13HL7_MESSAGE_SUMMARY\x10\x01\x12\x1d\n" +
-	"\x19HL7_MESSAGE_DEVICE_REPORT\x10\x02*s\n" +
+	"\x19HL7_MESSAGE_DEVICE_REPORT\x10\x02\x12\x18\n" +
+	"\x14HL7_MESSAGE_DOCUMENT\x10\x03*s\n" +
 	"\x0eFHIRBundleType\x12 \n" +
 	"\x1cFHIR_BUNDLE_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cFHIR_BUNDLE_TYPE_TRANSACTION\x10\x01\x12\x1d\n" +
