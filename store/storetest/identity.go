@@ -114,14 +114,22 @@ func testIdentityReconciliation(t *testing.T, h *Harness) {
 	verifyOK(t, s, c.ID)
 }
 
-// testIdentityReconciliationTamper: an edited reconciliation is named at
-// its link.
+// testIdentityReconciliationTamper: the database refuses to change a
+// reconciliation; one edited behind its back is named at its link.
 func testIdentityReconciliationTamper(t *testing.T, h *Harness) {
 	s, b, clk := newStore(t, h)
 	c, _ := signedCaseWithoutMRN(t, s, clk)
 	rec, err := s.ReconcileIdentity(context.Background(), actor, c.ID, store.IdentityUpdate{MRN: "MRN-REC-2", AssigningAuthority: "HOSP", Reason: "merge"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE identity_reconciliations SET mrn = 'x' WHERE case_id = $1`,
+		`DELETE FROM identity_reconciliations WHERE case_id = $1`,
+	} {
+		if err := h.Exec(t, b, q, c.ID.String()); err == nil {
+			t.Errorf("the database accepted %q", q)
+		}
 	}
 	verifyOK(t, s, c.ID)
 	h.Tamper(t, b, `UPDATE identity_reconciliations SET mrn = 'MRN-OTHER' WHERE case_id = $1`, c.ID.String())
