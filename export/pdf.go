@@ -134,5 +134,15 @@ func loadDraft(ctx context.Context, rd store.Reader, c *charting.Case) (*Version
 	if err != nil {
 		return nil, head, err
 	}
-	return &Version{Case: c, At: head.RecordedAt, All: all, Current: charting.CurrentView(all, false), Series: series}, head, nil
+	// A draft shows the identity as reconciled, as a signed version does.
+	recs, err := rd.IdentityReconciliations(ctx, c.ID)
+	if err != nil {
+		return nil, head, err
+	}
+	var identity *charting.IdentityReconciliation
+	if len(recs) > 0 {
+		identity = &recs[len(recs)-1]
+		identity.Apply(&c.Details.Patient)
+	}
+	return &Version{Case: c, At: head.RecordedAt, All: all, Current: charting.CurrentView(all, false), Series: series, Identity: identity}, head, nil
 }

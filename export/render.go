@@ -105,6 +105,14 @@ var ErrContent = errors.New("export: the record cannot be rendered")
 // the record's. It matches ErrContent too, as rendering again fails alike.
 var ErrFHIRNotConfigured = fmt.Errorf("%w: the FHIR staff identifier system is not configured", ErrContent)
 
+// ErrIdentityIncomplete is a record whose patient identity (as reconciled)
+// lacks what the message needs: the MRN for HL7 PID-3, the MRN and its
+// assigning authority for the FHIR Patient identifier. It matches
+// ErrContent too. The worker holds such a delivery (store.DeliveryHeld)
+// until an identity reconciliation completes the case. Its text names
+// fields, never values.
+var ErrIdentityIncomplete = fmt.Errorf("%w: the patient identity is incomplete", ErrContent)
+
 // ErrNotAVersion reports a version that is not a signature or addendum of
 // the case.
 var ErrNotAVersion = errors.New("export: the version is not a signature or addendum of the case")
@@ -122,6 +130,12 @@ type Version struct {
 	// this version's rendered record replaces.
 	Link     charting.Link
 	Previous int64
+	// Identity is the case's latest identity reconciliation, already
+	// applied to Case.Details.Patient; nil when there is none. A version's
+	// message is the record at the version plus its identity
+	// reconciliations, whenever they were made: a reconciliation is not a
+	// version of its own.
+	Identity *charting.IdentityReconciliation
 	// Series are the case's device data. Samples are accepted only while a
 	// case is charted, so every version has all of them. Samples timed
 	// outside the case's device window (Case.DeviceWindow of their batch's
@@ -209,11 +223,20 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		if err != nil {
 			return err
 		}
+		recs, err := rd.IdentityReconciliations(ctx, caseID)
+		if err != nil {
+			return err
+		}
 		cc := *c
 		cc.Signatures = sigs
+		var identity *charting.IdentityReconciliation
+		if len(recs) > 0 {
+			identity = &recs[len(recs)-1]
+			identity.Apply(&cc.Details.Patient)
+		}
 		v = &Version{Case: &cc, Number: version, At: last.RecordedAt, All: all,
 			Current: charting.CurrentView(all, false), First: version == sigs[0].Number, Series: series,
-			Link: last, Previous: previous}
+			Link: last, Previous: previous, Identity: identity}
 		return nil
 	})
 	if err != nil {
@@ -490,6 +513,9 @@ func (r *Renderer) Header(v *Version) v2.Header {
 
 // HL7 renders a loaded version as the encoded ORU^R01.
 func (r *Renderer) HL7(v *Version) (*Rendered, error) {
+	if v.Case.Details.Patient.MRN == "" {
+		return nil, fmt.Errorf("%w: PID-3 needs the MRN", ErrIdentityIncomplete)
+	}
 	s, err := r.Summary(v)
 	if err != nil {
 		return nil, err
@@ -556,6 +582,9 @@ func (r *Renderer) FHIRDocument(v *Version) (*Rendered, error) {
 func (r *Renderer) fhirBundle(v *Version, build func(*fhir.Record, fhir.Options) (*fhir.Bundle, error)) (*Rendered, error) {
 	if r.fhir.StaffSystem == "" {
 		return nil, ErrFHIRNotConfigured
+	}
+	if p := v.Case.Details.Patient; p.MRN == "" || p.MRNAssigningAuthority == "" {
+		return nil, fmt.Errorf("%w: the Patient identifier needs the MRN and its assigning authority", ErrIdentityIncomplete)
 	}
 	rec, err := r.Record(v)
 	if err != nil {

@@ -42,6 +42,10 @@ const (
 	// SupersedeDelivery when a later version replaces it), and so do the
 	// later versions of its case to its destination.
 	Permanent
+	// Held: the record cannot be rendered until its patient identity is
+	// complete (ErrIdentityIncomplete). Not retried; an identity
+	// reconciliation of the case (store.ReconcileIdentity) releases it.
+	Held
 )
 
 func (r Result) String() string {
@@ -52,6 +56,8 @@ func (r Result) String() string {
 		return "retry"
 	case Permanent:
 		return "failed"
+	case Held:
+		return "held"
 	}
 	return "unknown"
 }
@@ -212,6 +218,8 @@ func (w *Worker) attempt(ctx context.Context, d *store.Delivery) error {
 		d.State, d.DeliveredAt = store.DeliveryDelivered, now
 	case Permanent:
 		d.State = store.DeliveryFailed
+	case Held:
+		d.State = store.DeliveryHeld
 	default:
 		d.State, d.NextAttemptAt = store.DeliveryPending, now.Add(w.backoff(d.Attempts))
 		if ctx.Err() != nil {
@@ -272,6 +280,9 @@ func (w *Worker) send(ctx context.Context, d *store.Delivery) Outcome {
 // else (the database) is retried.
 func renderOutcome(err error) Outcome {
 	var pe *charting.PreconditionError
+	if errors.Is(err, ErrIdentityIncomplete) {
+		return Outcome{Result: Held, Err: err}
+	}
 	if errors.Is(err, ErrNotAVersion) || errors.Is(err, charting.ErrNotFound) || errors.As(err, &pe) || errors.Is(err, ErrContent) {
 		return Outcome{Result: Permanent, Err: err}
 	}

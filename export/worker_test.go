@@ -68,12 +68,20 @@ func newStore(b store.Backend, clk *clock, dests ...store.Destination) *store.St
 // version.
 func signedCase(t testing.TB, s *store.Store, clk *clock) (uuid.UUID, int64) {
 	t.Helper()
+	return signedCaseWith(t, s, clk, func(*charting.Patient) {})
+}
+
+// signedCaseWith is signedCase with the patient edited first.
+func signedCaseWith(t testing.TB, s *store.Store, clk *clock, edit func(*charting.Patient)) (uuid.UUID, int64) {
+	t.Helper()
 	ctx := context.Background()
 	start := clk.now().Add(-3 * time.Hour)
+	patient := charting.Patient{MRN: "MRN-0042", MRNAssigningAuthority: "HOSP", FamilyName: "Tester", GivenName: "Sam",
+		BirthDate: "1958-06-01", Sex: "male", HeightCm: 178, WeightKg: 82}
+	edit(&patient)
 	c, err := s.CreateCase(ctx, "perf.one", store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-2", ScheduledStart: start,
 		Details: charting.Details{
-			Patient: charting.Patient{MRN: "MRN-0042", MRNAssigningAuthority: "HOSP", FamilyName: "Tester", GivenName: "Sam",
-				BirthDate: "1958-06-01", Sex: "male", HeightCm: 178, WeightKg: 82},
+			Patient:   patient,
 			Team:      charting.Team{Perfusionists: []charting.StaffMember{{StaffID: "perf.one", DisplayName: "P One"}}},
 			Procedure: charting.Procedure{Description: "CABG", EncounterID: "V-77"},
 			Circuit:   charting.Circuit{Oxygenator: charting.Component{Model: "OXY", Lot: "L1"}},
@@ -424,6 +432,47 @@ func TestMLLPContentErrorNotResent(t *testing.T) {
 	}
 	if arrivals, stored, _ := rcv.counts(); arrivals != 2 || stored != 1 {
 		t.Fatalf("receiver: %d arrivals, %d stored", arrivals, stored)
+	}
+}
+
+// TestMissingMRNHeldUntilReconciled: a case signed without an MRN is held,
+// not failed, and not resent; an identity reconciliation releases it and
+// the message goes with the reconciled MRN in PID-3.
+func TestMissingMRNHeldUntilReconciled(t *testing.T) {
+	e := newEnv(t, pgtest.Open(t), startClock(), store.DestinationMLLP)
+	caseID, v := signedCaseWith(t, e.s, e.clk, func(p *charting.Patient) { p.MRN, p.MRNAssigningAuthority = "", "" })
+	rcv := newReceiver(t)
+	w := e.worker(t, map[store.Destination]export.Transport{store.DestinationMLLP: mllpTransport(t, rcv)})
+	if n := drain(t, e, w, 10); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+	d := delivery(t, e, caseID, v, store.DestinationMLLP)
+	if d.State != store.DeliveryHeld || !strings.Contains(d.LastError, "identity") || strings.Contains(d.LastError, "MRN-") {
+		t.Fatalf("delivery %+v, want held naming the identity", d)
+	}
+	e.clk.advance(24 * time.Hour)
+	if n := drain(t, e, w, 10); n != 0 {
+		t.Fatalf("a held delivery was resent %d times", n)
+	}
+	if _, err := e.s.ReconcileIdentity(context.Background(), "perf.one", caseID,
+		store.IdentityUpdate{MRN: "MRN-0777", AssigningAuthority: "HOSP", Reason: "registered after the emergency"}); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if n := drain(t, e, w, 10); n != 1 {
+		t.Fatalf("%d attempts after reconciliation, want 1", n)
+	}
+	if d := delivery(t, e, caseID, v, store.DestinationMLLP); d.State != store.DeliveryDelivered {
+		t.Fatalf("after reconciliation: %+v", d)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.stored) != 1 {
+		t.Fatalf("receiver stored %d messages", len(rcv.stored))
+	}
+	for _, msg := range rcv.stored {
+		if !strings.Contains(string(msg), "PID|||MRN-0777^^^HOSP^MR") {
+			t.Fatalf("PID-3 is not the reconciled MRN:\n%s", msg)
+		}
 	}
 }
 

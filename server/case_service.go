@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
 	"perfusion/store"
@@ -185,6 +187,35 @@ func (s *caseService) AddAddendum(ctx context.Context, req *pb.AddAddendumReques
 		return nil, s.h.fail(renameFields(err, addendumFields))
 	}
 	return &pb.AddAddendumResponse{Entry: entryOut(e)}, nil
+}
+
+// ReconcileIdentity appends a patient identity to a case.
+func (s *caseService) ReconcileIdentity(ctx context.Context, req *pb.ReconcileIdentityRequest) (*pb.ReconcileIdentityResponse, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p parser
+	caseID := p.id("case_id", req.GetCaseId(), true)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	r, err := s.h.store.ReconcileIdentity(ctx, who, caseID, store.IdentityUpdate{MRN: req.GetMrn(), AssigningAuthority: req.GetAssigningAuthority(),
+		FamilyName: req.GetFamilyName(), GivenName: req.GetGivenName(), BirthDate: req.GetBirthDate(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	// The link by its sequence: a later write may already have moved the
+	// head.
+	links, err := s.h.store.AuditTrail(ctx, caseID, r.Seq-1, 1)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	out := &pb.ReconcileIdentityResponse{LedgerSeq: r.Seq, RecordedAt: timestamppb.New(r.RecordedAt)}
+	if len(links) == 1 {
+		out.LedgerHash = links[0].Hash.String()
+	}
+	return out, nil
 }
 
 // addendumFields maps the domain's entry field names to AddAddendumRequest's.

@@ -159,7 +159,7 @@ var (
 	deliveryStates = map[pb.DeliveryState]store.DeliveryState{
 		pb.DeliveryState_DELIVERY_STATE_PENDING: store.DeliveryPending, pb.DeliveryState_DELIVERY_STATE_DELIVERING: store.DeliveryDelivering,
 		pb.DeliveryState_DELIVERY_STATE_DELIVERED: store.DeliveryDelivered, pb.DeliveryState_DELIVERY_STATE_FAILED: store.DeliveryFailed,
-		pb.DeliveryState_DELIVERY_STATE_SUPERSEDED: store.DeliverySuperseded,
+		pb.DeliveryState_DELIVERY_STATE_SUPERSEDED: store.DeliverySuperseded, pb.DeliveryState_DELIVERY_STATE_HELD: store.DeliveryHeld,
 	}
 	deliveryDestinations = map[store.Destination]pb.DeliveryDestination{
 		store.DestinationMLLP: pb.DeliveryDestination_DELIVERY_DESTINATION_HL7V2_MLLP,

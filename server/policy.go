@@ -119,6 +119,9 @@ var policy = map[string]Rule{
 	"/perfusion.v1.CaseService/CloseCase":         {Roles: clinicians, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.CaseService/SignCase":          {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer}, Scope: ScopeCase, PatientData: true, RecentAuth: true},
 	"/perfusion.v1.CaseService/AddAddendum":       {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	// Completing a patient identity: the perfusionist who charted the case
+	// or an administrator (registration, the EHR's merges).
+	"/perfusion.v1.CaseService/ReconcileIdentity": {Roles: []Role{RolePerfusionist, RoleAdmin}, Scope: ScopeCase, PatientData: true},
 
 	// ChartingService. A device writes samples and reads back only what it
 	// sent (resume points, acknowledgements, its sources' counts and

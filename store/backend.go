@@ -97,6 +97,9 @@ type Tx interface {
 	// Signatures returns a case's signatures by number, as the
 	// transaction sees them (so a signer can be checked under the lock).
 	Signatures(ctx context.Context, caseID uuid.UUID) ([]charting.Signature, error)
+	// InsertIdentityReconciliation stores an identity reconciliation.
+	// ErrDuplicate when (case, seq) exists.
+	InsertIdentityReconciliation(ctx context.Context, r *charting.IdentityReconciliation) error
 	// AppendLink stores a ledger link. ErrDuplicate when the sequence exists.
 	AppendLink(ctx context.Context, l *charting.Link) error
 	// ChunkCoverage returns the last sequence of the source's last run, 0
@@ -202,6 +205,9 @@ type Reader interface {
 	Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error)
 	// SourceWatermarks returns the watermark of every source of a case.
 	SourceWatermarks(ctx context.Context, caseID uuid.UUID) (map[string]int64, error)
+	// IdentityReconciliations returns a case's identity reconciliations
+	// in ledger order.
+	IdentityReconciliations(ctx context.Context, caseID uuid.UUID) ([]charting.IdentityReconciliation, error)
 }
 
 // SampleBatchRow is a stored sample batch: the batch's identity, its

@@ -67,6 +67,13 @@ const (
 	// waits for a person (RetryDelivery or SupersedeDelivery), and so do
 	// the later versions of its case to its destination.
 	DeliveryFailed DeliveryState = "failed"
+	// DeliveryHeld waits for a complete patient identity: the renderers
+	// refused the record for want of an MRN or its assigning authority
+	// (export.ErrIdentityIncomplete). Sending it again would fail the same
+	// way, so it is not retried; ReconcileIdentity on its case makes it
+	// pending again. Like failed, it holds back the later versions of its
+	// case to its destination.
+	DeliveryHeld DeliveryState = "held"
 	// DeliverySuperseded was never accepted and will not be sent: an
 	// operator declared that a later version of the case, which carries the
 	// whole record as it stood then, replaces it (final). It no longer holds
@@ -77,7 +84,7 @@ const (
 // Valid reports whether s is a known state.
 func (s DeliveryState) Valid() bool {
 	switch s {
-	case DeliveryPending, DeliveryDelivering, DeliveryDelivered, DeliveryFailed, DeliverySuperseded:
+	case DeliveryPending, DeliveryDelivering, DeliveryDelivered, DeliveryFailed, DeliveryHeld, DeliverySuperseded:
 		return true
 	}
 	return false
@@ -142,6 +149,9 @@ type OutboxTx interface {
 	// exists is left as it is (a retried transaction, an idempotent
 	// resend).
 	EnqueueDeliveries(ctx context.Context, ds []Delivery) error
+	// ReleaseHeld makes every held delivery of the case pending, due at
+	// now, and returns how many it released.
+	ReleaseHeld(ctx context.Context, caseID uuid.UUID, now time.Time) (int, error)
 }
 
 // OutboxBackend keeps the deliveries. Both store/postgres and store/sqlite

@@ -156,6 +156,13 @@ func recordContent(ctx context.Context, r Reader, c *charting.Case, out *Verific
 		put(charting.LinkKindOf(&e), e.ID.String(), charting.DigestEntry(e), nil)
 		out.EntriesVerified++
 	}
+	ids, err := r.IdentityReconciliations(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range ids {
+		put(charting.LinkIdentity, strconv.FormatInt(x.Seq, 10), charting.DigestIdentity(x), nil)
+	}
 	for _, sig := range c.Signatures {
 		put(charting.LinkSignature, strconv.FormatInt(sig.Number, 10), charting.DigestSignature(sig), nil)
 	}

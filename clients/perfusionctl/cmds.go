@@ -251,6 +251,47 @@ signature is refused (exit 4) if anything was written since.`,
 				}
 			},
 		},
+		{
+			name: "reconcile", summary: "complete a case's patient identity (any state, signed included) without touching the record", args: "CASE_ID",
+			examples: []string{
+				"perfusionctl case reconcile $CASE --mrn 00123456 --authority HOSP --reason 'registered after the emergency'",
+			},
+			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+				cs := fs.String("case", "", "case id (or give it as the argument)")
+				mrn := fs.String("mrn", "", "the patient's medical record number (required)")
+				authority := fs.String("authority", "", "the MRN's assigning authority (required)")
+				family := fs.String("family-name", "", "family name; empty keeps the recorded one")
+				given := fs.String("given-name", "", "given name; empty keeps the recorded one")
+				birth := fs.String("birth-date", "", "birth date YYYY-MM-DD; empty keeps the recorded one")
+				reason := fs.String("reason", "", "why the identity is reconciled (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					caseID, err := caseArg(*cs, args)
+					if err != nil {
+						return err
+					}
+					if strings.TrimSpace(*reason) == "" {
+						return usagef("--reason is required")
+					}
+					c, err := e.Client(ctx)
+					if err != nil {
+						return err
+					}
+					// Not retried: a reconciliation is not idempotent, and a
+					// second one with the same identity only adds a link.
+					resp, err := c.CaseService().ReconcileIdentity(ctx, &pb.ReconcileIdentityRequest{CaseId: caseID, Mrn: *mrn,
+						AssigningAuthority: *authority, FamilyName: *family, GivenName: *given, BirthDate: *birth, Reason: *reason})
+					if err != nil {
+						return err
+					}
+					if e.json() {
+						return e.emit(resp)
+					}
+					fmt.Fprintf(e.stdout, "Identity of %s reconciled at %s: ledger link %d %s; its held deliveries are pending again\n",
+						caseID, fmtTime(resp.GetRecordedAt()), resp.GetLedgerSeq(), resp.GetLedgerHash())
+					return nil
+				}
+			},
+		},
 	}
 }
 

@@ -189,7 +189,7 @@ func deliveryCommands() []*command {
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				caseID := fs.String("case", "", "only this case")
 				site := fs.String("site", "", "only cases of this site")
-				state := fs.String("state", "", "pending, delivering, delivered, failed or superseded")
+				state := fs.String("state", "", "pending, delivering, delivered, failed, held or superseded")
 				size := fs.Int("page-size", 50, "deliveries per page (at most 500)")
 				token := fs.String("page-token", "", "page token printed by a previous call")
 				return func(ctx context.Context, e *env, args []string) error {

@@ -112,6 +112,14 @@ func TestWalkThrough(t *testing.T) {
 	}
 	r = ctl(t, addr, "case", "addendum", caseID, "--text", "Post-op Hb reported late", "--reason", "lab after sign-off")
 	mustCode(t, r, exitOK)
+	// The identity of a signed case is reconciled without touching it; a
+	// reason is required.
+	mustCode(t, ctl(t, addr, "case", "reconcile", caseID, "--mrn", "00123456", "--authority", "HOSP"), exitUsage)
+	r = ctl(t, addr, "case", "reconcile", caseID, "--mrn", "00123456", "--authority", "HOSP", "--reason", "registered after the emergency")
+	mustCode(t, r, exitOK)
+	if !strings.Contains(r.stdout, "Identity of "+caseID+" reconciled") {
+		t.Fatalf("reconcile:\n%s", r.stdout)
+	}
 
 	r = ctl(t, addr, "record", "verify", caseID)
 	mustCode(t, r, exitOK)
@@ -120,7 +128,7 @@ func TestWalkThrough(t *testing.T) {
 	}
 	r = ctl(t, addr, "record", "audit", caseID)
 	mustCode(t, r, exitOK)
-	for _, want := range []string{"case_created", "entry", "correction", "case_closed", "signature", "addendum", "wrong dose charted", "perfusionist-1"} {
+	for _, want := range []string{"case_created", "entry", "correction", "case_closed", "signature", "addendum", "identity_reconciled", "registered after the emergency", "wrong dose charted", "perfusionist-1"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("audit trail lacks %q:\n%s", want, r.stdout)
 		}

@@ -34,12 +34,20 @@
 //  6. "signature" — every signature by number (charting.Signature's JSON:
 //     case_id, number, signer, display_name, meaning, signed_at, covers_seq,
 //     covers_hash).
-//  7. "link" — every ledger link in sequence order from 1: seq, kind, ref,
+//  7. "identity" — every identity reconciliation in ledger order
+//     (charting.IdentityReconciliation's JSON: case_id, seq, mrn,
+//     assigning_authority, family_name, given_name, birth_date — the last
+//     three omitted when empty — reason, actor, recorded_at). A case
+//     without one has no such line, so its archive is what it was before
+//     reconciliations existed; a reader that predates them refuses an
+//     archive that has one (an unknown line type) rather than drop it.
+//  8. "link" — every ledger link in sequence order from 1: seq, kind, ref,
 //     actor, reason (omitted when empty), recorded_at, prev_hash, hash.
-//  8. "end" — exactly one, last: counts of the lines above ("details",
-//     "entries", "sample_batches", "signatures", "links"), the total number
-//     of samples ("samples") and the head ("head_seq", "head_hash"). Its
-//     absence means the archive was cut short.
+//  9. "end" — exactly one, last: counts of the lines above ("details",
+//     "entries", "sample_batches", "signatures", "identity_reconciliations"
+//     (omitted when 0), "links"), the total number of samples ("samples")
+//     and the head ("head_seq", "head_hash"). Its absence means the
+//     archive was cut short.
 //
 // Lines may end in "\r\n"; blank lines are ignored. Times are RFC 3339 in UTC with at most microsecond precision (the
 // record's precision); hashes are 64 lowercase hex digits; ids are UUIDs in
@@ -159,6 +167,7 @@ const (
 	typeEntry     = "entry"
 	typeSamples   = "samples"
 	typeSignature = "signature"
+	typeIdentity  = "identity"
 	typeLink      = "link"
 	typeEnd       = "end"
 )
@@ -166,7 +175,7 @@ const (
 // lineRank is the position of each line type in an archive.
 var lineRank = map[string]int{
 	typeArchive: 0, typeCase: 1, typeDetails: 2, typeEntry: 3,
-	typeSamples: 4, typeSignature: 5, typeLink: 6, typeEnd: 7,
+	typeSamples: 4, typeSignature: 5, typeIdentity: 6, typeLink: 7, typeEnd: 8,
 }
 
 type archiveLine struct {
@@ -256,6 +265,11 @@ func (l *signatureLine) toSignature() charting.Signature {
 		Meaning: l.Meaning, SignedAt: l.SignedAt, CoversSeq: l.CoversSeq, CoversHash: charting.Hash(l.CoversHash), StaffID: l.StaffID}
 }
 
+type identityLine struct {
+	Type string `json:"type"`
+	charting.IdentityReconciliation
+}
+
 type linkLine struct {
 	Type       string            `json:"type"`
 	Seq        int64             `json:"seq"`
@@ -285,7 +299,10 @@ type endCounts struct {
 	SampleBatches int64 `json:"sample_batches"`
 	Samples       int64 `json:"samples"`
 	Signatures    int64 `json:"signatures"`
-	Links         int64 `json:"links"`
+	// Identities is omitted when 0, so archives of cases without a
+	// reconciliation are unchanged.
+	Identities int64 `json:"identity_reconciliations,omitempty"`
+	Links      int64 `json:"links"`
 }
 
 type endLine struct {

@@ -263,6 +263,9 @@ func sameRecord(t *testing.T, src, dst store.Backend, id uuid.UUID) {
 	wl, err1 := ss.AuditTrail(ctx, id, 0, 0)
 	gl, err2 := ds.AuditTrail(ctx, id, 0, 0)
 	same("ledgers", wl, gl, err1, err2)
+	wi, err1 := src.IdentityReconciliations(ctx, id)
+	gi, err2 := dst.IdentityReconciliations(ctx, id)
+	same("identity reconciliations", wi, gi, err1, err2)
 	ww, err1 := src.SourceWatermarks(ctx, id)
 	gw, err2 := dst.SourceWatermarks(ctx, id)
 	same("source watermarks", ww, gw, err1, err2)
@@ -328,6 +331,38 @@ func TestSQLiteToSQLite(t *testing.T) {
 			importOK(t, dst, exportCase(t, src, id))
 			sameRecord(t, src, dst, id)
 		})
+	}
+}
+
+// TestIdentityReconciliationArchived: a signed case with an identity
+// reconciliation moves with it and verifies; an archive whose
+// reconciliation was edited is refused at its link.
+func TestIdentityReconciliationArchived(t *testing.T) {
+	src := sqlitetest.Open(t)
+	s, clk := newStore(src)
+	id := chartCase(t, s, clk, uuid.New(), signedAddenda, 5)
+	rec, err := s.ReconcileIdentity(context.Background(), "registrar-1", id,
+		store.IdentityUpdate{MRN: "MRN-ARCH-9", AssigningAuthority: "HOSP", GivenName: "Robin", Reason: "EHR merge"})
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	archive := exportCase(t, src, id)
+	if !bytes.Contains(archive, []byte(`{"type":"identity","case_id":"`+id.String())) ||
+		!bytes.Contains(archive, []byte(`"identity_reconciliations":1`)) {
+		t.Fatalf("archive lacks the reconciliation:\n%s", archive)
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			dst := tg.open(t)
+			importOK(t, dst, archive)
+			sameRecord(t, src, dst, id)
+		})
+	}
+	altered := tamper(t, archive, `"type":"identity"`, replace(`"mrn":"MRN-ARCH-9"`, `"mrn":"MRN-ARCH-8"`))
+	_, err = Import(context.Background(), sqlitetest.Open(t), bytes.NewReader(altered))
+	var ve *VerificationError
+	if !errors.As(err, &ve) || ve.Bad.Seq != rec.Seq || ve.Bad.Kind != charting.LinkIdentity || ve.Bad.Problem != charting.ProblemContentAltered {
+		t.Fatalf("altered reconciliation: %v, want content altered at link %d", err, rec.Seq)
 	}
 }
 

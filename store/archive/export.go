@@ -103,6 +103,17 @@ func export(ctx context.Context, r store.Reader, caseID uuid.UUID, w io.Writer) 
 		}
 		n.Signatures++
 	}
+	ids, err := r.IdentityReconciliations(ctx, caseID)
+	if err != nil {
+		return err
+	}
+	for _, x := range ids {
+		x.RecordedAt = utc(x.RecordedAt)
+		if err := enc.Encode(identityLine{Type: typeIdentity, IdentityReconciliation: x}); err != nil {
+			return err
+		}
+		n.Identities++
+	}
 	for after := int64(0); ; {
 		links, err := r.Links(ctx, caseID, after, linkPage)
 		if err != nil {

@@ -115,6 +115,7 @@ type parsed struct {
 	c       charting.Case // header and state, with Signatures
 	details []charting.DetailsVersion
 	entries []charting.Entry
+	ids     []charting.IdentityReconciliation
 	links   []charting.Link
 	// content holds the digest of every archived datum by content key.
 	content map[string]charting.Content
@@ -206,6 +207,8 @@ func (a *parsed) read(ctx context.Context, r io.Reader) error {
 			err = a.readSamples(line)
 		case typeSignature:
 			err = a.readSignature(line)
+		case typeIdentity:
+			err = a.readIdentity(line)
 		case typeLink:
 			err = a.readLink(line)
 		case typeEnd:
@@ -413,6 +416,29 @@ func (a *parsed) readSignature(line []byte) error {
 	return nil
 }
 
+func (a *parsed) readIdentity(line []byte) error {
+	var l identityLine
+	if err := decodeLine(line, &l); err != nil {
+		return err
+	}
+	x := l.IdentityReconciliation
+	switch n := len(a.ids); {
+	case x.CaseID != a.c.ID:
+		return errors.New("case_id is not the archive's case")
+	case x.Seq < 1:
+		return errors.New("seq must be at least 1")
+	case n > 0 && x.Seq <= a.ids[n-1].Seq:
+		return fmt.Errorf("identity reconciliation %d out of order", x.Seq)
+	}
+	if err := utcTimes(&x.RecordedAt); err != nil {
+		return err
+	}
+	a.ids = append(a.ids, x)
+	a.counts.Identities++
+	a.put(charting.LinkIdentity, strconv.FormatInt(x.Seq, 10), charting.DigestIdentity(x), nil)
+	return nil
+}
+
 func (a *parsed) readLink(line []byte) error {
 	var l linkLine
 	if err := decodeLine(line, &l); err != nil {
@@ -445,6 +471,9 @@ func (a *parsed) textViolations() charting.Violations {
 	}
 	for _, sg := range c.Signatures {
 		v = append(v, charting.TextViolations(fmt.Sprintf("signatures[%d]", sg.Number), sg)...)
+	}
+	for _, x := range a.ids {
+		v = append(v, charting.TextViolations(fmt.Sprintf("identity_reconciliations[%d]", x.Seq), x)...)
 	}
 	for _, l := range a.links {
 		v = append(v, charting.TextViolations(fmt.Sprintf("links[%d]", l.Seq), l)...)
@@ -600,6 +629,11 @@ func (a *parsed) writeNew(ctx context.Context, tx store.Tx) error {
 	for i := range a.c.Signatures {
 		if err := tx.InsertSignature(ctx, &a.c.Signatures[i]); err != nil {
 			return fmt.Errorf("insert signature %d: %w", a.c.Signatures[i].Number, err)
+		}
+	}
+	for i := range a.ids {
+		if err := tx.InsertIdentityReconciliation(ctx, &a.ids[i]); err != nil {
+			return fmt.Errorf("insert identity reconciliation %d: %w", a.ids[i].Seq, err)
 		}
 	}
 	for i := range a.links {

@@ -2325,6 +2325,173 @@ func (x *AddAddendumResponse) GetEntry() *Entry {
 	return nil
 }
 
+// ReconcileIdentityRequest is a patient identity for a case.
+type ReconcileIdentityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the case.
+	CaseId string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// The patient's medical record number; required.
+	Mrn string `protobuf:"bytes,2,opt,name=mrn,proto3" json:"mrn,omitempty"`
+	// The MRN's assigning authority (HL7 PID-3.4; the FHIR identifier
+	// system is configured per authority); required.
+	AssigningAuthority string `protobuf:"bytes,3,opt,name=assigning_authority,json=assigningAuthority,proto3" json:"assigning_authority,omitempty"`
+	// Family name; optional, empty keeps the recorded one.
+	FamilyName string `protobuf:"bytes,4,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
+	// Given name; optional, empty keeps the recorded one.
+	GivenName string `protobuf:"bytes,5,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	// Birth date, YYYY-MM-DD; optional, empty keeps the recorded one.
+	BirthDate string `protobuf:"bytes,6,opt,name=birth_date,json=birthDate,proto3" json:"birth_date,omitempty"`
+	// Why the identity is reconciled (registration after an emergency, an
+	// EHR merge); required.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileIdentityRequest) Reset() {
+	*x = ReconcileIdentityRequest{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileIdentityRequest) ProtoMessage() {}
+
+func (x *ReconcileIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileIdentityRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ReconcileIdentityRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetMrn() string {
+	if x != nil {
+		return x.Mrn
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetAssigningAuthority() string {
+	if x != nil {
+		return x.AssigningAuthority
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetFamilyName() string {
+	if x != nil {
+		return x.FamilyName
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetGivenName() string {
+	if x != nil {
+		return x.GivenName
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetBirthDate() string {
+	if x != nil {
+		return x.BirthDate
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReconcileIdentityResponse returns where the reconciliation sits in the
+// case's ledger.
+type ReconcileIdentityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ledger sequence of the reconciliation's link.
+	LedgerSeq int64 `protobuf:"varint,1,opt,name=ledger_seq,json=ledgerSeq,proto3" json:"ledger_seq,omitempty"`
+	// The case's ledger head hash after it, lowercase hex.
+	LedgerHash string `protobuf:"bytes,2,opt,name=ledger_hash,json=ledgerHash,proto3" json:"ledger_hash,omitempty"`
+	// When it was recorded.
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileIdentityResponse) Reset() {
+	*x = ReconcileIdentityResponse{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileIdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileIdentityResponse) ProtoMessage() {}
+
+func (x *ReconcileIdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileIdentityResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileIdentityResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReconcileIdentityResponse) GetLedgerSeq() int64 {
+	if x != nil {
+		return x.LedgerSeq
+	}
+	return 0
+}
+
+func (x *ReconcileIdentityResponse) GetLedgerHash() string {
+	if x != nil {
+		return x.LedgerHash
+	}
+	return ""
+}
+
+func (x *ReconcileIdentityResponse) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
 var File_perfusion_v1_case_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_case_proto_rawDesc = "" +
@@ -2476,7 +2643,25 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"@\n" +
 	"\x13AddAddendumResponse\x12)\n" +
-	"\x05entry\x18\x01 \x01(\v2\x13.perfusion.v1.EntryR\x05entry*\x8f\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2\x13.perfusion.v1.EntryR\x05entry\"\xed\x01\n" +
+	"\x18ReconcileIdentityRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x10\n" +
+	"\x03mrn\x18\x02 \x01(\tR\x03mrn\x12/\n" +
+	"\x13assigning_authority\x18\x03 \x01(\tR\x12assigningAuthority\x12\x1f\n" +
+	"\vfamily_name\x18\x04 \x01(\tR\n" +
+	"familyName\x12\x1d\n" +
+	"\n" +
+	"given_name\x18\x05 \x01(\tR\tgivenName\x12\x1d\n" +
+	"\n" +
+	"birth_date\x18\x06 \x01(\tR\tbirthDate\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\x98\x01\n" +
+	"\x19ReconcileIdentityResponse\x12\x1d\n" +
+	"\n" +
+	"ledger_seq\x18\x01 \x01(\x03R\tledgerSeq\x12\x1f\n" +
+	"\vledger_hash\x18\x02 \x01(\tR\n" +
+	"ledgerHash\x12;\n" +
+	"\vrecorded_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt*\x8f\x01\n" +
 	"\n" +
 	"CaseStatus\x12\x1b\n" +
 	"\x17CASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2513,7 +2698,7 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\x1dSIGNATURE_MEANING_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSIGNATURE_MEANING_AUTHORED\x10\x01\x12\x1e\n" +
 	"\x1aSIGNATURE_MEANING_REVIEWED\x10\x02\x12\x1e\n" +
-	"\x1aSIGNATURE_MEANING_APPROVED\x10\x032\xc7\x04\n" +
+	"\x1aSIGNATURE_MEANING_APPROVED\x10\x032\xad\x05\n" +
 	"\vCaseService\x12O\n" +
 	"\n" +
 	"CreateCase\x12\x1f.perfusion.v1.CreateCaseRequest\x1a .perfusion.v1.CreateCaseResponse\x12F\n" +
@@ -2522,7 +2707,8 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\x11UpdateCaseDetails\x12&.perfusion.v1.UpdateCaseDetailsRequest\x1a'.perfusion.v1.UpdateCaseDetailsResponse\x12L\n" +
 	"\tCloseCase\x12\x1e.perfusion.v1.CloseCaseRequest\x1a\x1f.perfusion.v1.CloseCaseResponse\x12I\n" +
 	"\bSignCase\x12\x1d.perfusion.v1.SignCaseRequest\x1a\x1e.perfusion.v1.SignCaseResponse\x12R\n" +
-	"\vAddAddendum\x12 .perfusion.v1.AddAddendumRequest\x1a!.perfusion.v1.AddAddendumResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
+	"\vAddAddendum\x12 .perfusion.v1.AddAddendumRequest\x1a!.perfusion.v1.AddAddendumResponse\x12d\n" +
+	"\x11ReconcileIdentity\x12&.perfusion.v1.ReconcileIdentityRequest\x1a'.perfusion.v1.ReconcileIdentityResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
 	file_perfusion_v1_case_proto_rawDescOnce sync.Once
@@ -2537,7 +2723,7 @@ func file_perfusion_v1_case_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_case_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_perfusion_v1_case_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_perfusion_v1_case_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_perfusion_v1_case_proto_goTypes = []any{
 	(CaseStatus)(0),                   // 0: perfusion.v1.CaseStatus
 	(CaseKind)(0),                     // 1: perfusion.v1.CaseKind
@@ -2573,17 +2759,19 @@ var file_perfusion_v1_case_proto_goTypes = []any{
 	(*SignCaseResponse)(nil),          // 31: perfusion.v1.SignCaseResponse
 	(*AddAddendumRequest)(nil),        // 32: perfusion.v1.AddAddendumRequest
 	(*AddAddendumResponse)(nil),       // 33: perfusion.v1.AddAddendumResponse
-	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
-	(*Entry)(nil),                     // 35: perfusion.v1.Entry
+	(*ReconcileIdentityRequest)(nil),  // 34: perfusion.v1.ReconcileIdentityRequest
+	(*ReconcileIdentityResponse)(nil), // 35: perfusion.v1.ReconcileIdentityResponse
+	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
+	(*Entry)(nil),                     // 37: perfusion.v1.Entry
 }
 var file_perfusion_v1_case_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.Case.status:type_name -> perfusion.v1.CaseStatus
 	1,  // 1: perfusion.v1.Case.kind:type_name -> perfusion.v1.CaseKind
-	34, // 2: perfusion.v1.Case.scheduled_start:type_name -> google.protobuf.Timestamp
+	36, // 2: perfusion.v1.Case.scheduled_start:type_name -> google.protobuf.Timestamp
 	9,  // 3: perfusion.v1.Case.details:type_name -> perfusion.v1.CaseDetails
-	34, // 4: perfusion.v1.Case.created_at:type_name -> google.protobuf.Timestamp
-	34, // 5: perfusion.v1.Case.started_at:type_name -> google.protobuf.Timestamp
-	34, // 6: perfusion.v1.Case.closed_at:type_name -> google.protobuf.Timestamp
+	36, // 4: perfusion.v1.Case.created_at:type_name -> google.protobuf.Timestamp
+	36, // 5: perfusion.v1.Case.started_at:type_name -> google.protobuf.Timestamp
+	36, // 6: perfusion.v1.Case.closed_at:type_name -> google.protobuf.Timestamp
 	19, // 7: perfusion.v1.Case.signatures:type_name -> perfusion.v1.Signature
 	8,  // 8: perfusion.v1.Case.ledger_head:type_name -> perfusion.v1.LedgerHead
 	10, // 9: perfusion.v1.CaseDetails.patient:type_name -> perfusion.v1.Patient
@@ -2603,16 +2791,16 @@ var file_perfusion_v1_case_proto_depIdxs = []int32{
 	15, // 23: perfusion.v1.Circuit.cannulae:type_name -> perfusion.v1.Cannula
 	17, // 24: perfusion.v1.Prime.components:type_name -> perfusion.v1.PrimeComponent
 	6,  // 25: perfusion.v1.Signature.meaning:type_name -> perfusion.v1.SignatureMeaning
-	34, // 26: perfusion.v1.Signature.signed_at:type_name -> google.protobuf.Timestamp
+	36, // 26: perfusion.v1.Signature.signed_at:type_name -> google.protobuf.Timestamp
 	8,  // 27: perfusion.v1.Signature.covers:type_name -> perfusion.v1.LedgerHead
 	1,  // 28: perfusion.v1.CreateCaseRequest.kind:type_name -> perfusion.v1.CaseKind
-	34, // 29: perfusion.v1.CreateCaseRequest.scheduled_start:type_name -> google.protobuf.Timestamp
+	36, // 29: perfusion.v1.CreateCaseRequest.scheduled_start:type_name -> google.protobuf.Timestamp
 	9,  // 30: perfusion.v1.CreateCaseRequest.details:type_name -> perfusion.v1.CaseDetails
 	7,  // 31: perfusion.v1.CreateCaseResponse.case:type_name -> perfusion.v1.Case
 	7,  // 32: perfusion.v1.GetCaseResponse.case:type_name -> perfusion.v1.Case
 	0,  // 33: perfusion.v1.ListCasesRequest.status:type_name -> perfusion.v1.CaseStatus
-	34, // 34: perfusion.v1.ListCasesRequest.scheduled_from:type_name -> google.protobuf.Timestamp
-	34, // 35: perfusion.v1.ListCasesRequest.scheduled_to:type_name -> google.protobuf.Timestamp
+	36, // 34: perfusion.v1.ListCasesRequest.scheduled_from:type_name -> google.protobuf.Timestamp
+	36, // 35: perfusion.v1.ListCasesRequest.scheduled_to:type_name -> google.protobuf.Timestamp
 	7,  // 36: perfusion.v1.ListCasesResponse.cases:type_name -> perfusion.v1.Case
 	9,  // 37: perfusion.v1.UpdateCaseDetailsRequest.details:type_name -> perfusion.v1.CaseDetails
 	7,  // 38: perfusion.v1.UpdateCaseDetailsResponse.case:type_name -> perfusion.v1.Case
@@ -2621,26 +2809,29 @@ var file_perfusion_v1_case_proto_depIdxs = []int32{
 	8,  // 41: perfusion.v1.SignCaseRequest.expected_ledger_head:type_name -> perfusion.v1.LedgerHead
 	7,  // 42: perfusion.v1.SignCaseResponse.case:type_name -> perfusion.v1.Case
 	19, // 43: perfusion.v1.SignCaseResponse.signature:type_name -> perfusion.v1.Signature
-	35, // 44: perfusion.v1.AddAddendumResponse.entry:type_name -> perfusion.v1.Entry
-	20, // 45: perfusion.v1.CaseService.CreateCase:input_type -> perfusion.v1.CreateCaseRequest
-	22, // 46: perfusion.v1.CaseService.GetCase:input_type -> perfusion.v1.GetCaseRequest
-	24, // 47: perfusion.v1.CaseService.ListCases:input_type -> perfusion.v1.ListCasesRequest
-	26, // 48: perfusion.v1.CaseService.UpdateCaseDetails:input_type -> perfusion.v1.UpdateCaseDetailsRequest
-	28, // 49: perfusion.v1.CaseService.CloseCase:input_type -> perfusion.v1.CloseCaseRequest
-	30, // 50: perfusion.v1.CaseService.SignCase:input_type -> perfusion.v1.SignCaseRequest
-	32, // 51: perfusion.v1.CaseService.AddAddendum:input_type -> perfusion.v1.AddAddendumRequest
-	21, // 52: perfusion.v1.CaseService.CreateCase:output_type -> perfusion.v1.CreateCaseResponse
-	23, // 53: perfusion.v1.CaseService.GetCase:output_type -> perfusion.v1.GetCaseResponse
-	25, // 54: perfusion.v1.CaseService.ListCases:output_type -> perfusion.v1.ListCasesResponse
-	27, // 55: perfusion.v1.CaseService.UpdateCaseDetails:output_type -> perfusion.v1.UpdateCaseDetailsResponse
-	29, // 56: perfusion.v1.CaseService.CloseCase:output_type -> perfusion.v1.CloseCaseResponse
-	31, // 57: perfusion.v1.CaseService.SignCase:output_type -> perfusion.v1.SignCaseResponse
-	33, // 58: perfusion.v1.CaseService.AddAddendum:output_type -> perfusion.v1.AddAddendumResponse
-	52, // [52:59] is the sub-list for method output_type
-	45, // [45:52] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	37, // 44: perfusion.v1.AddAddendumResponse.entry:type_name -> perfusion.v1.Entry
+	36, // 45: perfusion.v1.ReconcileIdentityResponse.recorded_at:type_name -> google.protobuf.Timestamp
+	20, // 46: perfusion.v1.CaseService.CreateCase:input_type -> perfusion.v1.CreateCaseRequest
+	22, // 47: perfusion.v1.CaseService.GetCase:input_type -> perfusion.v1.GetCaseRequest
+	24, // 48: perfusion.v1.CaseService.ListCases:input_type -> perfusion.v1.ListCasesRequest
+	26, // 49: perfusion.v1.CaseService.UpdateCaseDetails:input_type -> perfusion.v1.UpdateCaseDetailsRequest
+	28, // 50: perfusion.v1.CaseService.CloseCase:input_type -> perfusion.v1.CloseCaseRequest
+	30, // 51: perfusion.v1.CaseService.SignCase:input_type -> perfusion.v1.SignCaseRequest
+	32, // 52: perfusion.v1.CaseService.AddAddendum:input_type -> perfusion.v1.AddAddendumRequest
+	34, // 53: perfusion.v1.CaseService.ReconcileIdentity:input_type -> perfusion.v1.ReconcileIdentityRequest
+	21, // 54: perfusion.v1.CaseService.CreateCase:output_type -> perfusion.v1.CreateCaseResponse
+	23, // 55: perfusion.v1.CaseService.GetCase:output_type -> perfusion.v1.GetCaseResponse
+	25, // 56: perfusion.v1.CaseService.ListCases:output_type -> perfusion.v1.ListCasesResponse
+	27, // 57: perfusion.v1.CaseService.UpdateCaseDetails:output_type -> perfusion.v1.UpdateCaseDetailsResponse
+	29, // 58: perfusion.v1.CaseService.CloseCase:output_type -> perfusion.v1.CloseCaseResponse
+	31, // 59: perfusion.v1.CaseService.SignCase:output_type -> perfusion.v1.SignCaseResponse
+	33, // 60: perfusion.v1.CaseService.AddAddendum:output_type -> perfusion.v1.AddAddendumResponse
+	35, // 61: perfusion.v1.CaseService.ReconcileIdentity:output_type -> perfusion.v1.ReconcileIdentityResponse
+	54, // [54:62] is the sub-list for method output_type
+	46, // [46:54] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_case_proto_init() }
@@ -2655,7 +2846,7 @@ func file_perfusion_v1_case_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_case_proto_rawDesc), len(file_perfusion_v1_case_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

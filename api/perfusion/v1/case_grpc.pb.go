@@ -26,6 +26,7 @@ const (
 	CaseService_CloseCase_FullMethodName         = "/perfusion.v1.CaseService/CloseCase"
 	CaseService_SignCase_FullMethodName          = "/perfusion.v1.CaseService/SignCase"
 	CaseService_AddAddendum_FullMethodName       = "/perfusion.v1.CaseService/AddAddendum"
+	CaseService_ReconcileIdentity_FullMethodName = "/perfusion.v1.CaseService/ReconcileIdentity"
 )
 
 // CaseServiceClient is the client API for CaseService service.
@@ -67,6 +68,17 @@ type CaseServiceClient interface {
 	// AddAddendum appends a late note to a signed case: the only write a
 	// signed case accepts. It is idempotent on addendum_id.
 	AddAddendum(ctx context.Context, in *AddAddendumRequest, opts ...grpc.CallOption) (*AddAddendumResponse, error)
+	// ReconcileIdentity completes or corrects the patient identity of a case
+	// in any state, signed included, without touching its details: the MRN
+	// and its assigning authority (and optionally name and birth date), with
+	// a reason. It is appended to the record as its own ledger link
+	// (identity_reconciled, shown by GetAuditTrail) and is not a new record
+	// version: nothing new is queued. Exports render every version with the
+	// latest reconciled identity, and the case's held deliveries (held for
+	// want of an MRN) are made pending again, due at once, in the same
+	// write. InvalidArgument for a missing MRN, assigning authority or
+	// reason; NotFound for an unknown case.
+	ReconcileIdentity(ctx context.Context, in *ReconcileIdentityRequest, opts ...grpc.CallOption) (*ReconcileIdentityResponse, error)
 }
 
 type caseServiceClient struct {
@@ -147,6 +159,16 @@ func (c *caseServiceClient) AddAddendum(ctx context.Context, in *AddAddendumRequ
 	return out, nil
 }
 
+func (c *caseServiceClient) ReconcileIdentity(ctx context.Context, in *ReconcileIdentityRequest, opts ...grpc.CallOption) (*ReconcileIdentityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReconcileIdentityResponse)
+	err := c.cc.Invoke(ctx, CaseService_ReconcileIdentity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CaseServiceServer is the server API for CaseService service.
 // All implementations must embed UnimplementedCaseServiceServer
 // for forward compatibility.
@@ -186,6 +208,17 @@ type CaseServiceServer interface {
 	// AddAddendum appends a late note to a signed case: the only write a
 	// signed case accepts. It is idempotent on addendum_id.
 	AddAddendum(context.Context, *AddAddendumRequest) (*AddAddendumResponse, error)
+	// ReconcileIdentity completes or corrects the patient identity of a case
+	// in any state, signed included, without touching its details: the MRN
+	// and its assigning authority (and optionally name and birth date), with
+	// a reason. It is appended to the record as its own ledger link
+	// (identity_reconciled, shown by GetAuditTrail) and is not a new record
+	// version: nothing new is queued. Exports render every version with the
+	// latest reconciled identity, and the case's held deliveries (held for
+	// want of an MRN) are made pending again, due at once, in the same
+	// write. InvalidArgument for a missing MRN, assigning authority or
+	// reason; NotFound for an unknown case.
+	ReconcileIdentity(context.Context, *ReconcileIdentityRequest) (*ReconcileIdentityResponse, error)
 	mustEmbedUnimplementedCaseServiceServer()
 }
 
@@ -216,6 +249,9 @@ func (UnimplementedCaseServiceServer) SignCase(context.Context, *SignCaseRequest
 }
 func (UnimplementedCaseServiceServer) AddAddendum(context.Context, *AddAddendumRequest) (*AddAddendumResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddAddendum not implemented")
+}
+func (UnimplementedCaseServiceServer) ReconcileIdentity(context.Context, *ReconcileIdentityRequest) (*ReconcileIdentityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReconcileIdentity not implemented")
 }
 func (UnimplementedCaseServiceServer) mustEmbedUnimplementedCaseServiceServer() {}
 func (UnimplementedCaseServiceServer) testEmbeddedByValue()                     {}
@@ -364,6 +400,24 @@ func _CaseService_AddAddendum_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CaseService_ReconcileIdentity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReconcileIdentityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaseServiceServer).ReconcileIdentity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaseService_ReconcileIdentity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaseServiceServer).ReconcileIdentity(ctx, req.(*ReconcileIdentityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CaseService_ServiceDesc is the grpc.ServiceDesc for CaseService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -398,6 +452,10 @@ var CaseService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AddAddendum",
 			Handler:    _CaseService_AddAddendum_Handler,
+		},
+		{
+			MethodName: "ReconcileIdentity",
+			Handler:    _CaseService_ReconcileIdentity_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

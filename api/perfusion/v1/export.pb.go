@@ -221,6 +221,12 @@ const (
 	// Not sent, replaced by a later version of the case at an operator's
 	// word (SupersedeDelivery; superseded_by, supersede_reason). Final.
 	DeliveryState_DELIVERY_STATE_SUPERSEDED DeliveryState = 5
+	// Waiting for the case's patient identity: the record lacks the MRN (or,
+	// for FHIR, its assigning authority) its message needs. Not resent;
+	// an identity reconciliation of the case (store.ReconcileIdentity)
+	// makes it pending again, due at once. The case's later versions to the
+	// destination wait.
+	DeliveryState_DELIVERY_STATE_HELD DeliveryState = 6
 )
 
 // Enum value maps for DeliveryState.
@@ -232,6 +238,7 @@ var (
 		3: "DELIVERY_STATE_DELIVERED",
 		4: "DELIVERY_STATE_FAILED",
 		5: "DELIVERY_STATE_SUPERSEDED",
+		6: "DELIVERY_STATE_HELD",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -240,6 +247,7 @@ var (
 		"DELIVERY_STATE_DELIVERED":   3,
 		"DELIVERY_STATE_FAILED":      4,
 		"DELIVERY_STATE_SUPERSEDED":  5,
+		"DELIVERY_STATE_HELD":        6,
 	}
 )
 
@@ -1311,14 +1319,15 @@ const file_perfusion_v1_export_proto_rawDesc = "" +
 	"\x13DeliveryDestination\x12$\n" +
 	" DELIVERY_DESTINATION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDELIVERY_DESTINATION_HL7V2_MLLP\x10\x01\x12\"\n" +
-	"\x1eDELIVERY_DESTINATION_FHIR_REST\x10\x02*\xc2\x01\n" +
+	"\x1eDELIVERY_DESTINATION_FHIR_REST\x10\x02*\xdb\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DELIVERY_STATE_PENDING\x10\x01\x12\x1d\n" +
 	"\x19DELIVERY_STATE_DELIVERING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1d\n" +
-	"\x19DELIVERY_STATE_SUPERSEDED\x10\x052\xa8\x04\n" +
+	"\x19DELIVERY_STATE_SUPERSEDED\x10\x05\x12\x17\n" +
+	"\x13DELIVERY_STATE_HELD\x10\x062\xa8\x04\n" +
 	"\rExportService\x12L\n" +
 	"\tRenderHL7\x12\x1e.perfusion.v1.RenderHL7Request\x1a\x1f.perfusion.v1.RenderHL7Response\x12O\n" +
 	"\n" +
