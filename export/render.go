@@ -583,7 +583,12 @@ func (r *Renderer) fhirBundle(v *Version, build func(*fhir.Record, fhir.Options)
 	if r.fhir.StaffSystem == "" {
 		return nil, ErrFHIRNotConfigured
 	}
-	if p := v.Case.Details.Patient; p.MRN == "" || p.MRNAssigningAuthority == "" {
+	// An MRN without an authority is complete only where the renderer maps
+	// the empty authority to an identifier system (fhir.Options.MRNSystems
+	// of ""; perfusiond's flag always names one); a system missing for a
+	// named authority is configuration, refused by the builder, not an
+	// incomplete identity.
+	if p := v.Case.Details.Patient; p.MRN == "" || p.MRNAssigningAuthority == "" && r.fhir.MRNSystems[""] == "" {
 		return nil, fmt.Errorf("%w: the Patient identifier needs the MRN and its assigning authority", ErrIdentityIncomplete)
 	}
 	rec, err := r.Record(v)
