@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"perfusion/charting"
-	"perfusion/charting/samplecodec"
 	"perfusion/export/document"
 	"perfusion/store"
 )
@@ -117,32 +116,14 @@ func loadDraft(ctx context.Context, rd store.Reader, c *charting.Case) (*Version
 	if err != nil {
 		return nil, head, err
 	}
-	var series []charting.SourcedSeries
-	err = rd.ScanSampleBatches(ctx, c.ID, store.SampleFilter{}, func(b *store.SampleBatchRow) error {
-		ss, err := samplecodec.DecodeBlock(b.Block)
-		if err != nil {
-			return fmt.Errorf("export: decode samples: %w", err)
-		}
-		w := c.DeviceWindow(b.RecordedAt)
-		for _, x := range ss {
-			if x = x.Within(w); x.Len() > 0 {
-				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
-			}
-		}
-		return nil
-	})
+	series, err := caseSeries(ctx, rd, c)
 	if err != nil {
 		return nil, head, err
 	}
 	// A draft shows the identity as reconciled, as a signed version does.
-	recs, err := rd.IdentityReconciliations(ctx, c.ID)
+	identity, err := applyIdentity(ctx, rd, c)
 	if err != nil {
 		return nil, head, err
-	}
-	var identity *charting.IdentityReconciliation
-	if len(recs) > 0 {
-		identity = &recs[len(recs)-1]
-		identity.Apply(&c.Details.Patient)
 	}
 	return &Version{Case: c, At: head.RecordedAt, All: all, Current: charting.CurrentView(all, false), Series: series, Identity: identity}, head, nil
 }

@@ -206,33 +206,15 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		if len(sigs) == 0 {
 			return ErrNotAVersion
 		}
-		var series []charting.SourcedSeries
-		err = rd.ScanSampleBatches(ctx, caseID, store.SampleFilter{}, func(b *store.SampleBatchRow) error {
-			ss, err := samplecodec.DecodeBlock(b.Block)
-			if err != nil {
-				return fmt.Errorf("export: decode samples: %w", err)
-			}
-			w := c.DeviceWindow(b.RecordedAt)
-			for _, x := range ss {
-				if x = x.Within(w); x.Len() > 0 {
-					series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		recs, err := rd.IdentityReconciliations(ctx, caseID)
+		series, err := caseSeries(ctx, rd, c)
 		if err != nil {
 			return err
 		}
 		cc := *c
 		cc.Signatures = sigs
-		var identity *charting.IdentityReconciliation
-		if len(recs) > 0 {
-			identity = &recs[len(recs)-1]
-			identity.Apply(&cc.Details.Patient)
+		identity, err := applyIdentity(ctx, rd, &cc)
+		if err != nil {
+			return err
 		}
 		v = &Version{Case: &cc, Number: version, At: last.RecordedAt, All: all,
 			Current: charting.CurrentView(all, false), First: version == sigs[0].Number, Series: series,
@@ -243,6 +225,39 @@ func (r *Renderer) Load(ctx context.Context, caseID uuid.UUID, version int64) (*
 		return nil, fmt.Errorf("export: load case version: %w", err)
 	}
 	return v, nil
+}
+
+// caseSeries reads every device sample of c that lies within the case's
+// device window of its batch: a version has all of them, since samples are
+// accepted only while a case is charted.
+func caseSeries(ctx context.Context, rd store.Reader, c *charting.Case) ([]charting.SourcedSeries, error) {
+	var series []charting.SourcedSeries
+	err := rd.ScanSampleBatches(ctx, c.ID, store.SampleFilter{}, func(b *store.SampleBatchRow) error {
+		ss, err := samplecodec.DecodeBlock(b.Block)
+		if err != nil {
+			return fmt.Errorf("export: decode samples: %w", err)
+		}
+		w := c.DeviceWindow(b.RecordedAt)
+		for _, x := range ss {
+			if x = x.Within(w); x.Len() > 0 {
+				series = append(series, charting.SourcedSeries{SourceID: b.SourceID, Series: x, RecordedAt: b.RecordedAt})
+			}
+		}
+		return nil
+	})
+	return series, err
+}
+
+// applyIdentity applies the case's latest identity reconciliation to c's
+// patient and returns it; nil when there is none.
+func applyIdentity(ctx context.Context, rd store.Reader, c *charting.Case) (*charting.IdentityReconciliation, error) {
+	recs, err := rd.IdentityReconciliations(ctx, c.ID)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	identity := &recs[len(recs)-1]
+	identity.Apply(&c.Details.Patient)
+	return identity, nil
 }
 
 // bypass returns the bypass (or ECMO support) period: first bypass_on to
