@@ -225,11 +225,19 @@ func (b *tab) fill(within string, fields map[string]any) {
 			if (typeof v === "boolean") {
 				el.checked = v;
 			} else {
+				let value = String(v);
+				if (el instanceof HTMLSelectElement && ![...el.options].some(o => o.value === value)) {
+					// An option by its text, or a value that contains it
+					// (e.g. "mosteller" for BSA_FORMULA_MOSTELLER).
+					const want = value.toLowerCase();
+					const o = [...el.options].find(o => o.text.trim().toLowerCase() === want)
+						|| [...el.options].find(o => o.value.toLowerCase().includes(want) || o.text.toLowerCase().includes(want));
+					if (!o) throw new Error("select " + name + " has no option " + v);
+					value = o.value;
+				}
 				const proto = el instanceof HTMLSelectElement ? HTMLSelectElement.prototype
 					: el instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
-				Object.getOwnPropertyDescriptor(proto, "value").set.call(el, String(v));
-				if (el instanceof HTMLSelectElement && el.value !== String(v))
-					throw new Error("select " + name + " has no option " + v);
+				Object.getOwnPropertyDescriptor(proto, "value").set.call(el, value);
 			}
 			el.dispatchEvent(new Event("input", {bubbles: true}));
 			el.dispatchEvent(new Event("change", {bubbles: true}));

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -399,3 +400,20 @@ func eventually(t *testing.T, limit time.Duration, what string, f func() error) 
 }
 
 var errNotYet = errors.New("not yet")
+
+// httpGet fetches a JSON object.
+func httpGet(url string) (map[string]any, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return nil, fmt.Errorf("GET %s: %v", url, err)
+	}
+	return m, nil
+}
