@@ -201,9 +201,9 @@ func hash(b []byte) uint64 {
 	return h
 }
 
-// static serves the tablet. A path that names no file and has no
-// extension is one of the single-page app's own routes (/case/<id>), so
-// it gets index.html.
+// static serves the tablet. A path that names no file and no file or
+// service (isAppRoute) is one of the single-page app's own routes, so it
+// gets index.html.
 func (h *handler) static(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -215,7 +215,7 @@ func (h *handler) static(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := h.assets[r.URL.Path]
-	if a == nil && path.Ext(r.URL.Path) == "" {
+	if a == nil && isAppRoute(r.URL.Path) {
 		a = h.assets["/index.html"]
 	}
 	if a == nil {
@@ -245,6 +245,13 @@ func (h *handler) static(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write(body)
+}
+
+// isAppRoute reports whether a path is one of the single-page app's own
+// routes (/case/<id>): no part of it has a dot, as file names and RPC
+// service names do.
+func isAppRoute(p string) bool {
+	return !strings.Contains(p, ".")
 }
 
 func acceptsGzip(r *http.Request) bool {
