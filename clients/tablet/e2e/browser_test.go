@@ -100,33 +100,44 @@ func newTab(t *testing.T, name string, width, height int64) *tab {
 			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 		}
 	}()
-	tb.do(chromedp.EmulateViewport(width, height))
+	tb.do("set the viewport", chromedp.EmulateViewport(width, height))
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
 		t.Fatalf("%s: network domain: %v", name, err)
 	}
 	return tb
 }
 
-// do runs actions, failing the test on error.
-func (b *tab) do(actions ...chromedp.Action[chromedp.Void]) {
+// do runs actions, failing the test on error with what it was doing.
+func (b *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, defaultWait)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v", b.name, err)
+		b.t.Fatalf("%s: %s: %v (page %s)", b.name, what, err, b.location())
 	}
+}
+
+// location is the page's URL, for failure messages.
+func (b *tab) location() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	u, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		return "unknown"
+	}
+	return u
 }
 
 // navigate opens a URL and waits for its load event.
 func (b *tab) navigate(url string) {
 	b.t.Helper()
-	b.do(chromedp.Navigate(url))
+	b.do("open "+url, chromedp.Navigate(url))
 }
 
 // reload reloads the page and waits for its load event.
 func (b *tab) reload() {
 	b.t.Helper()
-	b.do(chromedp.Reload())
+	b.do("reload", chromedp.Reload())
 }
 
 // testid is the CSS selector of [data-testid=id].
@@ -135,13 +146,13 @@ func testid(id string) string { return fmt.Sprintf("[data-testid=%q]", id) }
 // click clicks the first visible element matching sel.
 func (b *tab) click(sel string) {
 	b.t.Helper()
-	b.do(chromedp.Click(chromedp.CSS(sel)))
+	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
 // waitVisible waits for an element matching sel to be visible.
 func (b *tab) waitVisible(sel string) {
 	b.t.Helper()
-	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	b.do("wait for "+sel+" to show", chromedp.WaitVisible(chromedp.CSS(sel)))
 }
 
 // eval evaluates a JavaScript expression; a Promise is awaited.

@@ -149,6 +149,7 @@ func startServer(t *testing.T, c serverConfig) *perfusiond {
 	t.Helper()
 	bin, _ := binaries(t)
 	p := &perfusiond{grpcAddr: freeAddr(t), dataDir: t.TempDir(), logs: &lockedBuffer{}}
+	os.Chmod(p.dataDir, 0o700) // as perfusiond makes it: it holds patient data
 	httpAddr := freeAddr(t)
 	p.base = "http://" + httpAddr
 	args := []string{"serve", "--listen", p.grpcAddr, "--http-listen", httpAddr, "--data-dir", p.dataDir, "--log-format", "text"}
