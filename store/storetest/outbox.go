@@ -43,8 +43,8 @@ func signedCase(t *testing.T, s *store.Store, clk *clock) (*charting.Case, *char
 	t.Helper()
 	ctx := context.Background()
 	c := createCase(t, s, "OR-9")
-	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), "bypass_on"))
-	record(t, s, eventEntry(c.ID, clk.now().Add(-10*time.Minute), "bypass_off"))
+	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), charting.EventBypassOn))
+	record(t, s, eventEntry(c.ID, clk.now().Add(-10*time.Minute), charting.EventBypassOff))
 	if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
