@@ -106,6 +106,9 @@ type Config struct {
 	// settings, the same ones the delivery worker uses; nil renders HL7
 	// with default settings and refuses FHIR.
 	Renderer *export.Renderer
+	// Observer is told of calls, acknowledged samples and audit failures
+	// for the operators' metrics; nil observes nothing.
+	Observer Observer
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -185,6 +188,9 @@ func New(cfg Config) *Server {
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = DefaultStreamWindow
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Keepalive.MaxConnectionIdle == 0 && cfg.Limits.MaxConnectionIdle > 0 {
 		cfg.Keepalive.MaxConnectionIdle = cfg.Limits.MaxConnectionIdle
@@ -194,12 +200,13 @@ func New(cfg Config) *Server {
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, streamRecheck: cfg.StreamRecheck, now: time.Now}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, authz)
+	chain.observer = cfg.Observer
 	gate := &earlyGate{limits: cfg.Limits, headerAuth: trustsPrincipalHeader(cfg.Authenticator), streaming: map[string]bool{}}
 	// The access audit and break-glass live in the record's database; a
 	// backend without them (none today) serves without either.
 	if access, err := cfg.Store.Access(); err == nil {
 		authz.access = access
-		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now}
+		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now, observer: cfg.Observer}
 		chain.audit = s.auditor
 		gate.refused = make(chan store.AccessEvent, 1024)
 	}
@@ -222,7 +229,7 @@ func New(cfg Config) *Server {
 	s.gate = gate
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
-	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger), observer: cfg.Observer})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	perfusionv1.RegisterExportServiceServer(s.grpc, newExportService(h, cfg.Renderer))

@@ -37,6 +37,17 @@ type Config struct {
 	// signature and addendum), kept outside the database (anchor.go);
 	// VerifyRecord with AgainstCheckpoints checks the chain against it.
 	Anchor Anchor
+	// Observer, when set, is told of every compactor pass (the operators'
+	// metrics).
+	Observer Observer
+}
+
+// Observer is told what the store's background work does. Its methods
+// must not block.
+type Observer interface {
+	// Compacted reports one compactor pass: the runs it built, how long
+	// it took, and its error (nil when it succeeded).
+	Compacted(runs int, took time.Duration, err error)
 }
 
 // Store is the perfusion record on one Backend. Every write runs in one
@@ -53,6 +64,7 @@ type Store struct {
 	log        *slog.Logger
 	outbox     *OutboxConfig
 	anchor     Anchor
+	observer   Observer
 	// commits wakes this process's watchers after a write commits
 	// (watch.go).
 	commits *CommitFeed
@@ -65,7 +77,7 @@ type Store struct {
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, anchor: cfg.Anchor, commits: NewCommitFeed()}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, anchor: cfg.Anchor, observer: cfg.Observer, commits: NewCommitFeed()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -51,8 +51,8 @@ func metricsCase(t *testing.T, s *store.Store, base, start time.Time, surgeon, p
 	if err != nil {
 		t.Fatalf("create case: %v", err)
 	}
-	record(t, s, eventEntry(c.ID, base, "bypass_on"))
-	record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), "bypass_off"))
+	record(t, s, eventEntry(c.ID, base, charting.EventBypassOn))
+	record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), charting.EventBypassOff))
 	lab := record(t, s, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(10 * time.Minute),
 		Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: hct, Unit: "%"}}})
 	if mapLow {
