@@ -167,3 +167,10 @@ func actor(ctx context.Context) (string, error) {
 
 // errUnauthenticated is an Unauthenticated status with a fixed reason.
 func errUnauthenticated(reason string) error { return status.Error(codes.Unauthenticated, reason) }
+
+// ValidPrincipalName reports whether name may name a person signing in:
+// 1 to MaxPrincipalLen printable characters, outside the device and
+// interface namespaces that only client certificates carry.
+func ValidPrincipalName(name string) bool {
+	return validPrincipal(name) && !reservedName(name)
+}

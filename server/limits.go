@@ -193,13 +193,8 @@ func (g *earlyGate) tap(ctx context.Context, info *tap.Info) (context.Context, e
 		g.audit(ctx, info.FullMethodName, err)
 		return ctx, err
 	}
-	timeout := g.limits.CallTimeout
-	if longCalls[info.FullMethodName] {
-		timeout = g.limits.LongCallTimeout
-	} else if g.streaming[info.FullMethodName] {
-		return ctx, nil
-	}
-	if timeout <= 0 {
+	timeout, ok := g.deadline(info.FullMethodName)
+	if !ok {
 		return ctx, nil
 	}
 	// The call's context is cancelled when the call ends, which stops

@@ -78,7 +78,7 @@ func TestReadmeWalkThrough(t *testing.T) {
 
 	addr := freeAddr(t)
 	data := t.TempDir()
-	srv := exec.Command(perfusiond, "--listen", addr, "--data-dir", data, "--log-format", "text")
+	srv := exec.Command(perfusiond, "--listen", addr, "--http-listen", "127.0.0.1:0", "--data-dir", data, "--log-format", "text")
 	var logs bytes.Buffer
 	srv.Stderr = &logs
 	if err := srv.Start(); err != nil {

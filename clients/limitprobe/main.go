@@ -144,7 +144,7 @@ func start(bin, dataDir string) (*server, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--data-dir", dataDir, "--log-level", "error")
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--http-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "error")
 	cmd.Env = withoutPerfusionEnv()
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -77,7 +77,10 @@ func spawnServer(ctx context.Context, c *config, progress io.Writer) (_ *spawned
 	defer logf.Close() // the child has its own descriptor
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.Env = childEnv()
+	// The browser face listens as in production, on a free port; by
+	// the environment, which a perfusiond older than it ignores, so one
+	// loadgen compares builds before and after it.
+	s.cmd.Env = append(childEnv(), "PERFUSION_HTTP_LISTEN=127.0.0.1:0")
 	if err := s.cmd.Start(); err != nil {
 		s.cmd = nil
 		return nil, fmt.Errorf("start perfusiond: %w", err)

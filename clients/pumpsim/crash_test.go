@@ -70,7 +70,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 
 func resumeAfterKill(t *testing.T, perfusiond, pumpsim string, storeArgs ...string) {
 	addr := freeAddr(t)
-	srv := exec.Command(perfusiond, append([]string{"--listen", addr, "--dev-header-auth", "--log-format", "text"}, storeArgs...)...)
+	srv := exec.Command(perfusiond, append([]string{"--listen", addr, "--http-listen", "127.0.0.1:0", "--dev-header-auth", "--log-format", "text"}, storeArgs...)...)
 	var srvLog bytes.Buffer
 	srv.Stderr = &srvLog
 	if err := srv.Start(); err != nil {

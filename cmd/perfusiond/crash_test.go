@@ -129,7 +129,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	dsn := pgtest.DSN(t)
 	addr := freeAddr(t)
-	d := &daemon{t: t, bin: buildDaemon(t), args: []string{"--listen", addr, "--database-url", dsn, "--dev-header-auth"}}
+	d := &daemon{t: t, bin: buildDaemon(t), args: []string{"--listen", addr, "--http-listen", "127.0.0.1:0", "--database-url", dsn, "--dev-header-auth"}}
 	d.start()
 	t.Cleanup(d.kill)
 

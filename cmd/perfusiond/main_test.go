@@ -50,7 +50,7 @@ func (l *lockedBuffer) String() string {
 func testApp(env map[string]string) (*app, *lockedBuffer, *lockedBuffer) {
 	out, errb := &lockedBuffer{}, &lockedBuffer{}
 	getenv := func(k string) string {
-		if v, ok := env[k]; ok || k != envListen {
+		if v, ok := env[k]; ok || (k != envListen && k != envHTTPListen) {
 			return v
 		}
 		return "127.0.0.1:0"
@@ -61,6 +61,7 @@ func testApp(env map[string]string) (*app, *lockedBuffer, *lockedBuffer) {
 // running is a serve command running in-process.
 type running struct {
 	addr net.Addr
+	web  net.Addr // the browser face; nil when --http-listen is empty
 	logs *lockedBuffer
 	stop context.CancelFunc
 	code chan int
@@ -80,8 +81,9 @@ func startServeApp(t *testing.T, env map[string]string, adjust func(*app), args 
 	if adjust != nil {
 		adjust(a)
 	}
-	addrs := make(chan net.Addr, 1)
+	addrs, webAddrs := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	a.onListen = func(addr net.Addr) { addrs <- addr }
+	a.onWebListen = func(addr net.Addr) { webAddrs <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{logs: logs, stop: cancel, code: make(chan int, 1)}
 	go func() { r.code <- a.run(ctx, append([]string{"serve"}, args...)) }()
@@ -95,6 +97,10 @@ func startServeApp(t *testing.T, env map[string]string, adjust func(*app), args 
 	})
 	select {
 	case r.addr = <-addrs:
+		select {
+		case r.web = <-webAddrs: // sent before addrs, when serving
+		default:
+		}
 	case code := <-r.code:
 		t.Fatalf("serve exited with %d before listening:\n%s", code, logs)
 	case <-time.After(30 * time.Second):

@@ -42,6 +42,7 @@ type serveConfig struct {
 	auth              *authConfig
 	checkpoints       *checkpointConfig // checkpoint.go
 	limits            *limitsConfig     // limits.go
+	web               *webConfig        // web.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -79,7 +80,11 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.auth = authFlags(fs, env, a.devHeaderAuth)
 	c.checkpoints = checkpointFlags(fs, env)
 	c.limits = limitsFlags(fs, env)
+	c.web = webFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
+		return nil, err
+	}
+	if err := c.web.check(c.auth); err != nil {
 		return nil, err
 	}
 	if err := c.auth.check(c.databaseURL == "", listensOnLoopback(c.listen)); err != nil {
@@ -189,6 +194,18 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	var devKey *server.DevKey
+	if c.auth.devTokens {
+		if devKey, err = server.LoadOrCreateDevKey(c.dataDir); err != nil {
+			return err
+		}
+	}
+	browser, err := c.web.start(srv, c.auth, tlsCfg, devKey, log)
+	if err != nil {
+		srv.Shutdown(ctx)
+		<-served
+		return err
+	}
 	refreshed := refreshStaleMetrics(ctx, st, log)
 	defer func() { <-refreshed }() // before the database closes
 	if c.compactInterval > 0 {
@@ -208,6 +225,9 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		defer func() { <-anchored }()
 	}
 	log.Info("listening", "addr", lis.Addr().String())
+	if a.onWebListen != nil && browser != nil {
+		a.onWebListen(browser.lis.Addr())
+	}
 	if a.onListen != nil {
 		a.onListen(lis.Addr())
 	}
@@ -223,6 +243,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	log.Info("shutting down", "timeout", c.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
+	// Browsers first: their unary calls finish, and their watch streams
+	// are cut after a short grace (the tablet resumes them); then the
+	// native calls and streams drain.
+	wctx, wcancel := context.WithTimeout(sctx, webShutdownGrace)
+	browser.shutdown(wctx)
+	wcancel()
 	srv.Shutdown(sctx)
 	if err := <-served; err != nil {
 		return fmt.Errorf("serve: %w", err)
