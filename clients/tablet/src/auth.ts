@@ -136,7 +136,13 @@ export async function devSignIn(id: DevIdentity): Promise<Session> {
   });
   if (!r.ok) {
     const text = (await r.text()).trim();
-    throw new Error(r.status === 404 ? "Development sign-in is not enabled on this server." : text || `Sign-in failed (HTTP ${r.status}).`);
+    let msg = text;
+    try {
+      msg = (JSON.parse(text) as { error?: string }).error ?? text; // {"error": "…"}
+    } catch {
+      /* plain text */
+    }
+    throw new Error(msg || (r.status === 404 ? "Development sign-in is not enabled on this server." : `Sign-in failed (HTTP ${r.status}).`));
   }
   const body = (await r.json()) as { token: string; expiresAt: string };
   return { token: body.token, claims: decodeClaims(body.token), via: "dev", dev: id };

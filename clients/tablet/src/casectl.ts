@@ -262,6 +262,13 @@ export class CaseController {
   }
 
   private apply(m: WatchCaseResponse): void {
+    if (this.fromCache || this.loadError) {
+      // Opened offline from the copy: the server answers again, so read the real thing.
+      this.fromCache = false;
+      this.loadError = null;
+      void this.refreshCase();
+      void this.refreshEntries();
+    }
     if (m.position > this.position) this.position = m.position;
     for (const s of m.samples) {
       this.series.add(

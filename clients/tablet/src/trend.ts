@@ -54,6 +54,13 @@ export function align(cols: Column[]): uPlot.AlignedData {
   return [xs, ...ys] as uPlot.AlignedData;
 }
 
+/** 24-hour wall-clock time of a tick (with seconds when ticks are less than a minute apart). */
+function hhmm(ms: number, seconds: boolean): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}${seconds ? `:${p(d.getSeconds())}` : ""}`;
+}
+
 const AXIS = "#b7c0cc";
 const GRID = "#26303b";
 
@@ -84,7 +91,14 @@ export class Trend {
           y: { auto: true },
         },
         axes: [
-          { stroke: AXIS, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: "13px system-ui, sans-serif", size: 28 },
+          {
+            stroke: AXIS,
+            grid: { stroke: GRID, width: 1 },
+            ticks: { stroke: GRID },
+            font: "13px system-ui, sans-serif",
+            size: 26,
+            values: (_u: uPlot, splits: number[], _ax: number, _space: number, incr: number) => splits.map((v) => hhmm(v, incr < 60000)),
+          },
           {
             stroke: AXIS,
             grid: { stroke: GRID, width: 1 },

@@ -37,6 +37,7 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
     trend.current = new Trend(
       el.current!,
       strip.series.map((s) => ({ label: s.label, color: s.color, dash: s.dash, spanGaps: s.key === "do2i_target" })),
+      { yLabel: unitText(strip.series[0].unit) },
     );
     return () => {
       trend.current?.destroy();
@@ -60,27 +61,26 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
   return (
     <section class={`strip strip-${strip.id}`} aria-label={`${strip.title} trend`}>
       <div class="strip-chart" ref={el} data-testid={`trend-${strip.id}`} role="img" aria-label={`${strip.title} over time`} />
-      <div class="strip-values">
+      <div class={`strip-values${strip.series.length > 2 ? " grid" : ""}`}>
         {strip.id === "do2i" ? (
           <>
             <div class="value big" style={{ color: strip.series[0].color }}>
-              <span class="v-label">DO2i</span>
+              <span class="v-label" title="mL/min/m²">DO2i</span>
               <span class="v-num">{num(d?.current?.v, 0)}</span>
-              <span class="v-unit">mL/min/m²</span>
             </div>
-            <div class="value small-line">
+            <div class="value small-line" title={ctl.thresholdSource === "default" ? "the default target; the server states none" : "the site's target"}>
               target {ctl.threshold}
-              {ctl.thresholdSource === "default" ? " (default)" : ""} · below{" "}
+              {ctl.thresholdSource === "default" ? "*" : ""} · below{" "}
               <strong>
                 <span data-testid="do2i-below">{num(d?.minutesBelow ?? 0, 1)}</span> min
               </strong>
             </div>
             <div class="value tiny muted">
               {!(ctl.c?.details?.patient?.bsaM2 ?? 0)
-                ? "no BSA: DO2i needs height and weight"
+                ? "no BSA (height, weight)"
                 : d?.inFullFlow
-                  ? `on full-flow bypass (${d.source.replace("_", " ")})`
-                  : "not on full-flow bypass: minutes not counting"}
+                  ? `full flow (${d.source === "charted" ? "charted" : d.source === "flow_rule" ? "flow rule" : "minutes rule"})`
+                  : "not on full flow: not counting"}
             </div>
           </>
         ) : (
@@ -90,7 +90,7 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
               <div class="value" key={s.key} style={{ color: s.color }}>
                 <span class="v-label">{s.label}</span>
                 <span class="v-num">{num(last?.v, CHANNELS[s.key]?.digits ?? s.digits)}</span>
-                <span class="v-unit">{unitText(s.unit)}</span>
+                {strip.series.length <= 2 && <span class="v-unit">{unitText(s.unit)}</span>}
               </div>
             );
           })

@@ -148,7 +148,7 @@ export function CaseView({ id }: { id: string }) {
     { id: "xclamp-on", label: "X-clamp on", event: EventType.CROSS_CLAMP_ON },
     {
       id: "cardioplegia",
-      label: "Cardioplegia",
+      label: "Cardio\u00adplegia",
       form: (now) => {
         const f = cardioplegiaForm(now, {
           solution: c?.details?.circuit?.cardioplegiaSystem ?? "",
@@ -491,8 +491,7 @@ export function CaseView({ id }: { id: string }) {
                 disabled={!open}
                 onClick={() => (q.form ? openForm(q.form(Date.now()), q.id) : void quickEvent(q, q.event!))}
               >
-                {q.label}
-                {q.form ? "…" : ""}
+                {q.form ? `${q.label}\u2060…` : q.label}
               </button>
             ))}
           </section>
@@ -573,6 +572,15 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
           {STATUS_LABEL[r.status] && <span class={`tag tag-${r.status}`}>{STATUS_LABEL[r.status]}</span>}
           {e.late && <span class="tag">late</span>}
         </div>
+      </div>
+      <div class="entry-foot">
+        <div class="entry-meta small muted">
+          {r.reason && <span>reason: {r.reason} · </span>}
+          {r.status === "conflict" && <span class="conflict-msg">The server did not take it: {r.item?.error} · </span>}
+          {r.status === "pending" && <span>kept on this tablet until the server acknowledges it · </span>}
+          {e.author && <span>by {e.author}</span>}
+          {tsMs(e.recordedAt) > 0 && <span> · recorded {clock(tsMs(e.recordedAt))}</span>}
+        </div>
         {canEdit && (
           <div class="entry-actions">
             <button type="button" class="btn btn-small" data-testid="entry-correct" onClick={() => onCorrect(r)} aria-label={`Correct ${describe(e)}`}>
@@ -594,15 +602,16 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
           </div>
         )}
       </div>
-      <div class="entry-meta small muted">
-        {r.reason && <span>reason: {r.reason} · </span>}
-        {r.status === "conflict" && <span class="conflict-msg">The server did not take it: {r.item?.error} · </span>}
-        {r.status === "pending" && <span>kept on this tablet until the server acknowledges it · </span>}
-        {e.author && <span>by {e.author} · </span>}
-        {tsMs(e.recordedAt) > 0 && <span>recorded {clock(tsMs(e.recordedAt))}</span>}
-      </div>
     </li>
   );
+}
+
+/** A short duration from seconds: "4 s", "12 min", "2.8 h". */
+function duration(sec: number): string {
+  if (sec < 90) return `${Math.round(sec)} s`;
+  if (sec < 90 * 60) return `${Math.round(sec / 60)} min`;
+  if (sec < 48 * 3600) return `${(sec / 3600).toFixed(1)} h`;
+  return `${Math.round(sec / 86400)} d`;
 }
 
 function Sources({ sources, ended }: { sources: SourceSummary[]; ended: boolean }) {
@@ -621,10 +630,10 @@ function Sources({ sources, ended }: { sources: SourceSummary[]; ended: boolean 
           <div class={`source src-${st}`} data-testid="source" data-source-id={s.sourceId} data-state={st} key={s.sourceId}>
             <strong>{s.sourceId}</strong>
             <span class="tag">{st === "implausible" ? "clock implausible" : st}</span>
-            <span class="small">
-              last batch {Number.isFinite(age) ? (age < 90 ? `${Math.max(0, Math.round(age))} s` : `${Math.round(age / 60)} min`) : "—"} ago · clock{" "}
-              {Math.abs(lag) < 1 ? "in step" : lag > 0 ? `behind ${lag.toFixed(1)} s` : `ahead ${(-lag).toFixed(1)} s`}
-              {s.clockImplausible && !off ? ` · ${s.implausibleBatches} batches with impossible times` : ""}
+            <span class="small muted">
+              {Number.isFinite(age) ? duration(Math.max(0, age)) : "—"} ago · clock{" "}
+              {Math.abs(lag) < 1 ? "in step" : `${duration(Math.abs(lag))} ${lag > 0 ? "behind" : "ahead"}`}
+              {s.clockImplausible && !off ? ` · ${s.implausibleBatches} batches mistimed` : ""}
             </span>
           </div>
         );

@@ -18,7 +18,7 @@ export function SignIn() {
   const cfg = app.config;
   const [subject, setSubject] = useState(() => sessionStorage.getItem("perfusion.last-subject") ?? "");
   const [role, setRole] = useState("perfusionist");
-  const [sites, setSites] = useState("MAIN");
+  const [sites, setSites] = useState("MAIN, SIM"); // SIM: pumpsim's site
   const [busy, setBusy] = useState(false);
   const setError = showError;
   const pending = outbox.unacknowledged;
