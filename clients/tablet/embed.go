@@ -1,7 +1,9 @@
-// Package tablet holds the charting tablet's built files (dist/), which
-// perfusiond serves to browsers, so a Go build alone runs the whole
-// product with no Node.js installed. The sources beside them build dist/
-// (see README.md there); CI rebuilds and fails when dist/ is stale.
+// Package tablet holds the charting tablet, the web app the perfusionist
+// charts on during a case, built into dist/ (TypeScript sources in src/,
+// built with `npm run build`; see README.md) and embedded here so that
+// perfusiond serves it with no Node installed. The built files are
+// committed; CI rebuilds them (check-fresh.sh) and fails when they are
+// stale.
 package tablet
 
 import (
@@ -12,13 +14,14 @@ import (
 //go:embed dist
 var dist embed.FS
 
-// Files is the built tablet, index.html at its root.
-var Files = mustSub(dist, "dist")
+// Files is the built app: index.html, app.js, app.css and sw.js at its
+// root, as perfusiond serves them at /.
+var Files fs.FS = mustSub(dist, "dist")
 
 func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
+	s, err := fs.Sub(f, dir)
 	if err != nil {
-		panic(err) // dir is a constant embedded above
+		panic(err) // dist is embedded at build time: a missing directory fails the build first
 	}
-	return sub
+	return s
 }
