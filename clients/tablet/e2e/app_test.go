@@ -27,10 +27,9 @@ type app struct {
 func openApp(t *testing.T, srv *perfusiond, name string, width, height int64) *app {
 	t.Helper()
 	a := &app{tab: newTab(t, name, width, height), srv: srv}
-	// The development sign-in form names a person and a role; the sites
-	// (MAIN by default) and the token's lifetime are the server's defaults.
-	// The tests widen the sites to SIM, where pumpsim charts, and shorten
-	// the lifetime for the expiry test, by editing the request on its way.
+	// The development sign-in form has no field for the token's lifetime
+	// (the server's default, 12 h): the expiry test shortens it by editing
+	// the request on its way.
 	a.rewriteRequests("*/tablet/dev-sign-in", func(body []byte) []byte {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -47,13 +46,12 @@ func openApp(t *testing.T, srv *perfusiond, name string, width, height int64) *a
 		out, _ := json.Marshal(m)
 		return out
 	})
-	a.setDevSignIn(map[string]any{"sites": []string{"MAIN", "SIM"}})
 	a.navigate(srv.base + "/")
 	return a
 }
 
 // setDevSignIn sets what the next development sign-ins ask for beyond the
-// form (sites, ttlSeconds).
+// form (ttlSeconds); nil sends the form as it is.
 func (a *app) setDevSignIn(m map[string]any) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -63,7 +61,7 @@ func (a *app) setDevSignIn(m map[string]any) {
 // signInDev signs in with the development form as subject with role.
 func (a *app) signInDev(subject, role string) {
 	a.t.Helper()
-	a.waitVisible(testid("signin"))
+	a.waitVisible(testid("signin") + " input[name=subject]")
 	a.fill(testid("signin"), map[string]any{"subject": subject, "role": role})
 	a.click(testid("dev-sign-in"))
 	a.waitSignedIn(subject)
@@ -133,6 +131,21 @@ func (a *app) dialogOpen() bool {
 	return eval[bool](a.tab, `(() => { const d = document.querySelector("[data-testid=entry-dialog]"); return !!d && d.offsetParent !== null })()`)
 }
 
+// waitDialogClosed waits for the dialog to close after its confirm, and
+// fails with what the dialog or the banner says otherwise.
+func (a *app) waitDialogClosed(what string) {
+	a.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if !a.dialogOpen() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.t.Fatalf("%s: the dialog stays open after confirm; it says %q, the banner %q", what,
+		a.text(testid("entry-dialog")+" [role=alert]"), a.errorText())
+}
+
 // errorText is the error banner's text, "" when none is shown.
 func (a *app) errorText() string {
 	return a.text(testid("error"))
@@ -164,13 +177,20 @@ func (a *app) chart(trigger string, values map[string]any) []string {
 				use[k] = v
 			}
 		}
+		if v, ok := values[firstRadios]; ok {
+			for i, n := range a.radioGroups(testid("entry-dialog")) {
+				if i == 2 {
+					break
+				}
+				use[n] = v
+			}
+		}
 		a.t.Logf("%s: dialog fields %v; filled %v", trigger, names, use)
 		if len(use) > 0 {
 			a.fill(testid("entry-dialog"), use)
 		}
 		a.click(testid("entry-confirm"))
-		a.waitJS(10*time.Second, trigger+": dialog closes on confirm (error banner: "+a.errorText()+")",
-			`!document.querySelector("[data-testid=entry-dialog]") || document.querySelector("[data-testid=entry-dialog]").offsetParent === null`)
+		a.waitDialogClosed(trigger)
 	}
 	var added []string
 	a.waitJS(10*time.Second, trigger+": a new entry in the timeline", fmt.Sprintf(
@@ -184,13 +204,23 @@ func (a *app) chart(trigger string, values map[string]any) []string {
 	return added
 }
 
+// firstRadios, as a key of chart's values, sets the first two radio groups
+// of the dialog (checklist items) to its value.
+const firstRadios = "*radio"
+
+// radioGroups names the radio groups under within, in page order.
+func (a *app) radioGroups(within string) []string {
+	a.t.Helper()
+	return call[[]string](a.tab, `w => [...new Set([...document.querySelector(w).querySelectorAll("input[type=radio]")].map(e => e.name))]`, within)
+}
+
 // devSignInIfAsked completes a development sign-in when the page asks for
 // one (fresh authentication before signing), and says whether it did.
 func (a *app) devSignInIfAsked(subject, role string, wait time.Duration) bool {
 	a.t.Helper()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
-		if eval[bool](a.tab, `(() => { const s = document.querySelector("[data-testid=signin]"); return !!s && s.offsetParent !== null })()`) {
+		if eval[bool](a.tab, `(() => { const s = document.querySelector("[data-testid=signin] input[name=subject]"); return !!s && s.offsetParent !== null })()`) {
 			a.fill(testid("signin"), map[string]any{"subject": subject, "role": role})
 			a.click(testid("dev-sign-in"))
 			return true

@@ -143,9 +143,40 @@ func (b *tab) reload() {
 // testid is the CSS selector of [data-testid=id].
 func testid(id string) string { return fmt.Sprintf("[data-testid=%q]", id) }
 
-// click clicks the first visible element matching sel.
+// click clicks the first visible element matching sel with the mouse, at
+// its centre, as a finger would. When something else covers that point (a
+// toast over a dialog's button) it waits until the element is uncovered,
+// up to defaultWait, and logs what covered it and for how long: a person
+// would have tapped the cover.
 func (b *tab) click(sel string) {
 	b.t.Helper()
+	b.waitVisible(sel)
+	start := time.Now()
+	var cover, firstCover string
+	for {
+		cover = call[string](b, `s => new Promise(r => {
+			const e = document.querySelector(s);
+			e.scrollIntoView({block: "nearest"});
+			requestAnimationFrame(() => {
+				const b = e.getBoundingClientRect();
+				const h = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+				r(!h || h === e || e.contains(h) ? "" : h.outerHTML.slice(0, 120));
+			});
+		})`, sel)
+		if cover == "" {
+			break
+		}
+		if firstCover == "" {
+			firstCover = cover
+		}
+		if time.Since(start) > defaultWait {
+			b.t.Fatalf("%s: %s stays covered by %s", b.name, sel, cover)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d := time.Since(start); firstCover != "" {
+		b.t.Logf("%s: %s was covered for %s (by %s) before it could be tapped", b.name, sel, d.Round(100*time.Millisecond), firstCover)
+	}
 	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
@@ -160,7 +191,11 @@ func eval[T any](b *tab, expr string) T {
 	b.t.Helper()
 	v, err := evalErr[T](b, expr)
 	if err != nil {
-		b.t.Fatalf("%s: eval %s: %v", b.name, expr, err)
+		short := strings.Join(strings.Fields(expr), " ")
+		if len(short) > 100 {
+			short = short[:100] + "…"
+		}
+		b.t.Fatalf("%s: eval %s: %v", b.name, short, err)
 	}
 	return v
 }
@@ -233,7 +268,15 @@ func (b *tab) fill(within string, fields map[string]any) {
 		for (const [name, v] of Object.entries(fields)) {
 			const el = root.querySelector('[name="' + name + '"]');
 			if (!el) throw new Error("no field named " + name + " in " + within);
-			if (typeof v === "boolean") {
+			if (el.type === "radio") {
+				// A group: the radio of that value.
+				const r = root.querySelector('[name="' + name + '"][value="' + v + '"]');
+				if (!r) throw new Error("radio group " + name + " has no value " + v);
+				r.checked = true;
+				r.dispatchEvent(new Event("input", {bubbles: true}));
+				r.dispatchEvent(new Event("change", {bubbles: true}));
+				continue;
+			} else if (typeof v === "boolean") {
 				el.checked = v;
 			} else {
 				let value = String(v);

@@ -131,7 +131,7 @@ var entryKinds = []struct {
 	{"quick-full-flow", nil, oneOf("event:FULL_FLOW")},
 	{"quick-cooling", nil, oneOf("event:COOLING_START")},
 	{"quick-xclamp-on", nil, oneOf("event:CROSS_CLAMP_ON")},
-	{"quick-cardioplegia", map[string]any{"volume_ml": 1000, "temperature_c": 4, "solution": "del Nido"}, oneOf("cardioplegia")},
+	{"quick-cardioplegia", map[string]any{"volume_ml": 1000, "temperature_c": 4, "solution": "del Nido", "route": "antegrade"}, oneOf("cardioplegia")},
 	{"quick-arrest", nil, oneOf("event:CIRCULATORY_ARREST_START")},
 	{"quick-rewarming", nil, oneOf("event:REWARMING_START")},
 	{"quick-xclamp-off", nil, oneOf("event:CROSS_CLAMP_OFF")},
@@ -143,7 +143,7 @@ var entryKinds = []struct {
 	{"add-blood-product", map[string]any{"units": 1, "volume_ml": 280}, oneOf("blood_product")},
 	{"add-lab", map[string]any{"ph": 7.38, "pco2": 41, "po2": 245, "hct": 27, "hb": 9.1, "k": 4.2, "analyte": "hct", "value": 27},
 		func(k string) bool { return strings.HasPrefix(k, "lab:") }},
-	{"add-checklist", nil, oneOf("checklist")},
+	{"add-checklist", map[string]any{firstRadios: "checked"}, oneOf("checklist")},
 	{"add-note", map[string]any{"text": "Venous line kinked briefly, cleared."}, oneOf("note")},
 	{"add-artifact", map[string]any{"channel": "pump_flow", "reason": "line flush"}, oneOf("artifact")},
 }
@@ -578,7 +578,7 @@ func TestExpiredTokenKeepsOutbox(t *testing.T) {
 	witness := srv.client(t)
 	id := createCase(t, witness, "OR-8")
 	a := openApp(t, srv, "tablet", wideW, wideH)
-	a.setDevSignIn(map[string]any{"sites": []string{"MAIN", "SIM"}, "ttlSeconds": ttl})
+	a.setDevSignIn(map[string]any{"ttlSeconds": ttl})
 	signedIn := time.Now()
 	a.signInDev("pat", "perfusionist")
 	a.openCase(id)
@@ -596,7 +596,7 @@ func TestExpiredTokenKeepsOutbox(t *testing.T) {
 	if a.visibleWithin(testid("outbox-count"), time.Second) && a.outboxCount() != "2" {
 		t.Fatalf("outbox shows %q at sign-in, want 2", a.outboxCount())
 	}
-	a.setDevSignIn(map[string]any{"sites": []string{"MAIN", "SIM"}})
+	a.setDevSignIn(nil)
 	a.signInDev("pat", "perfusionist")
 	eventually(t, 60*time.Second, "the outbox sent after signing in again", func() error {
 		if n := len(witness.entries(t, id, true)); n != 2 {
