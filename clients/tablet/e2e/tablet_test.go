@@ -340,7 +340,7 @@ func TestOfflineOutbox(t *testing.T) {
 	for i, k := range []struct {
 		trigger string
 		values  map[string]any
-	}{{"add-note", map[string]any{"text": "offline note 1"}}, {"quick-full-flow", nil}, {"quick-heparin", map[string]any{"dose": 5000}},
+	}{{"add-note", map[string]any{"text": "offline note 1"}}, {"quick-full-flow", nil}, {"add-fluid", map[string]any{"name": "Plasma-Lyte A", "volume_ml": 250}},
 		{"add-note", map[string]any{"text": "offline note 2"}}, {"quick-cooling", nil}} {
 		ids := a.chart(k.trigger, k.values)
 		if len(ids) != 1 {
@@ -424,16 +424,18 @@ func TestLiveTrendsAdvance(t *testing.T) {
 		v, _ := strconv.ParseInt(a.attr(testid(strip), "data-last-time"), 10, 64)
 		return v
 	}
-	for _, s := range []string{"trend-flows", "trend-pressures", "trend-temperatures"} {
-		a.waitJS(defaultWait, s+" draws points", fmt.Sprintf(`+(document.querySelector(%q)?.dataset.points || 0) > 0`, testid(s)))
+	// Blood gases and DO2i start once the in-line monitor reads on bypass,
+	// some simulated minutes in.
+	for _, s := range strips {
+		a.waitJS(2*time.Minute, s+" draws points", fmt.Sprintf(`+(document.querySelector(%q)?.dataset.points || 0) > 0`, testid(s)))
 	}
 	first := map[string]int64{}
 	for _, s := range strips {
 		first[s] = lastTime(s)
 	}
-	// pumpsim sends 60 simulated seconds per second: within a few
-	// seconds the 1 Hz strips must have moved on.
-	for _, s := range []string{"trend-flows", "trend-pressures", "trend-temperatures"} {
+	// pumpsim sends 60 simulated seconds per second: within seconds every
+	// strip must have moved on.
+	for _, s := range strips {
 		eventually(t, defaultWait, s+" advances", func() error {
 			if now := lastTime(s); now <= first[s] {
 				return fmt.Errorf("data-last-time %d, was %d", now, first[s])
