@@ -215,11 +215,12 @@ func (a *app) radioGroups(within string) []string {
 }
 
 // devSignInIfAsked completes a development sign-in when the page asks for
-// one (fresh authentication before signing), and says whether it did.
-func (a *app) devSignInIfAsked(subject, role string, wait time.Duration) bool {
+// one (fresh authentication before signing) before done is true, and says
+// whether it did.
+func (a *app) devSignInIfAsked(subject, role string, wait time.Duration, done string) bool {
 	a.t.Helper()
 	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && !eval[bool](a.tab, "!!("+done+")") {
 		if eval[bool](a.tab, `(() => { const s = document.querySelector("[data-testid=signin] input[name=subject]"); return !!s && s.offsetParent !== null })()`) {
 			a.fill(testid("signin"), map[string]any{"subject": subject, "role": role})
 			a.click(testid("dev-sign-in"))

@@ -499,7 +499,9 @@ func TestCloseAndSignDev(t *testing.T) {
 	a.waitOutbox(0, defaultWait)
 	time.Sleep(6 * time.Second) // the sign-in is now too old to sign with
 	asked := false
-	signOff(t, a, id, func() { asked = a.devSignInIfAsked("pat", "perfusionist", 10*time.Second) })
+	signOff(t, a, id, func() {
+		asked = a.devSignInIfAsked("pat", "perfusionist", 10*time.Second, fmt.Sprintf(`document.querySelector(%q)?.dataset.state === "signed"`, caseView(id)))
+	})
 	if !asked {
 		t.Log("the tablet signed without showing the sign-in form (fresh development sign-in done by itself)")
 	}
@@ -569,6 +571,7 @@ func TestOIDCSignInCloseAndSign(t *testing.T) {
 	for _, r := range reqs[1:] {
 		if r.Get("max_age") == "0" || strings.Contains(r.Get("prompt"), "login") {
 			fresh = true
+			t.Logf("fresh authentication asked with max_age=%q prompt=%q scope=%q", r.Get("max_age"), r.Get("prompt"), r.Get("scope"))
 		}
 	}
 	if !fresh || logins != 2 || len(refused) > 0 {
