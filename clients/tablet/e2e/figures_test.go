@@ -33,7 +33,7 @@ func waitFirstTrend(a *app) time.Duration {
 	a.waitJS(defaultWait, "window.__tabletPerf.firstTrendDrawnAt",
 		`window.__tabletPerf && window.__tabletPerf.firstTrendDrawnAt > 0 && window.__tabletPerf.firstTrendDrawnAt >= window.__tabletPerf.caseOpenedAt`)
 	ms := eval[float64](a.tab, `window.__tabletPerf.firstTrendDrawnAt - window.__tabletPerf.caseOpenedAt`)
-	return time.Duration(ms * float64(time.Millisecond))
+	return msDuration(ms)
 }
 
 // tapRoundTrip confirms the open entry dialog and returns the time until
@@ -56,7 +56,7 @@ func tapRoundTrip(a *app) time.Duration {
 	if ms < 0 {
 		a.t.Fatalf("%s: the entry was not stored within 20 s", a.name)
 	}
-	return time.Duration(ms * float64(time.Millisecond))
+	return msDuration(ms)
 }
 
 // eventLoopDelay is how late a setTimeout(0) fires: a page busy drawing
@@ -64,7 +64,24 @@ func tapRoundTrip(a *app) time.Duration {
 func eventLoopDelay(a *app) time.Duration {
 	a.t.Helper()
 	ms := eval[float64](a.tab, `new Promise(r => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); })`)
-	return time.Duration(ms * float64(time.Millisecond))
+	return msDuration(ms)
+}
+
+// msDuration turns the page's milliseconds (performance.now(), coarsened
+// to 0.1 ms) into a duration.
+func msDuration(ms float64) time.Duration {
+	return time.Duration(ms * float64(time.Millisecond)).Round(100 * time.Microsecond)
+}
+
+// drawBench draws hours × channels through the case view's trend component
+// n times (window.__tabletBench.drawTrend) and returns the times.
+func drawBench(a *app, hours, channels, n int) []time.Duration {
+	a.t.Helper()
+	var d []time.Duration
+	for range n {
+		d = append(d, msDuration(eval[float64](a.tab, fmt.Sprintf(`window.__tabletBench.drawTrend(%d, %d)`, hours, channels))))
+	}
+	return d
 }
 
 func median(d []time.Duration) time.Duration {
@@ -99,11 +116,7 @@ func TestFigures(t *testing.T) {
 	}
 	t.Logf("FIGURE open running case → first drawn trend: median %s (runs %v; goal ≤ 1 s)", median(opens), opens)
 
-	var draws []time.Duration
-	for range 5 {
-		ms := eval[float64](a.tab, `window.__tabletBench.drawTrend(4, 10)`)
-		draws = append(draws, time.Duration(ms*float64(time.Millisecond)))
-	}
+	draws := drawBench(a, 4, 10, 5)
 	t.Logf("FIGURE draw 4 h × 10 channels: median %s (runs %v; goal ≤ 100 ms)", median(draws), draws)
 
 	var taps []time.Duration
@@ -218,7 +231,7 @@ func TestECMO24h(t *testing.T) {
 	srv := startDev(t)
 	sim := srv.startPumpsim(t, "--ecmo", "--duration", "24h", "--speed", "0")
 	sim.wait(t, 10*time.Minute)
-	t.Logf("pumpsim: %s", strings.TrimSpace(tail(sim.out.String(), 1)))
+	t.Logf("pumpsim: %s", tail(strings.TrimSpace(sim.out.String()), 1))
 	a := openApp(t, srv, "tablet", wideW, wideH)
 	a.signInDev("pat", "perfusionist")
 	start := time.Now()
@@ -244,6 +257,8 @@ func TestECMO24h(t *testing.T) {
 		taps = append(taps, tapRoundTrip(a))
 		loops = append(loops, eventLoopDelay(a))
 	}
+	day := drawBench(a, 24, 10, 3)
+	t.Logf("FIGURE 24 h ECMO: drawing 24 h × 10 channels median %s (runs %v)", median(day), day)
 	t.Logf("FIGURE 24 h ECMO: tap round trip (confirm → stored) median %s (runs %v); event-loop delay median %s (runs %v)",
 		median(taps), taps, median(loops), loops)
 	a.waitOutbox(0, defaultWait)
