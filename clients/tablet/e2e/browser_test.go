@@ -303,7 +303,7 @@ func (b *tab) fill(within string, fields map[string]any) {
 // fieldNames lists the names of the form fields under within.
 func (b *tab) fieldNames(within string) []string {
 	b.t.Helper()
-	return call[[]string](b, `w => [...document.querySelector(w).querySelectorAll("[name]")].map(e => e.name)`, within)
+	return call[[]string](b, `w => [...new Set([...document.querySelector(w).querySelectorAll("[name]")].map(e => e.name))]`, within)
 }
 
 // screenshot writes a PNG of the viewport to path.

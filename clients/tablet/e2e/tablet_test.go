@@ -146,6 +146,7 @@ var entryKinds = []struct {
 	{"add-checklist", map[string]any{firstRadios: "checked"}, oneOf("checklist")},
 	{"add-note", map[string]any{"text": "Venous line kinked briefly, cleared."}, oneOf("note")},
 	{"add-artifact", map[string]any{"channel": "pump_flow", "reason": "line flush"}, oneOf("artifact")},
+	{"add-event", map[string]any{"type": strconv.Itoa(int(pb.EventType_EVENT_TYPE_SUCKERS_STOPPED)), "comment": "before protamine"}, oneOf("event:SUCKERS_STOPPED")},
 }
 
 func oneOf(kinds ...string) func(string) bool {
@@ -553,8 +554,10 @@ func TestOIDCSignInCloseAndSign(t *testing.T) {
 	if r := reqs[0]; r.Get("code_challenge_method") != "S256" || r.Get("redirect_uri") != srv.base+"/" {
 		t.Fatalf("authorization request %v", r)
 	}
-	if s := eval[string](a.tab, `Object.keys(localStorage).join(",")`); strings.Contains(strings.ToLower(s), "token") {
-		t.Fatalf("a token in localStorage: keys %s", s)
+	// Tokens live in sessionStorage, never in localStorage.
+	if eval[bool](a.tab, `Object.values(localStorage).some(v => v.includes("eyJ"))`) ||
+		!eval[bool](a.tab, `Object.values(sessionStorage).some(v => v.includes("eyJ"))`) {
+		t.Fatalf("the access token is in localStorage, or not in sessionStorage")
 	}
 	a.openCase(id)
 	entry := a.chart("add-note", map[string]any{"text": "charted with an OIDC token"})[0]
@@ -584,51 +587,58 @@ func TestOIDCSignInCloseAndSign(t *testing.T) {
 	verifyOK(t, witness, id)
 }
 
-// TestExpiredTokenKeepsOutbox: a token that expires while entries wait in
-// the outbox (the server unreachable) leads back to the sign-in screen;
-// after signing in again the entries are sent, once each.
+// TestExpiredTokenKeepsOutbox: entries wait in the outbox (the server
+// unreachable); a sign-out keeps them, and so does a sign-in whose token
+// expires 2 s later (development sign-in with ttlSeconds 2): the tablet
+// goes back to the sign-in screen saying so. Signed in again with the
+// server reachable, the entries are sent, once each.
 func TestExpiredTokenKeepsOutbox(t *testing.T) {
-	const ttl = 8 // seconds: long enough to open the case, short to wait out
 	srv := startDev(t, "--jwt-leeway", "1s")
 	witness := srv.client(t)
 	id := createCase(t, witness, "OR-8")
 	a := openApp(t, srv, "tablet", wideW, wideH)
-	a.setDevSignIn(map[string]any{"ttlSeconds": ttl})
-	signedIn := time.Now()
 	a.signInDev("pat", "perfusionist")
 	a.openCase(id)
 	a.blockAPI(true)
 	var pending []string
-	pending = append(pending, a.chart("add-note", map[string]any{"text": "charted before the token expired 1"})...)
-	pending = append(pending, a.chart("add-note", map[string]any{"text": "charted before the token expired 2"})...)
+	pending = append(pending, a.chart("add-note", map[string]any{"text": "kept across sign-out and expiry 1"})...)
+	pending = append(pending, a.chart("add-note", map[string]any{"text": "kept across sign-out and expiry 2"})...)
 	a.waitOutbox(2, 5*time.Second)
-	time.Sleep(time.Until(signedIn.Add((ttl + 2) * time.Second)))
-	a.blockAPI(false)
-	a.waitVisible(testid("signin"))
+
+	a.click(testid("sign-out"))
+	a.waitVisible(testid("signin") + " input[name=subject]")
+	if got := a.outboxCount(); got != "2" {
+		t.Fatalf("after sign-out the outbox shows %q, want 2", got)
+	}
+	a.setDevSignIn(map[string]any{"ttlSeconds": 2})
+	a.signInDev("pat", "perfusionist")
+	a.waitJS(10*time.Second, "back at the sign-in screen when the 2 s token expires",
+		`!document.querySelector("[data-testid=whoami]") && !!document.querySelector("[data-testid=signin] input[name=subject]")`)
+	notice := a.text(testid("signin") + " [role=status]")
+	t.Logf("sign-in screen after expiry says: %q", notice)
+	if !strings.Contains(notice, "expired") {
+		t.Errorf("the sign-in screen does not say the sign-in expired: %q", notice)
+	}
+	if got := a.outboxCount(); got != "2" {
+		t.Fatalf("after expiry the outbox shows %q, want 2", got)
+	}
 	if n := len(witness.entries(t, id, true)); n != 0 {
-		t.Fatalf("the server took %d entries with an expired token", n)
+		t.Fatalf("the server holds %d entries while it was unreachable", n)
 	}
-	if a.visibleWithin(testid("outbox-count"), time.Second) && a.outboxCount() != "2" {
-		t.Fatalf("outbox shows %q at sign-in, want 2", a.outboxCount())
-	}
+
+	a.blockAPI(false)
 	a.setDevSignIn(nil)
 	a.signInDev("pat", "perfusionist")
-	eventually(t, 60*time.Second, "the outbox sent after signing in again", func() error {
-		if n := len(witness.entries(t, id, true)); n != 2 {
-			return fmt.Errorf("%d entries stored", n)
-		}
-		return nil
-	})
+	a.waitOutbox(0, 60*time.Second)
 	stored := witness.entries(t, id, true)
+	if len(stored) != len(pending) {
+		t.Fatalf("the server holds %d entries, the tablet charted %d", len(stored), len(pending))
+	}
 	for _, e := range stored {
 		if !slices.Contains(pending, e.GetEntryId()) {
-			t.Fatalf("stored entry %s was not charted offline (%v)", e.GetEntryId(), pending)
+			t.Fatalf("stored entry %s was not charted by the tablet (%v)", e.GetEntryId(), pending)
 		}
 	}
-	if !a.visibleWithin(caseView(id), 2*time.Second) {
-		a.openCase(id)
-	}
-	a.waitOutbox(0, defaultWait)
 }
 
 func getJSON(t *testing.T, url string) map[string]any {
