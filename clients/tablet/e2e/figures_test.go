@@ -154,9 +154,11 @@ func transferSize(t *testing.T, srv *perfusiond) (int64, map[string]int64) {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(b.ctx)
+	// Two subscriptions, two goroutines: a request's events may be read in
+	// either order, so they are joined by request id at the end.
 	var mu sync.Mutex
 	urls := map[network.RequestID]string{}
-	sizes := map[string]int64{}
+	lengths := map[network.RequestID]int64{}
 	sent := chromedp.Events(ctx, network.RequestWillBeSent)
 	done := chromedp.Events(ctx, network.LoadingFinished)
 	var wg sync.WaitGroup
@@ -176,10 +178,7 @@ func transferSize(t *testing.T, srv *perfusiond) (int64, map[string]int64) {
 				return
 			}
 			mu.Lock()
-			u := strings.TrimPrefix(urls[ev.RequestID], srv.base)
-			if u != "" && !strings.HasPrefix(u, "/perfusion.v1.") {
-				sizes[u] += int64(ev.EncodedDataLength)
-			}
+			lengths[ev.RequestID] += int64(ev.EncodedDataLength)
 			mu.Unlock()
 		}
 	})
@@ -188,6 +187,14 @@ func transferSize(t *testing.T, srv *perfusiond) (int64, map[string]int64) {
 	time.Sleep(1500 * time.Millisecond) // late chunks, fonts, icons
 	stop()
 	wg.Wait()
+	sizes := map[string]int64{}
+	for id, n := range lengths {
+		u := strings.TrimPrefix(urls[id], srv.base)
+		if u == "" || strings.HasPrefix(u, "/perfusion.v1.") {
+			continue
+		}
+		sizes[u] += n
+	}
 	var total int64
 	for _, n := range sizes {
 		total += n
