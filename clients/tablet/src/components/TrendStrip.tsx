@@ -72,8 +72,9 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
               target {ctl.threshold}
               {ctl.thresholdSource === "default" ? "*" : ""} · below{" "}
               <strong>
-                <span data-testid="do2i-below">{num(d?.minutesBelow ?? 0, 1)}</span> min
+                <span data-testid="do2i-below">{num(ctl.signed?.minutesBelow ?? d?.minutesBelow ?? 0, 1)}</span> min
               </strong>
+              {ctl.signed?.minutesBelow != null && <span class="tiny"> (record's metric)</span>}
             </div>
             <div class="value tiny muted">
               {!(ctl.c?.details?.patient?.bsaM2 ?? 0)

@@ -76,6 +76,12 @@ export function CaseView({ id }: { id: string }) {
     if (intent && intent.caseId === id) void doSign(intent, true);
   }, [app.session?.token, !!ctl.c]);
 
+  // A refusal usually means the case moved on (closed elsewhere): read it again.
+  const conflicts = outbox.list().filter((i) => i.caseId === id && i.state === "conflict").length;
+  useEffect(() => {
+    if (conflicts > 0) void ctl.refreshCase();
+  }, [conflicts]);
+
   const c = ctl.c;
   const state = ctl.state;
   const open = state === "open";
@@ -286,7 +292,6 @@ export function CaseView({ id }: { id: string }) {
         try {
           const r = await cases.closeCase({ caseId: id });
           ctl.setCase(r.case);
-          void ctl.runVerify();
           showToast({ text: "Case closed. Sign it when you have reviewed the record." });
           return undefined;
         } catch (e) {
@@ -321,7 +326,6 @@ export function CaseView({ id }: { id: string }) {
         r = await send();
       }
       ctl.setCase(r.case);
-      void ctl.runVerify();
       void ctl.refreshEntries();
       showToast({ text: r.duplicate ? "You had already signed with this meaning; nothing was added." : "Signed." });
       return undefined;
@@ -505,7 +509,7 @@ export function CaseView({ id }: { id: string }) {
           <Timeline rows={rows} open={open} onCorrect={correctRow} onVoid={voidRow} onDiscard={discardRow} />
         </div>
       </div>
-      {app.toast?.undoable && app.toast.caseId === id && app.toast.entryId && (
+      {app.toast?.undoable && app.toast.caseId === id && app.toast.entryId && open && !items.some((i) => i.id === app.toast!.entryId && i.state === "conflict") && (
         <div class="toast" role="status" data-testid="toast">
           <span>{app.toast.text}</span>
           <button type="button" class="btn btn-small" data-testid="toast-undo" onClick={() => void undoQuick(app.toast!.entryId!)}>
@@ -575,11 +579,20 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
       </div>
       <div class="entry-foot">
         <div class="entry-meta small muted">
-          {r.reason && <span>reason: {r.reason} · </span>}
-          {r.status === "conflict" && <span class="conflict-msg">The server did not take it: {r.item?.error} · </span>}
-          {r.status === "pending" && <span>kept on this tablet until the server acknowledges it · </span>}
-          {e.author && <span>by {e.author}</span>}
-          {tsMs(e.recordedAt) > 0 && <span> · recorded {clock(tsMs(e.recordedAt))}</span>}
+          {[
+            r.reason ? <span>reason: {r.reason}</span> : null,
+            r.status === "conflict" ? <span class="conflict-msg">not stored: {r.item?.error}</span> : null,
+            r.status === "pending" ? <span>kept on this tablet until the server has it</span> : null,
+            e.author ? <span>by {e.author}</span> : null,
+            tsMs(e.recordedAt) > 0 ? <span>recorded {clock(tsMs(e.recordedAt))}</span> : null,
+          ]
+            .filter(Boolean)
+            .map((x, i) => (
+              <>
+                {i > 0 && " · "}
+                {x}
+              </>
+            ))}
         </div>
         {canEdit && (
           <div class="entry-actions">
