@@ -4,7 +4,7 @@
 // after the entry's fields, [data-testid=entry-confirm] and
 // [data-testid=entry-cancel].
 
-import type { ComponentChildren } from "preact";
+import { Fragment, type ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 export interface FieldSpec {
@@ -105,7 +105,10 @@ export function Dialog({ spec, onClose }: { spec: DialogSpec; onClose: () => voi
         {spec.message && <div class="dialog-message">{spec.message}</div>}
         <div class="fields">
           {spec.fields.map((f) => (
-            <Field key={f.name} f={f} id={`${id}-${f.name}`} value={values[f.name] ?? ""} set={(v) => set(f.name, v)} />
+            <Fragment key={f.name}>
+              {f.section && <h3 class="field-section">{f.section}</h3>}
+              <Field f={f} id={`${id}-${f.name}`} value={values[f.name] ?? ""} set={(v) => set(f.name, v)} />
+            </Fragment>
           ))}
         </div>
         {spec.preview && <div class="preview">{spec.preview(values)}</div>}
@@ -156,7 +159,6 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
     case "checkbox":
       return (
         <div class={`field check${f.wide ? " wide" : ""}`}>
-          {f.section && <h3 class="field-section">{f.section}</h3>}
           <input type="checkbox" {...common} checked={value === "true"} onChange={(e) => set(e.currentTarget.checked ? "true" : "")} />
           {label}
         </div>
@@ -164,11 +166,10 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
     case "radio":
       return (
         <fieldset class={`field radio${f.wide ? " wide" : ""}`}>
-          {f.section && <h3 class="field-section">{f.section}</h3>}
           <legend>{f.label}</legend>
           <div class="segmented">
             {(f.options ?? []).map(([v, t]) => (
-              <label class={value === v ? "on" : ""} key={v}>
+              <label class={value === v && v !== "" ? "on" : ""} key={v}>
                 <input type="radio" name={f.name} value={v} checked={value === v} onChange={() => set(v)} />
                 {t}
               </label>
@@ -212,7 +213,6 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
   }
   return (
     <div class={`field${f.wide ? " wide" : ""}`}>
-      {f.section && <h3 class="field-section">{f.section}</h3>}
       {label}
       {control}
       {f.suggest && (

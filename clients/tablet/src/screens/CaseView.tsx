@@ -69,12 +69,13 @@ export function CaseView({ id }: { id: string }) {
     };
   }, [ctl]);
 
-  // Finish a signature begun before a fresh sign-in at the identity provider.
+  // Finish a signature begun before a fresh sign-in at the identity provider
+  // (only once this load has the provider's new token, never with the old one).
   useEffect(() => {
-    if (!app.session || !ctl.c) return;
+    if (!app.oidcReturned || !app.session || !ctl.c) return;
     const intent = takeIntent();
     if (intent && intent.caseId === id) void doSign(intent, true);
-  }, [app.session?.token, !!ctl.c]);
+  }, [app.oidcReturned, app.session?.token, !!ctl.c]);
 
   // A refusal usually means the case moved on (closed elsewhere): read it again.
   const conflicts = outbox.list().filter((i) => i.caseId === id && i.state === "conflict").length;
