@@ -146,7 +146,7 @@ type CommitRelay interface {
 // path, one statement for every case committed since the last: a write is
 // acknowledged without waiting for it.
 func (s *Store) RelayCommits(ctx context.Context) {
-	r, ok := s.b.(CommitRelay)
+	r, ok := capability[CommitRelay](s.b)
 	if !ok {
 		return
 	}
