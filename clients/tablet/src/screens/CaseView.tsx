@@ -40,6 +40,32 @@ const WINDOWS: [string, number][] = [
   ["All", 0],
 ];
 
+const MARKED = new Set([
+  EventType.BYPASS_ON,
+  EventType.FULL_FLOW,
+  EventType.CROSS_CLAMP_ON,
+  EventType.CROSS_CLAMP_OFF,
+  EventType.CIRCULATORY_ARREST_START,
+  EventType.CIRCULATORY_ARREST_END,
+  EventType.COOLING_START,
+  EventType.REWARMING_START,
+  EventType.WEANING_START,
+  EventType.BYPASS_OFF,
+]);
+
+const SHORT: Partial<Record<EventType, string>> = {
+  [EventType.BYPASS_ON]: "on",
+  [EventType.FULL_FLOW]: "full",
+  [EventType.CROSS_CLAMP_ON]: "XC on",
+  [EventType.CROSS_CLAMP_OFF]: "XC off",
+  [EventType.CIRCULATORY_ARREST_START]: "arrest",
+  [EventType.CIRCULATORY_ARREST_END]: "arrest end",
+  [EventType.COOLING_START]: "cool",
+  [EventType.REWARMING_START]: "rewarm",
+  [EventType.WEANING_START]: "wean",
+  [EventType.BYPASS_OFF]: "off",
+};
+
 type QuickDef = { id: string; label: string; event?: EventType; form?: (now: number) => FormSpec };
 
 function patientLine(c: Case | null): string {
@@ -146,6 +172,10 @@ export function CaseView({ id }: { id: string }) {
     return on;
   })();
   const hadCardioplegia = cur.some((e) => e.detail.case === "cardioplegia");
+  // Charted events on the trends (the ones that shape a case), oldest first.
+  const markers = cur
+    .flatMap((e) => (e.detail.case === "event" && MARKED.has(e.detail.value.type) ? [{ t: tsMs(e.occurredAt), label: SHORT[e.detail.value.type] ?? EVENT_TEXT[e.detail.value.type] }] : []))
+    .sort((a, b) => a.t - b.t);
 
   const QUICK: QuickDef[] = [
     { id: "heparin", label: "Heparin", form: heparinForm },
@@ -480,7 +510,7 @@ export function CaseView({ id }: { id: string }) {
           </div>
           <div class="strips">
             {STRIPS.map((s) => (
-              <TrendStrip key={s.id} ctl={ctl} strip={s} from={from} to={to} version={ctl.version} />
+              <TrendStrip key={s.id} ctl={ctl} strip={s} from={from} to={to} version={ctl.version} markers={markers} />
             ))}
           </div>
           <Sources sources={ctl.sources} ended={!open} />
