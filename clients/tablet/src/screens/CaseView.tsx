@@ -597,7 +597,11 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
             </>
           ) : r.supersedes ? (
             <>
-              <del>{describe(r.supersedes)}</del> <span aria-hidden="true">→</span> <span class="sr-only">replaced by</span> {describe(e)}
+              <del>
+                {tsMs(r.supersedes.occurredAt) !== tsMs(e.occurredAt) ? `${clock(tsMs(r.supersedes.occurredAt))} ` : ""}
+                {describe(r.supersedes)}
+              </del>{" "}
+              <span aria-hidden="true">→</span> <span class="sr-only">replaced by</span> {describe(e)}
             </>
           ) : struck ? (
             <del>{describe(e)}</del>
