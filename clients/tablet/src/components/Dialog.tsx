@@ -6,6 +6,7 @@
 
 import { Fragment, type ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { showError } from "../store";
 
 export interface FieldSpec {
   name: string;
@@ -56,6 +57,7 @@ export function Dialog({ spec, onClose }: { spec: DialogSpec; onClose: () => voi
   const [id] = useState(() => `dlg${++seq}`);
 
   useEffect(() => {
+    showError(null); // the dialog shows its own errors: one error element at a time
     const first = formRef.current?.querySelector<HTMLElement>("input:not([type=hidden]),select,textarea");
     (first ?? formRef.current?.querySelector<HTMLElement>("[data-testid=entry-confirm]"))?.focus();
     const esc = (e: KeyboardEvent) => {
@@ -113,7 +115,7 @@ export function Dialog({ spec, onClose }: { spec: DialogSpec; onClose: () => voi
         </div>
         {spec.preview && <div class="preview">{spec.preview(values)}</div>}
         {error && (
-          <p class="dialog-error" role="alert">
+          <p class="dialog-error" role="alert" data-testid="error">
             {error}
           </p>
         )}

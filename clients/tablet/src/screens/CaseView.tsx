@@ -100,7 +100,10 @@ export function CaseView({ id }: { id: string }) {
   useEffect(() => {
     if (!app.oidcReturned || !app.session || !ctl.c) return;
     const intent = takeIntent();
-    if (intent && intent.caseId === id) void doSign(intent, true);
+    if (intent && intent.caseId === id)
+      void doSign(intent, true).then((err) => {
+        if (err) showError(err);
+      });
   }, [app.oidcReturned, app.session?.token, !!ctl.c]);
 
   // A refusal usually means the case moved on (closed elsewhere): read it again.
@@ -361,9 +364,7 @@ export function CaseView({ id }: { id: string }) {
       showToast({ text: r.duplicate ? "You had already signed with this meaning; nothing was added." : "Signed." });
       return undefined;
     } catch (e) {
-      const msg = errorText(e);
-      showError(msg);
-      return msg;
+      return errorText(e);
     }
   };
 
