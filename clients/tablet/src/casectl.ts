@@ -80,6 +80,7 @@ export class CaseController {
   private pending = false;
   private sourcesTimer: number | undefined;
   private unAck: () => void;
+  private watchStarted = false;
 
   constructor(readonly caseId: string) {
     const t = getState().config?.do2iThreshold;
@@ -132,11 +133,15 @@ export class CaseController {
   private async load(): Promise<void> {
     const signal = this.abort.signal;
     try {
-      const [cr, er] = await Promise.all([
-        cases.getCase({ caseId: this.caseId }, { signal }),
-        charting.listEntries({ caseId: this.caseId, includeHistory: true }, { signal }),
-      ]);
+      // The case first (its span sets the backlog's bucket width), then the
+      // watch and the history in parallel: the first trend waits for nothing else.
+      const entries = charting.listEntries({ caseId: this.caseId, includeHistory: true }, { signal });
+      entries.catch(() => {}); // awaited below; never an unhandled rejection
+      const cr = await cases.getCase({ caseId: this.caseId }, { signal });
       this.c = cr.case ?? null;
+      this.watchStarted = true;
+      void this.watchLoop();
+      const er = await entries;
       for (const e of er.entries) this.entries.set(e.entryId, e);
       this.fromCache = false;
       this.saveCache();
@@ -160,7 +165,10 @@ export class CaseController {
       void this.loadMetrics();
     }
     void this.refreshSources();
-    void this.watchLoop();
+    if (!this.watchStarted) {
+      this.watchStarted = true;
+      void this.watchLoop();
+    }
   }
 
   private saveCache(): void {
