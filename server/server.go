@@ -1,10 +1,17 @@
 // Package server is the gRPC face of the perfusion record: thin handlers for
-// CaseService, ChartingService and RecordService that translate between the
-// API (perfusionv1) and the domain (charting), call store.Store, and map
-// domain errors to gRPC statuses in one place (errors.go). Around them sit
-// an interceptor chain (logging → authentication → per-principal stream
-// limit → recovery) behind resource limits (limits.go), a health
-// service driven by the database's readiness, and server reflection.
+// its six services — CaseService (cases, their lifecycle and signatures),
+// ChartingService (device streams, entries, queries, the live watch),
+// RecordService (verification, audit trail), ReviewService (quality
+// review across cases), ExportService (HL7 and FHIR renderings and their
+// deliveries) and AccessService (the access audit and break-glass) — that
+// translate between the API (perfusionv1) and the domain (charting), call
+// store.Store, and map domain errors to gRPC statuses in one place
+// (errors.go). Around them sit an interceptor chain (logging →
+// authentication and policy with the access audit → text rules →
+// recovery) behind resource limits (limits.go), a health service driven
+// by the database's readiness, and server reflection. HTTPHandler serves
+// the same services to browsers (Connect, gRPC-Web) through the same
+// chain.
 //
 // The handlers hold no state of their own between calls: every rule of the
 // record lives in charting and store, so any number of servers can run

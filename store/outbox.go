@@ -234,7 +234,7 @@ var ErrNoOutbox = errors.New("store: backend keeps no delivery outbox")
 
 // OutboxOf returns b's outbox.
 func OutboxOf(b Backend) (OutboxBackend, error) {
-	o, ok := b.(OutboxBackend)
+	o, ok := capability[OutboxBackend](b)
 	if !ok {
 		return nil, ErrNoOutbox
 	}

@@ -428,3 +428,30 @@ func sortedCaseIDs(ids []uuid.UUID) []uuid.UUID {
 	slices.SortFunc(out, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
 	return slices.Compact(out)
 }
+
+// readWrite is the one way into the record: Backend.ReadWrite that, once
+// the transaction committed, wakes the watchers of the cases it writes
+// (watch.go). Every write of the record goes through it; the caller names
+// its cases, which it knows before it starts. fn may run more than once
+// (Backend.ReadWrite retries serialization failures), so it must keep no
+// state across runs — storetest.RunRetrying proves the store's writes do.
+func (s *Store) readWrite(ctx context.Context, caseIDs []uuid.UUID, fn func(ctx context.Context, tx Tx) error) error {
+	err := s.b.ReadWrite(ctx, fn)
+	if err == nil {
+		s.commits.committed(caseIDs)
+	}
+	return err
+}
+
+// caseIDsOf returns the distinct cases of the batches at the indexes.
+func caseIDsOf(batches []*charting.SampleBatch, idx []int) []uuid.UUID {
+	seen := make(map[uuid.UUID]bool, 1)
+	out := make([]uuid.UUID, 0, 1)
+	for _, i := range idx {
+		if id := batches[i].CaseID; !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}

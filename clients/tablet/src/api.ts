@@ -8,6 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { CaseService } from "./gen/perfusion/v1/case_pb";
 import { ChartingService } from "./gen/perfusion/v1/charting_pb";
 import { RecordService } from "./gen/perfusion/v1/record_pb";
+import { ReviewService } from "./gen/perfusion/v1/review_pb";
 
 /** Hooks the app sets: where the token comes from, and network health. */
 export const net = {
@@ -44,6 +45,7 @@ const transport = createConnectTransport({
 export const cases = createClient(CaseService, transport);
 export const charting = createClient(ChartingService, transport);
 export const records = createClient(RecordService, transport);
+export const review = createClient(ReviewService, transport);
 
 /** google.rpc.BadRequest field violations of an error, decoded by hand (two string fields). */
 export function fieldViolations(e: ConnectError): { field: string; description: string }[] {

@@ -33,6 +33,8 @@ export interface DevIdentity {
   subject: string;
   roles: string[];
   sites: string[];
+  /** Token lifetime; the server's default (12 h) when unset. */
+  ttlSeconds?: number;
 }
 
 export interface Session {
@@ -132,7 +134,7 @@ export async function devSignIn(id: DevIdentity): Promise<Session> {
   const r = await fetch("/tablet/dev-sign-in", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ subject: id.subject, roles: id.roles, sites: id.sites }),
+    body: JSON.stringify({ subject: id.subject, roles: id.roles, sites: id.sites, ...(id.ttlSeconds ? { ttlSeconds: id.ttlSeconds } : {}) }),
   });
   if (!r.ok) {
     const text = (await r.text()).trim();

@@ -8,7 +8,7 @@
 // sessionStorage so a reload without network still shows the case.
 
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { cases, charting, Code, ConnectError, errorText, isNetworkError, records } from "./api";
+import { cases, charting, Code, ConnectError, errorText, isNetworkError, records, review } from "./api";
 import { computeDo2i, DEFAULT_DO2I_CONFIG, type Do2iResult, type EventName, type Track } from "./do2i";
 import { DO2I_INPUTS, WATCHED_CHANNELS } from "./domain";
 import { currentEntries, tsMs } from "./entries";
@@ -42,13 +42,18 @@ declare global {
   }
 }
 
+/** Waits ms, or less when aborted or when the network comes back. */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(t);
+      window.removeEventListener("online", done);
+      signal.removeEventListener("abort", done);
       resolve();
-    });
+    };
+    const t = setTimeout(done, ms);
+    window.addEventListener("online", done);
+    signal.addEventListener("abort", done);
   });
 
 export class CaseController {
@@ -63,6 +68,8 @@ export class CaseController {
   fromCache = false;
   verify: VerifyState = { text: "unknown" };
   do2i: Do2iResult | null = null;
+  /** The server's metrics of a closed or signed case (GetCaseMetrics): the signed figures. */
+  signed: { minutesBelow: number | null; threshold: number } | null = null;
   threshold: number;
   thresholdSource: "server" | "default";
   /** Changes with every update, so views know to redraw trends. */
@@ -73,6 +80,7 @@ export class CaseController {
   private pending = false;
   private sourcesTimer: number | undefined;
   private unAck: () => void;
+  private watchStarted = false;
 
   constructor(readonly caseId: string) {
     const t = getState().config?.do2iThreshold;
@@ -125,11 +133,15 @@ export class CaseController {
   private async load(): Promise<void> {
     const signal = this.abort.signal;
     try {
-      const [cr, er] = await Promise.all([
-        cases.getCase({ caseId: this.caseId }, { signal }),
-        charting.listEntries({ caseId: this.caseId, includeHistory: true }, { signal }),
-      ]);
+      // The case first (its span sets the backlog's bucket width), then the
+      // watch and the history in parallel: the first trend waits for nothing else.
+      const entries = charting.listEntries({ caseId: this.caseId, includeHistory: true }, { signal });
+      entries.catch(() => {}); // awaited below; never an unhandled rejection
+      const cr = await cases.getCase({ caseId: this.caseId }, { signal });
       this.c = cr.case ?? null;
+      this.watchStarted = true;
+      void this.watchLoop();
+      const er = await entries;
       for (const e of er.entries) this.entries.set(e.entryId, e);
       this.fromCache = false;
       this.saveCache();
@@ -148,9 +160,15 @@ export class CaseController {
       }
     }
     this.changed();
-    if (this.c && this.c.status >= CaseStatus.CLOSED) void this.runVerify();
+    if (this.c && this.c.status >= CaseStatus.CLOSED) {
+      void this.runVerify();
+      void this.loadMetrics();
+    }
     void this.refreshSources();
-    void this.watchLoop();
+    if (!this.watchStarted) {
+      this.watchStarted = true;
+      void this.watchLoop();
+    }
   }
 
   private saveCache(): void {
@@ -186,8 +204,13 @@ export class CaseController {
   /** Follows the case: backlog, then live; resumes from the last position after any break. */
   private async watchLoop(): Promise<void> {
     const signal = this.abort.signal;
-    const started = this.c ? tsMs(this.c.startedAt) || tsMs(this.c.createdAt) : Date.now();
-    let width = this.position === 0n ? backlogWidth(Math.max(0, Date.now() - started)) : LIVE_WIDTH_MS;
+    // The case's data spans from its scheduled start or its first datum,
+    // whichever is earlier (a case charted after the fact has device times
+    // long before it started on this server).
+    const now = Date.now();
+    const starts = this.c ? [tsMs(this.c.scheduledStart), tsMs(this.c.startedAt), tsMs(this.c.createdAt)].filter((t) => t > 0 && t < now) : [];
+    const started = starts.length ? Math.min(...starts) : now;
+    let width = this.position === 0n ? backlogWidth(Math.max(0, now - started)) : LIVE_WIDTH_MS;
     let backoff = 1000;
     while (!signal.aborted) {
       const one = new AbortController();
@@ -295,7 +318,10 @@ export class CaseController {
       const r = await cases.getCase({ caseId: this.caseId }, { signal: this.abort.signal });
       if (r.case) this.c = r.case;
       this.saveCache();
-      if (this.c && this.c.status >= CaseStatus.CLOSED) void this.runVerify();
+      if (this.c && this.c.status >= CaseStatus.CLOSED) {
+        void this.runVerify();
+        void this.loadMetrics();
+      }
       this.changed();
     } catch {
       /* the watch reports connection problems */
@@ -324,6 +350,23 @@ export class CaseController {
       /* keep the last known */
     }
     if (!this.abort.signal.aborted && this.state === "open") this.sourcesTimer = window.setTimeout(() => void this.refreshSources(), 10000);
+  }
+
+  /** Reads the server's metrics of a closed case: the signed DO2i minutes below and the target they used. */
+  async loadMetrics(): Promise<void> {
+    try {
+      const r = await review.getCaseMetrics({ caseId: this.caseId }, { signal: this.abort.signal });
+      const t = r.thresholds?.do2iThreshold;
+      if (t && t > 0) {
+        this.threshold = t;
+        this.thresholdSource = "server";
+      }
+      const v = r.case?.metrics["minutes_do2i_below"];
+      this.signed = { minutesBelow: v === undefined ? null : v, threshold: this.threshold };
+      this.changed();
+    } catch {
+      /* metrics are computed at close; until then the live figure stands */
+    }
   }
 
   async runVerify(): Promise<void> {
@@ -398,10 +441,13 @@ export class CaseController {
 
   /** The case's status as the tablet last knew it, for lifecycle buttons. */
   setCase(c: Case | undefined): void {
-    if (c) {
-      this.c = c;
-      this.saveCache();
-      this.changed();
+    if (!c) return;
+    this.c = c;
+    this.saveCache();
+    if (c.status >= CaseStatus.CLOSED) {
+      void this.runVerify();
+      void this.loadMetrics();
     }
+    this.changed();
   }
 }

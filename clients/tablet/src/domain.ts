@@ -2,7 +2,7 @@
 // the blood-gas panel, event names, the AmSECT pre-bypass checklist and the
 // formulas (BSA, CaO2, DO2i). Everything here restates the server's
 // catalogue (charting/channels.go) and the data dictionary
-// (perfusion.md); nothing clinical is invented here.
+// (docs/domain.md); nothing clinical is invented here.
 
 import { BsaFormula, CaseKind, CaseStatus } from "./gen/perfusion/v1/case_pb";
 import {
@@ -189,7 +189,7 @@ export const BSA_FORMULAS: [BsaFormula, string][] = [
   [BsaFormula.HAYCOCK, "Haycock (children)"],
 ];
 
-/** CaO2 in mL/dL: Hb g/dL, SaO2 as a fraction, PaO2 mmHg (perfusion.md "Oxygen delivery"). */
+/** CaO2 in mL/dL: Hb g/dL, SaO2 as a fraction, PaO2 mmHg (docs/domain.md "Oxygen delivery"). */
 export function cao2(hbGdl: number, sao2Frac: number, pao2: number): number {
   return 1.34 * hbGdl * sao2Frac + 0.003 * pao2;
 }
@@ -346,7 +346,7 @@ export const ANALYTE_BY_KEY: Record<string, Analyte> = Object.fromEntries(ANALYT
 
 /**
  * The AmSECT pre-bypass checklist as the data dictionary lists it
- * (perfusion.md "Pre-bypass checklist"): section → items.
+ * (docs/domain.md "Pre-bypass checklist"): section → items.
  */
 export const CHECKLIST: [string, string[]][] = [
   ["patient", ["identity", "procedure", "blood type/antibodies", "allergies", "MRN", "chart reviewed"]],

@@ -68,7 +68,7 @@ export function describe(e: Entry): string {
       const v = d.value;
       const a = ANALYTE_BY_KEY[v.analyte];
       const site = pick(SITE_TEXT, v.site);
-      return `${a?.label ?? v.analyte} ${numText(v.value)} ${unitText(v.unit)}${site ? ` (${site})` : ""}`.replace(/\s+\)/, ")");
+      return [a?.label ?? v.analyte, numText(v.value), unitText(v.unit), site ? `(${site})` : ""].filter(Boolean).join(" ");
     }
     case "checklistItem":
       return `Checklist · ${d.value.section}: ${d.value.item} — ${pick(CHECK_STATE_TEXT, d.value.state)}`;

@@ -28,7 +28,7 @@ async function boot(): Promise<void> {
     const back = await oidcComplete(config);
     if (back) {
       startSession(back.session);
-      setState({ route: back.returnTo.startsWith("/case/") ? { name: "case", id: back.returnTo.slice(6).replace(/\/$/, "") } : { name: "board" } });
+      setState({ oidcReturned: true, route: back.returnTo.startsWith("/case/") ? { name: "case", id: back.returnTo.slice(6).replace(/\/$/, "") } : { name: "board" } });
     }
   } catch (e) {
     showError(e instanceof Error ? e.message : String(e));

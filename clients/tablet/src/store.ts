@@ -42,6 +42,8 @@ export interface AppState {
   toast: Toast | null;
   /** The outbox could not be opened (private mode…): charting is refused rather than lost. */
   outboxBroken: string | null;
+  /** Set when this page load finished a sign-in at the identity provider (a waiting signature may now be made). */
+  oidcReturned: boolean;
 }
 
 function parseRoute(path: string): Route {
@@ -58,6 +60,7 @@ let state: AppState = {
   notice: null,
   toast: null,
   outboxBroken: null,
+  oidcReturned: false,
 };
 
 const subs = new Set<() => void>();

@@ -61,6 +61,14 @@ function hhmm(ms: number, seconds: boolean): string {
   return `${p(d.getHours())}:${p(d.getMinutes())}${seconds ? `:${p(d.getSeconds())}` : ""}`;
 }
 
+/** A charted event drawn on the trends. */
+export interface Marker {
+  t: number;
+  label: string;
+}
+
+const MARKER = "#8b98a8";
+const MARKER_TEXT = "#d7dee7";
 const AXIS = "#b7c0cc";
 const GRID = "#26303b";
 
@@ -71,12 +79,15 @@ export class Trend {
   private waiters: (() => void)[] = [];
   private ro: ResizeObserver | null = null;
   private readonly counted: boolean[];
+  private markers: Marker[] = [];
+  private readonly labels: boolean;
 
   constructor(
     private readonly el: HTMLElement,
     specs: TrendSeriesSpec[],
-    opts: { yLabel?: string } = {},
+    opts: { yLabel?: string; markerLabels?: boolean } = {},
   ) {
+    this.labels = !!opts.markerLabels;
     this.counted = specs.map((s) => !s.spanGaps); // a constant target line is not data
     const rect = el.getBoundingClientRect();
     this.plot = new uPlot(
@@ -112,7 +123,7 @@ export class Trend {
         ],
         series: [{}, ...specs.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: !!s.spanGaps, points: { show: false } }))],
         hooks: {
-          draw: [(u: uPlot) => this.drawn(u)],
+          draw: [(u: uPlot) => this.drawMarkers(u), (u: uPlot) => this.drawn(u)],
         },
       },
       [[], ...specs.map(() => [])] as unknown as uPlot.AlignedData,
@@ -139,6 +150,41 @@ export class Trend {
     const p = new Promise<void>((resolve) => this.waiters.push(resolve));
     this.plot.setData(align(cols), true);
     return p;
+  }
+
+  /** Charted events to draw as vertical lines (with their names when markerLabels is set); redrawn on the next draw. */
+  setMarkers(m: Marker[]): void {
+    this.markers = m;
+  }
+
+  private drawMarkers(u: uPlot): void {
+    if (!this.markers.length) return;
+    const { ctx, bbox } = u;
+    const px = devicePixelRatio || 1;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+    ctx.clip();
+    ctx.strokeStyle = MARKER;
+    ctx.fillStyle = MARKER_TEXT;
+    ctx.lineWidth = px;
+    ctx.setLineDash([4 * px, 4 * px]);
+    ctx.font = `${12 * px}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    let lastLabelEnd = -Infinity;
+    for (const m of this.markers) {
+      if (m.t < this.xMin || m.t > this.xMax) continue;
+      const x = Math.round(u.valToPos(m.t, "x", true));
+      ctx.beginPath();
+      ctx.moveTo(x, bbox.top);
+      ctx.lineTo(x, bbox.top + bbox.height);
+      ctx.stroke();
+      if (this.labels && x > lastLabelEnd) {
+        ctx.fillText(m.label, x + 3 * px, bbox.top + 2 * px);
+        lastLabelEnd = x + ctx.measureText(m.label).width + 8 * px;
+      }
+    }
+    ctx.restore();
   }
 
   private drawn(u: uPlot): void {

@@ -4,8 +4,9 @@
 // after the entry's fields, [data-testid=entry-confirm] and
 // [data-testid=entry-cancel].
 
-import type { ComponentChildren } from "preact";
+import { Fragment, type ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { showError } from "../store";
 
 export interface FieldSpec {
   name: string;
@@ -56,6 +57,7 @@ export function Dialog({ spec, onClose }: { spec: DialogSpec; onClose: () => voi
   const [id] = useState(() => `dlg${++seq}`);
 
   useEffect(() => {
+    showError(null); // the dialog shows its own errors: one error element at a time
     const first = formRef.current?.querySelector<HTMLElement>("input:not([type=hidden]),select,textarea");
     (first ?? formRef.current?.querySelector<HTMLElement>("[data-testid=entry-confirm]"))?.focus();
     const esc = (e: KeyboardEvent) => {
@@ -105,12 +107,15 @@ export function Dialog({ spec, onClose }: { spec: DialogSpec; onClose: () => voi
         {spec.message && <div class="dialog-message">{spec.message}</div>}
         <div class="fields">
           {spec.fields.map((f) => (
-            <Field key={f.name} f={f} id={`${id}-${f.name}`} value={values[f.name] ?? ""} set={(v) => set(f.name, v)} />
+            <Fragment key={f.name}>
+              {f.section && <h3 class="field-section">{f.section}</h3>}
+              <Field f={f} id={`${id}-${f.name}`} value={values[f.name] ?? ""} set={(v) => set(f.name, v)} />
+            </Fragment>
           ))}
         </div>
         {spec.preview && <div class="preview">{spec.preview(values)}</div>}
         {error && (
-          <p class="dialog-error" role="alert">
+          <p class="dialog-error" role="alert" data-testid="error">
             {error}
           </p>
         )}
@@ -156,7 +161,6 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
     case "checkbox":
       return (
         <div class={`field check${f.wide ? " wide" : ""}`}>
-          {f.section && <h3 class="field-section">{f.section}</h3>}
           <input type="checkbox" {...common} checked={value === "true"} onChange={(e) => set(e.currentTarget.checked ? "true" : "")} />
           {label}
         </div>
@@ -164,11 +168,10 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
     case "radio":
       return (
         <fieldset class={`field radio${f.wide ? " wide" : ""}`}>
-          {f.section && <h3 class="field-section">{f.section}</h3>}
           <legend>{f.label}</legend>
           <div class="segmented">
             {(f.options ?? []).map(([v, t]) => (
-              <label class={value === v ? "on" : ""} key={v}>
+              <label class={value === v && v !== "" ? "on" : ""} key={v}>
                 <input type="radio" name={f.name} value={v} checked={value === v} onChange={() => set(v)} />
                 {t}
               </label>
@@ -212,7 +215,6 @@ function Field({ f, id, value, set }: { f: FieldSpec; id: string; value: string;
   }
   return (
     <div class={`field${f.wide ? " wide" : ""}`}>
-      {f.section && <h3 class="field-section">{f.section}</h3>}
       {label}
       {control}
       {f.suggest && (

@@ -5,7 +5,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import type { CaseController } from "../casectl";
 import { CHANNELS, num, unitText, type Strip } from "../domain";
-import { Trend, type Column } from "../trend";
+import { Trend, type Column, type Marker } from "../trend";
 
 function sliceSeries(ctl: CaseController, key: string, from: number, to: number): Column {
   const s = ctl.series.get(key);
@@ -29,7 +29,21 @@ function do2iColumns(ctl: CaseController, from: number, to: number): Column[] {
   return [{ t: d.t.slice(a, b), y: d.v.slice(a, b) }, thr];
 }
 
-export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseController; strip: Strip; from: number; to: number; version: number }) {
+export function TrendStrip({
+  ctl,
+  strip,
+  from,
+  to,
+  version,
+  markers,
+}: {
+  ctl: CaseController;
+  strip: Strip;
+  from: number;
+  to: number;
+  version: number;
+  markers: Marker[];
+}) {
   const el = useRef<HTMLDivElement>(null);
   const trend = useRef<Trend | null>(null);
 
@@ -37,7 +51,7 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
     trend.current = new Trend(
       el.current!,
       strip.series.map((s) => ({ label: s.label, color: s.color, dash: s.dash, spanGaps: s.key === "do2i_target" })),
-      { yLabel: unitText(strip.series[0].unit) },
+      { yLabel: unitText(strip.series[0].unit), markerLabels: strip.id === "flows" },
     );
     return () => {
       trend.current?.destroy();
@@ -48,6 +62,7 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
   useEffect(() => {
     const t = trend.current;
     if (!t) return;
+    t.setMarkers(markers);
     const cols = strip.id === "do2i" ? do2iColumns(ctl, from, to) : strip.series.map((s) => sliceSeries(ctl, s.key, from, to));
     void t.setData(cols, from, to).then(() => {
       const perf = window.__tabletPerf;
@@ -72,8 +87,9 @@ export function TrendStrip({ ctl, strip, from, to, version }: { ctl: CaseControl
               target {ctl.threshold}
               {ctl.thresholdSource === "default" ? "*" : ""} · below{" "}
               <strong>
-                <span data-testid="do2i-below">{num(d?.minutesBelow ?? 0, 1)}</span> min
+                <span data-testid="do2i-below">{num(ctl.signed?.minutesBelow ?? d?.minutesBelow ?? 0, 1)}</span> min
               </strong>
+              {ctl.signed?.minutesBelow != null && <span class="tiny"> (record's metric)</span>}
             </div>
             <div class="value tiny muted">
               {!(ctl.c?.details?.patient?.bsaM2 ?? 0)

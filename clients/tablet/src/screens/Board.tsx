@@ -165,6 +165,7 @@ function CaseForm({ sites, onClose }: { sites: string[]; onClose: () => void }) 
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [caseId] = useState(uuid); // idempotent on retry
+  useEffect(() => showError(null), []); // the form shows its own errors
   const set = (k: string) => (e: Event) => setF((o) => ({ ...o, [k]: (e.currentTarget as HTMLInputElement).value }));
   const n = (k: string) => {
     const x = parseFloat(f[k].replace(",", "."));
@@ -354,7 +355,7 @@ function CaseForm({ sites, onClose }: { sites: string[]; onClose: () => void }) 
           </div>
         </div>
         {error && (
-          <p class="dialog-error" role="alert">
+          <p class="dialog-error" role="alert" data-testid="error">
             {error}
           </p>
         )}

@@ -40,6 +40,32 @@ const WINDOWS: [string, number][] = [
   ["All", 0],
 ];
 
+const MARKED = new Set([
+  EventType.BYPASS_ON,
+  EventType.FULL_FLOW,
+  EventType.CROSS_CLAMP_ON,
+  EventType.CROSS_CLAMP_OFF,
+  EventType.CIRCULATORY_ARREST_START,
+  EventType.CIRCULATORY_ARREST_END,
+  EventType.COOLING_START,
+  EventType.REWARMING_START,
+  EventType.WEANING_START,
+  EventType.BYPASS_OFF,
+]);
+
+const SHORT: Partial<Record<EventType, string>> = {
+  [EventType.BYPASS_ON]: "on",
+  [EventType.FULL_FLOW]: "full",
+  [EventType.CROSS_CLAMP_ON]: "XC on",
+  [EventType.CROSS_CLAMP_OFF]: "XC off",
+  [EventType.CIRCULATORY_ARREST_START]: "arrest",
+  [EventType.CIRCULATORY_ARREST_END]: "arrest end",
+  [EventType.COOLING_START]: "cool",
+  [EventType.REWARMING_START]: "rewarm",
+  [EventType.WEANING_START]: "wean",
+  [EventType.BYPASS_OFF]: "off",
+};
+
 type QuickDef = { id: string; label: string; event?: EventType; form?: (now: number) => FormSpec };
 
 function patientLine(c: Case | null): string {
@@ -69,12 +95,22 @@ export function CaseView({ id }: { id: string }) {
     };
   }, [ctl]);
 
-  // Finish a signature begun before a fresh sign-in at the identity provider.
+  // Finish a signature begun before a fresh sign-in at the identity provider
+  // (only once this load has the provider's new token, never with the old one).
   useEffect(() => {
-    if (!app.session || !ctl.c) return;
+    if (!app.oidcReturned || !app.session || !ctl.c) return;
     const intent = takeIntent();
-    if (intent && intent.caseId === id) void doSign(intent, true);
-  }, [app.session?.token, !!ctl.c]);
+    if (intent && intent.caseId === id)
+      void doSign(intent, true).then((err) => {
+        if (err) showError(err);
+      });
+  }, [app.oidcReturned, app.session?.token, !!ctl.c]);
+
+  // A refusal usually means the case moved on (closed elsewhere): read it again.
+  const conflicts = outbox.list().filter((i) => i.caseId === id && i.state === "conflict").length;
+  useEffect(() => {
+    if (conflicts > 0) void ctl.refreshCase();
+  }, [conflicts]);
 
   const c = ctl.c;
   const state = ctl.state;
@@ -139,6 +175,10 @@ export function CaseView({ id }: { id: string }) {
     return on;
   })();
   const hadCardioplegia = cur.some((e) => e.detail.case === "cardioplegia");
+  // Charted events on the trends (the ones that shape a case), oldest first.
+  const markers = cur
+    .flatMap((e) => (e.detail.case === "event" && MARKED.has(e.detail.value.type) ? [{ t: tsMs(e.occurredAt), label: SHORT[e.detail.value.type] ?? EVENT_TEXT[e.detail.value.type] }] : []))
+    .sort((a, b) => a.t - b.t);
 
   const QUICK: QuickDef[] = [
     { id: "heparin", label: "Heparin", form: heparinForm },
@@ -286,7 +326,6 @@ export function CaseView({ id }: { id: string }) {
         try {
           const r = await cases.closeCase({ caseId: id });
           ctl.setCase(r.case);
-          void ctl.runVerify();
           showToast({ text: "Case closed. Sign it when you have reviewed the record." });
           return undefined;
         } catch (e) {
@@ -321,14 +360,11 @@ export function CaseView({ id }: { id: string }) {
         r = await send();
       }
       ctl.setCase(r.case);
-      void ctl.runVerify();
       void ctl.refreshEntries();
       showToast({ text: r.duplicate ? "You had already signed with this meaning; nothing was added." : "Signed." });
       return undefined;
     } catch (e) {
-      const msg = errorText(e);
-      showError(msg);
-      return msg;
+      return errorText(e);
     }
   };
 
@@ -475,7 +511,7 @@ export function CaseView({ id }: { id: string }) {
           </div>
           <div class="strips">
             {STRIPS.map((s) => (
-              <TrendStrip key={s.id} ctl={ctl} strip={s} from={from} to={to} version={ctl.version} />
+              <TrendStrip key={s.id} ctl={ctl} strip={s} from={from} to={to} version={ctl.version} markers={markers} />
             ))}
           </div>
           <Sources sources={ctl.sources} ended={!open} />
@@ -505,7 +541,7 @@ export function CaseView({ id }: { id: string }) {
           <Timeline rows={rows} open={open} onCorrect={correctRow} onVoid={voidRow} onDiscard={discardRow} />
         </div>
       </div>
-      {app.toast?.undoable && app.toast.caseId === id && app.toast.entryId && (
+      {app.toast?.undoable && app.toast.caseId === id && app.toast.entryId && open && !items.some((i) => i.id === app.toast!.entryId && i.state === "conflict") && (
         <div class="toast" role="status" data-testid="toast">
           <span>{app.toast.text}</span>
           <button type="button" class="btn btn-small" data-testid="toast-undo" onClick={() => void undoQuick(app.toast!.entryId!)}>
@@ -562,7 +598,11 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
             </>
           ) : r.supersedes ? (
             <>
-              <del>{describe(r.supersedes)}</del> <span aria-hidden="true">→</span> <span class="sr-only">replaced by</span> {describe(e)}
+              <del>
+                {tsMs(r.supersedes.occurredAt) !== tsMs(e.occurredAt) ? `${clock(tsMs(r.supersedes.occurredAt))} ` : ""}
+                {describe(r.supersedes)}
+              </del>{" "}
+              <span aria-hidden="true">→</span> <span class="sr-only">replaced by</span> {describe(e)}
             </>
           ) : struck ? (
             <del>{describe(e)}</del>
@@ -575,11 +615,20 @@ function TimelineRow({ r, open, onCorrect, onVoid, onDiscard }: { r: Row } & Row
       </div>
       <div class="entry-foot">
         <div class="entry-meta small muted">
-          {r.reason && <span>reason: {r.reason} · </span>}
-          {r.status === "conflict" && <span class="conflict-msg">The server did not take it: {r.item?.error} · </span>}
-          {r.status === "pending" && <span>kept on this tablet until the server acknowledges it · </span>}
-          {e.author && <span>by {e.author}</span>}
-          {tsMs(e.recordedAt) > 0 && <span> · recorded {clock(tsMs(e.recordedAt))}</span>}
+          {[
+            r.reason ? <span>reason: {r.reason}</span> : null,
+            r.status === "conflict" ? <span class="conflict-msg">not stored: {r.item?.error}</span> : null,
+            r.status === "pending" ? <span>kept on this tablet until the server has it</span> : null,
+            e.author ? <span>by {e.author}</span> : null,
+            tsMs(e.recordedAt) > 0 ? <span>recorded {clock(tsMs(e.recordedAt))}</span> : null,
+          ]
+            .filter(Boolean)
+            .map((x, i) => (
+              <>
+                {i > 0 && " · "}
+                {x}
+              </>
+            ))}
         </div>
         {canEdit && (
           <div class="entry-actions">

@@ -19,6 +19,7 @@ export function SignIn() {
   const [subject, setSubject] = useState(() => sessionStorage.getItem("perfusion.last-subject") ?? "");
   const [role, setRole] = useState("perfusionist");
   const [sites, setSites] = useState("MAIN, SIM"); // SIM: pumpsim's site
+  const [ttl, setTtl] = useState("");
   const [busy, setBusy] = useState(false);
   const setError = showError;
   const pending = outbox.unacknowledged;
@@ -35,7 +36,7 @@ export function SignIn() {
     try {
       const roles = ROLES.find(([k]) => k === role)?.[2] ?? [role];
       const siteList = sites.split(/[\s,]+/).filter(Boolean);
-      const s = await devSignIn({ subject: sub, roles, sites: siteList.length ? siteList : ["MAIN"] });
+      const s = await devSignIn({ subject: sub, roles, sites: siteList.length ? siteList : ["MAIN"], ttlSeconds: Number(ttl) || undefined });
       sessionStorage.setItem("perfusion.last-subject", sub);
       startSession(s);
     } catch (err) {
@@ -98,6 +99,16 @@ export function SignIn() {
             <div class="field">
               <label for="si-sites">Sites</label>
               <input id="si-sites" name="sites" value={sites} onInput={(e) => setSites(e.currentTarget.value)} />
+            </div>
+            <div class="field">
+              <label for="si-ttl">Session length</label>
+              <select id="si-ttl" name="ttl_seconds" value={ttl} onChange={(e) => setTtl(e.currentTarget.value)}>
+                <option value="">12 hours (default)</option>
+                <option value="3600">1 hour</option>
+                <option value="900">15 minutes</option>
+                <option value="60">1 minute</option>
+                <option value="10">10 seconds (to try an expiring session)</option>
+              </select>
             </div>
             <button type="submit" class="btn btn-primary btn-block" data-testid="dev-sign-in" disabled={busy}>
               {busy ? "Signing in…" : "Sign in"}
