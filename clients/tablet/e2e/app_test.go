@@ -27,9 +27,9 @@ type app struct {
 func openApp(t *testing.T, srv *perfusiond, name string, width, height int64) *app {
 	t.Helper()
 	a := &app{tab: newTab(t, name, width, height), srv: srv}
-	// The development sign-in form has no field for the token's lifetime
-	// (the server's default, 12 h): the expiry test shortens it by editing
-	// the request on its way.
+	// The development sign-in form offers session lengths down to 10 s;
+	// the expiry test asks for 2 s (ttlSeconds, which the server takes
+	// down to 1 s) by editing the request on its way.
 	a.rewriteRequests("*/tablet/dev-sign-in", func(body []byte) []byte {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -61,10 +61,16 @@ func (a *app) setDevSignIn(m map[string]any) {
 // signInDev signs in with the development form as subject with role.
 func (a *app) signInDev(subject, role string) {
 	a.t.Helper()
+	a.submitDevSignIn(subject, role)
+	a.waitSignedIn(subject)
+}
+
+// submitDevSignIn fills the development sign-in form and submits it.
+func (a *app) submitDevSignIn(subject, role string) {
+	a.t.Helper()
 	a.waitVisible(testid("signin") + " input[name=subject]")
 	a.fill(testid("signin"), map[string]any{"subject": subject, "role": role})
 	a.click(testid("dev-sign-in"))
-	a.waitSignedIn(subject)
 }
 
 // waitSignedIn waits until the page shows subject as the signed-in user.
