@@ -147,6 +147,7 @@ func startOIDC(t *testing.T, idp *mockIDP, extra ...string) *perfusiond {
 
 func startServer(t *testing.T, c serverConfig) *perfusiond {
 	t.Helper()
+	requireChromium(t) // every server here is for a browser: skip before building
 	bin, _ := binaries(t)
 	p := &perfusiond{grpcAddr: freeAddr(t), dataDir: t.TempDir(), logs: &lockedBuffer{}}
 	os.Chmod(p.dataDir, 0o700) // as perfusiond makes it: it holds patient data
