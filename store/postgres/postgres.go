@@ -98,9 +98,20 @@ func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
 
 // Ready reports whether the database answers and its schema is exactly the
 // version this binary was built for.
+//
+// It also requires the database to accept writes: a standby (or a session
+// defaulting to read-only) answers every write with 25006, so a server
+// connected to one must not take traffic. With a multi-host connection
+// string and target_session_attrs=read-write this only happens while no
+// primary exists, during a failover; without that setting it is how
+// health tells a pool that reached a standby.
 func (b *Backend) Ready(ctx context.Context) error {
-	if err := b.pool.Ping(ctx); err != nil {
+	var readOnly string
+	if err := b.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil {
 		return fmt.Errorf("postgres: ping: %w", safeErr(err))
+	}
+	if readOnly == "on" {
+		return fmt.Errorf("postgres: the database is read-only (a standby, or default_transaction_read_only): %w", store.ErrUnavailable)
 	}
 	return b.CheckSchema(ctx)
 }
