@@ -6,7 +6,7 @@ import (
 )
 
 // dictionaryLOINC is the LOINC table of the data dictionary
-// (../shared/domain/interop.md) with its marks: true [R] read in a source,
+// (docs/domain.md, "Interoperability") with its marks: true [R] read in a source,
 // false [V] to verify. 15074-8 (glucose, molar) is named by issue 18 and
 // is not yet in that table; it is [V] here.
 var dictionaryLOINC = map[string]bool{

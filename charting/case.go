@@ -130,7 +130,7 @@ type Signature struct {
 // BSAFormula names a body-surface-area formula.
 type BSAFormula string
 
-// BSA formulas (../shared/domain/perfusion.md).
+// BSA formulas (docs/domain.md).
 const (
 	BSAMosteller BSAFormula = "mosteller"
 	BSADuBois    BSAFormula = "dubois"

@@ -5,7 +5,7 @@ import "math"
 // Channel describes one continuous device channel: its stable key, its
 // code, its UCUM unit, its plausible range, and the resolution at which
 // devices report it. Ranges and units are those of the data dictionary
-// (../shared/domain/perfusion.md); where the dictionary gives none, the
+// (docs/domain.md); where the dictionary gives none, the
 // range is left open on that side.
 //
 // The plausible range flags readings, it never refuses them: a reading
@@ -171,7 +171,7 @@ func DefaultCatalogue() *Catalogue {
 var SampleSites = []string{"", "arterial", "venous", "mixed_venous", "capillary"}
 
 // LabCode is the code a lab result goes out with for one sample site.
-// Codes come only from the data dictionary (../shared/domain/interop.md);
+// Codes come only from the data dictionary (docs/domain.md, "Interoperability");
 // where it has none for the site, LOINC is empty and the exports send a
 // local code (LocalCode) rather than borrow another site's code: a venous
 // sample never goes out under an arterial code.
@@ -185,7 +185,7 @@ type LabCode struct {
 }
 
 // Analyte is a lab result the record accepts, with its unit and its codes
-// by sample site (../shared/domain/interop.md). The unit is fixed per
+// by sample site (docs/domain.md, "Interoperability"). The unit is fixed per
 // analyte (validateLab), so the codes match it: glucose is molar (mmol/L,
 // LOINC 15074-8), not mass per volume (2339-0).
 type Analyte struct {

@@ -91,16 +91,6 @@ type Event struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-// EventTypes lists the timed events of a CPB or ECMO case.
-var EventTypes = []string{
-	"heparin_given", "act_adequate", "bypass_on", "full_flow", "cooling_start",
-	"cross_clamp_on", "cross_clamp_off", "circulatory_arrest_start", "circulatory_arrest_end",
-	"selective_cerebral_perfusion_start", "selective_cerebral_perfusion_end",
-	"rewarming_start", "weaning_start", "bypass_off", "protamine_given", "suckers_stopped",
-	"decannulation", "conversion_to_on_pump", "alarm", "device_mark", "perfusionist_handoff",
-	"cannulation", "complication",
-}
-
 // DrugDose is a drug given. Unit is UCUM.
 type DrugDose struct {
 	Drug  string  `json:"drug"`

@@ -21,8 +21,8 @@ const MetricDefinitionsVersion = 2
 
 // MetricsConfig holds the thresholds of the quality metrics. Thresholds are
 // per-site or per-population settings, not adult constants
-// (perfusion.md "Patients of every age"); DefaultMetricsConfig gives the
-// values named in perfusion.md "Quality metrics".
+// (docs/domain.md "Patients of every age"); DefaultMetricsConfig gives the
+// values named in docs/domain.md "Quality metrics".
 type MetricsConfig struct {
 	// DO2iThreshold in mL/min/m² for minutes and area below
 	// (280, GIFT trial; 272, 262 and 300 are also used).
@@ -55,7 +55,7 @@ type MetricsConfig struct {
 	PCO2Max    float64 `json:"pco2_max"`
 	// MaxHold is how long a sample stands for the channel's value when the
 	// next sample is late: device numerics come every 1 s to 1 min
-	// (perfusion.md "Continuous channels"), so a gap longer than this is
+	// (docs/domain.md "Continuous channels"), so a gap longer than this is
 	// missing data, not a constant value (inferred).
 	MaxHold time.Duration `json:"max_hold_ns"`
 	// The full-flow rule finds the ends of established bypass in a run
@@ -78,7 +78,7 @@ type MetricsConfig struct {
 	// whose patient weighs at most a population's MaxWeightKg is measured
 	// with that population's config (the lightest such population; cases
 	// of unknown weight use the site's). Neonates and infants are not small
-	// adults (perfusion.md "Patients of every age").
+	// adults (docs/domain.md "Patients of every age").
 	Populations []MetricsPopulation `json:"populations,omitempty"`
 }
 
@@ -113,7 +113,7 @@ func (c MetricsConfig) own() MetricsConfig {
 	return c
 }
 
-// DefaultMetricsConfig returns the thresholds of perfusion.md "Quality
+// DefaultMetricsConfig returns the thresholds of docs/domain.md "Quality
 // metrics".
 func DefaultMetricsConfig() MetricsConfig {
 	return MetricsConfig{
@@ -160,7 +160,7 @@ type Metrics struct {
 	// send it (HL7 OBX-14, FHIR effectiveDateTime); the de-identified
 	// extract does not.
 	At map[string]time.Time `json:"at,omitempty"`
-	// BSAFormula is the formula behind bsa_m2 (perfusion.md "The case").
+	// BSAFormula is the formula behind bsa_m2 (docs/domain.md "The case").
 	BSAFormula BSAFormula `json:"bsa_formula,omitempty"`
 	// BypassStart is the first bypass_on, zero when none was charted; the
 	// de-identified extract counts times from it.
@@ -190,7 +190,7 @@ func populationConfigs(cfg MetricsConfig) []MetricsConfig {
 // MetricDefinitions lists the named metrics for cfg (the MAP thresholds
 // make names), in a fixed order, each with the window it is measured over.
 //
-// Which window (perfusion.md "Quality metrics"): metrics that depend on the
+// Which window (docs/domain.md "Quality metrics"): metrics that depend on the
 // pump carrying the whole circulation — DO2i (pump flow), and MAP and SvO2,
 // which while going on and weaning off reflect the heart taking over or
 // handing back and the venous line filling or emptying — are measured on
@@ -284,13 +284,13 @@ func fmtThreshold(x float64) string {
 	return strconv.FormatFloat(x, 'f', -1, 64)
 }
 
-// CaO2 returns arterial oxygen content in mL/dL (perfusion.md "Oxygen
+// CaO2 returns arterial oxygen content in mL/dL (docs/domain.md "Oxygen
 // delivery"): Hb g/dL, SaO2 as a fraction, PaO2 mmHg.
 func CaO2(hbGdl, sao2Frac, pao2 float64) float64 {
 	return 1.34*hbGdl*sao2Frac + 0.003*pao2
 }
 
-// DO2i returns indexed oxygen delivery in mL/min/m² (perfusion.md "Oxygen
+// DO2i returns indexed oxygen delivery in mL/min/m² (docs/domain.md "Oxygen
 // delivery"): flow L/min, BSA m², CaO2 mL/dL.
 func DO2i(flowLmin, bsaM2, cao2 float64) float64 {
 	if bsaM2 <= 0 {
@@ -314,7 +314,7 @@ func ComputeMetrics(c *Case, entries []Entry, series []SourcedSeries, cfg Metric
 	return ComputeMetricsWith(c, entries, series, cfg, nil)
 }
 
-// ComputeMetricsWith computes the quality metrics of a case (perfusion.md
+// ComputeMetricsWith computes the quality metrics of a case (docs/domain.md
 // "Quality metrics") from its details, its entries (all of them: corrections
 // and voids are applied here) and its samples, with the plausible ranges of
 // cat (nil: DefaultCatalogue). It is pure: the same input always gives the
@@ -333,7 +333,7 @@ func ComputeMetricsWith(c *Case, entries []Entry, series []SourcedSeries, cfg Me
 	ev := eventTimes(cur)
 	k := &metricsCalc{cfg: eff, m: &m, cur: cur, ev: ev}
 	k.times()
-	k.window = intervals(ev, "bypass_on", "bypass_off")
+	k.window = intervals(ev, EventBypassOn, EventBypassOff)
 	charted := len(k.window) > 0
 	if charted {
 		m.BypassStart = time.UnixMilli(k.window[0].from).UTC()
@@ -441,10 +441,10 @@ func (k *metricsCalc) inWindow(t int64) bool {
 	return false
 }
 
-// times sets the interval metrics (perfusion.md "Quality metrics", Times).
+// times sets the interval metrics (docs/domain.md "Quality metrics", Times).
 func (k *metricsCalc) times() {
-	cpb := intervals(k.ev, "bypass_on", "bypass_off")
-	xc := intervals(k.ev, "cross_clamp_on", "cross_clamp_off")
+	cpb := intervals(k.ev, EventBypassOn, EventBypassOff)
+	xc := intervals(k.ev, EventCrossClampOn, EventCrossClampOff)
 	if len(cpb) > 0 {
 		k.set("cpb_minutes", minutes(totalMs(cpb)))
 	}
@@ -454,12 +454,12 @@ func (k *metricsCalc) times() {
 	if len(cpb) > 0 && len(xc) > 0 {
 		k.set("cpb_minus_clamp_minutes", minutes(totalMs(cpb)-totalMs(xc)))
 	}
-	if len(k.ev["circulatory_arrest_start"]) > 0 {
-		k.set("circulatory_arrest_minutes", minutes(totalMs(intervals(k.ev, "circulatory_arrest_start", "circulatory_arrest_end"))))
+	if len(k.ev[EventCirculatoryArrestStart]) > 0 {
+		k.set("circulatory_arrest_minutes", minutes(totalMs(intervals(k.ev, EventCirculatoryArrestStart, EventCirculatoryArrestEnd))))
 	}
 }
 
-// bsa takes the stored BSA and formula (perfusion.md "The case"), computing
+// bsa takes the stored BSA and formula (docs/domain.md "The case"), computing
 // it with the recorded formula when it was not stored.
 func (k *metricsCalc) bsa(c *Case) {
 	if c == nil {
@@ -663,7 +663,7 @@ func (k *metricsCalc) labs() {
 	inRange("pco2", "pco2_results", "pco2_in_range_pct", k.cfg.PCO2Min, k.cfg.PCO2Max)
 }
 
-// blood sets the blood-management metrics (perfusion.md "Quality metrics",
+// blood sets the blood-management metrics (docs/domain.md "Quality metrics",
 // Blood management). Fluid balance is not defined by the dictionary; the
 // definition here (in: net prime, crystalloid, colloid, cell saver, blood
 // products, cardioplegia; out: ultrafiltration, urine) is inferred.
@@ -710,7 +710,7 @@ func (k *metricsCalc) blood(c *Case) {
 // process sets the checklist and protamine metrics.
 func (k *metricsCalc) process() {
 	onAt := int64(math.MaxInt64)
-	if on := k.ev["bypass_on"]; len(on) > 0 {
+	if on := k.ev[EventBypassOn]; len(on) > 0 {
 		onAt = on[0]
 	}
 	done := false
@@ -720,8 +720,8 @@ func (k *metricsCalc) process() {
 		}
 	}
 	k.set("checklist_completed", b2f(done))
-	if p := k.ev["protamine_given"]; len(p) > 0 {
-		s := k.ev["suckers_stopped"]
+	if p := k.ev[EventProtamineGiven]; len(p) > 0 {
+		s := k.ev[EventSuckersStopped]
 		k.set("suckers_stopped_before_protamine", b2f(len(s) > 0 && s[0] <= p[0]))
 	}
 }

@@ -10,7 +10,7 @@ import (
 // point is one sample of a channel merged over its sources. skip marks a
 // sample the device reported invalid or an operator marked as artifact:
 // time-based metrics leave it out and report its time as skipped
-// (perfusion.md "Quality metrics").
+// (docs/domain.md "Quality metrics").
 type point struct {
 	t    int64
 	v    float64
@@ -27,7 +27,7 @@ type tracks map[string]track
 // readings, readings outside the channel's plausible range in cat and those
 // inside a current artifact mark as skipped. Samples whose device time lies
 // outside the case's device window for their batch are left out: their
-// time is wrong, so they may stand for no time of the case (perfusion.md
+// time is wrong, so they may stand for no time of the case (docs/domain.md
 // "Continuous channels"). Two sources sampling the same instant keep the
 // first valid reading.
 func buildTracks(series []SourcedSeries, cur []Entry, c *Case, cat *Catalogue) tracks {
@@ -251,7 +251,7 @@ func (ss segments) episodes(pred func(float64) bool, minMs int64) (n int, totalM
 	return n, totalMs
 }
 
-// do2i computes the DO2i series (perfusion.md "Oxygen delivery") at each
+// do2i computes the DO2i series (docs/domain.md "Oxygen delivery") at each
 // pump-flow sample, measured over full-flow bypass (k.established), from the Hb, SaO2 and PaO2 in force at that time:
 // in-line values while fresh (within MaxHold), otherwise the latest arterial
 // lab result, which stands until the next one (labs are drawn every 20–30

@@ -8,7 +8,7 @@ import (
 )
 
 // Windows of the quality metrics. Metrics "on bypass" mean on established
-// bypass (perfusion.md "Quality metrics"): going on and weaning off are
+// bypass (docs/domain.md "Quality metrics"): going on and weaning off are
 // deliberate low-flow phases, and a DO2i nadir or minutes below a
 // threshold taken there is not what a reviewer means. So each bypass run
 // has a full-flow part, from the charted full_flow event to the charted
@@ -91,7 +91,7 @@ func (k *metricsCalc) fullFlow(runs []span, charted bool) {
 	if len(runs) == 0 {
 		return
 	}
-	arrest := intervals(k.ev, "circulatory_arrest_start", "circulatory_arrest_end")
+	arrest := intervals(k.ev, EventCirculatoryArrestStart, EventCirculatoryArrestEnd)
 	worst, any := WindowCharted, false
 	for _, r := range runs {
 		run := BypassRun{On: time.UnixMilli(r.from).UTC(), Off: time.UnixMilli(r.to).UTC(), Charted: charted,
@@ -141,7 +141,7 @@ func (k *metricsCalc) fullFlowParts(r span) (parts []span, fs, ts WindowSource) 
 			return parts, fs, ts
 		}
 		again := false
-		for _, t := range k.ev["full_flow"] {
+		for _, t := range k.ev[EventFullFlow] {
 			if t >= to && t < r.to {
 				from, again = t, true
 				break
@@ -158,7 +158,7 @@ func (k *metricsCalc) fullFlowParts(r span) (parts []span, fs, ts WindowSource) 
 // above FullFlowPct of the run's full-flow level for FullFlowSustainMinutes,
 // else FullFlowAfterOnMinutes after the run's start.
 func (k *metricsCalc) fullFlowFrom(r span) (int64, WindowSource) {
-	for _, t := range k.ev["full_flow"] {
+	for _, t := range k.ev[EventFullFlow] {
 		if t >= r.from && t < r.to {
 			return t, WindowCharted
 		}
@@ -239,7 +239,7 @@ func (k *metricsCalc) fullFlowTo(r span, from int64) (int64, WindowSource) {
 
 // chartedWeaning returns the run's first weaning_start after from.
 func (k *metricsCalc) chartedWeaning(r span, from int64) (int64, bool) {
-	for _, t := range k.ev["weaning_start"] {
+	for _, t := range k.ev[EventWeaningStart] {
 		if t > from && t <= r.to {
 			return t, true
 		}
@@ -264,7 +264,7 @@ func (k *metricsCalc) hasFlow(r span) bool {
 // FullFlowPct of the run's full-flow level, the time-weighted median of
 // its usable pump-flow readings. The median is the run's own, not a
 // target index: flows are prescribed per kg or per m² and lowered while
-// cold (perfusion.md "Continuous channels", "Patients of every age"), so a
+// cold (docs/domain.md "Continuous channels", "Patients of every age"), so a
 // fixed target would find no full flow in a case run low throughout, and
 // hide it. ok is false when the rule is off (FullFlowPct 0) or the run has
 // no positive flow.

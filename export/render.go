@@ -282,13 +282,13 @@ func bypass(v *Version) (start, end time.Time) {
 			last[ev.Type] = e.OccurredAt
 		}
 	}
-	start, end = first["bypass_on"], last["bypass_off"]
+	start, end = first[charting.EventBypassOn], last[charting.EventBypassOff]
 	if v.Case.Kind == charting.KindECMO {
 		if start.IsZero() {
-			start = first["cannulation"]
+			start = first[charting.EventCannulation]
 		}
 		if end.IsZero() {
-			end = last["decannulation"]
+			end = last[charting.EventDecannulation]
 		}
 		if end.IsZero() {
 			end = v.Case.ClosedAt

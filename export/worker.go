@@ -100,6 +100,16 @@ type WorkerConfig struct {
 	// Logger gets one line per attempt (case id, version, destination,
 	// attempt, outcome); nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of every attempt (the operators'
+	// metrics).
+	Observer Observer
+}
+
+// Observer is told of delivery attempts. Its methods must not block.
+type Observer interface {
+	// DeliveryAttempted reports one attempt to destination: its outcome
+	// (delivered, retry, permanent, held) and how long it took.
+	DeliveryAttempted(destination, outcome string, took time.Duration)
 }
 
 // Worker delivers queued exports: one loop per destination, each sending
@@ -200,7 +210,11 @@ func (w *Worker) runOnce(ctx context.Context, dest store.Destination) (int, erro
 
 // attempt renders and sends one claimed delivery and records the outcome.
 func (w *Worker) attempt(ctx context.Context, d *store.Delivery) error {
+	start := time.Now()
 	out := w.send(ctx, d)
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.DeliveryAttempted(string(d.Destination), out.Result.String(), time.Since(start))
+	}
 	if ctx.Err() != nil && out.Result != Delivered {
 		// Shutting down: whatever happened, the message may or may not have
 		// arrived; send it again after the restart (the receiver

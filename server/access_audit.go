@@ -39,9 +39,17 @@ var errAuditUnavailable = status.Error(codes.Unavailable, "the access audit coul
 
 // accessAuditor writes the access audit.
 type accessAuditor struct {
-	access store.AccessBackend
-	log    *slog.Logger
-	now    func() time.Time
+	access   store.AccessBackend
+	log      *slog.Logger
+	now      func() time.Time
+	observer Observer // nil in tests that build one directly
+}
+
+// failed counts a failed audit write for the metrics.
+func (a *accessAuditor) failed() {
+	if a.observer != nil {
+		a.observer.AuditWriteFailed()
+	}
 }
 
 // breakGlassKey marks, in a call's context, that a break-glass grant let
@@ -236,6 +244,7 @@ func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Pri
 	}
 	// The call's own cancellation must not drop its record.
 	if werr := a.access.AppendAccessEvents(context.WithoutCancel(ctx), []store.AccessEvent{e}); werr != nil {
+		a.failed()
 		a.log.Error("access audit write failed; failing the call", "method", method, "err", werr.Error())
 		return errAuditUnavailable
 	}
@@ -259,6 +268,7 @@ func (a *accessAuditor) recordStreamOpen(ctx context.Context, method string, p P
 		e.ClientAddr = pr.Addr.String()
 	}
 	if err := a.access.AppendAccessEvents(context.WithoutCancel(ctx), []store.AccessEvent{e}); err != nil {
+		a.failed()
 		a.log.Error("access audit write failed; ending the stream", "method", method, "err", err.Error())
 		return errAuditUnavailable
 	}

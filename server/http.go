@@ -9,6 +9,8 @@ import (
 
 	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
+
+	"perfusion/store/ingest"
 )
 
 // HTTPHandler serves the API to browsers: Connect (JSON and binary),
@@ -86,3 +88,7 @@ func (g *earlyGate) deadline(method string) (time.Duration, bool) {
 // Limits returns the resource limits the server applies, defaults filled
 // in, so a listener beside it (the browser face) can apply the same.
 func (s *Server) Limits() Limits { return s.cfg.Limits }
+
+// Committer is the group committer every StreamSamples stream submits to;
+// the metrics watch its queue.
+func (s *Server) Committer() *ingest.Committer { return s.ingest }

@@ -25,10 +25,12 @@ type interceptors struct {
 	// audit, when set, records a call in the access audit and returns the
 	// call's error, or its own when the record could not be written.
 	audit *accessAuditor
+	// observer counts calls for the metrics.
+	observer Observer
 }
 
 func newInterceptors(log *slog.Logger, auth Authenticator, authz *authorizer) *interceptors {
-	return &interceptors{log: log, auth: auth, authz: authz}
+	return &interceptors{log: log, auth: auth, authz: authz, observer: noObserver{}}
 }
 
 // callInfo is filled in by inner interceptors for the logging interceptor,
@@ -42,6 +44,7 @@ type callInfoKey struct{}
 func (ic *interceptors) unaryLogging(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ci := &callInfo{}
 	start := time.Now()
+	ic.observer.CallStarted(info.FullMethod)
 	resp, err := handler(context.WithValue(ctx, callInfoKey{}, ci), req)
 	ic.logCall(info.FullMethod, ci, start, err)
 	return resp, err
@@ -50,6 +53,7 @@ func (ic *interceptors) unaryLogging(ctx context.Context, req any, info *grpc.Un
 func (ic *interceptors) streamLogging(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ci := &callInfo{}
 	start := time.Now()
+	ic.observer.CallStarted(info.FullMethod)
 	err := handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callInfoKey{}, ci)})
 	ic.logCall(info.FullMethod, ci, start, err)
 	return err
@@ -60,6 +64,7 @@ func (ic *interceptors) streamLogging(srv any, ss grpc.ServerStream, info *grpc.
 // errors are logged, without patient data, where they are mapped.
 func (ic *interceptors) logCall(method string, ci *callInfo, start time.Time, err error) {
 	code := status.Code(err)
+	ic.observer.CallEnded(method, code.String(), time.Since(start))
 	level := slog.LevelInfo
 	switch code {
 	case codes.Internal, codes.Unknown, codes.DataLoss:

@@ -1,10 +1,17 @@
 // Package server is the gRPC face of the perfusion record: thin handlers for
-// CaseService, ChartingService and RecordService that translate between the
-// API (perfusionv1) and the domain (charting), call store.Store, and map
-// domain errors to gRPC statuses in one place (errors.go). Around them sit
-// an interceptor chain (logging → authentication → per-principal stream
-// limit → recovery) behind resource limits (limits.go), a health
-// service driven by the database's readiness, and server reflection.
+// its six services — CaseService (cases, their lifecycle and signatures),
+// ChartingService (device streams, entries, queries, the live watch),
+// RecordService (verification, audit trail), ReviewService (quality
+// review across cases), ExportService (HL7 and FHIR renderings and their
+// deliveries) and AccessService (the access audit and break-glass) — that
+// translate between the API (perfusionv1) and the domain (charting), call
+// store.Store, and map domain errors to gRPC statuses in one place
+// (errors.go). Around them sit an interceptor chain (logging →
+// authentication and policy with the access audit → text rules →
+// recovery) behind resource limits (limits.go), a health service driven
+// by the database's readiness, and server reflection. HTTPHandler serves
+// the same services to browsers (Connect, gRPC-Web) through the same
+// chain.
 //
 // The handlers hold no state of their own between calls: every rule of the
 // record lives in charting and store, so any number of servers can run
@@ -106,6 +113,9 @@ type Config struct {
 	// settings, the same ones the delivery worker uses; nil renders HL7
 	// with default settings and refuses FHIR.
 	Renderer *export.Renderer
+	// Observer is told of calls, acknowledged samples and audit failures
+	// for the operators' metrics; nil observes nothing.
+	Observer Observer
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -185,6 +195,9 @@ func New(cfg Config) *Server {
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = DefaultStreamWindow
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Keepalive.MaxConnectionIdle == 0 && cfg.Limits.MaxConnectionIdle > 0 {
 		cfg.Keepalive.MaxConnectionIdle = cfg.Limits.MaxConnectionIdle
@@ -194,12 +207,13 @@ func New(cfg Config) *Server {
 	h := &handlers{store: cfg.Store, log: cfg.Logger}
 	authz := &authorizer{h: h, signAuthMaxAge: cfg.SignAuthMaxAge, streamRecheck: cfg.StreamRecheck, now: time.Now}
 	chain := newInterceptors(cfg.Logger, cfg.Authenticator, authz)
+	chain.observer = cfg.Observer
 	gate := &earlyGate{limits: cfg.Limits, headerAuth: trustsPrincipalHeader(cfg.Authenticator), streaming: map[string]bool{}}
 	// The access audit and break-glass live in the record's database; a
 	// backend without them (none today) serves without either.
 	if access, err := cfg.Store.Access(); err == nil {
 		authz.access = access
-		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now}
+		s.auditor = &accessAuditor{access: access, log: cfg.Logger, now: time.Now, observer: cfg.Observer}
 		chain.audit = s.auditor
 		gate.refused = make(chan store.AccessEvent, 1024)
 	}
@@ -222,7 +236,7 @@ func New(cfg Config) *Server {
 	s.gate = gate
 	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
-	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger)})
+	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger), observer: cfg.Observer})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	perfusionv1.RegisterExportServiceServer(s.grpc, newExportService(h, cfg.Renderer))

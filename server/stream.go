@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
@@ -30,6 +31,8 @@ type samplesService struct {
 	ingest *ingest.Committer
 	window int
 	owners *sourceOwners
+	// observer is told of every acknowledged batch.
+	observer Observer
 }
 
 // inflight is one batch a stream has handed on: its ticket, or the error
@@ -42,6 +45,9 @@ type inflight struct {
 	// batchErr: err is about this batch (sourceID, seq), so the status
 	// names it.
 	batchErr bool
+	// received is when the batch arrived; samples is its size.
+	received time.Time
+	samples  int
 }
 
 // StreamSamples takes device data: an open, answered with each source's
@@ -112,6 +118,7 @@ func (s *samplesService) receive(ctx context.Context, stream grpc.BidiStreamingS
 	}
 	for {
 		req, err := stream.Recv()
+		received := time.Now()
 		if errors.Is(err, io.EOF) {
 			return
 		} else if err != nil {
@@ -130,12 +137,13 @@ func (s *samplesService) receive(ctx context.Context, stream grpc.BidiStreamingS
 			return
 		}
 		cb.Actor = who
+		n := cb.SampleCount() // the committer owns cb once submitted
 		t, err := s.ingest.Submit(ctx, cb)
 		if err != nil {
 			hand(inflight{err: err, sourceID: cb.SourceID, seq: cb.Seq, batchErr: true})
 			return
 		}
-		if !hand(inflight{ticket: t, sourceID: cb.SourceID, seq: cb.Seq}) {
+		if !hand(inflight{ticket: t, sourceID: cb.SourceID, seq: cb.Seq, received: received, samples: n}) {
 			return
 		}
 	}
@@ -180,6 +188,7 @@ func (s *samplesService) acknowledge(ctx context.Context, stream grpc.BidiStream
 		if err := stream.Send(ack); err != nil {
 			return err
 		}
+		s.observer.SamplesAcked(f.samples, time.Since(f.received))
 	}
 }
 

@@ -382,7 +382,7 @@ var ErrNoAccessAudit = errors.New("store: backend keeps no access audit")
 
 // AccessOf returns b's access audit.
 func AccessOf(b Backend) (AccessBackend, error) {
-	a, ok := b.(AccessBackend)
+	a, ok := capability[AccessBackend](b)
 	if !ok {
 		return nil, ErrNoAccessAudit
 	}

@@ -269,6 +269,9 @@ func (s *Store) RunCompactor(ctx context.Context, interval time.Duration, runBat
 	for {
 		start := time.Now()
 		n, err := s.CompactSamples(ctx, runBatches)
+		if s.observer != nil && ctx.Err() == nil {
+			s.observer.Compacted(n, time.Since(start), err)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("sample compaction failed", "err", err)

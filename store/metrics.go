@@ -249,8 +249,11 @@ func Quantile(sorted []float64, p float64) float64 {
 // ErrNoMetricsBackend is returned when the backend cannot store metrics.
 var ErrNoMetricsBackend = errors.New("store: backend does not store metrics")
 
-func (s *Store) metricsBackend() (MetricsBackend, error) {
-	mb, ok := s.b.(MetricsBackend)
+func (s *Store) metricsBackend() (MetricsBackend, error) { return MetricsOf(s.b) }
+
+// MetricsOf returns b's metrics storage.
+func MetricsOf(b Backend) (MetricsBackend, error) {
+	mb, ok := capability[MetricsBackend](b)
 	if !ok {
 		return nil, ErrNoMetricsBackend
 	}

@@ -192,7 +192,24 @@ type OutboxBackend interface {
 	// or being delivered; a delivery already superseded is returned as it
 	// is; charting.ErrNotFound when absent.
 	SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, reason string, now time.Time) (*Delivery, error)
+	// DeliveryBacklog counts the deliveries not yet settled — pending,
+	// delivering, held, failed — by destination and state, with the oldest
+	// one's creation time: what operators watch and page on.
+	DeliveryBacklog(ctx context.Context) ([]BacklogRow, error)
 }
+
+// BacklogRow is one destination's deliveries in one unsettled state.
+type BacklogRow struct {
+	Destination Destination
+	State       DeliveryState
+	Count       int
+	// Oldest is when the oldest of them was queued.
+	Oldest time.Time
+}
+
+// BacklogStatesSQL lists the states DeliveryBacklog counts, for the
+// backends' queries.
+const BacklogStatesSQL = `('pending', 'delivering', 'held', 'failed')`
 
 // DeliveryFilter selects deliveries. Zero values match anything.
 type DeliveryFilter struct {
@@ -217,7 +234,7 @@ var ErrNoOutbox = errors.New("store: backend keeps no delivery outbox")
 
 // OutboxOf returns b's outbox.
 func OutboxOf(b Backend) (OutboxBackend, error) {
-	o, ok := b.(OutboxBackend)
+	o, ok := capability[OutboxBackend](b)
 	if !ok {
 		return nil, ErrNoOutbox
 	}

@@ -14,7 +14,7 @@ import (
 // the source's clock appears to lag the server's.
 //
 // Device clocks drift: surveyed OR device clocks were off by 24 minutes on
-// average (shared/domain). The record keeps both clocks as they are and
+// average (docs/domain.md, "Clocks and late entries"). The record keeps both clocks as they are and
 // never re-times a sample; what it can do is show each source's lag, so a
 // display can warn and a reviewer can read device times with it in mind.
 // The receipt lag of a batch is the server time it was recorded minus its

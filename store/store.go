@@ -37,6 +37,17 @@ type Config struct {
 	// signature and addendum), kept outside the database (anchor.go);
 	// VerifyRecord with AgainstCheckpoints checks the chain against it.
 	Anchor Anchor
+	// Observer, when set, is told of every compactor pass (the operators'
+	// metrics).
+	Observer Observer
+}
+
+// Observer is told what the store's background work does. Its methods
+// must not block.
+type Observer interface {
+	// Compacted reports one compactor pass: the runs it built, how long
+	// it took, and its error (nil when it succeeded).
+	Compacted(runs int, took time.Duration, err error)
 }
 
 // Store is the perfusion record on one Backend. Every write runs in one
@@ -53,6 +64,7 @@ type Store struct {
 	log        *slog.Logger
 	outbox     *OutboxConfig
 	anchor     Anchor
+	observer   Observer
 	// commits wakes this process's watchers after a write commits
 	// (watch.go).
 	commits *CommitFeed
@@ -65,7 +77,7 @@ type Store struct {
 
 // New returns a Store over b.
 func New(b Backend, cfg Config) *Store {
-	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, anchor: cfg.Anchor, commits: NewCommitFeed()}
+	s := &Store{b: b, cat: cfg.Catalogue, lateAfter: cfg.LateAfter, now: cfg.Now, metricsCfg: cfg.Metrics, log: cfg.Logger, outbox: cfg.Outbox, anchor: cfg.Anchor, observer: cfg.Observer, commits: NewCommitFeed()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -415,4 +427,31 @@ func sortedCaseIDs(ids []uuid.UUID) []uuid.UUID {
 	out := slices.Clone(ids)
 	slices.SortFunc(out, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
 	return slices.Compact(out)
+}
+
+// readWrite is the one way into the record: Backend.ReadWrite that, once
+// the transaction committed, wakes the watchers of the cases it writes
+// (watch.go). Every write of the record goes through it; the caller names
+// its cases, which it knows before it starts. fn may run more than once
+// (Backend.ReadWrite retries serialization failures), so it must keep no
+// state across runs — storetest.RunRetrying proves the store's writes do.
+func (s *Store) readWrite(ctx context.Context, caseIDs []uuid.UUID, fn func(ctx context.Context, tx Tx) error) error {
+	err := s.b.ReadWrite(ctx, fn)
+	if err == nil {
+		s.commits.committed(caseIDs)
+	}
+	return err
+}
+
+// caseIDsOf returns the distinct cases of the batches at the indexes.
+func caseIDsOf(batches []*charting.SampleBatch, idx []int) []uuid.UUID {
+	seen := make(map[uuid.UUID]bool, 1)
+	out := make([]uuid.UUID, 0, 1)
+	for _, i := range idx {
+		if id := batches[i].CaseID; !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

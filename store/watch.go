@@ -146,7 +146,7 @@ type CommitRelay interface {
 // path, one statement for every case committed since the last: a write is
 // acknowledged without waiting for it.
 func (s *Store) RelayCommits(ctx context.Context) {
-	r, ok := s.b.(CommitRelay)
+	r, ok := capability[CommitRelay](s.b)
 	if !ok {
 		return
 	}
@@ -181,30 +181,6 @@ func (s *Store) RelayCommits(ctx context.Context) {
 
 // Commits returns the store's commit feed.
 func (s *Store) Commits() *CommitFeed { return s.commits }
-
-// readWrite is Backend.ReadWrite that, once the transaction committed,
-// wakes the watchers of the cases it writes. Every write of the record goes
-// through it; the caller names its cases, which it knows before it starts.
-func (s *Store) readWrite(ctx context.Context, caseIDs []uuid.UUID, fn func(ctx context.Context, tx Tx) error) error {
-	err := s.b.ReadWrite(ctx, fn)
-	if err == nil {
-		s.commits.committed(caseIDs)
-	}
-	return err
-}
-
-// caseIDsOf returns the distinct cases of the batches at the indexes.
-func caseIDsOf(batches []*charting.SampleBatch, idx []int) []uuid.UUID {
-	seen := make(map[uuid.UUID]bool, 1)
-	out := make([]uuid.UUID, 0, 1)
-	for _, i := range idx {
-		if id := batches[i].CaseID; !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
-}
 
 // WatchItem is what one ledger link of a case brings to a watcher: the
 // entry it records, or the samples of the batch it records, or (for the

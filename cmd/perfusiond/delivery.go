@@ -167,7 +167,7 @@ func (d *deliveryConfig) renderer(db store.Backend, metrics charting.MetricsConf
 // startWorker starts the delivery worker when a destination is configured
 // (one sending loop per destination, so a slow receiver delays no other)
 // and returns the function that stops it and waits for it.
-func (d *deliveryConfig) startWorker(ctx context.Context, db store.Backend, r *export.Renderer, log *slog.Logger) (func(), error) {
+func (d *deliveryConfig) startWorker(ctx context.Context, db store.Backend, r *export.Renderer, obs export.Observer, log *slog.Logger) (func(), error) {
 	dests := d.destinations()
 	if len(dests) == 0 {
 		log.Info("delivery: no destination configured; signed cases are not sent anywhere")
@@ -197,7 +197,7 @@ func (d *deliveryConfig) startWorker(ctx context.Context, db store.Backend, r *e
 		}
 		transports[store.DestinationFHIR] = t
 	}
-	w, err := export.NewWorker(export.WorkerConfig{Outbox: o, Renderer: r, Transports: transports, Lease: d.lease,
+	w, err := export.NewWorker(export.WorkerConfig{Outbox: o, Renderer: r, Transports: transports, Lease: d.lease, Observer: obs,
 		PollInterval: d.pollInterval, Logger: log})
 	if err != nil {
 		return nil, err

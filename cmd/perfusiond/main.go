@@ -49,6 +49,8 @@ type app struct {
 	// onWebListen, when set, is told the browser face's address before
 	// onListen is called.
 	onWebListen func(net.Addr)
+	// onMetricsListen, when set, is told the metrics endpoint's address.
+	onMetricsListen func(net.Addr)
 	// devHeaderAuth: this build has the --dev-header-auth switch (build
 	// tag devauth; see devauth_on.go). Tests set it to exercise both.
 	devHeaderAuth bool

@@ -43,6 +43,7 @@ type serveConfig struct {
 	checkpoints       *checkpointConfig // checkpoint.go
 	limits            *limitsConfig     // limits.go
 	web               *webConfig        // web.go
+	telemetry         *telemetryConfig  // telemetry.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -81,6 +82,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.checkpoints = checkpointFlags(fs, env)
 	c.limits = limitsFlags(fs, env)
 	c.web = webFlags(fs, env)
+	c.telemetry = telemetryFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -171,13 +173,15 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	metricsCfg, _ := c.metrics() // checked by serveFlags
+	tel := c.telemetry.build()
 	renderer := c.delivery.renderer(db, *metricsCfg)
-	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, log)
+	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, tel.export(), log)
 	if err != nil {
 		return err
 	}
 	defer stopDelivery()
-	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor})
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor, Observer: tel.store()})
+	c.ingest.Observer = tel.ingest()
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,
@@ -191,6 +195,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		ExportKey:          exportKey,
 		Renderer:           renderer,
 		Limits:             c.limits.limits(),
+		Observer:           tel.server(),
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -201,11 +206,16 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		}
 	}
 	browser, err := c.web.start(srv, c.auth, tlsCfg, devKey, log)
+	if err == nil {
+		err = tel.start(c.telemetry, db, srv, log)
+	}
 	if err != nil {
+		browser.shutdown(ctx)
 		srv.Shutdown(ctx)
 		<-served
 		return err
 	}
+	defer tel.shutdown(context.Background())
 	refreshed := refreshStaleMetrics(ctx, st, log)
 	defer func() { <-refreshed }() // before the database closes
 	if c.compactInterval > 0 {
@@ -225,6 +235,9 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		defer func() { <-anchored }()
 	}
 	log.Info("listening", "addr", lis.Addr().String())
+	if a.onMetricsListen != nil && tel != nil {
+		a.onMetricsListen(tel.lis.Addr())
+	}
 	if a.onWebListen != nil && browser != nil {
 		a.onWebListen(browser.lis.Addr())
 	}

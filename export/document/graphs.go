@@ -500,8 +500,8 @@ func trimNum(v, st float64) string {
 }
 
 // keyEvents are drawn as vertical lines across every panel.
-var keyEvents = map[string]bool{"bypass_on": true, "bypass_off": true, "cross_clamp_on": true, "cross_clamp_off": true,
-	"circulatory_arrest_start": true, "circulatory_arrest_end": true, "full_flow": true, "weaning_start": true}
+var keyEvents = map[string]bool{charting.EventBypassOn: true, charting.EventBypassOff: true, charting.EventCrossClampOn: true, charting.EventCrossClampOff: true,
+	charting.EventCirculatoryArrestStart: true, charting.EventCirculatoryArrestEnd: true, charting.EventFullFlow: true, charting.EventWeaningStart: true}
 
 func (d *doc) eventLines(from, to time.Time, y0, h float64) {
 	f := d.f

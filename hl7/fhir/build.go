@@ -52,7 +52,7 @@ const (
 	ProvenanceTagSystem = "urn:perfusion:provenance-id"
 )
 
-// SNOMED CT codes of the procedures (../shared/domain/interop.md).
+// SNOMED CT codes of the procedures (docs/domain.md, "Interoperability").
 const (
 	codeCrossClampPlacement = "301882004" // Placement of aortic cross clamp
 	codeCrossClampRemoval   = "301884003" // Removal of aortic cross clamp
@@ -586,9 +586,9 @@ func (b *builder) entries() error {
 		case d.Event != nil:
 			var code, display string
 			switch d.Event.Type {
-			case "cross_clamp_on":
+			case charting.EventCrossClampOn:
 				code, display = codeCrossClampPlacement, "Placement of aortic cross clamp"
-			case "cross_clamp_off":
+			case charting.EventCrossClampOff:
 				code, display = codeCrossClampRemoval, "Removal of aortic cross clamp"
 			default:
 				continue // other events: not exported yet (see the package doc)

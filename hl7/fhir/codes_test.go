@@ -10,7 +10,7 @@ import (
 )
 
 // knownCodes lists every (system, code) the bundles may carry, each from
-// its source: SNOMED CT and LOINC codes from ../shared/domain/interop.md
+// its source: SNOMED CT and LOINC codes from docs/domain.md, "Interoperability"
 // (via charting.Analytes and v2.ProcedureCode), MDC and local codes from
 // the catalogue and v2.LocalCodes, FHIR's own code systems from the R4
 // specification. A code outside it was invented here.

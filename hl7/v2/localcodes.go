@@ -19,7 +19,7 @@ const (
 
 // LocalCode is one code of the local coding system 99PERF, with what the
 // interface specification says about it. Local codes exist only where no
-// standard code was found (see ../shared/domain/interop.md): perfusion
+// standard code was found (see docs/domain.md, "Interoperability"): perfusion
 // parameters have no MDC terms, and summary metrics have no LOINC codes.
 type LocalCode struct {
 	Code    string // the code, unique within 99PERF
@@ -176,51 +176,51 @@ func localCodeTable() []LocalCode {
 // checks that none is missing.
 func eventDisplay(e string) string {
 	switch e {
-	case "heparin_given":
+	case charting.EventHeparinGiven:
 		return "Heparin given"
-	case "act_adequate":
+	case charting.EventACTAdequate:
 		return "ACT adequate for bypass"
-	case "bypass_on":
+	case charting.EventBypassOn:
 		return "Bypass on"
-	case "full_flow":
+	case charting.EventFullFlow:
 		return "Full flow reached"
-	case "cooling_start":
+	case charting.EventCoolingStart:
 		return "Cooling started"
-	case "cross_clamp_on":
+	case charting.EventCrossClampOn:
 		return "Aortic cross-clamp on"
-	case "cross_clamp_off":
+	case charting.EventCrossClampOff:
 		return "Aortic cross-clamp off"
-	case "circulatory_arrest_start":
+	case charting.EventCirculatoryArrestStart:
 		return "Circulatory arrest started"
-	case "circulatory_arrest_end":
+	case charting.EventCirculatoryArrestEnd:
 		return "Circulatory arrest ended"
-	case "selective_cerebral_perfusion_start":
+	case charting.EventSelectiveCerebralPerfusionStart:
 		return "Selective cerebral perfusion started"
-	case "selective_cerebral_perfusion_end":
+	case charting.EventSelectiveCerebralPerfusionEnd:
 		return "Selective cerebral perfusion ended"
-	case "rewarming_start":
+	case charting.EventRewarmingStart:
 		return "Rewarming started"
-	case "weaning_start":
+	case charting.EventWeaningStart:
 		return "Weaning started"
-	case "bypass_off":
+	case charting.EventBypassOff:
 		return "Bypass off"
-	case "protamine_given":
+	case charting.EventProtamineGiven:
 		return "Protamine given"
-	case "suckers_stopped":
+	case charting.EventSuckersStopped:
 		return "Pump suckers stopped"
-	case "decannulation":
+	case charting.EventDecannulation:
 		return "Decannulation"
-	case "conversion_to_on_pump":
+	case charting.EventConversionToOnPump:
 		return "Conversion to on-pump"
-	case "alarm":
+	case charting.EventAlarm:
 		return "Alarm"
-	case "device_mark":
+	case charting.EventDeviceMark:
 		return "Device mark"
-	case "perfusionist_handoff":
+	case charting.EventPerfusionistHandoff:
 		return "Perfusionist hand-off"
-	case "cannulation":
+	case charting.EventCannulation:
 		return "Cannulation"
-	case "complication":
+	case charting.EventComplication:
 		return "Complication"
 	}
 	return ""

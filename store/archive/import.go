@@ -657,7 +657,7 @@ func (a *parsed) writeNew(ctx context.Context, tx store.Tx) error {
 }
 
 // watermark is the highest w such that batches 1..w are all present, as
-// the store keeps it (store.advanceWatermark).
+// the store keeps it (sourceTrack in store/samples.go).
 func watermark(seqs []int64) int64 {
 	s := slices.Clone(seqs)
 	slices.Sort(s)

@@ -34,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -78,6 +79,20 @@ type Config struct {
 	// CommitTimeout bounds one commit. A commit that times out fails its
 	// batches, whose submitters resend them.
 	CommitTimeout time.Duration
+	// Observer, when set, is told of every commit and every wait for
+	// queue room (the operators' metrics).
+	Observer Observer
+}
+
+// Observer is told what the committer does. Its methods are called from
+// the committer's goroutines and must not block.
+type Observer interface {
+	// Committed reports one group commit: its batches and samples, how
+	// long it gathered batches after its first, how long the store took,
+	// and how many of its batches failed (their submitters resend them).
+	Committed(batches, samples int, gathered, took time.Duration, failed int)
+	// Backpressured reports a Submit that had to wait for queue room.
+	Backpressured()
 }
 
 func (c Config) withDefaults() Config {
@@ -113,6 +128,7 @@ type Committer struct {
 	// batches.
 	samples *semaphore.Weighted
 	queue   chan *Ticket
+	queued  atomic.Int64 // samples submitted and not yet committed
 
 	mu     sync.RWMutex // held for reading while sending on queue
 	closed bool
@@ -143,6 +159,11 @@ func New(st *store.Store, cfg Config) *Committer {
 // Config returns the limits in force, defaults filled in.
 func (c *Committer) Config() Config { return c.cfg }
 
+// QueuedSamples is how many samples are submitted and not yet committed,
+// commits in flight included: the queue that backpressure bounds by
+// Config.QueueSamples.
+func (c *Committer) QueuedSamples() int64 { return c.queued.Load() }
+
 // Ticket is a submitted batch awaiting its commit.
 type Ticket struct {
 	batch  *charting.SampleBatch
@@ -171,8 +192,13 @@ func (c *Committer) Submit(ctx context.Context, b *charting.SampleBatch) (*Ticke
 	// an oversized one — refused by validation anyway — cannot wait
 	// forever).
 	w := min(max(int64(b.SampleCount()), 1), int64(c.cfg.QueueSamples))
-	if err := c.samples.Acquire(ctx, w); err != nil {
-		return nil, err
+	if !c.samples.TryAcquire(w) {
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Backpressured()
+		}
+		if err := c.samples.Acquire(ctx, w); err != nil {
+			return nil, err
+		}
 	}
 	t := &Ticket{batch: b, weight: w, done: make(chan store.SampleResult, 1)}
 	c.mu.RLock()
@@ -183,6 +209,7 @@ func (c *Committer) Submit(ctx context.Context, b *charting.SampleBatch) (*Ticke
 	}
 	select {
 	case c.queue <- t:
+		c.queued.Add(w)
 		return t, nil
 	case <-ctx.Done():
 		c.samples.Release(w)
@@ -230,6 +257,7 @@ func (c *Committer) run() {
 		}
 		group, samples := []*Ticket{first}, first.weight
 		open := true
+		gatherStart := time.Now()
 		timer.Reset(c.cfg.MaxDelay)
 	gather:
 		for len(group) < c.cfg.MaxBatches && samples < int64(c.cfg.MaxSamples) {
@@ -251,10 +279,11 @@ func (c *Committer) run() {
 			default:
 			}
 		}
+		gathered := time.Since(gatherStart)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.commit(group)
+			c.commit(group, gathered)
 			<-slots
 		}()
 		if !open {
@@ -264,19 +293,31 @@ func (c *Committer) run() {
 }
 
 // commit stores one group and hands every ticket its result.
-func (c *Committer) commit(group []*Ticket) {
+func (c *Committer) commit(group []*Ticket, gathered time.Duration) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommitTimeout)
 	defer cancel()
 	batches := make([]*charting.SampleBatch, len(group))
 	var weight int64
+	samples := 0
 	for i, t := range group {
 		batches[i] = t.batch
 		weight += t.weight
+		samples += t.batch.SampleCount()
 	}
+	start := time.Now()
 	res := c.st.AppendSampleBatches(ctx, batches)
+	took := time.Since(start)
+	failed := 0
 	for i, t := range group {
+		if res[i].Err != nil {
+			failed++
+		}
 		t.done <- res[i] // AppendSampleBatches returns one result per batch
 		t.batch = nil    // the ticket may outlive its stream; the batch need not
 	}
+	c.queued.Add(-weight)
 	c.samples.Release(weight)
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Committed(len(group), samples, gathered, took, failed)
+	}
 }

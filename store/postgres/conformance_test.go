@@ -15,8 +15,16 @@ import (
 
 // TestConformance runs the shared store suite against PostgreSQL, each
 // test on a fresh database.
-func TestConformance(t *testing.T) {
-	storetest.Run(t, storetest.Harness{
+func TestConformance(t *testing.T) { storetest.Run(t, harness()) }
+
+// TestConformanceRetrying runs the suite again with every transaction
+// rolled back once and run a second time, as a serialization failure or a
+// deadlock makes PostgreSQL do: no write may keep state across runs.
+func TestConformanceRetrying(t *testing.T) { storetest.RunRetrying(t, harness()) }
+
+// harness adapts this backend to the conformance suite.
+func harness() storetest.Harness {
+	return storetest.Harness{
 		Open: func(t *testing.T) store.Backend { return pgtest.Open(t) },
 		Exec: func(t *testing.T, b store.Backend, sql string, args ...any) error {
 			_, err := b.(*postgres.Backend).Pool().Exec(context.Background(), sql, args...)
@@ -60,7 +68,7 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("tamper: %v", err)
 			}
 		},
-	})
+	}
 }
 
 // quote is a SQL string literal of s, for DDL that takes no parameters.

@@ -186,3 +186,20 @@ func (b *Backend) SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, re
 	}
 	return nil, store.SupersedeRefused(cur, later)
 }
+
+// DeliveryBacklog counts unsettled deliveries by destination and state.
+func (b *Backend) DeliveryBacklog(ctx context.Context) ([]store.BacklogRow, error) {
+	rows, err := b.pool.Query(ctx, `SELECT destination, state, count(*), min(created_at) FROM outbox_deliveries
+		WHERE state IN `+store.BacklogStatesSQL+` GROUP BY destination, state ORDER BY destination, state`)
+	if err != nil {
+		return nil, wrap("delivery backlog", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.BacklogRow, error) {
+		var row store.BacklogRow
+		var dest, state string
+		err := r.Scan(&dest, &state, &row.Count, &row.Oldest)
+		row.Destination, row.State = store.Destination(dest), store.DeliveryState(state)
+		return row, err
+	})
+	return out, wrap("delivery backlog", err)
+}

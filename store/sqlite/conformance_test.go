@@ -13,8 +13,16 @@ import (
 
 // TestConformance runs the shared store suite against SQLite, each test on
 // a fresh database file.
-func TestConformance(t *testing.T) {
-	storetest.Run(t, storetest.Harness{
+func TestConformance(t *testing.T) { storetest.Run(t, harness()) }
+
+// TestConformanceRetrying runs the suite again with every transaction
+// rolled back once and run a second time, as a serialization failure or a
+// deadlock makes SQLite do: no write may keep state across runs.
+func TestConformanceRetrying(t *testing.T) { storetest.RunRetrying(t, harness()) }
+
+// harness adapts this backend to the conformance suite.
+func harness() storetest.Harness {
+	return storetest.Harness{
 		Open: func(t *testing.T) store.Backend { return sqlitetest.Open(t) },
 		// Exec uses a connection of its own, like any other client of the
 		// file: enforcement must live in the database, not in the backend's
@@ -35,7 +43,7 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("refuse: %v", err)
 			}
 		},
-	})
+	}
 }
 
 // quote is a SQL string literal of s, for DDL that takes no parameters.

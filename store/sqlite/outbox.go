@@ -200,3 +200,25 @@ func (b *Backend) SupersedeDelivery(ctx context.Context, id uuid.UUID, actor, re
 	}
 	return nil, store.SupersedeRefused(cur, later)
 }
+
+// DeliveryBacklog counts unsettled deliveries by destination and state.
+func (b *Backend) DeliveryBacklog(ctx context.Context) ([]store.BacklogRow, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT destination, state, count(*), min(created_at) FROM outbox_deliveries
+		WHERE state IN `+store.BacklogStatesSQL+` GROUP BY destination, state ORDER BY destination, state`)
+	if err != nil {
+		return nil, wrap("delivery backlog", err)
+	}
+	defer rows.Close()
+	var out []store.BacklogRow
+	for rows.Next() {
+		var row store.BacklogRow
+		var dest, state string
+		var oldest sql.NullInt64
+		if err := rows.Scan(&dest, &state, &row.Count, &oldest); err != nil {
+			return nil, wrap("delivery backlog", err)
+		}
+		row.Destination, row.State, row.Oldest = store.Destination(dest), store.DeliveryState(state), fromMicros(oldest)
+		out = append(out, row)
+	}
+	return out, wrap("delivery backlog", rows.Err())
+}

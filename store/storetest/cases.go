@@ -176,7 +176,7 @@ func testLifecycle(t *testing.T, h *Harness) {
 	if got, _ := s.GetCase(ctx, c.ID); got.Status != charting.StatusInProgress || got.StartedAt.IsZero() {
 		t.Fatalf("after first datum: status %s started %v", got.Status, got.StartedAt)
 	}
-	e := record(t, s, eventEntry(c.ID, now, "bypass_on"))
+	e := record(t, s, eventEntry(c.ID, now, charting.EventBypassOn))
 	closed, err := s.CloseCase(ctx, actor, c.ID)
 	if err != nil || closed.Status != charting.StatusClosed || closed.ClosedAt.IsZero() {
 		t.Fatalf("close: %v, %+v", err, closed)
@@ -188,7 +188,7 @@ func testLifecycle(t *testing.T, h *Harness) {
 	_, err = s.CloseCase(ctx, actor, c.ID)
 	wantPrecondition(t, "close twice", err)
 	// Review before signing may still correct.
-	fix := eventEntry(c.ID, now.Add(-time.Minute), "bypass_on")
+	fix := eventEntry(c.ID, now.Add(-time.Minute), charting.EventBypassOn)
 	if _, _, err := s.CorrectEntry(ctx, actor, store.Correction{CaseID: c.ID, EntryID: uuid.New(), Supersedes: e.ID, Reason: "time charted late", Replacement: &fix}); err != nil {
 		t.Fatalf("correction on closed case: %v", err)
 	}

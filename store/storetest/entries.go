@@ -44,9 +44,9 @@ func testLateEntry(t *testing.T, h *Harness) {
 	s, _, clk := newStore(t, h)
 	c := createCase(t, s, "OR-1")
 	at := clk.now()
-	onTime := record(t, s, eventEntry(c.ID, at, "bypass_on"))
+	onTime := record(t, s, eventEntry(c.ID, at, charting.EventBypassOn))
 	clk.advance(25 * time.Minute)
-	late := record(t, s, eventEntry(c.ID, at.Add(time.Minute), "cross_clamp_on"))
+	late := record(t, s, eventEntry(c.ID, at.Add(time.Minute), charting.EventCrossClampOn))
 	if onTime.Late || !late.Late {
 		t.Fatalf("late flags: on time %v, 24 min late %v", onTime.Late, late.Late)
 	}
@@ -123,7 +123,7 @@ func testInvalidInputStoresNothing(t *testing.T, h *Harness) {
 		{"no time", charting.Entry{ID: uuid.New(), CaseID: c.ID, Detail: charting.EntryDetail{Note: &charting.Note{Text: "x"}}}, "entry.occurred_at"},
 		{"future", noteEntry(c.ID, now.Add(time.Hour), "x"), "entry.occurred_at"},
 		{"no detail", charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: now}, "entry.detail"},
-		{"two details", charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: now, Detail: charting.EntryDetail{Note: &charting.Note{Text: "x"}, Event: &charting.Event{Type: "bypass_on"}}}, "entry.detail"},
+		{"two details", charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: now, Detail: charting.EntryDetail{Note: &charting.Note{Text: "x"}, Event: &charting.Event{Type: charting.EventBypassOn}}}, "entry.detail"},
 		{"unknown event", eventEntry(c.ID, now, "coffee_break"), "entry.event.type"},
 		{"zero dose", drugEntry(c.ID, now, "heparin", 0, "[iU]"), "entry.drug.dose"},
 		{"NaN dose", drugEntry(c.ID, now, "heparin", math.NaN(), "[iU]"), "entry.drug.dose"},

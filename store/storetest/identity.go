@@ -25,7 +25,7 @@ func signedCaseWithoutMRN(t *testing.T, s *store.Store, clk *clock) (*charting.C
 	if err != nil {
 		t.Fatalf("create case: %v", err)
 	}
-	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), "bypass_on"))
+	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), charting.EventBypassOn))
 	if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}

@@ -36,7 +36,7 @@ func chartCase(t *testing.T, s *store.Store, sign bool) chartedCase {
 	for seq := int64(1); seq <= 3; seq++ {
 		appendOne(t, s, batch(c.ID, "hlm", seq, ms+(seq-1)*5000, 5))
 	}
-	on := record(t, s, eventEntry(c.ID, now.Add(-20*time.Minute), "bypass_on"))
+	on := record(t, s, eventEntry(c.ID, now.Add(-20*time.Minute), charting.EventBypassOn))
 	dose := record(t, s, drugEntry(c.ID, now.Add(-19*time.Minute), "heparin", 30000, "[iU]"))
 	fix := drugEntry(c.ID, now.Add(-19*time.Minute), "heparin", 25000, "[iU]")
 	if _, _, err := s.CorrectEntry(ctx, actor, store.Correction{CaseID: c.ID, EntryID: fix.ID, Supersedes: dose.ID, Reason: "mis-keyed", Replacement: &fix}); err != nil {

@@ -51,8 +51,8 @@ func metricsCase(t *testing.T, s *store.Store, base, start time.Time, surgeon, p
 	if err != nil {
 		t.Fatalf("create case: %v", err)
 	}
-	record(t, s, eventEntry(c.ID, base, "bypass_on"))
-	record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), "bypass_off"))
+	record(t, s, eventEntry(c.ID, base, charting.EventBypassOn))
+	record(t, s, eventEntry(c.ID, base.Add(time.Duration(cpb)*time.Minute), charting.EventBypassOff))
 	lab := record(t, s, charting.Entry{ID: uuid.New(), CaseID: c.ID, OccurredAt: base.Add(10 * time.Minute),
 		Detail: charting.EntryDetail{LabResult: &charting.LabResult{Analyte: "hct", Value: hct, Unit: "%"}}})
 	if mapLow {
@@ -88,7 +88,10 @@ func metricValue(t *testing.T, r *store.CaseMetricsRow, name string) float64 {
 func testMetricsLifecycle(t *testing.T, h *Harness) {
 	co := newMetricsCohort(t, h)
 	s, ctx := co.s, context.Background()
-	mb := s.Backend().(store.MetricsBackend)
+	mb, err := store.MetricsOf(s.Backend())
+	if err != nil {
+		t.Fatal(err)
+	}
 	row, err := mb.GetCaseMetrics(ctx, co.c)
 	if err != nil {
 		t.Fatalf("metrics after close: %v", err)
@@ -287,7 +290,10 @@ func testMetricsRepair(t *testing.T, h *Harness) {
 func testMetricsUpgrade(t *testing.T, h *Harness) {
 	co := newMetricsCohort(t, h)
 	s, ctx := co.s, context.Background()
-	mb := s.Backend().(store.MetricsBackend)
+	mb, err := store.MetricsOf(s.Backend())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []uuid.UUID{co.a, co.b} {
 		row, err := mb.GetCaseMetrics(ctx, id)
 		if err != nil {

@@ -43,8 +43,8 @@ func signedCase(t *testing.T, s *store.Store, clk *clock) (*charting.Case, *char
 	t.Helper()
 	ctx := context.Background()
 	c := createCase(t, s, "OR-9")
-	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), "bypass_on"))
-	record(t, s, eventEntry(c.ID, clk.now().Add(-10*time.Minute), "bypass_off"))
+	record(t, s, eventEntry(c.ID, clk.now().Add(-time.Hour), charting.EventBypassOn))
+	record(t, s, eventEntry(c.ID, clk.now().Add(-10*time.Minute), charting.EventBypassOff))
 	if _, err := s.CloseCase(ctx, actor, c.ID); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -503,5 +503,41 @@ func testOutboxList(t *testing.T, h *Harness) {
 	}
 	if err != nil || len(ds) != want {
 		t.Fatalf("by case and state: %d, %v; want %d", len(ds), err, want)
+	}
+}
+
+// testOutboxBacklog counts unsettled deliveries by destination and state,
+// with the oldest one's queue time, and leaves out what is settled.
+func testOutboxBacklog(t *testing.T, h *Harness) {
+	ctx := context.Background()
+	s, o, clk := newOutboxStore(t, h)
+	if rows, err := o.DeliveryBacklog(ctx); err != nil || len(rows) != 0 {
+		t.Fatalf("backlog of an empty outbox: %+v, %v", rows, err)
+	}
+	first := clk.now()
+	signedCase(t, s, clk)
+	clk.advance(time.Minute)
+	signedCase(t, s, clk)
+	// One MLLP delivery is delivered: it leaves the backlog.
+	claimed, err := o.ClaimDeliveries(ctx, store.DestinationMLLP, clk.now(), time.Minute, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %+v, %v", claimed, err)
+	}
+	d := claimed[0]
+	d.State, d.UpdatedAt, d.DeliveredAt = store.DeliveryDelivered, clk.now(), clk.now()
+	if ok, err := o.FinishDelivery(ctx, &d, d.Attempts); err != nil || !ok {
+		t.Fatalf("finish: %v, %v", ok, err)
+	}
+	rows, err := o.DeliveryBacklog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.BacklogRow{}
+	for _, r := range rows {
+		got[string(r.Destination)+"/"+string(r.State)] = r
+	}
+	fhir, mllp := got["fhir_rest/pending"], got["hl7v2_mllp/pending"]
+	if len(got) != 2 || fhir.Count != 2 || mllp.Count != 1 || !fhir.Oldest.Equal(first) {
+		t.Fatalf("backlog %+v; want FHIR 2 pending since %v, MLLP 1 pending", rows, first)
 	}
 }

@@ -119,6 +119,7 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxClaimLifecycle", testOutboxClaimLifecycle},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxList", testOutboxList},
+		{"OutboxBacklog", testOutboxBacklog},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
 	}

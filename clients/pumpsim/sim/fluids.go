@@ -3,6 +3,8 @@ package sim
 import (
 	"math"
 	"time"
+
+	"perfusion/charting"
 )
 
 // planChecklist charts the AmSECT pre-bypass checklist one item a few
@@ -63,6 +65,6 @@ func (s *Sim) planArrest(event func(time.Duration, string, string)) {
 		return
 	}
 	s.tArrestStart, s.tArrestEnd = start, end
-	event(start, "circulatory_arrest_start", "")
-	event(end, "circulatory_arrest_end", "")
+	event(start, charting.EventCirculatoryArrestStart, "")
+	event(end, charting.EventCirculatoryArrestEnd, "")
 }

@@ -83,7 +83,7 @@ func (r simRecord) modelMin(from, to time.Duration) float64 {
 // bypass and down to nothing while weaning (model.go), so DO2i reaches 0
 // just before bypass_off in every simulated case. The nadir a perfusionist
 // recognises is the lowest DO2i on established bypass: between the charted
-// full_flow and weaning_start events (perfusion.md "Quality metrics"). The
+// full_flow and weaning_start events (docs/domain.md "Quality metrics"). The
 // record's nadir must lie there and agree with the model's lowest DO2i over
 // that window; with the events left out, the flow rule must find a window
 // close to the charted one.

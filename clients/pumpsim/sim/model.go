@@ -168,16 +168,16 @@ func (s *Sim) plan() {
 	add(frac(d, 0.01), Event{Kind: KindNote, Note: "Pre-bypass checklist completed; circuit primed and de-aired."}, "")
 	add(frac(d, 0.02), Event{Kind: KindLab}, "act")
 	add(frac(d, 0.03), Event{Kind: KindDrug, Drug: &Drug{Name: "heparin", Dose: heparin, Unit: "[iU]", Route: "intravenous"}}, "")
-	event(frac(d, 0.03), "heparin_given", "")
+	event(frac(d, 0.03), charting.EventHeparinGiven, "")
 	add(frac(d, 0.06), Event{Kind: KindLab}, "act")
-	event(frac(d, 0.06), "act_adequate", "")
+	event(frac(d, 0.06), charting.EventACTAdequate, "")
 
 	if s.cfg.ECMO {
 		s.tBypassOn = frac(d, 0.08)
 		s.tFullFlow = s.tBypassOn + min(3*time.Minute, frac(d, 0.03))
 		s.tCool, s.tClampOn, s.tRewarm, s.tClampOff, s.tWean, s.tBypassOff = d, d, d, d, d, d
-		event(s.tBypassOn-time.Second, "cannulation", "")
-		event(s.tFullFlow, "full_flow", "")
+		event(s.tBypassOn-time.Second, charting.EventCannulation, "")
+		event(s.tFullFlow, charting.EventFullFlow, "")
 		for i, f := range []float64{0.35, 0.75} {
 			add(frac(d, f), Event{Kind: KindLab}, "abg")
 			add(frac(d, f)+time.Minute, Event{Kind: KindNote, Note: fmt.Sprintf("ECMO check %d", i+1)}, "ecmo_check")
@@ -197,10 +197,10 @@ func (s *Sim) plan() {
 			s.hctTarget = (s.hct0*s.ebv + 60*vol) / (s.ebv + s.prim)
 			add(s.tBypassOn-2*time.Minute, Event{Kind: KindBloodProduct, Blood: &BloodProduct{Type: "prbc", Units: 1, VolumeML: vol}}, "")
 		}
-		event(s.tBypassOn, "bypass_on", "")
-		event(s.tFullFlow, "full_flow", "")
-		event(s.tCool, "cooling_start", fmt.Sprintf("target %.0f °C", s.cfg.TargetTempC))
-		event(s.tClampOn, "cross_clamp_on", "")
+		event(s.tBypassOn, charting.EventBypassOn, "")
+		event(s.tFullFlow, charting.EventFullFlow, "")
+		event(s.tCool, charting.EventCoolingStart, fmt.Sprintf("target %.0f °C", s.cfg.TargetTempC))
+		event(s.tClampOn, charting.EventCrossClampOn, "")
 		// Cardioplegia: cold blood 4:1, antegrade; induction at clamp, then
 		// maintenance every ~20 min while the clamp is on and not about
 		// to come off (inferred volumes: adult 1000/500 mL, children 30/15 mL/kg).
@@ -214,15 +214,15 @@ func (s *Sim) plan() {
 		}
 		add(frac(d, 0.30), Event{Kind: KindLab}, "abg")
 		s.planArrest(event)
-		event(s.tRewarm, "rewarming_start", "")
+		event(s.tRewarm, charting.EventRewarmingStart, "")
 		add(frac(d, 0.65), Event{Kind: KindLab}, "abg")
-		event(s.tClampOff, "cross_clamp_off", "")
-		event(s.tWean, "weaning_start", "")
-		event(s.tBypassOff, "bypass_off", "")
-		event(frac(d, 0.89), "suckers_stopped", "")
+		event(s.tClampOff, charting.EventCrossClampOff, "")
+		event(s.tWean, charting.EventWeaningStart, "")
+		event(s.tBypassOff, charting.EventBypassOff, "")
+		event(frac(d, 0.89), charting.EventSuckersStopped, "")
 		prot := math.Round(heparin/100*1.0*10) / 10 // 1 mg per 100 IU heparin (common ratio)
 		add(frac(d, 0.90), Event{Kind: KindDrug, Drug: &Drug{Name: "protamine", Dose: prot, Unit: "mg", Route: "intravenous"}}, "")
-		event(frac(d, 0.90), "protamine_given", "")
+		event(frac(d, 0.90), charting.EventProtamineGiven, "")
 		add(frac(d, 0.95), Event{Kind: KindLab}, "act")
 		add(frac(d, 0.96), Event{Kind: KindNote, Note: "Off bypass uneventfully; circuit blood returned."}, "")
 		s.planFluids(add)

@@ -4,7 +4,7 @@
 // patient. It is pure and deterministic: given a Config (including its
 // seed) the sequence of Ticks is always the same. It does no I/O.
 //
-// Clinical quantities follow ../shared/domain/perfusion.md (flow index,
+// Clinical quantities follow docs/domain.md (flow index,
 // CaO2, DO2i, BSA). Everything else is a reasonable simulation, not a
 // clinical claim; such choices are marked "(inferred)".
 package sim
@@ -64,7 +64,7 @@ type Config struct {
 	Arrest time.Duration
 	// BSAFormula computes the body surface area that flows are indexed to;
 	// empty means Mosteller. Haycock is often used for children
-	// (perfusion.md "Patients of every age").
+	// (docs/domain.md "Patients of every age").
 	BSAFormula charting.BSAFormula
 }
 
@@ -134,7 +134,7 @@ type ChecklistItem struct {
 }
 
 // PreBypassChecklist is the AmSECT pre-bypass checklist as
-// ../shared/domain/perfusion.md lists it: sections and their items.
+// docs/domain.md lists it: sections and their items.
 var PreBypassChecklist = []struct {
 	Section string
 	Items   []string
