@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"perfusion/store"
@@ -64,6 +65,16 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		// Lets a DBA tell our sessions apart in pg_stat_activity.
 		cfg.ConnConfig.RuntimeParams["application_name"] = "perfusiond"
+	}
+	// When a call's context ends mid-statement, close the connection
+	// (pgx's deadline handler) rather than send a cancel request: a
+	// cancelled wait for a synchronous standby makes PostgreSQL report the
+	// COMMIT as successful although the standby may not have the
+	// transaction, and that success would be acknowledged. This is pgx's
+	// default; it is set here so that a change of default cannot weaken
+	// synchronous replication (docs/deployment.md, section 4).
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
 	for _, o := range opts {
 		o(cfg)
