@@ -14,6 +14,10 @@ import (
 	"perfusion/store"
 )
 
+// msgDatabaseUnavailable is the message of an Unavailable status caused by
+// the database rather than the network to this server.
+const msgDatabaseUnavailable = "the database is unavailable (restarting or failing over); retry: a write that was stored after all is recognised by its id"
+
 // toStatus is the one place where errors become gRPC statuses. Messages
 // sent to clients are fixed texts or domain texts written for clients
 // (field violations, lifecycle reasons); the text of any other error,
@@ -53,6 +57,14 @@ func toStatus(log *slog.Logger, err error) error {
 		return status.Error(codes.Canceled, "the call was cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	case store.IsUnavailable(err):
+		// No writable database is reachable (down, restarting, failing
+		// over, or the connection broke): nothing about the request is
+		// wrong, and the same request may succeed in a moment — a client
+		// retries Unavailable; writes are idempotent, so a retry after a
+		// commit whose answer was lost stores nothing twice.
+		log.Warn("database unavailable", "err", err.Error())
+		return status.Error(codes.Unavailable, msgDatabaseUnavailable)
 	case errors.As(err, &gs):
 		return gs.GRPCStatus().Err() // already a status, made by this package
 	}

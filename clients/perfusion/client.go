@@ -105,11 +105,20 @@ type Client struct {
 	record   pb.RecordServiceClient
 }
 
-// Dial makes a Client for addr (host:port). It does not wait for the
-// server: the connection is made on the first call and re-made after
-// failures, so a gateway can start while the operating-room network is
-// down. Either WithPrincipal or WithPerRPCCredentials is required. ctx is
-// only checked for cancellation; the Client lives until Close.
+// Dial makes a Client for addr. It does not wait for the server: the
+// connection is made on the first call and re-made after failures, so a
+// gateway can start while the operating-room network is down. Either
+// WithPrincipal or WithPerRPCCredentials is required. ctx is only checked
+// for cancellation; the Client lives until Close.
+//
+// addr is one server (host:port), or several separated by commas
+// ("srv-a:7070,srv-b:7070"): the Client then keeps a connection to each,
+// spreads calls and new streams over those that are up (gRPC's
+// round_robin), and when one server dies its calls fail with Unavailable
+// and their retries, like every new stream, go to the others. A host name
+// with several DNS records (gRPC's default dns resolver) is tried record by
+// record in the same way, one connection at a time (gRPC's pick_first).
+// Servers are stateless, so any of them may take any call.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -153,8 +162,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if cfg.perRPC != nil {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(cfg.perRPC))
 	}
+	target, addrOpts, err := targetFor(addr)
+	if err != nil {
+		return nil, fmt.Errorf("perfusion: dial %s: %w", addr, err)
+	}
+	dopts = append(dopts, addrOpts...)
 	dopts = append(dopts, cfg.dialOpts...)
-	conn, err := grpc.NewClient(addr, dopts...)
+	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("perfusion: dial %s: %w", addr, err)
 	}

@@ -109,7 +109,7 @@ type exitCodeError struct {
 func (x exitCodeError) Error() string { return x.msg }
 
 func defineGlobals(fs *flag.FlagSet, g *globals) {
-	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PERFUSION_ADDR)")
+	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port, or several separated by commas, tried in turn when one is down (env PERFUSION_ADDR)")
 	fs.StringVar(&g.principal, "principal", g.principal, "development only: who you are, sent as x-perfusion-principal to a test build of perfusiond (-tags devauth) run with --dev-header-auth (env PERFUSION_PRINCIPAL)")
 	fs.StringVar(&g.creds.TokenFile, "token-file", g.creds.TokenFile, "file holding your bearer token (JWT); default: env "+perfusion.EnvToken)
 	fs.StringVar(&g.creds.CAFile, "ca-file", g.creds.CAFile, "CA certificate(s) verifying the server; implies TLS")

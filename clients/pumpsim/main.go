@@ -104,7 +104,7 @@ Flags:
 
 func main() {
 	var cfg Config
-	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "perfusiond address")
+	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "perfusiond address host:port, or several separated by commas (the client moves to another when one dies)")
 	flag.StringVar(&cfg.Principal, "principal", "", "development only: principal to act as (x-perfusion-principal), for a test build of perfusiond (-tags devauth) run with --dev-header-auth")
 	flag.StringVar(&cfg.Credentials.TokenFile, "token-file", "", "file holding the bearer token; default: env "+perfusion.EnvToken)
 	flag.StringVar(&cfg.Credentials.CAFile, "ca-file", "", "CA certificate(s) verifying the server; implies TLS")

@@ -46,14 +46,29 @@ func (e *dbError) Unwrap() error { return e.pg }
 // safeErr replaces a server error with its display-safe form, a
 // store.RefusedError when the server refused the data written (see
 // refusal); other errors (network, context) carry no values and pass
-// through.
+// through, marked store.ErrUnavailable when they mean no writable database
+// could be reached (see unavailable).
 func safeErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		if reason, ok := refusal(pe); ok {
 			return &store.RefusedError{Reason: reason, Err: &dbError{pg: pe}}
 		}
-		return &dbError{pg: pe}
+		return &dbError{pg: pe} // its SQLSTATE tells store.IsUnavailable
+	}
+	return unavailable(err)
+}
+
+// unavailable marks err with store.ErrUnavailable when pgx says no
+// writable server could be reached, in shapes store.IsUnavailable cannot
+// recognise by itself: a failed connect (every host of a multi-host
+// string down or read-only under target_session_attrs=read-write, which
+// is what a failover looks like until a standby is promoted) and a
+// connection already closed by an earlier fatal error.
+func unavailable(err error) error {
+	var ce *pgconn.ConnectError
+	if err != nil && !errors.Is(err, store.ErrUnavailable) && (errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed)) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
 }
@@ -118,4 +133,21 @@ func wrap(op string, err error) error {
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == codeSerializationFailure || pe.Code == codeDeadlockDetected)
+}
+
+// errCommitUnknown marks a COMMIT whose answer never came: the connection
+// broke (or the server shut down) after the COMMIT was sent, so the
+// transaction may or may not have committed. It is never retried here —
+// running it again could write twice what is not idempotent — and never
+// reported as success: the caller fails the request with Unavailable and
+// the client's resend, idempotent on its ids, settles it.
+var errCommitUnknown = errors.New("the commit's outcome is unknown: the connection to the database broke before it answered")
+
+// reconnectable reports whether a transaction that failed with err may be
+// run again on a new connection: the database was unreachable or not
+// writable (store.IsUnavailable) and the failure came before the COMMIT
+// was sent, so nothing of it was committed — a connection the pool kept to
+// a primary that has since died, or one cut by its shutdown.
+func reconnectable(err error) bool {
+	return store.IsUnavailable(err) && !errors.Is(err, errCommitUnknown)
 }

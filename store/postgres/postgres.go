@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"perfusion/store"
@@ -65,6 +66,16 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		// Lets a DBA tell our sessions apart in pg_stat_activity.
 		cfg.ConnConfig.RuntimeParams["application_name"] = "perfusiond"
 	}
+	// When a call's context ends mid-statement, close the connection
+	// (pgx's deadline handler) rather than send a cancel request: a
+	// cancelled wait for a synchronous standby makes PostgreSQL report the
+	// COMMIT as successful although the standby may not have the
+	// transaction, and that success would be acknowledged. This is pgx's
+	// default; it is set here so that a change of default cannot weaken
+	// synchronous replication (docs/deployment.md, section 4).
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -98,9 +109,20 @@ func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
 
 // Ready reports whether the database answers and its schema is exactly the
 // version this binary was built for.
+//
+// It also requires the database to accept writes: a standby (or a session
+// defaulting to read-only) answers every write with 25006, so a server
+// connected to one must not take traffic. With a multi-host connection
+// string and target_session_attrs=read-write this only happens while no
+// primary exists, during a failover; without that setting it is how
+// health tells a pool that reached a standby.
 func (b *Backend) Ready(ctx context.Context) error {
-	if err := b.pool.Ping(ctx); err != nil {
+	var readOnly string
+	if err := b.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil {
 		return fmt.Errorf("postgres: ping: %w", safeErr(err))
+	}
+	if readOnly == "on" {
+		return fmt.Errorf("postgres: the database is read-only (a standby, or default_transaction_read_only): %w", store.ErrUnavailable)
 	}
 	return b.CheckSchema(ctx)
 }

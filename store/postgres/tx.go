@@ -29,9 +29,24 @@ const (
 	retryBackoff = 100 * time.Millisecond // cap of one pause
 )
 
+// Reconnect policy of ReadWrite: a transaction that failed because its
+// connection was dead or its server not writable, before its COMMIT was
+// sent, runs again on another connection — up to twice, after 50 and
+// 250 ms. That rescues a write that met a connection the pool still held
+// to a primary that died (the next connection, with
+// target_session_attrs=read-write, finds the new primary). A longer
+// outage is not waited out here: the request fails with Unavailable and
+// the client, which resends anyway, waits instead of a transaction
+// holding other clients' batches.
+var reconnectPauses = []time.Duration{50 * time.Millisecond, 250 * time.Millisecond}
+
 // ReadWrite runs fn in one READ COMMITTED transaction and commits it,
 // retrying the whole transaction (fn included) up to maxAttempts times on a
-// serialization failure (40001) or deadlock (40P01).
+// serialization failure (40001) or deadlock (40P01), and on a new
+// connection (reconnectPauses) when the database was unreachable or
+// read-only before the COMMIT was sent. A COMMIT whose answer was lost is
+// never retried and never reported as success (errCommitUnknown, which
+// store.IsUnavailable recognises).
 //
 // READ COMMITTED is enough because writes are serialised per case by
 // LockCase's SELECT … FOR UPDATE on the case row: every write of a case
@@ -43,13 +58,22 @@ const (
 // locks in a fixed order, so deadlocks are rare; when one does happen the
 // retry resolves it.
 func (b *Backend) ReadWrite(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	reconnects := 0
 	for attempt := 1; ; attempt++ {
 		err := b.readWriteOnce(ctx, fn)
-		if err == nil || attempt >= maxAttempts || !retryable(err) {
+		var pause time.Duration
+		switch {
+		case err == nil:
+			return nil
+		case retryable(err) && attempt < maxAttempts:
+			pause = min(retryBase<<(attempt-1), retryBackoff)
+			pause = pause/2 + rand.N(pause/2+1) // jitter: half fixed, half random
+		case reconnectable(err) && reconnects < len(reconnectPauses) && ctx.Err() == nil:
+			pause = reconnectPauses[reconnects]
+			reconnects++
+		default:
 			return err
 		}
-		pause := min(retryBase<<(attempt-1), retryBackoff)
-		pause = pause/2 + rand.N(pause/2+1) // jitter: half fixed, half random
 		select {
 		case <-ctx.Done():
 			return err
@@ -77,7 +101,11 @@ func (b *Backend) readWriteOnce(ctx context.Context, fn func(ctx context.Context
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", safeErr(err))
+		err = safeErr(err)
+		if store.IsUnavailable(err) {
+			return fmt.Errorf("postgres: commit: %w (%w)", errCommitUnknown, err)
+		}
+		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
 }
