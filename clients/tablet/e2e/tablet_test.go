@@ -416,7 +416,7 @@ func TestOfflineOutbox(t *testing.T) {
 // listed as connected.
 func TestLiveTrendsAdvance(t *testing.T) {
 	srv := startDev(t)
-	sim := srv.startPumpsim(t, "--speed", "60", "--duration", "4h")
+	sim := srv.startPumpsim(t, "--speed", "120", "--duration", "4h")
 	a := openApp(t, srv, "tablet", wideW, wideH)
 	a.signInDev("pat", "perfusionist")
 	a.openCase(sim.caseID)
@@ -434,7 +434,7 @@ func TestLiveTrendsAdvance(t *testing.T) {
 	for _, s := range strips {
 		first[s] = lastTime(s)
 	}
-	// pumpsim sends 60 simulated seconds per second: within seconds every
+	// pumpsim sends 120 simulated seconds per second: within seconds every
 	// strip must have moved on.
 	for _, s := range strips {
 		eventually(t, defaultWait, s+" advances", func() error {
