@@ -267,7 +267,7 @@ func kindOf(e *pb.Entry) string {
 	return "unknown"
 }
 
-// waitVisibleWithin waits for sel, giving up quietly after limit.
+// visibleWithin says whether sel shows within limit, without failing.
 func (a *app) visibleWithin(sel string, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
