@@ -205,7 +205,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	browser, err := c.web.start(srv, c.auth, tlsCfg, devKey, log)
+	browser, err := c.web.start(srv, c.auth, tlsCfg, devKey, metricsCfg.DO2iThreshold, log)
 	if err == nil {
 		err = tel.start(c.telemetry, db, srv, log)
 	}

@@ -82,7 +82,7 @@ type webServer struct {
 // --http-listen is empty. grpcSrv supplies the API; devKey, when the
 // development tokens are trusted, enables the tablet's development
 // sign-in.
-func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.Config, devKey *server.DevKey, log *slog.Logger) (*webServer, error) {
+func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.Config, devKey *server.DevKey, do2iThreshold float64, log *slog.Logger) (*webServer, error) {
 	if c.listen == "" {
 		return nil, nil
 	}
@@ -94,7 +94,7 @@ func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.
 	if c.clientID != "" {
 		oidc = &web.OIDC{Issuer: c.issuer, ClientID: c.clientID, Scopes: c.scopes, Audience: auth.audience}
 	}
-	h, err := web.Handler(web.Config{API: api, App: tablet.Files, DevKey: devKey, OIDC: oidc, SignAuthMaxAge: auth.signAuthMaxAge, Logger: log})
+	h, err := web.Handler(web.Config{API: api, App: tablet.Files, DevKey: devKey, OIDC: oidc, SignAuthMaxAge: auth.signAuthMaxAge, DO2iThreshold: do2iThreshold, Logger: log})
 	if err != nil {
 		return nil, err
 	}

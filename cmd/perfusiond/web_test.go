@@ -69,7 +69,7 @@ func devSignIn(t *testing.T, base, host string, body string) (*http.Response, ma
 // violations, the access audit).
 func TestBrowserFace(t *testing.T) {
 	dir := t.TempDir()
-	srv := startServe(t, map[string]string{envDataDir: dir}, "--log-format", "text")
+	srv := startServe(t, map[string]string{envDataDir: dir}, "--log-format", "text", "--metrics-do2i-threshold", "310")
 	if srv.web == nil {
 		t.Fatal("the browser face is not listening by default")
 	}
@@ -130,11 +130,12 @@ func TestBrowserFace(t *testing.T) {
 			DevSignIn             bool            `json:"devSignIn"`
 			OIDC                  json.RawMessage `json:"oidc"`
 			SignAuthMaxAgeSeconds int             `json:"signAuthMaxAgeSeconds"`
+			DO2iThreshold         float64         `json:"do2iThreshold"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
 			t.Fatal(err)
 		}
-		if !cfg.DevSignIn || string(cfg.OIDC) != "null" || cfg.SignAuthMaxAgeSeconds <= 0 {
+		if !cfg.DevSignIn || string(cfg.OIDC) != "null" || cfg.SignAuthMaxAgeSeconds <= 0 || cfg.DO2iThreshold != 310 {
 			t.Errorf("config on the embedded quick start: %+v (oidc %s)", cfg, cfg.OIDC)
 		}
 	})

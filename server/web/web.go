@@ -58,6 +58,11 @@ type Config struct {
 	// SignAuthMaxAge is how recent a signer's authentication must be; the
 	// tablet asks for a fresh one before signing when it is older.
 	SignAuthMaxAge time.Duration
+	// DO2iThreshold is the site's DO2i target (mL/min/m²) of the quality
+	// metrics, which the tablet draws and counts minutes below live; 0
+	// leaves the tablet to its default. A patient population's own target
+	// (--metrics-populations) reaches it with the record's metrics.
+	DO2iThreshold float64
 	// Logger receives refusals of the development sign-in; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -109,9 +114,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // clientConfig is GET /tablet/config.json: how the tablet signs in.
 type clientConfig struct {
-	DevSignIn             bool  `json:"devSignIn"`
-	OIDC                  *OIDC `json:"oidc"`
-	SignAuthMaxAgeSeconds int64 `json:"signAuthMaxAgeSeconds"`
+	DevSignIn             bool    `json:"devSignIn"`
+	OIDC                  *OIDC   `json:"oidc"`
+	SignAuthMaxAgeSeconds int64   `json:"signAuthMaxAgeSeconds"`
+	DO2iThreshold         float64 `json:"do2iThreshold,omitempty"`
 }
 
 func (h *handler) config(w http.ResponseWriter, r *http.Request) {
@@ -125,6 +131,7 @@ func (h *handler) config(w http.ResponseWriter, r *http.Request) {
 		DevSignIn:             h.cfg.DevKey != nil,
 		OIDC:                  h.cfg.OIDC,
 		SignAuthMaxAgeSeconds: int64(h.cfg.SignAuthMaxAge / time.Second),
+		DO2iThreshold:         h.cfg.DO2iThreshold,
 	})
 }
 
