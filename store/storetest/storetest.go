@@ -121,6 +121,8 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxList", testOutboxList},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
+		{"InboundJournal", testInboundJournal},
+		{"InboundIndex", testInboundIndex},
 	}
 	for _, tc := range tests {
 		if only != nil {
