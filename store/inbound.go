@@ -121,19 +121,19 @@ func (o InboundOutcome) CaseIDs() []uuid.UUID {
 // InboundPatient is what the ADT feed last said about one patient
 // identifier. Every field is patient data.
 type InboundPatient struct {
-	AssigningAuthority string `json:"-"`
-	MRN                string `json:"-"`
-	FamilyName         string `json:"family_name,omitempty"`
-	GivenName          string `json:"given_name,omitempty"`
-	BirthDate          string `json:"birth_date,omitempty"` // YYYY-MM-DD
-	Sex                string `json:"sex,omitempty"`        // female, male, other, unknown
+	AssigningAuthority string  `json:"-"`
+	MRN                string  `json:"-"`
+	FamilyName         string  `json:"family_name,omitempty"`
+	GivenName          string  `json:"given_name,omitempty"`
+	BirthDate          string  `json:"birth_date,omitempty"` // YYYY-MM-DD
+	Sex                string  `json:"sex,omitempty"`        // female, male, other, unknown
 	HeightCm           float64 `json:"height_cm,omitempty"`
 	WeightKg           float64 `json:"weight_kg,omitempty"`
 	// EncounterID is the latest visit number (PV1-19).
 	EncounterID string `json:"encounter_id,omitempty"`
 	// MergedInto names the identifier this one was merged into (ADT A40).
-	MergedIntoAuthority string `json:"merged_into_authority,omitempty"`
-	MergedIntoMRN       string `json:"merged_into_mrn,omitempty"`
+	MergedIntoAuthority string    `json:"merged_into_authority,omitempty"`
+	MergedIntoMRN       string    `json:"merged_into_mrn,omitempty"`
 	UpdatedAt           time.Time `json:"-"`
 	MessageID           int64     `json:"-"`
 }
