@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,6 +189,14 @@ func (e *env) defaults() vars {
 		"WEIGHT": "82", "PRIOR": "MRN-0999", "PRIORVISIT": "V-0999", "TRIGGER": "S15",
 	}
 }
+
+// fresh gives a message a new control id (MSH-10), as a sender does for
+// every new message.
+func (e *env) fresh(msg string) string {
+	return ctlPattern.ReplaceAllString(msg, "|"+e.nextCtl()+"|")
+}
+
+var ctlPattern = regexp.MustCompile(`\|CTL\d{6}\|`)
 
 func (e *env) nextCtl() string { return fmt.Sprintf("CTL%06d", e.ctl.Add(1)) }
 
