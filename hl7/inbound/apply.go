@@ -296,6 +296,17 @@ func (r *run) applyToCase(c *charting.Case, eff charting.Patient, p *PatientInfo
 	return nil
 }
 
+// checkPatient applies the record's own rules for patient details (text,
+// birth date format, the widest body-measure limits) before anything of
+// the message is kept, in the patient index included.
+func checkPatient(p *PatientInfo) error {
+	d := charting.Details{Patient: charting.Patient{MRN: p.ID.MRN, MRNAssigningAuthority: p.ID.Authority, FamilyName: p.FamilyName,
+		GivenName: p.GivenName, BirthDate: p.BirthDate, Sex: p.Sex, HeightCm: p.HeightCm, WeightKg: p.WeightKg}}
+	var v charting.Violations
+	d.Validate("details.", &v)
+	return v.Err()
+}
+
 // loadCase reads a case and its effective identity.
 func (r *run) loadCase(id uuid.UUID) (*charting.Case, charting.Patient, error) {
 	c, err := r.st.GetCase(r.ctx, id)
@@ -404,6 +415,10 @@ func (r *run) adtPatient(m *v2.Message) {
 		r.fail(prob)
 		return
 	}
+	if err := checkPatient(p); err != nil {
+		r.fail(err)
+		return
+	}
 	r.indexPatient(p)
 	handled := map[uuid.UUID]bool{}
 	ids, err := r.h.ib.CasesByMRN(r.ctx, r.h.sites, p.ID.MRN)
@@ -473,6 +488,12 @@ func (r *run) adtMerge(m *v2.Message) {
 	if prob != nil {
 		r.fail(prob)
 		return
+	}
+	for _, mg := range merges {
+		if err := checkPatient(mg.Surviving); err != nil {
+			r.fail(err)
+			return
+		}
 	}
 	found := 0
 	for _, mg := range merges {

@@ -215,6 +215,11 @@ func (h *Handler) finish(ctx context.Context, msg *v2.Message, row *store.Inboun
 		row.Error = res.warn
 	}
 	row.ProcessedAt = charting.NormTime(h.now())
+	if res.code != v2.AA {
+		// A refused message leaves the patient index as it was. Bookings
+		// stay: they map cases this message did plan before it failed.
+		res.writes.Patients = nil
+	}
 	id, err := h.ib.RecordInbound(ctx, row, res.writes)
 	if errors.Is(err, store.ErrDuplicate) {
 		// Another server journaled the same message first.
@@ -311,8 +316,11 @@ func headerOnly(raw []byte) *v2.Message {
 	if sep <= ' ' || sep >= 0x7f || sep >= '0' && sep <= '9' || sep >= 'A' && sep <= 'Z' || sep >= 'a' && sep <= 'z' {
 		return nil
 	}
+	// The values are read with the sender's field separator and kept in
+	// a header of the standard delimiters, which is what the ACK is
+	// built from.
 	msh := v2.Segment{ID: "MSH"}
-	msh.SetField(1, v2.Text(string(sep)))
+	msh.SetField(1, v2.Text("|"))
 	msh.SetField(2, v2.Text("^~\\&"))
 	for _, n := range []int{3, 4, 9, 10, 11, 12} {
 		v := rawMSHField(raw, n)
