@@ -168,8 +168,8 @@ type InboundFilter struct {
 
 // InboundBackend is a backend that keeps the inbound journal (both do).
 type InboundBackend interface {
-	// InboundMessageByKey returns the journal row of a key;
-	// charting.ErrNotFound when there is none.
+	// InboundMessageByKey returns the journal row of a key, without its
+	// content; charting.ErrNotFound when there is none.
 	InboundMessageByKey(ctx context.Context, k InboundKey) (*InboundMessage, error)
 	// InboundMessage returns a journal row by id; charting.ErrNotFound.
 	InboundMessage(ctx context.Context, id int64) (*InboundMessage, error)

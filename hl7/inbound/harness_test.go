@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,7 +49,7 @@ func rooms() map[string][]string {
 
 // env is a store, a handler and a real MLLP listener on a free port.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	st   *store.Store
 	b    store.Backend
 	ib   store.InboundBackend
@@ -60,12 +61,12 @@ type env struct {
 
 type envOption func(*inbound.Config, *inbound.ListenerConfig)
 
-func newEnv(t *testing.T, b store.Backend, opts ...envOption) *env {
+func newEnv(t testing.TB, b store.Backend, opts ...envOption) *env {
 	t.Helper()
 	return newEnvStore(t, store.New(b, store.Config{}), opts...)
 }
 
-func newEnvStore(t *testing.T, st *store.Store, opts ...envOption) *env {
+func newEnvStore(t testing.TB, st *store.Store, opts ...envOption) *env {
 	t.Helper()
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -119,7 +120,7 @@ func (l *logBuf) String() string {
 
 // conn is an MLLP client connection, as an interface engine holds one.
 type conn struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *mllp.Reader
 }
@@ -312,4 +313,10 @@ func (e *env) noPHI(values ...string) {
 			e.t.Fatalf("the log holds patient data %q", v)
 		}
 	}
+}
+
+// quiet logs warnings only (benchmarks).
+func quiet(c *inbound.Config, l *inbound.ListenerConfig) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c.Logger, l.Logger = log, log
 }

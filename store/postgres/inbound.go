@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -41,9 +40,9 @@ func scanInbound(row pgx.Row, withContent bool) (*store.InboundMessage, error) {
 
 // InboundMessageByKey returns the journal row of a key.
 func (b *Backend) InboundMessageByKey(ctx context.Context, k store.InboundKey) (*store.InboundMessage, error) {
-	m, err := scanInbound(b.pool.QueryRow(ctx, `SELECT `+inboundCols+`, content FROM inbound_messages
+	m, err := scanInbound(b.pool.QueryRow(ctx, `SELECT `+inboundCols+` FROM inbound_messages
 		WHERE sender = $1 AND sending_app = $2 AND sending_facility = $3 AND control_id = $4`,
-		k.Sender, k.SendingApplication, k.SendingFacility, k.ControlID), true)
+		k.Sender, k.SendingApplication, k.SendingFacility, k.ControlID), false)
 	if err != nil {
 		return nil, wrap("inbound message", err)
 	}
@@ -60,71 +59,72 @@ func (b *Backend) InboundMessage(ctx context.Context, id int64) (*store.InboundM
 }
 
 // RecordInbound stores a journal row (or a new processing result of one)
-// with the cases it names, the patient index rows and the bookings, in one
-// transaction.
+// with the cases it names, the patient index rows and the bookings. The
+// statements go as one pipelined batch, which PostgreSQL runs as one
+// implicit transaction: one round trip and one commit per message, which
+// is what bounds a sender that waits for each ACK.
 func (b *Backend) RecordInbound(ctx context.Context, m *store.InboundMessage, w store.InboundWrites) (int64, error) {
 	outcome, err := json.Marshal(m.Outcome)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: record inbound: %w", err)
 	}
-	id := m.ID
-	err = pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		if m.ID == 0 {
-			err := tx.QueryRow(ctx, `INSERT INTO inbound_messages
-				(sender, sending_app, sending_facility, control_id, message_type, received_at, content, content_sha256,
-				 ack_code, ack, error, outcome, processed_at, attempts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-				ON CONFLICT DO NOTHING RETURNING message_id`,
-				m.Sender, m.SendingApplication, m.SendingFacility, m.ControlID, m.MessageType, m.ReceivedAt, m.Content, m.ContentSHA256[:],
-				m.AckCode, m.Ack, m.Error, outcome, m.ProcessedAt, max(m.Attempts, 1)).Scan(&id)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("postgres: record inbound: %w", store.ErrDuplicate)
-			}
-			if err != nil {
-				return wrap("record inbound", err)
-			}
-		} else {
-			tag, err := tx.Exec(ctx, `UPDATE inbound_messages SET ack_code = $2, ack = $3, error = $4, outcome = $5,
-				processed_at = $6, attempts = $7 WHERE message_id = $1`,
-				m.ID, m.AckCode, m.Ack, m.Error, outcome, m.ProcessedAt, m.Attempts)
-			if err != nil {
-				return wrap("record inbound", err)
-			}
-			if tag.RowsAffected() != 1 {
-				return wrap("record inbound", pgx.ErrNoRows)
-			}
-		}
-		for _, c := range m.Outcome.CaseIDs() {
-			if _, err := tx.Exec(ctx, `INSERT INTO inbound_message_cases (case_id, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, c, id); err != nil {
-				return wrap("record inbound cases", err)
-			}
-		}
-		for _, p := range w.Patients {
-			doc, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO inbound_patients (assigning_authority, mrn, patient, updated_at, message_id)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (assigning_authority, mrn)
-				DO UPDATE SET patient = EXCLUDED.patient, updated_at = EXCLUDED.updated_at, message_id = EXCLUDED.message_id`,
-				p.AssigningAuthority, p.MRN, doc, p.UpdatedAt, id); err != nil {
-				return wrap("record inbound patient", err)
-			}
-		}
-		for _, bk := range w.Bookings {
-			if _, err := tx.Exec(ctx, `INSERT INTO inbound_bookings (site, appointment_id, case_id, updated_at, message_id)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (site, appointment_id)
-				DO UPDATE SET case_id = EXCLUDED.case_id, updated_at = EXCLUDED.updated_at, message_id = EXCLUDED.message_id`,
-				bk.Site, bk.AppointmentID, bk.CaseID, bk.UpdatedAt, id); err != nil {
-				return wrap("record inbound booking", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
+	var batch pgx.Batch
+	// id is the row's message_id in the statements after the first: the
+	// identity just drawn for a new row (currval, this session's), or
+	// the existing row's.
+	var id any = m.ID
+	idSQL := "$%d::bigint"
+	if m.ID == 0 {
+		batch.Queue(`INSERT INTO inbound_messages
+			(sender, sending_app, sending_facility, control_id, message_type, received_at, content, content_sha256,
+			 ack_code, ack, error, outcome, processed_at, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING message_id`,
+			m.Sender, m.SendingApplication, m.SendingFacility, m.ControlID, m.MessageType, m.ReceivedAt, m.Content, m.ContentSHA256[:],
+			m.AckCode, m.Ack, m.Error, outcome, m.ProcessedAt, max(m.Attempts, 1))
+		id, idSQL = nil, "currval(pg_get_serial_sequence('inbound_messages', 'message_id'))"
+	} else {
+		batch.Queue(`UPDATE inbound_messages SET ack_code = $2, ack = $3, error = $4, outcome = $5,
+			processed_at = $6, attempts = $7 WHERE message_id = $1 RETURNING message_id`,
+			m.ID, m.AckCode, m.Ack, m.Error, outcome, m.ProcessedAt, m.Attempts)
 	}
-	return id, nil
+	// ref renders the message id as the n-th parameter (an existing row)
+	// or as the identity just drawn (a new one).
+	ref := func(n int, args []any) (string, []any) {
+		if id == nil {
+			return idSQL, args
+		}
+		return fmt.Sprintf(idSQL, n), append(args, id)
+	}
+	for _, c := range m.Outcome.CaseIDs() {
+		r, args := ref(2, []any{c})
+		batch.Queue(`INSERT INTO inbound_message_cases (case_id, message_id) VALUES ($1, `+r+`) ON CONFLICT DO NOTHING`, args...)
+	}
+	for _, p := range w.Patients {
+		doc, err := json.Marshal(p)
+		if err != nil {
+			return 0, err
+		}
+		r, args := ref(5, []any{p.AssigningAuthority, p.MRN, doc, p.UpdatedAt})
+		batch.Queue(`INSERT INTO inbound_patients (assigning_authority, mrn, patient, updated_at, message_id)
+			VALUES ($1, $2, $3, $4, `+r+`) ON CONFLICT (assigning_authority, mrn)
+			DO UPDATE SET patient = EXCLUDED.patient, updated_at = EXCLUDED.updated_at, message_id = EXCLUDED.message_id`, args...)
+	}
+	for _, bk := range w.Bookings {
+		r, args := ref(5, []any{bk.Site, bk.AppointmentID, bk.CaseID, bk.UpdatedAt})
+		batch.Queue(`INSERT INTO inbound_bookings (site, appointment_id, case_id, updated_at, message_id)
+			VALUES ($1, $2, $3, $4, `+r+`) ON CONFLICT (site, appointment_id)
+			DO UPDATE SET case_id = EXCLUDED.case_id, updated_at = EXCLUDED.updated_at, message_id = EXCLUDED.message_id`, args...)
+	}
+	br := b.pool.SendBatch(ctx, &batch)
+	var got int64
+	err = br.QueryRow().Scan(&got)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, wrap("record inbound", err)
+	}
+	return got, nil
 }
 
 // ListInboundMessages returns journal rows newest first, without content.

@@ -39,8 +39,8 @@ func scanInbound(row rowScanner, withContent bool) (*store.InboundMessage, error
 	return &m, nil
 }
 
-func oneInbound(row *sql.Row) (*store.InboundMessage, error) {
-	m, err := scanInbound(row, true)
+func oneInbound(row *sql.Row, withContent bool) (*store.InboundMessage, error) {
+	m, err := scanInbound(row, withContent)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("inbound message")
 	}
@@ -52,14 +52,14 @@ func oneInbound(row *sql.Row) (*store.InboundMessage, error) {
 
 // InboundMessageByKey returns the journal row of a key.
 func (b *Backend) InboundMessageByKey(ctx context.Context, k store.InboundKey) (*store.InboundMessage, error) {
-	return oneInbound(b.r.QueryRowContext(ctx, `SELECT `+inboundCols+`, content FROM inbound_messages
+	return oneInbound(b.r.QueryRowContext(ctx, `SELECT `+inboundCols+` FROM inbound_messages
 		WHERE sender = ? AND sending_app = ? AND sending_facility = ? AND control_id = ?`,
-		k.Sender, k.SendingApplication, k.SendingFacility, k.ControlID))
+		k.Sender, k.SendingApplication, k.SendingFacility, k.ControlID), false)
 }
 
 // InboundMessage returns a journal row by id.
 func (b *Backend) InboundMessage(ctx context.Context, id int64) (*store.InboundMessage, error) {
-	return oneInbound(b.r.QueryRowContext(ctx, `SELECT `+inboundCols+`, content FROM inbound_messages WHERE message_id = ?`, id))
+	return oneInbound(b.r.QueryRowContext(ctx, `SELECT `+inboundCols+`, content FROM inbound_messages WHERE message_id = ?`, id), true)
 }
 
 // RecordInbound stores a journal row (or a new processing result of one)
