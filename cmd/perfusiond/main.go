@@ -46,6 +46,9 @@ type app struct {
 	// onListen, when set, is told the address the server listens on (tests
 	// listen on port 0).
 	onListen func(net.Addr)
+	// onInboundListen, when set, is told the address of the inbound HL7
+	// listener (inbound.go).
+	onInboundListen func(string)
 	// devHeaderAuth: this build has the --dev-header-auth switch (build
 	// tag devauth; see devauth_on.go). Tests set it to exercise both.
 	devHeaderAuth bool

@@ -42,6 +42,7 @@ type serveConfig struct {
 	auth              *authConfig
 	checkpoints       *checkpointConfig // checkpoint.go
 	limits            *limitsConfig     // limits.go
+	inbound           *inboundConfig    // inbound.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -79,6 +80,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.auth = authFlags(fs, env, a.devHeaderAuth)
 	c.checkpoints = checkpointFlags(fs, env)
 	c.limits = limitsFlags(fs, env)
+	c.inbound = inboundFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -89,6 +91,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
+		return nil, err
+	}
+	if err := c.inbound.check(c.auth); err != nil {
 		return nil, err
 	}
 	if _, err := c.metrics(); err != nil {
@@ -173,6 +178,21 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	defer stopDelivery()
 	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor})
+	inboundHandler, stopInbound, err := c.inbound.start(st, c.delivery, c.shutdownTimeout, log, a.onInboundListen)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stopInbound()
+	var replayer server.InboundReplayer
+	if inboundHandler != nil {
+		replayer = inboundHandler
+	}
+	lookup, err := c.inbound.lookup(c.delivery)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,
@@ -186,6 +206,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		ExportKey:          exportKey,
 		Renderer:           renderer,
 		Limits:             c.limits.limits(),
+		Inbound:            replayer,
+		PatientLookup:      lookup,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

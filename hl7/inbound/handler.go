@@ -201,11 +201,13 @@ func (h *Handler) Handle(ctx context.Context, sender string, raw []byte) []byte 
 		row.ID, row.ReceivedAt, row.Attempts, row.Outcome.Replays = prev.ID, prev.ReceivedAt, prev.Attempts+1, prev.Outcome.Replays
 	}
 	res := h.process(ctx, sender, key, msg)
-	return h.finish(ctx, msg, row, res, logAttrs)
+	ack, _ := h.finish(ctx, msg, row, res, logAttrs)
+	return ack
 }
 
-// finish builds the ACK, stores the journal row with it and returns it.
-func (h *Handler) finish(ctx context.Context, msg *v2.Message, row *store.InboundMessage, res *result, logAttrs []any) []byte {
+// finish builds the ACK, stores the journal row with it and returns it;
+// when the row cannot be stored, an AR and why.
+func (h *Handler) finish(ctx context.Context, msg *v2.Message, row *store.InboundMessage, res *result, logAttrs []any) ([]byte, error) {
 	ack := h.ack(msg, res)
 	row.AckCode, row.Ack, row.Outcome.Changes, row.Outcome.Notes = string(res.code), ack, res.outcome.Changes, res.outcome.Notes
 	row.Error = ""
@@ -224,19 +226,19 @@ func (h *Handler) finish(ctx context.Context, msg *v2.Message, row *store.Inboun
 	if errors.Is(err, store.ErrDuplicate) {
 		// Another server journaled the same message first.
 		if prev, err := h.ib.InboundMessageByKey(ctx, row.InboundKey); err == nil && prev.AckCode != string(v2.AR) {
-			return prev.Ack
+			return prev.Ack, nil
 		}
 	}
 	if err != nil {
 		h.log.Error("inbound journal not written: answered AR", append(logAttrs, "error", err.Error())...)
-		return h.ack(msg, notNow("", "the journal cannot be written now; resend later"))
+		return h.ack(msg, notNow("", "the journal cannot be written now; resend later")), err
 	}
 	attrs := append(logAttrs, "message_id", id, "ack", string(res.code), "cases", len(res.outcome.CaseIDs()), "ms", h.now().Sub(row.ReceivedAt).Milliseconds())
 	if res.problem != nil {
 		attrs = append(attrs, "error", res.problem.Error())
 	}
 	h.log.Info("inbound message", attrs...)
-	return ack
+	return ack, nil
 }
 
 // ack encodes the ACK of msg with res's code and ERR; its control id is
@@ -337,4 +339,40 @@ func headerOnly(raw []byte) *v2.Message {
 		msh.SetField(n, v2.Text(v))
 	}
 	return &v2.Message{Segments: []v2.Segment{msh}}
+}
+
+// Replay processes a journaled message again, as if its sender had sent it
+// now, and stores the new result in its journal row (the earlier one goes
+// to the row's replays, with by). The record's writes are idempotent and
+// the ids of the cases a message plans derive from the message, so a
+// message already applied changes nothing more; one refused before (a room
+// not configured then, a record locked then, an AR) is applied now.
+// charting.ErrNotFound for an unknown id.
+func (h *Handler) Replay(ctx context.Context, id int64, by string) (*store.InboundMessage, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	row, err := h.ib.InboundMessage(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	text, cerr := decodeCharset(row.Content)
+	lim := v2.DefaultLimits()
+	lim.MaxBytes = max(h.cfg.MaxMessageBytes, len(text))
+	msg, err := v2.ParseLimits(text, lim)
+	if err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		// Only messages that parsed are journaled: this one was stored
+		// under other settings (a character set no longer converted).
+		return nil, fmt.Errorf("inbound: replay of message %d: it no longer parses: %w", id, err)
+	}
+	row.Outcome.Replays = append(row.Outcome.Replays, store.InboundReplay{AckCode: row.AckCode, Error: row.Error, ProcessedAt: row.ProcessedAt, By: by})
+	row.Attempts++
+	res := h.process(ctx, row.Sender, row.InboundKey, msg)
+	logAttrs := []any{"sender", row.Sender, "type", row.MessageType, "control_id", row.ControlID, "replayed_by", by}
+	if _, err := h.finish(ctx, msg, row, res, logAttrs); err != nil {
+		return nil, err
+	}
+	return h.ib.InboundMessage(ctx, id)
 }
