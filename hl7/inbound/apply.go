@@ -624,12 +624,14 @@ func (h *Handler) configuredPlace(places [][2]string) (site, room string) {
 	return "", ""
 }
 
-// booking returns the booking of an appointment at site, or, when the
-// message names no configured site, at any configured site; nil when none.
+// booking returns the booking of an appointment: at site first (the
+// configured room the message names), then at the other configured sites
+// (a booking moved between sites, or a message naming no room); nil when
+// none.
 func (r *run) booking(site, appointmentID string) (*store.InboundBooking, error) {
 	sites := r.h.sites
 	if site != "" {
-		sites = []string{site}
+		sites = append([]string{site}, slices.DeleteFunc(slices.Clone(r.h.sites), func(s string) bool { return s == site })...)
 	}
 	for _, s := range sites {
 		for i := len(r.res.writes.Bookings) - 1; i >= 0; i-- {

@@ -233,3 +233,35 @@ func TestChartingCaseUpdates(t *testing.T) {
 		}
 	})
 }
+
+// TestMoveBetweenSites: a booking moved to a configured room of another
+// site is planned there as a new case and the old one says so; moved to a
+// room this server does not keep, its case is cancelled.
+func TestMoveBetweenSites(t *testing.T) {
+	forBackends(t, func(t *testing.T, b store.Backend) {
+		e := newEnv(t, b)
+		c := e.dial()
+		start, _ := startAt(10, 0)
+		a, _ := c.send(e.fixture("siu_s12.hl7", vars{"START": start, "ROOM": "CVOR-1"}))
+		wantAck(t, a, v2.AA, "")
+		old := e.caseOf("MAIN", "A-100^OPTIME")
+		a, _ = c.send(strings.Replace(e.fixture("siu_s12.hl7", vars{"START": start, "ROOM": "CVOR-E", "SITE": "EAST"}), "SIU^S12^SIU_S12", "SIU^S13^SIU_S12", 1))
+		wantAck(t, a, v2.AA, "")
+		moved := e.caseOf("EAST", "A-100^OPTIME")
+		if moved.ID == old.ID || moved.Site != "EAST" || moved.Room != "CVOR-E" {
+			t.Fatalf("moved case %s at %s/%s", moved.ID, moved.Site, moved.Room)
+		}
+		if was := e.get(old.ID).Details.Booking; !was.Cancelled || was.ReplacedBy != moved.ID.String() {
+			t.Fatalf("old booking %+v", was)
+		}
+		// Moved again, to a general theatre this server does not keep.
+		a, _ = c.send(strings.Replace(e.fixture("siu_s12.hl7", vars{"START": start, "ROOM": "GEN-9", "SITE": "EAST"}), "SIU^S12^SIU_S12", "SIU^S13^SIU_S12", 1))
+		wantAck(t, a, v2.AA, "")
+		if bk := e.get(moved.ID).Details.Booking; !bk.Cancelled || !strings.Contains(bk.Reason, "does not keep") {
+			t.Fatalf("booking moved away: %+v", bk)
+		}
+		if live, _ := e.planned("EAST"); len(live) != 0 {
+			t.Fatalf("%d live cases at EAST", len(live))
+		}
+	})
+}
