@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,13 +14,16 @@ import (
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/charting"
+	"perfusion/hl7/inbound"
 	"perfusion/store"
 )
 
-// InboundReplayer processes a journaled inbound message again
-// (hl7/inbound.Handler). A server without the inbound listener has none.
-type InboundReplayer interface {
+// InboundHandler is the inbound listener's handler (hl7/inbound.Handler):
+// it processes a journaled message again, and takes FHIR Appointments. A
+// server without the inbound listener has none.
+type InboundHandler interface {
 	Replay(ctx context.Context, id int64, by string) (*store.InboundMessage, error)
+	SubmitAppointment(ctx context.Context, sender, site string, raw []byte) (*store.InboundMessage, error)
 }
 
 // inboundService implements perfusionv1.InboundService over the inbound
@@ -27,7 +31,7 @@ type InboundReplayer interface {
 type inboundService struct {
 	pb.UnimplementedInboundServiceServer
 	h        *handlers
-	replayer InboundReplayer
+	replayer InboundHandler
 }
 
 func (s *inboundService) journal() (store.InboundBackend, error) {
@@ -125,6 +129,44 @@ func (s *inboundService) ReplayInboundMessage(ctx context.Context, req *pb.Repla
 	}
 	noteCases(ctx, m.Outcome.CaseIDs()...)
 	return &pb.ReplayInboundMessageResponse{Message: inboundOut(m)}, nil
+}
+
+// SubmitAppointment applies a FHIR Appointment, the twin of SIU.
+func (s *inboundService) SubmitAppointment(ctx context.Context, req *pb.SubmitAppointmentRequest) (*pb.SubmitAppointmentResponse, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p parser
+	p.require("site", req.GetSite() != "")
+	p.require("appointment_json", len(req.GetAppointmentJson()) > 0)
+	if err := p.err(); err != nil {
+		return nil, s.h.fail(err)
+	}
+	if s.replayer == nil {
+		return nil, preconditionStatus("this server runs no inbound listener (perfusiond --hl7-inbound-listen): submit appointments to a server that does")
+	}
+	m, err := s.replayer.SubmitAppointment(ctx, strings.TrimPrefix(who, "interface:"), req.GetSite(), req.GetAppointmentJson())
+	var prob *inbound.Problem
+	switch {
+	case errors.As(err, &prob):
+		return nil, s.h.fail(&charting.InvalidError{Violations: []charting.FieldViolation{{Field: "appointment_json", Description: prob.Error()}}})
+	case errors.Is(err, inbound.ErrAppointmentReused):
+		return nil, status.Error(codes.AlreadyExists, "this Appointment version was submitted before with different content: give it a new meta.versionId")
+	case err != nil:
+		return nil, s.h.fail(err)
+	}
+	noteCases(ctx, m.Outcome.CaseIDs()...)
+	code, errCode, text := inbound.AppointmentAck(m)
+	switch {
+	case code == "AR":
+		return nil, status.Error(codes.Unavailable, "the appointment could not be processed now; submit it again later")
+	case code == "AE" && errCode == "206":
+		return nil, preconditionStatus(text)
+	case code == "AE":
+		return nil, s.h.fail(&charting.InvalidError{Violations: []charting.FieldViolation{{Field: "appointment_json", Description: text}}})
+	}
+	return &pb.SubmitAppointmentResponse{Message: inboundOut(m)}, nil
 }
 
 func inboundOut(m *store.InboundMessage) *pb.InboundMessage {

@@ -187,6 +187,8 @@ var policy = map[string]Rule{
 	"/perfusion.v1.InboundService/ListInboundMessages":  {Roles: []Role{RoleAdmin}, PatientData: true},
 	"/perfusion.v1.InboundService/GetInboundMessage":    {Roles: []Role{RoleAdmin}, PatientData: true},
 	"/perfusion.v1.InboundService/ReplayInboundMessage": {Roles: []Role{RoleAdmin}, PatientData: true},
+	// The FHIR twin of SIU: the interface engine, for a site of its own.
+	"/perfusion.v1.InboundService/SubmitAppointment": {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeSite, PatientData: true},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

@@ -109,7 +109,7 @@ type Config struct {
 	// Inbound replays journaled inbound HL7 messages (the inbound
 	// listener's handler); nil on a server without the listener, where
 	// ReplayInboundMessage is FailedPrecondition.
-	Inbound InboundReplayer
+	Inbound InboundHandler
 	// PatientLookup answers CaseService.LookupPatient from the EHR's FHIR
 	// server; nil: FailedPrecondition.
 	PatientLookup PatientLookup

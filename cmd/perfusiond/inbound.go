@@ -184,7 +184,7 @@ func (c *inboundConfig) start(st *store.Store, d *deliveryConfig, timeout time.D
 	}
 	h, err := inbound.NewHandler(inbound.Config{Store: st, Rooms: c.parsedRooms,
 		Application: v2.HD{NamespaceID: d.sendingApp}, Facility: v2.HD{NamespaceID: d.sendingFac}, Location: d.location,
-		DefaultAuthority: c.defaultAuthority, Authorities: c.parsedAuthorities, ProcessingIDs: c.procsIDs, MaxMessageBytes: c.maxBytes, Logger: log})
+		DefaultAuthority: c.defaultAuthority, Authorities: c.parsedAuthorities, MRNSystems: d.parsedMRNSystems, ProcessingIDs: c.procsIDs, MaxMessageBytes: c.maxBytes, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

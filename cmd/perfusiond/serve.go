@@ -184,7 +184,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopInbound()
-	var replayer server.InboundReplayer
+	var replayer server.InboundHandler
 	if inboundHandler != nil {
 		replayer = inboundHandler
 	}

@@ -559,12 +559,18 @@ func (r *run) adtVisitCancelled(m *v2.Message, trig string) {
 // siu: S12 (new booking), S13 (rescheduled), S14 (modified), S15
 // (cancelled), S17 (deleted), for the configured rooms.
 func (r *run) siu(m *v2.Message, trig string) {
-	book := trig != "S15" && trig != "S17"
 	a, prob := appointmentFrom(m, r.h.opts, trig == "S12" || trig == "S13")
 	if prob != nil {
 		r.fail(prob)
 		return
 	}
+	r.schedule(a, trig != "S15" && trig != "S17", cancelReason(a, trig), "AIL-3")
+}
+
+// schedule applies a booking (book) or its cancellation to the case that
+// holds it; the SIU and FHIR Appointment paths share it. where names the
+// field of the location for errors.
+func (r *run) schedule(a *Appointment, book bool, cancelWhy, where string) {
 	site, room := r.h.configuredPlace(a.Places)
 	bk, err := r.booking(site, a.ID)
 	if err != nil {
@@ -578,7 +584,7 @@ func (r *run) siu(m *v2.Message, trig string) {
 		case room != "":
 			r.plan(a, site, room, nil)
 		case len(a.Places) == 0:
-			r.fail(problem(v2.ErrRequiredFieldMissing, "AIL-3", "the location of a booking this receiver does not know is required"))
+			r.fail(problem(v2.ErrRequiredFieldMissing, where, "the location of a booking this receiver does not know is required"))
 		default:
 			r.res.note("the booking's room is not one this server keeps: ignored")
 		}
@@ -592,7 +598,7 @@ func (r *run) siu(m *v2.Message, trig string) {
 	cancelled := c.Details.Booking != nil && c.Details.Booking.Cancelled
 	switch {
 	case !book:
-		r.cancel(c, cancelReason(a, trig))
+		r.cancel(c, cancelWhy)
 	case cancelled && room != "":
 		r.plan(a, site, room, nil) // booked again after a cancellation
 	case cancelled:
@@ -723,6 +729,16 @@ func (r *run) plan(a *Appointment, site, room string, from *charting.Case) *char
 		return nil
 	}
 	id := r.caseID(a.ID, what)
+	if c, err := r.st.GetCase(r.ctx, id); err == nil {
+		// Planned by this message before (a resend after a lost ACK, a
+		// replay): the booking is its.
+		r.res.writes.Bookings = append(r.res.writes.Bookings, store.InboundBooking{Site: c.Site, AppointmentID: a.ID, CaseID: c.ID, UpdatedAt: charting.NormTime(r.h.now())})
+		r.change(store.InboundChange{CaseID: c.ID, Action: store.InboundUnchanged, Detail: "planned by this message before"})
+		return c
+	} else if !errors.Is(err, charting.ErrNotFound) {
+		r.fail(err)
+		return nil
+	}
 	c, err := r.st.CreateCase(r.ctx, r.actor, store.NewCase{ID: id, Kind: kind, Site: site, Room: room, ScheduledStart: start, Details: d})
 	if errors.Is(err, charting.ErrConflict) {
 		// This message planned it before, from other news (a replay after

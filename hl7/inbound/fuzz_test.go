@@ -140,3 +140,32 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppointment feeds arbitrary JSON to the FHIR Appointment reader: it
+// must never panic, never accept a booking without its id and start, and
+// no problem it reports may repeat a value of the resource.
+func FuzzAppointment(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Appointment","id":"a","meta":{"versionId":"1"},"status":"booked","start":"2026-12-09T07:30:00Z","participant":[{"actor":{"reference":"Patient/p","identifier":{"system":"urn:mrn","value":"` + secret + `"}}},{"actor":{"reference":"Location/l","display":"CVOR-1"}},{"type":[{"text":"Surgeon"}],"actor":{"reference":"Practitioner/s","display":"` + secret + `"}}]}`,
+		`{"resourceType":"Appointment","identifier":[{"value":"` + secret + `"}],"status":"cancelled","cancelationReason":{"text":"` + secret + `"}}`,
+		`{"resourceType":"Appointment","id":"a","status":"booked","start":"` + secret + `"}`,
+		`{"resourceType":"Appointment","id":"a","status":"` + secret + `"}`,
+		`{"resourceType":"Appointment","id":"a","status":"booked","start":"2026-12-09T07:30:00+01:00","participant":[{"actor":{"reference":"Patient/p","identifier":{"system":"` + secret + `","value":"1"}}}]}`,
+		`[]`, `{"resourceType":"Appointment"}{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, book, _, prob := appointmentFromFHIR(b, extractOptions{DefaultAuthority: "HOSP"}, map[string]string{"HOSP": "urn:mrn"})
+		if prob != nil {
+			if strings.Contains(string(b), secret) && strings.Contains(prob.Error(), secret) {
+				t.Fatalf("a problem repeats content: %q", prob.Error())
+			}
+			return
+		}
+		if a.ID == "" || book && a.Start.IsZero() {
+			t.Fatalf("accepted without id or start: %+v", a)
+		}
+		_ = appointmentKey("s", "MAIN", b)
+	})
+}

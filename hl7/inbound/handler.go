@@ -43,6 +43,10 @@ type Config struct {
 	// Authorities, when set, are the assigning authorities whose MRNs are
 	// taken from PID-3, in order of preference.
 	Authorities []string
+	// MRNSystems maps assigning authorities to FHIR identifier systems
+	// (perfusiond --fhir-mrn-systems): a FHIR Appointment names its
+	// patient's MRN by system.
+	MRNSystems map[string]string
 	// ProcessingIDs are the MSH-11 values accepted; nil means {"P"}.
 	ProcessingIDs []string
 	// MaxMessageBytes bounds a message (DefaultMaxMessageBytes when 0).
@@ -354,6 +358,14 @@ func (h *Handler) Replay(ctx context.Context, id int64, by string) (*store.Inbou
 	row, err := h.ib.InboundMessage(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if row.MessageType == AppointmentMessageType {
+		row.Outcome.Replays = append(row.Outcome.Replays, store.InboundReplay{AckCode: row.AckCode, Error: row.Error, ProcessedAt: row.ProcessedAt, By: by})
+		row.Attempts++
+		if err := h.finishAppointment(ctx, row, h.processAppointment(ctx, row.InboundKey, row.Content)); err != nil {
+			return nil, err
+		}
+		return h.ib.InboundMessage(ctx, id)
 	}
 	text, cerr := decodeCharset(row.Content)
 	lim := v2.DefaultLimits()

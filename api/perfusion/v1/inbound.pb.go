@@ -729,6 +729,109 @@ func (x *ReplayInboundMessageResponse) GetMessage() *InboundMessage {
 	return nil
 }
 
+// SubmitAppointmentRequest carries a FHIR R4 Appointment.
+type SubmitAppointmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The site whose schedule it belongs to (the caller must hold it).
+	Site string `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// The Appointment resource as JSON (UTF-8, as a FHIR server serves it,
+	// pretty-printed or not; at most 256 KiB).
+	AppointmentJson []byte `protobuf:"bytes,2,opt,name=appointment_json,json=appointmentJson,proto3" json:"appointment_json,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SubmitAppointmentRequest) Reset() {
+	*x = SubmitAppointmentRequest{}
+	mi := &file_perfusion_v1_inbound_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitAppointmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitAppointmentRequest) ProtoMessage() {}
+
+func (x *SubmitAppointmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_inbound_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitAppointmentRequest.ProtoReflect.Descriptor instead.
+func (*SubmitAppointmentRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_inbound_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SubmitAppointmentRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SubmitAppointmentRequest) GetAppointmentJson() []byte {
+	if x != nil {
+		return x.AppointmentJson
+	}
+	return nil
+}
+
+// SubmitAppointmentResponse is the journal row of an applied Appointment.
+type SubmitAppointmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The row: ack_code AA, error the warning when something was kept out,
+	// changes what it did.
+	Message       *InboundMessage `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitAppointmentResponse) Reset() {
+	*x = SubmitAppointmentResponse{}
+	mi := &file_perfusion_v1_inbound_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitAppointmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitAppointmentResponse) ProtoMessage() {}
+
+func (x *SubmitAppointmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_inbound_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitAppointmentResponse.ProtoReflect.Descriptor instead.
+func (*SubmitAppointmentResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_inbound_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SubmitAppointmentResponse) GetMessage() *InboundMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
 var File_perfusion_v1_inbound_proto protoreflect.FileDescriptor
 
 const file_perfusion_v1_inbound_proto_rawDesc = "" +
@@ -791,11 +894,17 @@ const file_perfusion_v1_inbound_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x03R\tmessageId\"V\n" +
 	"\x1cReplayInboundMessageResponse\x126\n" +
-	"\amessage\x18\x01 \x01(\v2\x1c.perfusion.v1.InboundMessageR\amessage2\xd1\x02\n" +
+	"\amessage\x18\x01 \x01(\v2\x1c.perfusion.v1.InboundMessageR\amessage\"Y\n" +
+	"\x18SubmitAppointmentRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12)\n" +
+	"\x10appointment_json\x18\x02 \x01(\fR\x0fappointmentJson\"S\n" +
+	"\x19SubmitAppointmentResponse\x126\n" +
+	"\amessage\x18\x01 \x01(\v2\x1c.perfusion.v1.InboundMessageR\amessage2\xb7\x03\n" +
 	"\x0eInboundService\x12j\n" +
 	"\x13ListInboundMessages\x12(.perfusion.v1.ListInboundMessagesRequest\x1a).perfusion.v1.ListInboundMessagesResponse\x12d\n" +
 	"\x11GetInboundMessage\x12&.perfusion.v1.GetInboundMessageRequest\x1a'.perfusion.v1.GetInboundMessageResponse\x12m\n" +
-	"\x14ReplayInboundMessage\x12).perfusion.v1.ReplayInboundMessageRequest\x1a*.perfusion.v1.ReplayInboundMessageResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
+	"\x14ReplayInboundMessage\x12).perfusion.v1.ReplayInboundMessageRequest\x1a*.perfusion.v1.ReplayInboundMessageResponse\x12d\n" +
+	"\x11SubmitAppointment\x12&.perfusion.v1.SubmitAppointmentRequest\x1a'.perfusion.v1.SubmitAppointmentResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
 	file_perfusion_v1_inbound_proto_rawDescOnce sync.Once
@@ -809,7 +918,7 @@ func file_perfusion_v1_inbound_proto_rawDescGZIP() []byte {
 	return file_perfusion_v1_inbound_proto_rawDescData
 }
 
-var file_perfusion_v1_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_perfusion_v1_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_perfusion_v1_inbound_proto_goTypes = []any{
 	(*InboundMessage)(nil),               // 0: perfusion.v1.InboundMessage
 	(*InboundChange)(nil),                // 1: perfusion.v1.InboundChange
@@ -820,30 +929,35 @@ var file_perfusion_v1_inbound_proto_goTypes = []any{
 	(*GetInboundMessageResponse)(nil),    // 6: perfusion.v1.GetInboundMessageResponse
 	(*ReplayInboundMessageRequest)(nil),  // 7: perfusion.v1.ReplayInboundMessageRequest
 	(*ReplayInboundMessageResponse)(nil), // 8: perfusion.v1.ReplayInboundMessageResponse
-	(*timestamppb.Timestamp)(nil),        // 9: google.protobuf.Timestamp
+	(*SubmitAppointmentRequest)(nil),     // 9: perfusion.v1.SubmitAppointmentRequest
+	(*SubmitAppointmentResponse)(nil),    // 10: perfusion.v1.SubmitAppointmentResponse
+	(*timestamppb.Timestamp)(nil),        // 11: google.protobuf.Timestamp
 }
 var file_perfusion_v1_inbound_proto_depIdxs = []int32{
-	9,  // 0: perfusion.v1.InboundMessage.received_at:type_name -> google.protobuf.Timestamp
-	9,  // 1: perfusion.v1.InboundMessage.processed_at:type_name -> google.protobuf.Timestamp
+	11, // 0: perfusion.v1.InboundMessage.received_at:type_name -> google.protobuf.Timestamp
+	11, // 1: perfusion.v1.InboundMessage.processed_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: perfusion.v1.InboundMessage.changes:type_name -> perfusion.v1.InboundChange
 	2,  // 3: perfusion.v1.InboundMessage.replays:type_name -> perfusion.v1.InboundReplay
-	9,  // 4: perfusion.v1.InboundReplay.processed_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: perfusion.v1.ListInboundMessagesRequest.received_from:type_name -> google.protobuf.Timestamp
-	9,  // 6: perfusion.v1.ListInboundMessagesRequest.received_to:type_name -> google.protobuf.Timestamp
+	11, // 4: perfusion.v1.InboundReplay.processed_at:type_name -> google.protobuf.Timestamp
+	11, // 5: perfusion.v1.ListInboundMessagesRequest.received_from:type_name -> google.protobuf.Timestamp
+	11, // 6: perfusion.v1.ListInboundMessagesRequest.received_to:type_name -> google.protobuf.Timestamp
 	0,  // 7: perfusion.v1.ListInboundMessagesResponse.messages:type_name -> perfusion.v1.InboundMessage
 	0,  // 8: perfusion.v1.GetInboundMessageResponse.message:type_name -> perfusion.v1.InboundMessage
 	0,  // 9: perfusion.v1.ReplayInboundMessageResponse.message:type_name -> perfusion.v1.InboundMessage
-	3,  // 10: perfusion.v1.InboundService.ListInboundMessages:input_type -> perfusion.v1.ListInboundMessagesRequest
-	5,  // 11: perfusion.v1.InboundService.GetInboundMessage:input_type -> perfusion.v1.GetInboundMessageRequest
-	7,  // 12: perfusion.v1.InboundService.ReplayInboundMessage:input_type -> perfusion.v1.ReplayInboundMessageRequest
-	4,  // 13: perfusion.v1.InboundService.ListInboundMessages:output_type -> perfusion.v1.ListInboundMessagesResponse
-	6,  // 14: perfusion.v1.InboundService.GetInboundMessage:output_type -> perfusion.v1.GetInboundMessageResponse
-	8,  // 15: perfusion.v1.InboundService.ReplayInboundMessage:output_type -> perfusion.v1.ReplayInboundMessageResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 10: perfusion.v1.SubmitAppointmentResponse.message:type_name -> perfusion.v1.InboundMessage
+	3,  // 11: perfusion.v1.InboundService.ListInboundMessages:input_type -> perfusion.v1.ListInboundMessagesRequest
+	5,  // 12: perfusion.v1.InboundService.GetInboundMessage:input_type -> perfusion.v1.GetInboundMessageRequest
+	7,  // 13: perfusion.v1.InboundService.ReplayInboundMessage:input_type -> perfusion.v1.ReplayInboundMessageRequest
+	9,  // 14: perfusion.v1.InboundService.SubmitAppointment:input_type -> perfusion.v1.SubmitAppointmentRequest
+	4,  // 15: perfusion.v1.InboundService.ListInboundMessages:output_type -> perfusion.v1.ListInboundMessagesResponse
+	6,  // 16: perfusion.v1.InboundService.GetInboundMessage:output_type -> perfusion.v1.GetInboundMessageResponse
+	8,  // 17: perfusion.v1.InboundService.ReplayInboundMessage:output_type -> perfusion.v1.ReplayInboundMessageResponse
+	10, // 18: perfusion.v1.InboundService.SubmitAppointment:output_type -> perfusion.v1.SubmitAppointmentResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_inbound_proto_init() }
@@ -857,7 +971,7 @@ func file_perfusion_v1_inbound_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_inbound_proto_rawDesc), len(file_perfusion_v1_inbound_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	InboundService_ListInboundMessages_FullMethodName  = "/perfusion.v1.InboundService/ListInboundMessages"
 	InboundService_GetInboundMessage_FullMethodName    = "/perfusion.v1.InboundService/GetInboundMessage"
 	InboundService_ReplayInboundMessage_FullMethodName = "/perfusion.v1.InboundService/ReplayInboundMessage"
+	InboundService_SubmitAppointment_FullMethodName    = "/perfusion.v1.InboundService/SubmitAppointment"
 )
 
 // InboundServiceClient is the client API for InboundService service.
@@ -51,6 +52,26 @@ type InboundServiceClient interface {
 	// the earlier one is kept in its replays. FailedPrecondition when this
 	// server runs no inbound listener; NotFound for an unknown id.
 	ReplayInboundMessage(ctx context.Context, in *ReplayInboundMessageRequest, opts ...grpc.CallOption) (*ReplayInboundMessageResponse, error)
+	// SubmitAppointment takes a FHIR R4 Appointment (JSON), the FHIR twin of
+	// an SIU message, for one of the caller's sites: status proposed,
+	// pending, booked, arrived, checked-in or waitlist plans or updates the
+	// case of the appointment (as S12/S14), cancelled, noshow or
+	// entered-in-error cancels it (as S15), with the same rules: a case that
+	// has started charting is never rewritten. Read: identifier (else id),
+	// status, start, serviceType (SNOMED CT codes kept), description,
+	// cancelationReason, participants — Patient by actor.identifier (system
+	// mapped to its assigning authority by perfusiond --fhir-mrn-systems),
+	// Location by actor.identifier.value (else display) as the room,
+	// Practitioner by actor.identifier.value and display, its role from
+	// type (SURG, ANES, PERF; PPRF as the surgeon). It is journaled (type
+	// FHIR^Appointment, control id Appointment/<id>/_history/<versionId>):
+	// the same version again is answered from the journal and changes
+	// nothing. InvalidArgument for content the rules refuse (the field
+	// named), FailedPrecondition when the case has started charting and
+	// nothing could be applied, AlreadyExists for a version resubmitted with
+	// other content, Unavailable when it cannot be processed now;
+	// FailedPrecondition when this server runs no inbound listener.
+	SubmitAppointment(ctx context.Context, in *SubmitAppointmentRequest, opts ...grpc.CallOption) (*SubmitAppointmentResponse, error)
 }
 
 type inboundServiceClient struct {
@@ -91,6 +112,16 @@ func (c *inboundServiceClient) ReplayInboundMessage(ctx context.Context, in *Rep
 	return out, nil
 }
 
+func (c *inboundServiceClient) SubmitAppointment(ctx context.Context, in *SubmitAppointmentRequest, opts ...grpc.CallOption) (*SubmitAppointmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitAppointmentResponse)
+	err := c.cc.Invoke(ctx, InboundService_SubmitAppointment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InboundServiceServer is the server API for InboundService service.
 // All implementations must embed UnimplementedInboundServiceServer
 // for forward compatibility.
@@ -118,6 +149,26 @@ type InboundServiceServer interface {
 	// the earlier one is kept in its replays. FailedPrecondition when this
 	// server runs no inbound listener; NotFound for an unknown id.
 	ReplayInboundMessage(context.Context, *ReplayInboundMessageRequest) (*ReplayInboundMessageResponse, error)
+	// SubmitAppointment takes a FHIR R4 Appointment (JSON), the FHIR twin of
+	// an SIU message, for one of the caller's sites: status proposed,
+	// pending, booked, arrived, checked-in or waitlist plans or updates the
+	// case of the appointment (as S12/S14), cancelled, noshow or
+	// entered-in-error cancels it (as S15), with the same rules: a case that
+	// has started charting is never rewritten. Read: identifier (else id),
+	// status, start, serviceType (SNOMED CT codes kept), description,
+	// cancelationReason, participants — Patient by actor.identifier (system
+	// mapped to its assigning authority by perfusiond --fhir-mrn-systems),
+	// Location by actor.identifier.value (else display) as the room,
+	// Practitioner by actor.identifier.value and display, its role from
+	// type (SURG, ANES, PERF; PPRF as the surgeon). It is journaled (type
+	// FHIR^Appointment, control id Appointment/<id>/_history/<versionId>):
+	// the same version again is answered from the journal and changes
+	// nothing. InvalidArgument for content the rules refuse (the field
+	// named), FailedPrecondition when the case has started charting and
+	// nothing could be applied, AlreadyExists for a version resubmitted with
+	// other content, Unavailable when it cannot be processed now;
+	// FailedPrecondition when this server runs no inbound listener.
+	SubmitAppointment(context.Context, *SubmitAppointmentRequest) (*SubmitAppointmentResponse, error)
 	mustEmbedUnimplementedInboundServiceServer()
 }
 
@@ -136,6 +187,9 @@ func (UnimplementedInboundServiceServer) GetInboundMessage(context.Context, *Get
 }
 func (UnimplementedInboundServiceServer) ReplayInboundMessage(context.Context, *ReplayInboundMessageRequest) (*ReplayInboundMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplayInboundMessage not implemented")
+}
+func (UnimplementedInboundServiceServer) SubmitAppointment(context.Context, *SubmitAppointmentRequest) (*SubmitAppointmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitAppointment not implemented")
 }
 func (UnimplementedInboundServiceServer) mustEmbedUnimplementedInboundServiceServer() {}
 func (UnimplementedInboundServiceServer) testEmbeddedByValue()                        {}
@@ -212,6 +266,24 @@ func _InboundService_ReplayInboundMessage_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InboundService_SubmitAppointment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitAppointmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboundServiceServer).SubmitAppointment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboundService_SubmitAppointment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboundServiceServer).SubmitAppointment(ctx, req.(*SubmitAppointmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InboundService_ServiceDesc is the grpc.ServiceDesc for InboundService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -230,6 +302,10 @@ var InboundService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplayInboundMessage",
 			Handler:    _InboundService_ReplayInboundMessage_Handler,
+		},
+		{
+			MethodName: "SubmitAppointment",
+			Handler:    _InboundService_SubmitAppointment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
