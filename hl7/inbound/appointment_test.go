@@ -34,7 +34,9 @@ func appointmentJSON(version, status, start, room string) string {
 func TestFHIRAppointment(t *testing.T) {
 	forBackends(t, func(t *testing.T, b store.Backend) {
 		ctx := context.Background()
-		e := newEnv(t, b, func(c *inbound.Config, _ *inbound.ListenerConfig) { c.MRNSystems = map[string]string{"HOSP": "urn:hosp:mrn"} })
+		e := newEnv(t, b, func(c *inbound.Config, _ *inbound.ListenerConfig) {
+			c.MRNSystems = map[string]string{"HOSP": "urn:hosp:mrn"}
+		})
 		start := time.Now().Add(30 * time.Hour).UTC().Truncate(time.Minute)
 		row, err := e.h.SubmitAppointment(ctx, "epic-fhir", "MAIN", []byte(appointmentJSON("1", "booked", start.Format(time.RFC3339), "CVOR-2")))
 		if err != nil || row.AckCode != "AA" || row.MessageType != inbound.AppointmentMessageType || row.ControlID != "Appointment/apt-7/_history/1" {
