@@ -8,6 +8,7 @@ import (
 	"perfusion/hl7/inbound"
 	v2 "perfusion/hl7/v2"
 	"perfusion/store"
+	"perfusion/store/sqlite/sqlitetest"
 )
 
 // TestReplay: a message refused under one configuration (an identifier
@@ -61,4 +62,20 @@ func TestReplay(t *testing.T) {
 			t.Fatal("replay of an unknown message")
 		}
 	})
+}
+
+// TestUnavailableAnswersAR: when the database cannot be reached the
+// message is answered AR (resend later), the connection stays open, and
+// nothing is claimed to be stored.
+func TestUnavailableAnswersAR(t *testing.T) {
+	b := sqlitetest.Open(t)
+	e := newEnv(t, b)
+	c := e.dial()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		a, _ := c.send(e.fixture("adt_a08.hl7", nil))
+		wantAck(t, a, v2.AR, v2.ErrApplicationInternal)
+	}
 }
