@@ -29,7 +29,8 @@ const (
 	RoleDevice Role = "device"
 	// RoleInterface is an interface engine: it renders and delivers the
 	// HL7 v2 and FHIR exports of its sites' cases and follows their
-	// deliveries. Those carry patient identifiers (the EHR needs them),
+	// deliveries, and submits its sites' FHIR Appointments (the twin of
+	// the inbound SIU feed). Those carry patient identifiers (the EHR needs them),
 	// which is why a device gateway does not hold this role.
 	RoleInterface Role = "interface"
 	// RoleAdmin reads every site's cases and the access audit, and reviews
