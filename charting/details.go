@@ -15,6 +15,34 @@ type Details struct {
 	Procedure Procedure `json:"procedure"`
 	Circuit   Circuit   `json:"circuit"`
 	Prime     Prime     `json:"prime"`
+	// Booking is the OR-schedule appointment the case was planned from,
+	// set only by the inbound HL7 feed (hl7/inbound); nil for a case typed
+	// in by hand.
+	Booking *Booking `json:"booking,omitempty"`
+}
+
+// Booking is the EHR's appointment behind a planned case (HL7 SIU). The
+// case header (room, scheduled start) is the booking as it stood when the
+// case was planned and never changes; a booking moved to another room or
+// start is planned again as a new case, and this one then says so
+// (Cancelled, ReplacedBy). A cancelled booking leaves a planned case with
+// nothing charted: its status stays planned (lifecycle states only move
+// forward), and whoever lists the day's cases shows it as cancelled.
+type Booking struct {
+	// AppointmentID is the scheduling system's id of the appointment
+	// (SIU SCH-2, else SCH-1).
+	AppointmentID string `json:"appointment_id"`
+	// Sender is the interface that booked it (the inbound allowlist name).
+	Sender string `json:"sender,omitempty"`
+	// Cancelled: the EHR cancelled or deleted the appointment (SIU S15,
+	// S17), or moved it to another room or start (ReplacedBy).
+	Cancelled bool `json:"cancelled,omitempty"`
+	// Reason says why it was cancelled, as the schedule gave it (SCH-6) or
+	// "rescheduled".
+	Reason string `json:"reason,omitempty"`
+	// ReplacedBy is the case id of the planned case that holds the booking
+	// now that it moved to another room or start.
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // Patient identifies the patient. Every field is protected health

@@ -24,7 +24,8 @@ func (h *handlers) fail(err error) error { return toStatus(h.log, err) }
 // caseService implements perfusionv1.CaseService.
 type caseService struct {
 	pb.UnimplementedCaseServiceServer
-	h *handlers
+	h      *handlers
+	lookup PatientLookup // patient_service.go; nil without a FHIR server
 }
 
 // CreateCase opens a planned case, idempotent on a client-made case_id.
@@ -114,6 +115,14 @@ func (s *caseService) UpdateCaseDetails(ctx context.Context, req *pb.UpdateCaseD
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
+	// The booking is the inbound interface's (output only): keep the
+	// case's. Read at the version the client edited, which the store
+	// checks again under the case's lock.
+	cur, err := s.h.store.GetCase(ctx, id)
+	if err != nil {
+		return nil, s.h.fail(err)
+	}
+	d.Booking = cur.Details.Booking
 	c, err := s.h.store.UpdateCaseDetails(ctx, who, id, req.GetExpectedDetailsVersion(), d, req.GetReason())
 	if err != nil {
 		return nil, s.h.fail(err)

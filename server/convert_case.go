@@ -143,6 +143,9 @@ func detailsOut(d charting.Details) *pb.CaseDetails {
 	for _, c := range d.Prime.Components {
 		out.Prime.Components = append(out.Prime.Components, &pb.PrimeComponent{Name: c.Name, VolumeMl: c.VolumeML})
 	}
+	if b := d.Booking; b != nil {
+		out.Booking = &pb.Booking{AppointmentId: b.AppointmentID, Sender: b.Sender, Cancelled: b.Cancelled, Reason: b.Reason, ReplacedBy: b.ReplacedBy}
+	}
 	return out
 }
 

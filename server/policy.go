@@ -29,7 +29,8 @@ const (
 	RoleDevice Role = "device"
 	// RoleInterface is an interface engine: it renders and delivers the
 	// HL7 v2 and FHIR exports of its sites' cases and follows their
-	// deliveries. Those carry patient identifiers (the EHR needs them),
+	// deliveries, and submits its sites' FHIR Appointments (the twin of
+	// the inbound SIU feed). Those carry patient identifiers (the EHR needs them),
 	// which is why a device gateway does not hold this role.
 	RoleInterface Role = "interface"
 	// RoleAdmin reads every site's cases and the access audit, and reviews
@@ -122,6 +123,12 @@ var policy = map[string]Rule{
 	// Completing a patient identity: the perfusionist who charted the case
 	// or an administrator (registration, the EHR's merges).
 	"/perfusion.v1.CaseService/ReconcileIdentity": {Roles: []Role{RolePerfusionist, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	// How the identity came to be (details versions, reconciliations by
+	// people and by the EHR's feed): whoever may read the case, identified.
+	"/perfusion.v1.CaseService/GetIdentityHistory": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
+	// Asking the EHR for a patient to fill in a new case: those who create
+	// cases, at a site of theirs, and administrators.
+	"/perfusion.v1.CaseService/LookupPatient": {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleAdmin}, Identified: true, Scope: ScopeSite, PatientData: true},
 
 	// ChartingService. A device writes samples and reads back only what it
 	// sent (resume points, acknowledgements, its sources' counts and
@@ -174,6 +181,15 @@ var policy = map[string]Rule{
 	// Verifying the access audit reads every event; it is audited as a read
 	// of the audit (access_audit.go, auditReads).
 	"/perfusion.v1.AccessService/VerifyAccessAudit": {Roles: []Role{RoleAdmin}},
+
+	// InboundService: what the EHR sent over HL7 v2 and what it changed.
+	// The journal spans every site, and its messages hold patient data:
+	// administrators only, recorded with the cases each call named.
+	"/perfusion.v1.InboundService/ListInboundMessages":  {Roles: []Role{RoleAdmin}, PatientData: true},
+	"/perfusion.v1.InboundService/GetInboundMessage":    {Roles: []Role{RoleAdmin}, PatientData: true},
+	"/perfusion.v1.InboundService/ReplayInboundMessage": {Roles: []Role{RoleAdmin}, PatientData: true},
+	// The FHIR twin of SIU: the interface engine, for a site of its own.
+	"/perfusion.v1.InboundService/SubmitAppointment": {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeSite, PatientData: true},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

@@ -324,8 +324,9 @@ func TestServiceRoles(t *testing.T) {
 		return out
 	}
 	for role, want := range map[server.Role][]string{
-		server.RoleDevice:             {"ChartingService/ListSources", "ChartingService/StreamSamples"},
-		server.RoleInterface:          {"ExportService/ListDeliveries", "ExportService/RenderDocument", "ExportService/RenderFHIR", "ExportService/RenderHL7", "ExportService/RetryDelivery", "ExportService/SupersedeDelivery"},
+		server.RoleDevice: {"ChartingService/ListSources", "ChartingService/StreamSamples"},
+		server.RoleInterface: {"ExportService/ListDeliveries", "ExportService/RenderDocument", "ExportService/RenderFHIR", "ExportService/RenderHL7", "ExportService/RetryDelivery", "ExportService/SupersedeDelivery",
+			"InboundService/SubmitAppointment"},
 		server.RetiredRoleIntegration: nil,
 	} {
 		if got := allowed(role); !slices.Equal(got, want) {

@@ -116,6 +116,13 @@ type Config struct {
 	// Observer is told of calls, acknowledged samples and audit failures
 	// for the operators' metrics; nil observes nothing.
 	Observer Observer
+	// Inbound replays journaled inbound HL7 messages (the inbound
+	// listener's handler); nil on a server without the listener, where
+	// ReplayInboundMessage is FailedPrecondition.
+	Inbound InboundHandler
+	// PatientLookup answers CaseService.LookupPatient from the EHR's FHIR
+	// server; nil: FailedPrecondition.
+	PatientLookup PatientLookup
 }
 
 // DefaultKeepalive pings idle connections every 30 s and drops those that do
@@ -141,6 +148,7 @@ var serviceNames = []string{
 	perfusionv1.ReviewService_ServiceDesc.ServiceName,
 	perfusionv1.ExportService_ServiceDesc.ServiceName,
 	perfusionv1.AccessService_ServiceDesc.ServiceName,
+	perfusionv1.InboundService_ServiceDesc.ServiceName,
 }
 
 // Server is a perfusion gRPC server.
@@ -234,13 +242,14 @@ func New(cfg Config) *Server {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	s.gate = gate
-	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h})
+	perfusionv1.RegisterCaseServiceServer(s.grpc, &caseService{h: h, lookup: cfg.PatientLookup})
 	s.ingest = ingest.New(cfg.Store, cfg.Ingest)
 	perfusionv1.RegisterChartingServiceServer(s.grpc, &samplesService{chartingService: &chartingService{h: h, watchPoll: cfg.WatchPoll, stopping: s.ctx.Done()}, ingest: s.ingest, window: cfg.StreamWindow, owners: newSourceOwners(cfg.Logger), observer: cfg.Observer})
 	perfusionv1.RegisterRecordServiceServer(s.grpc, &recordService{h: h})
 	perfusionv1.RegisterReviewServiceServer(s.grpc, newReviewService(h, cfg.ExportKey))
 	perfusionv1.RegisterExportServiceServer(s.grpc, newExportService(h, cfg.Renderer))
 	perfusionv1.RegisterAccessServiceServer(s.grpc, &accessService{h: h, auditor: s.auditor, duration: cfg.BreakGlassDuration})
+	perfusionv1.RegisterInboundServiceServer(s.grpc, &inboundService{h: h, replayer: cfg.Inbound})
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

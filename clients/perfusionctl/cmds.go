@@ -29,13 +29,14 @@ perfusiond gRPC API. You are identified by a bearer token (--token-file or
 PERFUSION_TOKEN) and, for services, a client certificate (--cert, --key);
 --principal is for test builds of perfusiond (-tags devauth) run with --dev-header-auth.`,
 		subs: []*command{
-			{name: "case", summary: "create, list, show, update, close, sign cases; add addenda", subs: caseCommands()},
+			{name: "case", summary: "create, list, show, update, close, sign cases; add addenda", subs: append(caseCommands(), identityCommands()...)},
 			{name: "entry", summary: "chart, list, correct and void entries", subs: entryCommands()},
 			{name: "record", summary: "verify a case's hash chain; show its audit trail", subs: recordCommands()},
 			{name: "samples", summary: "query device data", subs: sampleCommands()},
 			{name: "review", summary: "quality metrics across cases: query, aggregate, de-identified export", subs: reviewCommands()},
 			{name: "export", summary: "preview the HL7 v2 or FHIR message a signed case version is sent as", subs: exportCommands()},
 			{name: "delivery", summary: "list deliveries to the hospital; retry a failed one", subs: deliveryCommands()},
+			{name: "inbound", summary: "what the EHR sent over HL7 (ADT, SIU) and what it changed; replay (admins)", subs: inboundCommands()},
 			{name: "audit", summary: "access audit reports (admins)", subs: auditCommands()},
 			{name: "break-glass", summary: "emergency access to another site's case; review of its use", subs: breakGlassCommands()},
 			completionCommand(),

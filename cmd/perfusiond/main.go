@@ -51,6 +51,9 @@ type app struct {
 	onWebListen func(net.Addr)
 	// onMetricsListen, when set, is told the metrics endpoint's address.
 	onMetricsListen func(net.Addr)
+	// onInboundListen, when set, is told the address of the inbound HL7
+	// listener (inbound.go).
+	onInboundListen func(string)
 	// devHeaderAuth: this build has the --dev-header-auth switch (build
 	// tag devauth; see devauth_on.go). Tests set it to exercise both.
 	devHeaderAuth bool

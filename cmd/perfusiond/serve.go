@@ -44,6 +44,7 @@ type serveConfig struct {
 	limits            *limitsConfig     // limits.go
 	web               *webConfig        // web.go
 	telemetry         *telemetryConfig  // telemetry.go
+	inbound           *inboundConfig    // inbound.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -83,6 +84,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.limits = limitsFlags(fs, env)
 	c.web = webFlags(fs, env)
 	c.telemetry = telemetryFlags(fs, env)
+	c.inbound = inboundFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -96,6 +98,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
+		return nil, err
+	}
+	if err := c.inbound.check(c.auth); err != nil {
 		return nil, err
 	}
 	if _, err := c.metrics(); err != nil {
@@ -182,6 +187,21 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	defer stopDelivery()
 	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor, Observer: tel.store()})
 	c.ingest.Observer = tel.ingest()
+	inboundHandler, stopInbound, err := c.inbound.start(st, c.delivery, c.shutdownTimeout, log, a.onInboundListen)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stopInbound()
+	var replayer server.InboundHandler
+	if inboundHandler != nil {
+		replayer = inboundHandler
+	}
+	lookup, err := c.inbound.lookup(c.delivery)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	srv := server.New(server.Config{
 		Store:              st,
 		Logger:             log,
@@ -196,6 +216,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		Renderer:           renderer,
 		Limits:             c.limits.limits(),
 		Observer:           tel.server(),
+		Inbound:            replayer,
+		PatientLookup:      lookup,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

@@ -163,6 +163,6 @@ func TestConformanceAsServingRole(t *testing.T) {
 		"SamplesGroupCommitAcrossCases", "QuerySamples", "SourceSummaries", "SampleRuns",
 		"AuditTrail", "VerifyIntactRecord", "TamperBatchSummaryDetected", "AppendOnlyEnforced",
 		"CaseStateOnlyForward", "MetricsLifecycle", "MetricsRepair", "AccessEvents", "AccessChainVerifies", "BreakGlass",
-		"OutboxEnqueue", "OutboxClaimLifecycle", "IdentityReconciliation", "WatchFeed",
+		"OutboxEnqueue", "OutboxClaimLifecycle", "IdentityReconciliation", "WatchFeed", "InboundJournal", "InboundIndex",
 	)
 }

@@ -122,6 +122,8 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxBacklog", testOutboxBacklog},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
+		{"InboundJournal", testInboundJournal},
+		{"InboundIndex", testInboundIndex},
 	}
 	for _, tc := range tests {
 		if only != nil {

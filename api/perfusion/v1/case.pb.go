@@ -641,7 +641,12 @@ type CaseDetails struct {
 	// The extracorporeal circuit as set up for this patient.
 	Circuit *Circuit `protobuf:"bytes,4,opt,name=circuit,proto3" json:"circuit,omitempty"`
 	// The circuit prime.
-	Prime         *Prime `protobuf:"bytes,5,opt,name=prime,proto3" json:"prime,omitempty"`
+	Prime *Prime `protobuf:"bytes,5,opt,name=prime,proto3" json:"prime,omitempty"`
+	// The OR-schedule appointment the case was planned from (HL7 SIU), set
+	// by the inbound interface only; unset for a case created by hand.
+	// Output only: UpdateCaseDetails keeps the case's booking whatever the
+	// request says.
+	Booking       *Booking `protobuf:"bytes,6,opt,name=booking,proto3" json:"booking,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,6 +716,100 @@ func (x *CaseDetails) GetPrime() *Prime {
 	return nil
 }
 
+func (x *CaseDetails) GetBooking() *Booking {
+	if x != nil {
+		return x.Booking
+	}
+	return nil
+}
+
+// Booking is the EHR's appointment behind a planned case. The case's room
+// and scheduled start are the booking's when the case was planned and never
+// change: a booking moved to another room or start is planned again as a
+// new case, and this one then says so (cancelled, replaced_by). A
+// cancelled booking's case stays planned with nothing charted; a tablet
+// shows it as cancelled.
+type Booking struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The scheduling system's appointment id (SIU SCH-2, else SCH-1).
+	AppointmentId string `protobuf:"bytes,1,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	// The inbound sender that booked it.
+	Sender string `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	// The EHR cancelled or deleted the appointment, or moved it.
+	Cancelled bool `protobuf:"varint,3,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Why, as the schedule said (SCH-6) or "rescheduled".
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The case that holds the booking now that it moved.
+	ReplacedBy    string `protobuf:"bytes,5,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Booking) Reset() {
+	*x = Booking{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Booking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Booking) ProtoMessage() {}
+
+func (x *Booking) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Booking.ProtoReflect.Descriptor instead.
+func (*Booking) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Booking) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *Booking) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Booking) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+func (x *Booking) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Booking) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
+}
+
 // Patient identifies and describes the patient.
 type Patient struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -745,7 +844,7 @@ type Patient struct {
 
 func (x *Patient) Reset() {
 	*x = Patient{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[3]
+	mi := &file_perfusion_v1_case_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +856,7 @@ func (x *Patient) String() string {
 func (*Patient) ProtoMessage() {}
 
 func (x *Patient) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[3]
+	mi := &file_perfusion_v1_case_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +869,7 @@ func (x *Patient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Patient.ProtoReflect.Descriptor instead.
 func (*Patient) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{3}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Patient) GetMrn() string {
@@ -870,7 +969,7 @@ type StaffMember struct {
 
 func (x *StaffMember) Reset() {
 	*x = StaffMember{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[4]
+	mi := &file_perfusion_v1_case_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +981,7 @@ func (x *StaffMember) String() string {
 func (*StaffMember) ProtoMessage() {}
 
 func (x *StaffMember) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[4]
+	mi := &file_perfusion_v1_case_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +994,7 @@ func (x *StaffMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StaffMember.ProtoReflect.Descriptor instead.
 func (*StaffMember) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{4}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StaffMember) GetStaffId() string {
@@ -927,7 +1026,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[5]
+	mi := &file_perfusion_v1_case_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1038,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[5]
+	mi := &file_perfusion_v1_case_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1051,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{5}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Team) GetSurgeon() *StaffMember {
@@ -991,7 +1090,7 @@ type Procedure struct {
 
 func (x *Procedure) Reset() {
 	*x = Procedure{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[6]
+	mi := &file_perfusion_v1_case_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1102,7 @@ func (x *Procedure) String() string {
 func (*Procedure) ProtoMessage() {}
 
 func (x *Procedure) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[6]
+	mi := &file_perfusion_v1_case_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1115,7 @@ func (x *Procedure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Procedure.ProtoReflect.Descriptor instead.
 func (*Procedure) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{6}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Procedure) GetDescription() string {
@@ -1055,7 +1154,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[7]
+	mi := &file_perfusion_v1_case_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1166,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[7]
+	mi := &file_perfusion_v1_case_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1179,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{7}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Component) GetModel() string {
@@ -1119,7 +1218,7 @@ type Cannula struct {
 
 func (x *Cannula) Reset() {
 	*x = Cannula{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[8]
+	mi := &file_perfusion_v1_case_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1230,7 @@ func (x *Cannula) String() string {
 func (*Cannula) ProtoMessage() {}
 
 func (x *Cannula) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[8]
+	mi := &file_perfusion_v1_case_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1243,7 @@ func (x *Cannula) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cannula.ProtoReflect.Descriptor instead.
 func (*Cannula) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{8}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Cannula) GetSite() string {
@@ -1193,7 +1292,7 @@ type Circuit struct {
 
 func (x *Circuit) Reset() {
 	*x = Circuit{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[9]
+	mi := &file_perfusion_v1_case_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1304,7 @@ func (x *Circuit) String() string {
 func (*Circuit) ProtoMessage() {}
 
 func (x *Circuit) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[9]
+	mi := &file_perfusion_v1_case_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1317,7 @@ func (x *Circuit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Circuit.ProtoReflect.Descriptor instead.
 func (*Circuit) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{9}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Circuit) GetArterialPump() PumpType {
@@ -1290,7 +1389,7 @@ type PrimeComponent struct {
 
 func (x *PrimeComponent) Reset() {
 	*x = PrimeComponent{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[10]
+	mi := &file_perfusion_v1_case_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1401,7 @@ func (x *PrimeComponent) String() string {
 func (*PrimeComponent) ProtoMessage() {}
 
 func (x *PrimeComponent) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[10]
+	mi := &file_perfusion_v1_case_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1414,7 @@ func (x *PrimeComponent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrimeComponent.ProtoReflect.Descriptor instead.
 func (*PrimeComponent) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{10}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrimeComponent) GetName() string {
@@ -1345,7 +1444,7 @@ type Prime struct {
 
 func (x *Prime) Reset() {
 	*x = Prime{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[11]
+	mi := &file_perfusion_v1_case_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1456,7 @@ func (x *Prime) String() string {
 func (*Prime) ProtoMessage() {}
 
 func (x *Prime) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[11]
+	mi := &file_perfusion_v1_case_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1469,7 @@ func (x *Prime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prime.ProtoReflect.Descriptor instead.
 func (*Prime) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{11}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Prime) GetComponents() []*PrimeComponent {
@@ -1406,7 +1505,7 @@ type Signature struct {
 
 func (x *Signature) Reset() {
 	*x = Signature{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[12]
+	mi := &file_perfusion_v1_case_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1517,7 @@ func (x *Signature) String() string {
 func (*Signature) ProtoMessage() {}
 
 func (x *Signature) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[12]
+	mi := &file_perfusion_v1_case_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1530,7 @@ func (x *Signature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signature.ProtoReflect.Descriptor instead.
 func (*Signature) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{12}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Signature) GetSigner() string {
@@ -1491,7 +1590,7 @@ type CreateCaseRequest struct {
 
 func (x *CreateCaseRequest) Reset() {
 	*x = CreateCaseRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[13]
+	mi := &file_perfusion_v1_case_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1602,7 @@ func (x *CreateCaseRequest) String() string {
 func (*CreateCaseRequest) ProtoMessage() {}
 
 func (x *CreateCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[13]
+	mi := &file_perfusion_v1_case_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1615,7 @@ func (x *CreateCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCaseRequest.ProtoReflect.Descriptor instead.
 func (*CreateCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{13}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateCaseRequest) GetCaseId() string {
@@ -1572,7 +1671,7 @@ type CreateCaseResponse struct {
 
 func (x *CreateCaseResponse) Reset() {
 	*x = CreateCaseResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[14]
+	mi := &file_perfusion_v1_case_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1683,7 @@ func (x *CreateCaseResponse) String() string {
 func (*CreateCaseResponse) ProtoMessage() {}
 
 func (x *CreateCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[14]
+	mi := &file_perfusion_v1_case_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1696,7 @@ func (x *CreateCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCaseResponse.ProtoReflect.Descriptor instead.
 func (*CreateCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{14}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateCaseResponse) GetCase() *Case {
@@ -1618,7 +1717,7 @@ type GetCaseRequest struct {
 
 func (x *GetCaseRequest) Reset() {
 	*x = GetCaseRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[15]
+	mi := &file_perfusion_v1_case_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1729,7 @@ func (x *GetCaseRequest) String() string {
 func (*GetCaseRequest) ProtoMessage() {}
 
 func (x *GetCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[15]
+	mi := &file_perfusion_v1_case_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1742,7 @@ func (x *GetCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCaseRequest.ProtoReflect.Descriptor instead.
 func (*GetCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{15}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCaseRequest) GetCaseId() string {
@@ -1664,7 +1763,7 @@ type GetCaseResponse struct {
 
 func (x *GetCaseResponse) Reset() {
 	*x = GetCaseResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[16]
+	mi := &file_perfusion_v1_case_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1775,7 @@ func (x *GetCaseResponse) String() string {
 func (*GetCaseResponse) ProtoMessage() {}
 
 func (x *GetCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[16]
+	mi := &file_perfusion_v1_case_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1788,7 @@ func (x *GetCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCaseResponse.ProtoReflect.Descriptor instead.
 func (*GetCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{16}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetCaseResponse) GetCase() *Case {
@@ -1722,7 +1821,7 @@ type ListCasesRequest struct {
 
 func (x *ListCasesRequest) Reset() {
 	*x = ListCasesRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[17]
+	mi := &file_perfusion_v1_case_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1833,7 @@ func (x *ListCasesRequest) String() string {
 func (*ListCasesRequest) ProtoMessage() {}
 
 func (x *ListCasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[17]
+	mi := &file_perfusion_v1_case_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1846,7 @@ func (x *ListCasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCasesRequest.ProtoReflect.Descriptor instead.
 func (*ListCasesRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{17}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListCasesRequest) GetStatus() CaseStatus {
@@ -1812,7 +1911,7 @@ type ListCasesResponse struct {
 
 func (x *ListCasesResponse) Reset() {
 	*x = ListCasesResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[18]
+	mi := &file_perfusion_v1_case_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1923,7 @@ func (x *ListCasesResponse) String() string {
 func (*ListCasesResponse) ProtoMessage() {}
 
 func (x *ListCasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[18]
+	mi := &file_perfusion_v1_case_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1936,7 @@ func (x *ListCasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCasesResponse.ProtoReflect.Descriptor instead.
 func (*ListCasesResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{18}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListCasesResponse) GetCases() []*Case {
@@ -1872,7 +1971,7 @@ type UpdateCaseDetailsRequest struct {
 
 func (x *UpdateCaseDetailsRequest) Reset() {
 	*x = UpdateCaseDetailsRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[19]
+	mi := &file_perfusion_v1_case_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1983,7 @@ func (x *UpdateCaseDetailsRequest) String() string {
 func (*UpdateCaseDetailsRequest) ProtoMessage() {}
 
 func (x *UpdateCaseDetailsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[19]
+	mi := &file_perfusion_v1_case_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1996,7 @@ func (x *UpdateCaseDetailsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCaseDetailsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateCaseDetailsRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{19}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateCaseDetailsRequest) GetCaseId() string {
@@ -1939,7 +2038,7 @@ type UpdateCaseDetailsResponse struct {
 
 func (x *UpdateCaseDetailsResponse) Reset() {
 	*x = UpdateCaseDetailsResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[20]
+	mi := &file_perfusion_v1_case_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2050,7 @@ func (x *UpdateCaseDetailsResponse) String() string {
 func (*UpdateCaseDetailsResponse) ProtoMessage() {}
 
 func (x *UpdateCaseDetailsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[20]
+	mi := &file_perfusion_v1_case_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2063,7 @@ func (x *UpdateCaseDetailsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCaseDetailsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateCaseDetailsResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{20}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateCaseDetailsResponse) GetCase() *Case {
@@ -1985,7 +2084,7 @@ type CloseCaseRequest struct {
 
 func (x *CloseCaseRequest) Reset() {
 	*x = CloseCaseRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[21]
+	mi := &file_perfusion_v1_case_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2096,7 @@ func (x *CloseCaseRequest) String() string {
 func (*CloseCaseRequest) ProtoMessage() {}
 
 func (x *CloseCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[21]
+	mi := &file_perfusion_v1_case_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2109,7 @@ func (x *CloseCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseCaseRequest.ProtoReflect.Descriptor instead.
 func (*CloseCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{21}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CloseCaseRequest) GetCaseId() string {
@@ -2031,7 +2130,7 @@ type CloseCaseResponse struct {
 
 func (x *CloseCaseResponse) Reset() {
 	*x = CloseCaseResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[22]
+	mi := &file_perfusion_v1_case_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2142,7 @@ func (x *CloseCaseResponse) String() string {
 func (*CloseCaseResponse) ProtoMessage() {}
 
 func (x *CloseCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[22]
+	mi := &file_perfusion_v1_case_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2155,7 @@ func (x *CloseCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseCaseResponse.ProtoReflect.Descriptor instead.
 func (*CloseCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{22}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CloseCaseResponse) GetCase() *Case {
@@ -2084,7 +2183,7 @@ type SignCaseRequest struct {
 
 func (x *SignCaseRequest) Reset() {
 	*x = SignCaseRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[23]
+	mi := &file_perfusion_v1_case_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2195,7 @@ func (x *SignCaseRequest) String() string {
 func (*SignCaseRequest) ProtoMessage() {}
 
 func (x *SignCaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[23]
+	mi := &file_perfusion_v1_case_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2208,7 @@ func (x *SignCaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignCaseRequest.ProtoReflect.Descriptor instead.
 func (*SignCaseRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{23}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignCaseRequest) GetCaseId() string {
@@ -2157,7 +2256,7 @@ type SignCaseResponse struct {
 
 func (x *SignCaseResponse) Reset() {
 	*x = SignCaseResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[24]
+	mi := &file_perfusion_v1_case_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2268,7 @@ func (x *SignCaseResponse) String() string {
 func (*SignCaseResponse) ProtoMessage() {}
 
 func (x *SignCaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[24]
+	mi := &file_perfusion_v1_case_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2281,7 @@ func (x *SignCaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignCaseResponse.ProtoReflect.Descriptor instead.
 func (*SignCaseResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{24}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SignCaseResponse) GetCase() *Case {
@@ -2223,7 +2322,7 @@ type AddAddendumRequest struct {
 
 func (x *AddAddendumRequest) Reset() {
 	*x = AddAddendumRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[25]
+	mi := &file_perfusion_v1_case_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2334,7 @@ func (x *AddAddendumRequest) String() string {
 func (*AddAddendumRequest) ProtoMessage() {}
 
 func (x *AddAddendumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[25]
+	mi := &file_perfusion_v1_case_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2347,7 @@ func (x *AddAddendumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddAddendumRequest.ProtoReflect.Descriptor instead.
 func (*AddAddendumRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{25}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddAddendumRequest) GetCaseId() string {
@@ -2290,7 +2389,7 @@ type AddAddendumResponse struct {
 
 func (x *AddAddendumResponse) Reset() {
 	*x = AddAddendumResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[26]
+	mi := &file_perfusion_v1_case_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2401,7 @@ func (x *AddAddendumResponse) String() string {
 func (*AddAddendumResponse) ProtoMessage() {}
 
 func (x *AddAddendumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[26]
+	mi := &file_perfusion_v1_case_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2414,7 @@ func (x *AddAddendumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddAddendumResponse.ProtoReflect.Descriptor instead.
 func (*AddAddendumResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{26}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AddAddendumResponse) GetEntry() *Entry {
@@ -2350,7 +2449,7 @@ type ReconcileIdentityRequest struct {
 
 func (x *ReconcileIdentityRequest) Reset() {
 	*x = ReconcileIdentityRequest{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[27]
+	mi := &file_perfusion_v1_case_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2461,7 @@ func (x *ReconcileIdentityRequest) String() string {
 func (*ReconcileIdentityRequest) ProtoMessage() {}
 
 func (x *ReconcileIdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[27]
+	mi := &file_perfusion_v1_case_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2474,7 @@ func (x *ReconcileIdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileIdentityRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileIdentityRequest) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{27}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReconcileIdentityRequest) GetCaseId() string {
@@ -2443,7 +2542,7 @@ type ReconcileIdentityResponse struct {
 
 func (x *ReconcileIdentityResponse) Reset() {
 	*x = ReconcileIdentityResponse{}
-	mi := &file_perfusion_v1_case_proto_msgTypes[28]
+	mi := &file_perfusion_v1_case_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2554,7 @@ func (x *ReconcileIdentityResponse) String() string {
 func (*ReconcileIdentityResponse) ProtoMessage() {}
 
 func (x *ReconcileIdentityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_perfusion_v1_case_proto_msgTypes[28]
+	mi := &file_perfusion_v1_case_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2567,7 @@ func (x *ReconcileIdentityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileIdentityResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileIdentityResponse) Descriptor() ([]byte, []int) {
-	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{28}
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReconcileIdentityResponse) GetLedgerSeq() int64 {
@@ -2490,6 +2589,469 @@ func (x *ReconcileIdentityResponse) GetRecordedAt() *timestamppb.Timestamp {
 		return x.RecordedAt
 	}
 	return nil
+}
+
+// GetIdentityHistoryRequest names a case.
+type GetIdentityHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the case.
+	CaseId        string `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIdentityHistoryRequest) Reset() {
+	*x = GetIdentityHistoryRequest{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityHistoryRequest) ProtoMessage() {}
+
+func (x *GetIdentityHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetIdentityHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetIdentityHistoryRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+// IdentityRecord is one step of a case's identity history.
+type IdentityRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "details" (a details version that set or changed the identity) or
+	// "reconciliation" (an identity link).
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// The ledger link that recorded it.
+	LedgerSequence int64 `protobuf:"varint,2,opt,name=ledger_sequence,json=ledgerSequence,proto3" json:"ledger_sequence,omitempty"`
+	// The details version (source "details").
+	DetailsVersion int64 `protobuf:"varint,3,opt,name=details_version,json=detailsVersion,proto3" json:"details_version,omitempty"`
+	// Medical record number.
+	Mrn string `protobuf:"bytes,4,opt,name=mrn,proto3" json:"mrn,omitempty"`
+	// Its assigning authority.
+	AssigningAuthority string `protobuf:"bytes,5,opt,name=assigning_authority,json=assigningAuthority,proto3" json:"assigning_authority,omitempty"`
+	// Family name.
+	FamilyName string `protobuf:"bytes,6,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
+	// Given names.
+	GivenName string `protobuf:"bytes,7,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	// Birth date, YYYY-MM-DD.
+	BirthDate string `protobuf:"bytes,8,opt,name=birth_date,json=birthDate,proto3" json:"birth_date,omitempty"`
+	// Why (the reason of the details version or reconciliation; for the
+	// EHR's, the message: "EHR: ADT^A40 message …").
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who: a person, or "interface:<sender>" for the EHR's feed.
+	Actor string `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
+	// When the server recorded it.
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityRecord) Reset() {
+	*x = IdentityRecord{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityRecord) ProtoMessage() {}
+
+func (x *IdentityRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityRecord.ProtoReflect.Descriptor instead.
+func (*IdentityRecord) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *IdentityRecord) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetLedgerSequence() int64 {
+	if x != nil {
+		return x.LedgerSequence
+	}
+	return 0
+}
+
+func (x *IdentityRecord) GetDetailsVersion() int64 {
+	if x != nil {
+		return x.DetailsVersion
+	}
+	return 0
+}
+
+func (x *IdentityRecord) GetMrn() string {
+	if x != nil {
+		return x.Mrn
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetAssigningAuthority() string {
+	if x != nil {
+		return x.AssigningAuthority
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetFamilyName() string {
+	if x != nil {
+		return x.FamilyName
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetGivenName() string {
+	if x != nil {
+		return x.GivenName
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetBirthDate() string {
+	if x != nil {
+		return x.BirthDate
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *IdentityRecord) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+// GetIdentityHistoryResponse is a case's identity history.
+type GetIdentityHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Records []*IdentityRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// The identity in force: the current details with the latest
+	// reconciliation applied, as the exports render it.
+	Current       *Patient `protobuf:"bytes,2,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIdentityHistoryResponse) Reset() {
+	*x = GetIdentityHistoryResponse{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityHistoryResponse) ProtoMessage() {}
+
+func (x *GetIdentityHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetIdentityHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetIdentityHistoryResponse) GetRecords() []*IdentityRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *GetIdentityHistoryResponse) GetCurrent() *Patient {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+// LookupPatientRequest asks the EHR for a patient.
+type LookupPatientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The site the new case is for (the caller must hold it).
+	Site string `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// Medical record number; required.
+	Mrn string `protobuf:"bytes,2,opt,name=mrn,proto3" json:"mrn,omitempty"`
+	// Its assigning authority (selects the identifier system, as
+	// perfusiond --fhir-mrn-systems maps them); empty: the server's only
+	// configured system.
+	AssigningAuthority string `protobuf:"bytes,3,opt,name=assigning_authority,json=assigningAuthority,proto3" json:"assigning_authority,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *LookupPatientRequest) Reset() {
+	*x = LookupPatientRequest{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupPatientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupPatientRequest) ProtoMessage() {}
+
+func (x *LookupPatientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupPatientRequest.ProtoReflect.Descriptor instead.
+func (*LookupPatientRequest) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LookupPatientRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *LookupPatientRequest) GetMrn() string {
+	if x != nil {
+		return x.Mrn
+	}
+	return ""
+}
+
+func (x *LookupPatientRequest) GetAssigningAuthority() string {
+	if x != nil {
+		return x.AssigningAuthority
+	}
+	return ""
+}
+
+// Encounter is a visit of the patient as the EHR has it.
+type Encounter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The visit number (Encounter.identifier of the configured system, else
+	// the first).
+	EncounterId string `protobuf:"bytes,1,opt,name=encounter_id,json=encounterId,proto3" json:"encounter_id,omitempty"`
+	// planned, arrived, in-progress, finished, cancelled, …
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The class code, e.g. IMP (inpatient), AMB, EMER.
+	ClassCode string `protobuf:"bytes,3,opt,name=class_code,json=classCode,proto3" json:"class_code,omitempty"`
+	// Start of the period.
+	Start *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	// End of the period; unset while it lasts.
+	End *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	// Where: the first location's display text.
+	Location      string `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Encounter) Reset() {
+	*x = Encounter{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Encounter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Encounter) ProtoMessage() {}
+
+func (x *Encounter) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Encounter.ProtoReflect.Descriptor instead.
+func (*Encounter) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Encounter) GetEncounterId() string {
+	if x != nil {
+		return x.EncounterId
+	}
+	return ""
+}
+
+func (x *Encounter) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Encounter) GetClassCode() string {
+	if x != nil {
+		return x.ClassCode
+	}
+	return ""
+}
+
+func (x *Encounter) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Encounter) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *Encounter) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+// LookupPatientResponse is what the EHR knows.
+type LookupPatientResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The patient, as a case's details take it (height and weight unset:
+	// they are measured for the case).
+	Patient *Patient `protobuf:"bytes,1,opt,name=patient,proto3" json:"patient,omitempty"`
+	// Encounters, most recent first (at most 10).
+	Encounters []*Encounter `protobuf:"bytes,2,rep,name=encounters,proto3" json:"encounters,omitempty"`
+	// The FHIR id of the Patient resource.
+	FhirPatientId string `protobuf:"bytes,3,opt,name=fhir_patient_id,json=fhirPatientId,proto3" json:"fhir_patient_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupPatientResponse) Reset() {
+	*x = LookupPatientResponse{}
+	mi := &file_perfusion_v1_case_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupPatientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupPatientResponse) ProtoMessage() {}
+
+func (x *LookupPatientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_perfusion_v1_case_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupPatientResponse.ProtoReflect.Descriptor instead.
+func (*LookupPatientResponse) Descriptor() ([]byte, []int) {
+	return file_perfusion_v1_case_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LookupPatientResponse) GetPatient() *Patient {
+	if x != nil {
+		return x.Patient
+	}
+	return nil
+}
+
+func (x *LookupPatientResponse) GetEncounters() []*Encounter {
+	if x != nil {
+		return x.Encounters
+	}
+	return nil
+}
+
+func (x *LookupPatientResponse) GetFhirPatientId() string {
+	if x != nil {
+		return x.FhirPatientId
+	}
+	return ""
 }
 
 var File_perfusion_v1_case_proto protoreflect.FileDescriptor
@@ -2520,13 +3082,21 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\n" +
 	"LedgerHead\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
-	"\x04hash\x18\x02 \x01(\tR\x04hash\"\xf9\x01\n" +
+	"\x04hash\x18\x02 \x01(\tR\x04hash\"\xaa\x02\n" +
 	"\vCaseDetails\x12/\n" +
 	"\apatient\x18\x01 \x01(\v2\x15.perfusion.v1.PatientR\apatient\x12&\n" +
 	"\x04team\x18\x02 \x01(\v2\x12.perfusion.v1.TeamR\x04team\x125\n" +
 	"\tprocedure\x18\x03 \x01(\v2\x17.perfusion.v1.ProcedureR\tprocedure\x12/\n" +
 	"\acircuit\x18\x04 \x01(\v2\x15.perfusion.v1.CircuitR\acircuit\x12)\n" +
-	"\x05prime\x18\x05 \x01(\v2\x13.perfusion.v1.PrimeR\x05prime\"\xa0\x03\n" +
+	"\x05prime\x18\x05 \x01(\v2\x13.perfusion.v1.PrimeR\x05prime\x12/\n" +
+	"\abooking\x18\x06 \x01(\v2\x15.perfusion.v1.BookingR\abooking\"\x9f\x01\n" +
+	"\aBooking\x12%\n" +
+	"\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x1c\n" +
+	"\tcancelled\x18\x03 \x01(\bR\tcancelled\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vreplaced_by\x18\x05 \x01(\tR\n" +
+	"replacedBy\"\xa0\x03\n" +
 	"\aPatient\x12\x10\n" +
 	"\x03mrn\x18\x01 \x01(\tR\x03mrn\x126\n" +
 	"\x17mrn_assigning_authority\x18\x02 \x01(\tR\x15mrnAssigningAuthority\x12\x1f\n" +
@@ -2661,7 +3231,47 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\vledger_hash\x18\x02 \x01(\tR\n" +
 	"ledgerHash\x12;\n" +
 	"\vrecorded_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt*\x8f\x01\n" +
+	"recordedAt\"4\n" +
+	"\x19GetIdentityHistoryRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\"\x87\x03\n" +
+	"\x0eIdentityRecord\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12'\n" +
+	"\x0fledger_sequence\x18\x02 \x01(\x03R\x0eledgerSequence\x12'\n" +
+	"\x0fdetails_version\x18\x03 \x01(\x03R\x0edetailsVersion\x12\x10\n" +
+	"\x03mrn\x18\x04 \x01(\tR\x03mrn\x12/\n" +
+	"\x13assigning_authority\x18\x05 \x01(\tR\x12assigningAuthority\x12\x1f\n" +
+	"\vfamily_name\x18\x06 \x01(\tR\n" +
+	"familyName\x12\x1d\n" +
+	"\n" +
+	"given_name\x18\a \x01(\tR\tgivenName\x12\x1d\n" +
+	"\n" +
+	"birth_date\x18\b \x01(\tR\tbirthDate\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\n" +
+	" \x01(\tR\x05actor\x12;\n" +
+	"\vrecorded_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"\x85\x01\n" +
+	"\x1aGetIdentityHistoryResponse\x126\n" +
+	"\arecords\x18\x01 \x03(\v2\x1c.perfusion.v1.IdentityRecordR\arecords\x12/\n" +
+	"\acurrent\x18\x02 \x01(\v2\x15.perfusion.v1.PatientR\acurrent\"m\n" +
+	"\x14LookupPatientRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x10\n" +
+	"\x03mrn\x18\x02 \x01(\tR\x03mrn\x12/\n" +
+	"\x13assigning_authority\x18\x03 \x01(\tR\x12assigningAuthority\"\xe1\x01\n" +
+	"\tEncounter\x12!\n" +
+	"\fencounter_id\x18\x01 \x01(\tR\vencounterId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1d\n" +
+	"\n" +
+	"class_code\x18\x03 \x01(\tR\tclassCode\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1a\n" +
+	"\blocation\x18\x06 \x01(\tR\blocation\"\xa9\x01\n" +
+	"\x15LookupPatientResponse\x12/\n" +
+	"\apatient\x18\x01 \x01(\v2\x15.perfusion.v1.PatientR\apatient\x127\n" +
+	"\n" +
+	"encounters\x18\x02 \x03(\v2\x17.perfusion.v1.EncounterR\n" +
+	"encounters\x12&\n" +
+	"\x0ffhir_patient_id\x18\x03 \x01(\tR\rfhirPatientId*\x8f\x01\n" +
 	"\n" +
 	"CaseStatus\x12\x1b\n" +
 	"\x17CASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2698,7 +3308,7 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\x1dSIGNATURE_MEANING_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSIGNATURE_MEANING_AUTHORED\x10\x01\x12\x1e\n" +
 	"\x1aSIGNATURE_MEANING_REVIEWED\x10\x02\x12\x1e\n" +
-	"\x1aSIGNATURE_MEANING_APPROVED\x10\x032\xad\x05\n" +
+	"\x1aSIGNATURE_MEANING_APPROVED\x10\x032\xf0\x06\n" +
 	"\vCaseService\x12O\n" +
 	"\n" +
 	"CreateCase\x12\x1f.perfusion.v1.CreateCaseRequest\x1a .perfusion.v1.CreateCaseResponse\x12F\n" +
@@ -2708,7 +3318,9 @@ const file_perfusion_v1_case_proto_rawDesc = "" +
 	"\tCloseCase\x12\x1e.perfusion.v1.CloseCaseRequest\x1a\x1f.perfusion.v1.CloseCaseResponse\x12I\n" +
 	"\bSignCase\x12\x1d.perfusion.v1.SignCaseRequest\x1a\x1e.perfusion.v1.SignCaseResponse\x12R\n" +
 	"\vAddAddendum\x12 .perfusion.v1.AddAddendumRequest\x1a!.perfusion.v1.AddAddendumResponse\x12d\n" +
-	"\x11ReconcileIdentity\x12&.perfusion.v1.ReconcileIdentityRequest\x1a'.perfusion.v1.ReconcileIdentityResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
+	"\x11ReconcileIdentity\x12&.perfusion.v1.ReconcileIdentityRequest\x1a'.perfusion.v1.ReconcileIdentityResponse\x12g\n" +
+	"\x12GetIdentityHistory\x12'.perfusion.v1.GetIdentityHistoryRequest\x1a(.perfusion.v1.GetIdentityHistoryResponse\x12X\n" +
+	"\rLookupPatient\x12\".perfusion.v1.LookupPatientRequest\x1a#.perfusion.v1.LookupPatientResponseB(Z&perfusion/api/perfusion/v1;perfusionv1b\x06proto3"
 
 var (
 	file_perfusion_v1_case_proto_rawDescOnce sync.Once
@@ -2723,115 +3335,134 @@ func file_perfusion_v1_case_proto_rawDescGZIP() []byte {
 }
 
 var file_perfusion_v1_case_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_perfusion_v1_case_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_perfusion_v1_case_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_perfusion_v1_case_proto_goTypes = []any{
-	(CaseStatus)(0),                   // 0: perfusion.v1.CaseStatus
-	(CaseKind)(0),                     // 1: perfusion.v1.CaseKind
-	(Sex)(0),                          // 2: perfusion.v1.Sex
-	(BsaFormula)(0),                   // 3: perfusion.v1.BsaFormula
-	(PumpType)(0),                     // 4: perfusion.v1.PumpType
-	(ReservoirType)(0),                // 5: perfusion.v1.ReservoirType
-	(SignatureMeaning)(0),             // 6: perfusion.v1.SignatureMeaning
-	(*Case)(nil),                      // 7: perfusion.v1.Case
-	(*LedgerHead)(nil),                // 8: perfusion.v1.LedgerHead
-	(*CaseDetails)(nil),               // 9: perfusion.v1.CaseDetails
-	(*Patient)(nil),                   // 10: perfusion.v1.Patient
-	(*StaffMember)(nil),               // 11: perfusion.v1.StaffMember
-	(*Team)(nil),                      // 12: perfusion.v1.Team
-	(*Procedure)(nil),                 // 13: perfusion.v1.Procedure
-	(*Component)(nil),                 // 14: perfusion.v1.Component
-	(*Cannula)(nil),                   // 15: perfusion.v1.Cannula
-	(*Circuit)(nil),                   // 16: perfusion.v1.Circuit
-	(*PrimeComponent)(nil),            // 17: perfusion.v1.PrimeComponent
-	(*Prime)(nil),                     // 18: perfusion.v1.Prime
-	(*Signature)(nil),                 // 19: perfusion.v1.Signature
-	(*CreateCaseRequest)(nil),         // 20: perfusion.v1.CreateCaseRequest
-	(*CreateCaseResponse)(nil),        // 21: perfusion.v1.CreateCaseResponse
-	(*GetCaseRequest)(nil),            // 22: perfusion.v1.GetCaseRequest
-	(*GetCaseResponse)(nil),           // 23: perfusion.v1.GetCaseResponse
-	(*ListCasesRequest)(nil),          // 24: perfusion.v1.ListCasesRequest
-	(*ListCasesResponse)(nil),         // 25: perfusion.v1.ListCasesResponse
-	(*UpdateCaseDetailsRequest)(nil),  // 26: perfusion.v1.UpdateCaseDetailsRequest
-	(*UpdateCaseDetailsResponse)(nil), // 27: perfusion.v1.UpdateCaseDetailsResponse
-	(*CloseCaseRequest)(nil),          // 28: perfusion.v1.CloseCaseRequest
-	(*CloseCaseResponse)(nil),         // 29: perfusion.v1.CloseCaseResponse
-	(*SignCaseRequest)(nil),           // 30: perfusion.v1.SignCaseRequest
-	(*SignCaseResponse)(nil),          // 31: perfusion.v1.SignCaseResponse
-	(*AddAddendumRequest)(nil),        // 32: perfusion.v1.AddAddendumRequest
-	(*AddAddendumResponse)(nil),       // 33: perfusion.v1.AddAddendumResponse
-	(*ReconcileIdentityRequest)(nil),  // 34: perfusion.v1.ReconcileIdentityRequest
-	(*ReconcileIdentityResponse)(nil), // 35: perfusion.v1.ReconcileIdentityResponse
-	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
-	(*Entry)(nil),                     // 37: perfusion.v1.Entry
+	(CaseStatus)(0),                    // 0: perfusion.v1.CaseStatus
+	(CaseKind)(0),                      // 1: perfusion.v1.CaseKind
+	(Sex)(0),                           // 2: perfusion.v1.Sex
+	(BsaFormula)(0),                    // 3: perfusion.v1.BsaFormula
+	(PumpType)(0),                      // 4: perfusion.v1.PumpType
+	(ReservoirType)(0),                 // 5: perfusion.v1.ReservoirType
+	(SignatureMeaning)(0),              // 6: perfusion.v1.SignatureMeaning
+	(*Case)(nil),                       // 7: perfusion.v1.Case
+	(*LedgerHead)(nil),                 // 8: perfusion.v1.LedgerHead
+	(*CaseDetails)(nil),                // 9: perfusion.v1.CaseDetails
+	(*Booking)(nil),                    // 10: perfusion.v1.Booking
+	(*Patient)(nil),                    // 11: perfusion.v1.Patient
+	(*StaffMember)(nil),                // 12: perfusion.v1.StaffMember
+	(*Team)(nil),                       // 13: perfusion.v1.Team
+	(*Procedure)(nil),                  // 14: perfusion.v1.Procedure
+	(*Component)(nil),                  // 15: perfusion.v1.Component
+	(*Cannula)(nil),                    // 16: perfusion.v1.Cannula
+	(*Circuit)(nil),                    // 17: perfusion.v1.Circuit
+	(*PrimeComponent)(nil),             // 18: perfusion.v1.PrimeComponent
+	(*Prime)(nil),                      // 19: perfusion.v1.Prime
+	(*Signature)(nil),                  // 20: perfusion.v1.Signature
+	(*CreateCaseRequest)(nil),          // 21: perfusion.v1.CreateCaseRequest
+	(*CreateCaseResponse)(nil),         // 22: perfusion.v1.CreateCaseResponse
+	(*GetCaseRequest)(nil),             // 23: perfusion.v1.GetCaseRequest
+	(*GetCaseResponse)(nil),            // 24: perfusion.v1.GetCaseResponse
+	(*ListCasesRequest)(nil),           // 25: perfusion.v1.ListCasesRequest
+	(*ListCasesResponse)(nil),          // 26: perfusion.v1.ListCasesResponse
+	(*UpdateCaseDetailsRequest)(nil),   // 27: perfusion.v1.UpdateCaseDetailsRequest
+	(*UpdateCaseDetailsResponse)(nil),  // 28: perfusion.v1.UpdateCaseDetailsResponse
+	(*CloseCaseRequest)(nil),           // 29: perfusion.v1.CloseCaseRequest
+	(*CloseCaseResponse)(nil),          // 30: perfusion.v1.CloseCaseResponse
+	(*SignCaseRequest)(nil),            // 31: perfusion.v1.SignCaseRequest
+	(*SignCaseResponse)(nil),           // 32: perfusion.v1.SignCaseResponse
+	(*AddAddendumRequest)(nil),         // 33: perfusion.v1.AddAddendumRequest
+	(*AddAddendumResponse)(nil),        // 34: perfusion.v1.AddAddendumResponse
+	(*ReconcileIdentityRequest)(nil),   // 35: perfusion.v1.ReconcileIdentityRequest
+	(*ReconcileIdentityResponse)(nil),  // 36: perfusion.v1.ReconcileIdentityResponse
+	(*GetIdentityHistoryRequest)(nil),  // 37: perfusion.v1.GetIdentityHistoryRequest
+	(*IdentityRecord)(nil),             // 38: perfusion.v1.IdentityRecord
+	(*GetIdentityHistoryResponse)(nil), // 39: perfusion.v1.GetIdentityHistoryResponse
+	(*LookupPatientRequest)(nil),       // 40: perfusion.v1.LookupPatientRequest
+	(*Encounter)(nil),                  // 41: perfusion.v1.Encounter
+	(*LookupPatientResponse)(nil),      // 42: perfusion.v1.LookupPatientResponse
+	(*timestamppb.Timestamp)(nil),      // 43: google.protobuf.Timestamp
+	(*Entry)(nil),                      // 44: perfusion.v1.Entry
 }
 var file_perfusion_v1_case_proto_depIdxs = []int32{
 	0,  // 0: perfusion.v1.Case.status:type_name -> perfusion.v1.CaseStatus
 	1,  // 1: perfusion.v1.Case.kind:type_name -> perfusion.v1.CaseKind
-	36, // 2: perfusion.v1.Case.scheduled_start:type_name -> google.protobuf.Timestamp
+	43, // 2: perfusion.v1.Case.scheduled_start:type_name -> google.protobuf.Timestamp
 	9,  // 3: perfusion.v1.Case.details:type_name -> perfusion.v1.CaseDetails
-	36, // 4: perfusion.v1.Case.created_at:type_name -> google.protobuf.Timestamp
-	36, // 5: perfusion.v1.Case.started_at:type_name -> google.protobuf.Timestamp
-	36, // 6: perfusion.v1.Case.closed_at:type_name -> google.protobuf.Timestamp
-	19, // 7: perfusion.v1.Case.signatures:type_name -> perfusion.v1.Signature
+	43, // 4: perfusion.v1.Case.created_at:type_name -> google.protobuf.Timestamp
+	43, // 5: perfusion.v1.Case.started_at:type_name -> google.protobuf.Timestamp
+	43, // 6: perfusion.v1.Case.closed_at:type_name -> google.protobuf.Timestamp
+	20, // 7: perfusion.v1.Case.signatures:type_name -> perfusion.v1.Signature
 	8,  // 8: perfusion.v1.Case.ledger_head:type_name -> perfusion.v1.LedgerHead
-	10, // 9: perfusion.v1.CaseDetails.patient:type_name -> perfusion.v1.Patient
-	12, // 10: perfusion.v1.CaseDetails.team:type_name -> perfusion.v1.Team
-	13, // 11: perfusion.v1.CaseDetails.procedure:type_name -> perfusion.v1.Procedure
-	16, // 12: perfusion.v1.CaseDetails.circuit:type_name -> perfusion.v1.Circuit
-	18, // 13: perfusion.v1.CaseDetails.prime:type_name -> perfusion.v1.Prime
-	2,  // 14: perfusion.v1.Patient.sex:type_name -> perfusion.v1.Sex
-	3,  // 15: perfusion.v1.Patient.bsa_formula:type_name -> perfusion.v1.BsaFormula
-	11, // 16: perfusion.v1.Team.surgeon:type_name -> perfusion.v1.StaffMember
-	11, // 17: perfusion.v1.Team.anesthesiologist:type_name -> perfusion.v1.StaffMember
-	11, // 18: perfusion.v1.Team.perfusionists:type_name -> perfusion.v1.StaffMember
-	4,  // 19: perfusion.v1.Circuit.arterial_pump:type_name -> perfusion.v1.PumpType
-	14, // 20: perfusion.v1.Circuit.oxygenator:type_name -> perfusion.v1.Component
-	5,  // 21: perfusion.v1.Circuit.reservoir:type_name -> perfusion.v1.ReservoirType
-	14, // 22: perfusion.v1.Circuit.arterial_filter:type_name -> perfusion.v1.Component
-	15, // 23: perfusion.v1.Circuit.cannulae:type_name -> perfusion.v1.Cannula
-	17, // 24: perfusion.v1.Prime.components:type_name -> perfusion.v1.PrimeComponent
-	6,  // 25: perfusion.v1.Signature.meaning:type_name -> perfusion.v1.SignatureMeaning
-	36, // 26: perfusion.v1.Signature.signed_at:type_name -> google.protobuf.Timestamp
-	8,  // 27: perfusion.v1.Signature.covers:type_name -> perfusion.v1.LedgerHead
-	1,  // 28: perfusion.v1.CreateCaseRequest.kind:type_name -> perfusion.v1.CaseKind
-	36, // 29: perfusion.v1.CreateCaseRequest.scheduled_start:type_name -> google.protobuf.Timestamp
-	9,  // 30: perfusion.v1.CreateCaseRequest.details:type_name -> perfusion.v1.CaseDetails
-	7,  // 31: perfusion.v1.CreateCaseResponse.case:type_name -> perfusion.v1.Case
-	7,  // 32: perfusion.v1.GetCaseResponse.case:type_name -> perfusion.v1.Case
-	0,  // 33: perfusion.v1.ListCasesRequest.status:type_name -> perfusion.v1.CaseStatus
-	36, // 34: perfusion.v1.ListCasesRequest.scheduled_from:type_name -> google.protobuf.Timestamp
-	36, // 35: perfusion.v1.ListCasesRequest.scheduled_to:type_name -> google.protobuf.Timestamp
-	7,  // 36: perfusion.v1.ListCasesResponse.cases:type_name -> perfusion.v1.Case
-	9,  // 37: perfusion.v1.UpdateCaseDetailsRequest.details:type_name -> perfusion.v1.CaseDetails
-	7,  // 38: perfusion.v1.UpdateCaseDetailsResponse.case:type_name -> perfusion.v1.Case
-	7,  // 39: perfusion.v1.CloseCaseResponse.case:type_name -> perfusion.v1.Case
-	6,  // 40: perfusion.v1.SignCaseRequest.meaning:type_name -> perfusion.v1.SignatureMeaning
-	8,  // 41: perfusion.v1.SignCaseRequest.expected_ledger_head:type_name -> perfusion.v1.LedgerHead
-	7,  // 42: perfusion.v1.SignCaseResponse.case:type_name -> perfusion.v1.Case
-	19, // 43: perfusion.v1.SignCaseResponse.signature:type_name -> perfusion.v1.Signature
-	37, // 44: perfusion.v1.AddAddendumResponse.entry:type_name -> perfusion.v1.Entry
-	36, // 45: perfusion.v1.ReconcileIdentityResponse.recorded_at:type_name -> google.protobuf.Timestamp
-	20, // 46: perfusion.v1.CaseService.CreateCase:input_type -> perfusion.v1.CreateCaseRequest
-	22, // 47: perfusion.v1.CaseService.GetCase:input_type -> perfusion.v1.GetCaseRequest
-	24, // 48: perfusion.v1.CaseService.ListCases:input_type -> perfusion.v1.ListCasesRequest
-	26, // 49: perfusion.v1.CaseService.UpdateCaseDetails:input_type -> perfusion.v1.UpdateCaseDetailsRequest
-	28, // 50: perfusion.v1.CaseService.CloseCase:input_type -> perfusion.v1.CloseCaseRequest
-	30, // 51: perfusion.v1.CaseService.SignCase:input_type -> perfusion.v1.SignCaseRequest
-	32, // 52: perfusion.v1.CaseService.AddAddendum:input_type -> perfusion.v1.AddAddendumRequest
-	34, // 53: perfusion.v1.CaseService.ReconcileIdentity:input_type -> perfusion.v1.ReconcileIdentityRequest
-	21, // 54: perfusion.v1.CaseService.CreateCase:output_type -> perfusion.v1.CreateCaseResponse
-	23, // 55: perfusion.v1.CaseService.GetCase:output_type -> perfusion.v1.GetCaseResponse
-	25, // 56: perfusion.v1.CaseService.ListCases:output_type -> perfusion.v1.ListCasesResponse
-	27, // 57: perfusion.v1.CaseService.UpdateCaseDetails:output_type -> perfusion.v1.UpdateCaseDetailsResponse
-	29, // 58: perfusion.v1.CaseService.CloseCase:output_type -> perfusion.v1.CloseCaseResponse
-	31, // 59: perfusion.v1.CaseService.SignCase:output_type -> perfusion.v1.SignCaseResponse
-	33, // 60: perfusion.v1.CaseService.AddAddendum:output_type -> perfusion.v1.AddAddendumResponse
-	35, // 61: perfusion.v1.CaseService.ReconcileIdentity:output_type -> perfusion.v1.ReconcileIdentityResponse
-	54, // [54:62] is the sub-list for method output_type
-	46, // [46:54] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	11, // 9: perfusion.v1.CaseDetails.patient:type_name -> perfusion.v1.Patient
+	13, // 10: perfusion.v1.CaseDetails.team:type_name -> perfusion.v1.Team
+	14, // 11: perfusion.v1.CaseDetails.procedure:type_name -> perfusion.v1.Procedure
+	17, // 12: perfusion.v1.CaseDetails.circuit:type_name -> perfusion.v1.Circuit
+	19, // 13: perfusion.v1.CaseDetails.prime:type_name -> perfusion.v1.Prime
+	10, // 14: perfusion.v1.CaseDetails.booking:type_name -> perfusion.v1.Booking
+	2,  // 15: perfusion.v1.Patient.sex:type_name -> perfusion.v1.Sex
+	3,  // 16: perfusion.v1.Patient.bsa_formula:type_name -> perfusion.v1.BsaFormula
+	12, // 17: perfusion.v1.Team.surgeon:type_name -> perfusion.v1.StaffMember
+	12, // 18: perfusion.v1.Team.anesthesiologist:type_name -> perfusion.v1.StaffMember
+	12, // 19: perfusion.v1.Team.perfusionists:type_name -> perfusion.v1.StaffMember
+	4,  // 20: perfusion.v1.Circuit.arterial_pump:type_name -> perfusion.v1.PumpType
+	15, // 21: perfusion.v1.Circuit.oxygenator:type_name -> perfusion.v1.Component
+	5,  // 22: perfusion.v1.Circuit.reservoir:type_name -> perfusion.v1.ReservoirType
+	15, // 23: perfusion.v1.Circuit.arterial_filter:type_name -> perfusion.v1.Component
+	16, // 24: perfusion.v1.Circuit.cannulae:type_name -> perfusion.v1.Cannula
+	18, // 25: perfusion.v1.Prime.components:type_name -> perfusion.v1.PrimeComponent
+	6,  // 26: perfusion.v1.Signature.meaning:type_name -> perfusion.v1.SignatureMeaning
+	43, // 27: perfusion.v1.Signature.signed_at:type_name -> google.protobuf.Timestamp
+	8,  // 28: perfusion.v1.Signature.covers:type_name -> perfusion.v1.LedgerHead
+	1,  // 29: perfusion.v1.CreateCaseRequest.kind:type_name -> perfusion.v1.CaseKind
+	43, // 30: perfusion.v1.CreateCaseRequest.scheduled_start:type_name -> google.protobuf.Timestamp
+	9,  // 31: perfusion.v1.CreateCaseRequest.details:type_name -> perfusion.v1.CaseDetails
+	7,  // 32: perfusion.v1.CreateCaseResponse.case:type_name -> perfusion.v1.Case
+	7,  // 33: perfusion.v1.GetCaseResponse.case:type_name -> perfusion.v1.Case
+	0,  // 34: perfusion.v1.ListCasesRequest.status:type_name -> perfusion.v1.CaseStatus
+	43, // 35: perfusion.v1.ListCasesRequest.scheduled_from:type_name -> google.protobuf.Timestamp
+	43, // 36: perfusion.v1.ListCasesRequest.scheduled_to:type_name -> google.protobuf.Timestamp
+	7,  // 37: perfusion.v1.ListCasesResponse.cases:type_name -> perfusion.v1.Case
+	9,  // 38: perfusion.v1.UpdateCaseDetailsRequest.details:type_name -> perfusion.v1.CaseDetails
+	7,  // 39: perfusion.v1.UpdateCaseDetailsResponse.case:type_name -> perfusion.v1.Case
+	7,  // 40: perfusion.v1.CloseCaseResponse.case:type_name -> perfusion.v1.Case
+	6,  // 41: perfusion.v1.SignCaseRequest.meaning:type_name -> perfusion.v1.SignatureMeaning
+	8,  // 42: perfusion.v1.SignCaseRequest.expected_ledger_head:type_name -> perfusion.v1.LedgerHead
+	7,  // 43: perfusion.v1.SignCaseResponse.case:type_name -> perfusion.v1.Case
+	20, // 44: perfusion.v1.SignCaseResponse.signature:type_name -> perfusion.v1.Signature
+	44, // 45: perfusion.v1.AddAddendumResponse.entry:type_name -> perfusion.v1.Entry
+	43, // 46: perfusion.v1.ReconcileIdentityResponse.recorded_at:type_name -> google.protobuf.Timestamp
+	43, // 47: perfusion.v1.IdentityRecord.recorded_at:type_name -> google.protobuf.Timestamp
+	38, // 48: perfusion.v1.GetIdentityHistoryResponse.records:type_name -> perfusion.v1.IdentityRecord
+	11, // 49: perfusion.v1.GetIdentityHistoryResponse.current:type_name -> perfusion.v1.Patient
+	43, // 50: perfusion.v1.Encounter.start:type_name -> google.protobuf.Timestamp
+	43, // 51: perfusion.v1.Encounter.end:type_name -> google.protobuf.Timestamp
+	11, // 52: perfusion.v1.LookupPatientResponse.patient:type_name -> perfusion.v1.Patient
+	41, // 53: perfusion.v1.LookupPatientResponse.encounters:type_name -> perfusion.v1.Encounter
+	21, // 54: perfusion.v1.CaseService.CreateCase:input_type -> perfusion.v1.CreateCaseRequest
+	23, // 55: perfusion.v1.CaseService.GetCase:input_type -> perfusion.v1.GetCaseRequest
+	25, // 56: perfusion.v1.CaseService.ListCases:input_type -> perfusion.v1.ListCasesRequest
+	27, // 57: perfusion.v1.CaseService.UpdateCaseDetails:input_type -> perfusion.v1.UpdateCaseDetailsRequest
+	29, // 58: perfusion.v1.CaseService.CloseCase:input_type -> perfusion.v1.CloseCaseRequest
+	31, // 59: perfusion.v1.CaseService.SignCase:input_type -> perfusion.v1.SignCaseRequest
+	33, // 60: perfusion.v1.CaseService.AddAddendum:input_type -> perfusion.v1.AddAddendumRequest
+	35, // 61: perfusion.v1.CaseService.ReconcileIdentity:input_type -> perfusion.v1.ReconcileIdentityRequest
+	37, // 62: perfusion.v1.CaseService.GetIdentityHistory:input_type -> perfusion.v1.GetIdentityHistoryRequest
+	40, // 63: perfusion.v1.CaseService.LookupPatient:input_type -> perfusion.v1.LookupPatientRequest
+	22, // 64: perfusion.v1.CaseService.CreateCase:output_type -> perfusion.v1.CreateCaseResponse
+	24, // 65: perfusion.v1.CaseService.GetCase:output_type -> perfusion.v1.GetCaseResponse
+	26, // 66: perfusion.v1.CaseService.ListCases:output_type -> perfusion.v1.ListCasesResponse
+	28, // 67: perfusion.v1.CaseService.UpdateCaseDetails:output_type -> perfusion.v1.UpdateCaseDetailsResponse
+	30, // 68: perfusion.v1.CaseService.CloseCase:output_type -> perfusion.v1.CloseCaseResponse
+	32, // 69: perfusion.v1.CaseService.SignCase:output_type -> perfusion.v1.SignCaseResponse
+	34, // 70: perfusion.v1.CaseService.AddAddendum:output_type -> perfusion.v1.AddAddendumResponse
+	36, // 71: perfusion.v1.CaseService.ReconcileIdentity:output_type -> perfusion.v1.ReconcileIdentityResponse
+	39, // 72: perfusion.v1.CaseService.GetIdentityHistory:output_type -> perfusion.v1.GetIdentityHistoryResponse
+	42, // 73: perfusion.v1.CaseService.LookupPatient:output_type -> perfusion.v1.LookupPatientResponse
+	64, // [64:74] is the sub-list for method output_type
+	54, // [54:64] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_perfusion_v1_case_proto_init() }
@@ -2846,7 +3477,7 @@ func file_perfusion_v1_case_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_perfusion_v1_case_proto_rawDesc), len(file_perfusion_v1_case_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

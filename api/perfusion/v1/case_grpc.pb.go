@@ -19,14 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CaseService_CreateCase_FullMethodName        = "/perfusion.v1.CaseService/CreateCase"
-	CaseService_GetCase_FullMethodName           = "/perfusion.v1.CaseService/GetCase"
-	CaseService_ListCases_FullMethodName         = "/perfusion.v1.CaseService/ListCases"
-	CaseService_UpdateCaseDetails_FullMethodName = "/perfusion.v1.CaseService/UpdateCaseDetails"
-	CaseService_CloseCase_FullMethodName         = "/perfusion.v1.CaseService/CloseCase"
-	CaseService_SignCase_FullMethodName          = "/perfusion.v1.CaseService/SignCase"
-	CaseService_AddAddendum_FullMethodName       = "/perfusion.v1.CaseService/AddAddendum"
-	CaseService_ReconcileIdentity_FullMethodName = "/perfusion.v1.CaseService/ReconcileIdentity"
+	CaseService_CreateCase_FullMethodName         = "/perfusion.v1.CaseService/CreateCase"
+	CaseService_GetCase_FullMethodName            = "/perfusion.v1.CaseService/GetCase"
+	CaseService_ListCases_FullMethodName          = "/perfusion.v1.CaseService/ListCases"
+	CaseService_UpdateCaseDetails_FullMethodName  = "/perfusion.v1.CaseService/UpdateCaseDetails"
+	CaseService_CloseCase_FullMethodName          = "/perfusion.v1.CaseService/CloseCase"
+	CaseService_SignCase_FullMethodName           = "/perfusion.v1.CaseService/SignCase"
+	CaseService_AddAddendum_FullMethodName        = "/perfusion.v1.CaseService/AddAddendum"
+	CaseService_ReconcileIdentity_FullMethodName  = "/perfusion.v1.CaseService/ReconcileIdentity"
+	CaseService_GetIdentityHistory_FullMethodName = "/perfusion.v1.CaseService/GetIdentityHistory"
+	CaseService_LookupPatient_FullMethodName      = "/perfusion.v1.CaseService/LookupPatient"
 )
 
 // CaseServiceClient is the client API for CaseService service.
@@ -79,6 +81,19 @@ type CaseServiceClient interface {
 	// write. InvalidArgument for a missing MRN, assigning authority or
 	// reason; NotFound for an unknown case.
 	ReconcileIdentity(ctx context.Context, in *ReconcileIdentityRequest, opts ...grpc.CallOption) (*ReconcileIdentityResponse, error)
+	// GetIdentityHistory returns how the case's patient identity came to be:
+	// each details version that set or changed it and every identity
+	// reconciliation (typed by a person, or from the EHR's ADT feed: a late
+	// MRN, a patient merge), in ledger order, with the identity exports use
+	// now. NotFound for an unknown case.
+	GetIdentityHistory(ctx context.Context, in *GetIdentityHistoryRequest, opts ...grpc.CallOption) (*GetIdentityHistoryResponse, error)
+	// LookupPatient searches the EHR (the configured FHIR R4 server) for a
+	// patient by MRN and returns the patient and their recent encounters,
+	// so a new case is filled in from the EHR instead of typed. Nothing is
+	// stored. FailedPrecondition when this server has no FHIR server to ask;
+	// NotFound when the EHR knows no such patient; Unavailable when it does
+	// not answer.
+	LookupPatient(ctx context.Context, in *LookupPatientRequest, opts ...grpc.CallOption) (*LookupPatientResponse, error)
 }
 
 type caseServiceClient struct {
@@ -169,6 +184,26 @@ func (c *caseServiceClient) ReconcileIdentity(ctx context.Context, in *Reconcile
 	return out, nil
 }
 
+func (c *caseServiceClient) GetIdentityHistory(ctx context.Context, in *GetIdentityHistoryRequest, opts ...grpc.CallOption) (*GetIdentityHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetIdentityHistoryResponse)
+	err := c.cc.Invoke(ctx, CaseService_GetIdentityHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *caseServiceClient) LookupPatient(ctx context.Context, in *LookupPatientRequest, opts ...grpc.CallOption) (*LookupPatientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupPatientResponse)
+	err := c.cc.Invoke(ctx, CaseService_LookupPatient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CaseServiceServer is the server API for CaseService service.
 // All implementations must embed UnimplementedCaseServiceServer
 // for forward compatibility.
@@ -219,6 +254,19 @@ type CaseServiceServer interface {
 	// write. InvalidArgument for a missing MRN, assigning authority or
 	// reason; NotFound for an unknown case.
 	ReconcileIdentity(context.Context, *ReconcileIdentityRequest) (*ReconcileIdentityResponse, error)
+	// GetIdentityHistory returns how the case's patient identity came to be:
+	// each details version that set or changed it and every identity
+	// reconciliation (typed by a person, or from the EHR's ADT feed: a late
+	// MRN, a patient merge), in ledger order, with the identity exports use
+	// now. NotFound for an unknown case.
+	GetIdentityHistory(context.Context, *GetIdentityHistoryRequest) (*GetIdentityHistoryResponse, error)
+	// LookupPatient searches the EHR (the configured FHIR R4 server) for a
+	// patient by MRN and returns the patient and their recent encounters,
+	// so a new case is filled in from the EHR instead of typed. Nothing is
+	// stored. FailedPrecondition when this server has no FHIR server to ask;
+	// NotFound when the EHR knows no such patient; Unavailable when it does
+	// not answer.
+	LookupPatient(context.Context, *LookupPatientRequest) (*LookupPatientResponse, error)
 	mustEmbedUnimplementedCaseServiceServer()
 }
 
@@ -252,6 +300,12 @@ func (UnimplementedCaseServiceServer) AddAddendum(context.Context, *AddAddendumR
 }
 func (UnimplementedCaseServiceServer) ReconcileIdentity(context.Context, *ReconcileIdentityRequest) (*ReconcileIdentityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReconcileIdentity not implemented")
+}
+func (UnimplementedCaseServiceServer) GetIdentityHistory(context.Context, *GetIdentityHistoryRequest) (*GetIdentityHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetIdentityHistory not implemented")
+}
+func (UnimplementedCaseServiceServer) LookupPatient(context.Context, *LookupPatientRequest) (*LookupPatientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupPatient not implemented")
 }
 func (UnimplementedCaseServiceServer) mustEmbedUnimplementedCaseServiceServer() {}
 func (UnimplementedCaseServiceServer) testEmbeddedByValue()                     {}
@@ -418,6 +472,42 @@ func _CaseService_ReconcileIdentity_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CaseService_GetIdentityHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetIdentityHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaseServiceServer).GetIdentityHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaseService_GetIdentityHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaseServiceServer).GetIdentityHistory(ctx, req.(*GetIdentityHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CaseService_LookupPatient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupPatientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaseServiceServer).LookupPatient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaseService_LookupPatient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaseServiceServer).LookupPatient(ctx, req.(*LookupPatientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CaseService_ServiceDesc is the grpc.ServiceDesc for CaseService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -456,6 +546,14 @@ var CaseService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReconcileIdentity",
 			Handler:    _CaseService_ReconcileIdentity_Handler,
+		},
+		{
+			MethodName: "GetIdentityHistory",
+			Handler:    _CaseService_GetIdentityHistory_Handler,
+		},
+		{
+			MethodName: "LookupPatient",
+			Handler:    _CaseService_LookupPatient_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

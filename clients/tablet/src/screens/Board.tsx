@@ -72,7 +72,8 @@ export function Board() {
       const k = sites.length > 1 || sites.includes("*") ? `${c.site} · ${c.room}` : c.room;
       m.set(k, [...(m.get(k) ?? []), c]);
     }
-    for (const v of m.values()) v.sort((a, b) => tsMs(a.scheduledStart) - tsMs(b.scheduledStart));
+    // Cancelled and moved bookings go last in their room.
+    for (const v of m.values()) v.sort((a, b) => Number(cancelled(a)) - Number(cancelled(b)) || tsMs(a.scheduledStart) - tsMs(b.scheduledStart));
     return [...m.entries()].sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
   }, [list]);
 
@@ -98,7 +99,7 @@ export function Board() {
             {cs.map((c) => (
               <button
                 type="button"
-                class={`case-card status-${CaseStatus[c.status].toLowerCase()}`}
+                class={`case-card status-${CaseStatus[c.status].toLowerCase()}${cancelled(c) ? " booking-cancelled" : ""}`}
                 data-testid="case-card"
                 data-case-id={c.caseId}
                 key={c.caseId}
@@ -107,7 +108,7 @@ export function Board() {
                 <span class="card-top">
                   <span class="card-time">{clock(tsMs(c.scheduledStart)).slice(0, 5)}</span>
                   <span class="chip">{KIND_TEXT[c.kind]}</span>
-                  <span class={`chip status`}>{STATUS_TEXT[c.status]}</span>
+                  <span class={`chip status`}>{cancelled(c) ? bookingText(c) : STATUS_TEXT[c.status]}</span>
                 </span>
                 <span class="card-name">{patientName(c)}</span>
                 <span class="card-sub">
@@ -122,6 +123,16 @@ export function Board() {
       {creating && <CaseForm sites={sites} onClose={() => setCreating(false)} />}
     </main>
   );
+}
+
+// cancelled: the OR schedule (SIU, or a FHIR Appointment) cancelled or
+// moved this planned case's booking; nothing was charted on it.
+function cancelled(c: Case): boolean {
+  return c.status === CaseStatus.PLANNED && !!c.details?.booking?.cancelled;
+}
+
+function bookingText(c: Case): string {
+  return c.details?.booking?.replacedBy ? "moved" : "cancelled";
 }
 
 type F = Record<string, string>;

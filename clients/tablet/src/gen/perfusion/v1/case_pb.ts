@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file perfusion/v1/case.proto.
  */
 export const file_perfusion_v1_case: GenFile = /*@__PURE__*/
-  fileDesc("ChdwZXJmdXNpb24vdjEvY2FzZS5wcm90bxIMcGVyZnVzaW9uLnYxIugDCgRDYXNlEg8KB2Nhc2VfaWQYASABKAkSKAoGc3RhdHVzGAIgASgOMhgucGVyZnVzaW9uLnYxLkNhc2VTdGF0dXMSJAoEa2luZBgDIAEoDjIWLnBlcmZ1c2lvbi52MS5DYXNlS2luZBIMCgRzaXRlGAQgASgJEgwKBHJvb20YBSABKAkSMwoPc2NoZWR1bGVkX3N0YXJ0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdkZXRhaWxzGAcgASgLMhkucGVyZnVzaW9uLnYxLkNhc2VEZXRhaWxzEhcKD2RldGFpbHNfdmVyc2lvbhgIIAEoAxIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCnNpZ25hdHVyZXMYDCADKAsyFy5wZXJmdXNpb24udjEuU2lnbmF0dXJlEi0KC2xlZGdlcl9oZWFkGA0gASgLMhgucGVyZnVzaW9uLnYxLkxlZGdlckhlYWQiLAoKTGVkZ2VySGVhZBIQCghzZXF1ZW5jZRgBIAEoAxIMCgRoYXNoGAIgASgJIs8BCgtDYXNlRGV0YWlscxImCgdwYXRpZW50GAEgASgLMhUucGVyZnVzaW9uLnYxLlBhdGllbnQSIAoEdGVhbRgCIAEoCzISLnBlcmZ1c2lvbi52MS5UZWFtEioKCXByb2NlZHVyZRgDIAEoCzIXLnBlcmZ1c2lvbi52MS5Qcm9jZWR1cmUSJgoHY2lyY3VpdBgEIAEoCzIVLnBlcmZ1c2lvbi52MS5DaXJjdWl0EiIKBXByaW1lGAUgASgLMhMucGVyZnVzaW9uLnYxLlByaW1lIqACCgdQYXRpZW50EgsKA21ybhgBIAEoCRIfChdtcm5fYXNzaWduaW5nX2F1dGhvcml0eRgCIAEoCRITCgtmYW1pbHlfbmFtZRgDIAEoCRISCgpnaXZlbl9uYW1lGAQgASgJEhIKCmJpcnRoX2RhdGUYBSABKAkSHgoDc2V4GAYgASgOMhEucGVyZnVzaW9uLnYxLlNleBIRCgloZWlnaHRfY20YByABKAESEQoJd2VpZ2h0X2tnGAggASgBEhIKCmJsb29kX3R5cGUYCSABKAkSEQoJYWxsZXJnaWVzGAogAygJEi0KC2JzYV9mb3JtdWxhGAsgASgOMhgucGVyZnVzaW9uLnYxLkJzYUZvcm11bGESDgoGYnNhX20yGAwgASgBIjUKC1N0YWZmTWVtYmVyEhAKCHN0YWZmX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSKZAQoEVGVhbRIqCgdzdXJnZW9uGAEgASgLMhkucGVyZnVzaW9uLnYxLlN0YWZmTWVtYmVyEjMKEGFuZXN0aGVzaW9sb2dpc3QYAiABKAsyGS5wZXJmdXNpb24udjEuU3RhZmZNZW1iZXISMAoNcGVyZnVzaW9uaXN0cxgDIAMoCzIZLnBlcmZ1c2lvbi52MS5TdGFmZk1lbWJlciJLCglQcm9jZWR1cmUSEwoLZGVzY3JpcHRpb24YASABKAkSEwoLc25vbWVkX2NvZGUYAiABKAkSFAoMZW5jb3VudGVyX2lkGAMgASgJIjQKCUNvbXBvbmVudBINCgVtb2RlbBgBIAEoCRILCgNsb3QYAiABKAkSCwoDdWRpGAMgASgJIjcKB0Nhbm51bGESDAoEc2l0ZRgBIAEoCRIPCgdzaXplX2ZyGAIgASgBEg0KBW1vZGVsGAMgASgJIrwCCgdDaXJjdWl0Ei0KDWFydGVyaWFsX3B1bXAYASABKA4yFi5wZXJmdXNpb24udjEuUHVtcFR5cGUSKwoKb3h5Z2VuYXRvchgCIAEoCzIXLnBlcmZ1c2lvbi52MS5Db21wb25lbnQSLgoJcmVzZXJ2b2lyGAMgASgOMhsucGVyZnVzaW9uLnYxLlJlc2Vydm9pclR5cGUSMAoPYXJ0ZXJpYWxfZmlsdGVyGAQgASgLMhcucGVyZnVzaW9uLnYxLkNvbXBvbmVudBInCghjYW5udWxhZRgFIAMoCzIVLnBlcmZ1c2lvbi52MS5DYW5udWxhEhsKE2NhcmRpb3BsZWdpYV9zeXN0ZW0YBiABKAkSFAoMY2VsbF9zYWx2YWdlGAcgASgIEhcKD3VsdHJhZmlsdHJhdGlvbhgIIAEoCCIxCg5QcmltZUNvbXBvbmVudBIMCgRuYW1lGAEgASgJEhEKCXZvbHVtZV9tbBgCIAEoASJQCgVQcmltZRIwCgpjb21wb25lbnRzGAEgAygLMhwucGVyZnVzaW9uLnYxLlByaW1lQ29tcG9uZW50EhUKDXJhcF92b2x1bWVfbWwYAiABKAEiwgEKCVNpZ25hdHVyZRIOCgZzaWduZXIYASABKAkSGwoTc2lnbmVyX2Rpc3BsYXlfbmFtZRgCIAEoCRIvCgdtZWFuaW5nGAMgASgOMh4ucGVyZnVzaW9uLnYxLlNpZ25hdHVyZU1lYW5pbmcSLQoJc2lnbmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZjb3ZlcnMYBSABKAsyGC5wZXJmdXNpb24udjEuTGVkZ2VySGVhZCLHAQoRQ3JlYXRlQ2FzZVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRIkCgRraW5kGAIgASgOMhYucGVyZnVzaW9uLnYxLkNhc2VLaW5kEgwKBHNpdGUYAyABKAkSDAoEcm9vbRgEIAEoCRIzCg9zY2hlZHVsZWRfc3RhcnQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2RldGFpbHMYBiABKAsyGS5wZXJmdXNpb24udjEuQ2FzZURldGFpbHMiNgoSQ3JlYXRlQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZSIhCg5HZXRDYXNlUmVxdWVzdBIPCgdjYXNlX2lkGAEgASgJIjMKD0dldENhc2VSZXNwb25zZRIgCgRjYXNlGAEgASgLMhIucGVyZnVzaW9uLnYxLkNhc2Ui5QEKEExpc3RDYXNlc1JlcXVlc3QSKAoGc3RhdHVzGAEgASgOMhgucGVyZnVzaW9uLnYxLkNhc2VTdGF0dXMSDAoEcm9vbRgCIAEoCRIMCgRzaXRlGAMgASgJEjIKDnNjaGVkdWxlZF9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxzY2hlZHVsZWRfdG8YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIk8KEUxpc3RDYXNlc1Jlc3BvbnNlEiEKBWNhc2VzGAEgAygLMhIucGVyZnVzaW9uLnYxLkNhc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokBChhVcGRhdGVDYXNlRGV0YWlsc1JlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRIgChhleHBlY3RlZF9kZXRhaWxzX3ZlcnNpb24YAiABKAMSKgoHZGV0YWlscxgDIAEoCzIZLnBlcmZ1c2lvbi52MS5DYXNlRGV0YWlscxIOCgZyZWFzb24YBCABKAkiPQoZVXBkYXRlQ2FzZURldGFpbHNSZXNwb25zZRIgCgRjYXNlGAEgASgLMhIucGVyZnVzaW9uLnYxLkNhc2UiIwoQQ2xvc2VDYXNlUmVxdWVzdBIPCgdjYXNlX2lkGAEgASgJIjUKEUNsb3NlQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZSKoAQoPU2lnbkNhc2VSZXF1ZXN0Eg8KB2Nhc2VfaWQYASABKAkSLwoHbWVhbmluZxgCIAEoDjIeLnBlcmZ1c2lvbi52MS5TaWduYXR1cmVNZWFuaW5nEhsKE3NpZ25lcl9kaXNwbGF5X25hbWUYAyABKAkSNgoUZXhwZWN0ZWRfbGVkZ2VyX2hlYWQYBCABKAsyGC5wZXJmdXNpb24udjEuTGVkZ2VySGVhZCJzChBTaWduQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZRIqCglzaWduYXR1cmUYAiABKAsyFy5wZXJmdXNpb24udjEuU2lnbmF0dXJlEhEKCWR1cGxpY2F0ZRgDIAEoCCJYChJBZGRBZGRlbmR1bVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRITCgthZGRlbmR1bV9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEg4KBnJlYXNvbhgEIAEoCSI5ChNBZGRBZGRlbmR1bVJlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMucGVyZnVzaW9uLnYxLkVudHJ5IqIBChhSZWNvbmNpbGVJZGVudGl0eVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRILCgNtcm4YAiABKAkSGwoTYXNzaWduaW5nX2F1dGhvcml0eRgDIAEoCRITCgtmYW1pbHlfbmFtZRgEIAEoCRISCgpnaXZlbl9uYW1lGAUgASgJEhIKCmJpcnRoX2RhdGUYBiABKAkSDgoGcmVhc29uGAcgASgJInUKGVJlY29uY2lsZUlkZW50aXR5UmVzcG9uc2USEgoKbGVkZ2VyX3NlcRgBIAEoAxITCgtsZWRnZXJfaGFzaBgCIAEoCRIvCgtyZWNvcmRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqjwEKCkNhc2VTdGF0dXMSGwoXQ0FTRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNDQVNFX1NUQVRVU19QTEFOTkVEEAESGwoXQ0FTRV9TVEFUVVNfSU5fUFJPR1JFU1MQAhIWChJDQVNFX1NUQVRVU19DTE9TRUQQAxIWChJDQVNFX1NUQVRVU19TSUdORUQQBCpMCghDYXNlS2luZBIZChVDQVNFX0tJTkRfVU5TUEVDSUZJRUQQABIRCg1DQVNFX0tJTkRfQ1BCEAESEgoOQ0FTRV9LSU5EX0VDTU8QAipYCgNTZXgSEwoPU0VYX1VOU1BFQ0lGSUVEEAASDgoKU0VYX0ZFTUFMRRABEgwKCFNFWF9NQUxFEAISDQoJU0VYX09USEVSEAMSDwoLU0VYX1VOS05PV04QBCp1CgpCc2FGb3JtdWxhEhsKF0JTQV9GT1JNVUxBX1VOU1BFQ0lGSUVEEAASGQoVQlNBX0ZPUk1VTEFfTU9TVEVMTEVSEAESFgoSQlNBX0ZPUk1VTEFfRFVCT0lTEAISFwoTQlNBX0ZPUk1VTEFfSEFZQ09DSxADKlYKCFB1bXBUeXBlEhkKFVBVTVBfVFlQRV9VTlNQRUNJRklFRBAAEhQKEFBVTVBfVFlQRV9ST0xMRVIQARIZChVQVU1QX1RZUEVfQ0VOVFJJRlVHQUwQAiprCg1SZXNlcnZvaXJUeXBlEh4KGlJFU0VSVk9JUl9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZUkVTRVJWT0lSX1RZUEVfSEFSRF9TSEVMTBABEhsKF1JFU0VSVk9JUl9UWVBFX1NPRlRfQkFHEAIqlQEKEFNpZ25hdHVyZU1lYW5pbmcSIQodU0lHTkFUVVJFX01FQU5JTkdfVU5TUEVDSUZJRUQQABIeChpTSUdOQVRVUkVfTUVBTklOR19BVVRIT1JFRBABEh4KGlNJR05BVFVSRV9NRUFOSU5HX1JFVklFV0VEEAISHgoaU0lHTkFUVVJFX01FQU5JTkdfQVBQUk9WRUQQAzKtBQoLQ2FzZVNlcnZpY2USTwoKQ3JlYXRlQ2FzZRIfLnBlcmZ1c2lvbi52MS5DcmVhdGVDYXNlUmVxdWVzdBogLnBlcmZ1c2lvbi52MS5DcmVhdGVDYXNlUmVzcG9uc2USRgoHR2V0Q2FzZRIcLnBlcmZ1c2lvbi52MS5HZXRDYXNlUmVxdWVzdBodLnBlcmZ1c2lvbi52MS5HZXRDYXNlUmVzcG9uc2USTAoJTGlzdENhc2VzEh4ucGVyZnVzaW9uLnYxLkxpc3RDYXNlc1JlcXVlc3QaHy5wZXJmdXNpb24udjEuTGlzdENhc2VzUmVzcG9uc2USZAoRVXBkYXRlQ2FzZURldGFpbHMSJi5wZXJmdXNpb24udjEuVXBkYXRlQ2FzZURldGFpbHNSZXF1ZXN0GicucGVyZnVzaW9uLnYxLlVwZGF0ZUNhc2VEZXRhaWxzUmVzcG9uc2USTAoJQ2xvc2VDYXNlEh4ucGVyZnVzaW9uLnYxLkNsb3NlQ2FzZVJlcXVlc3QaHy5wZXJmdXNpb24udjEuQ2xvc2VDYXNlUmVzcG9uc2USSQoIU2lnbkNhc2USHS5wZXJmdXNpb24udjEuU2lnbkNhc2VSZXF1ZXN0Gh4ucGVyZnVzaW9uLnYxLlNpZ25DYXNlUmVzcG9uc2USUgoLQWRkQWRkZW5kdW0SIC5wZXJmdXNpb24udjEuQWRkQWRkZW5kdW1SZXF1ZXN0GiEucGVyZnVzaW9uLnYxLkFkZEFkZGVuZHVtUmVzcG9uc2USZAoRUmVjb25jaWxlSWRlbnRpdHkSJi5wZXJmdXNpb24udjEuUmVjb25jaWxlSWRlbnRpdHlSZXF1ZXN0GicucGVyZnVzaW9uLnYxLlJlY29uY2lsZUlkZW50aXR5UmVzcG9uc2VCKFomcGVyZnVzaW9uL2FwaS9wZXJmdXNpb24vdjE7cGVyZnVzaW9udjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_perfusion_v1_entry]);
+  fileDesc("ChdwZXJmdXNpb24vdjEvY2FzZS5wcm90bxIMcGVyZnVzaW9uLnYxIugDCgRDYXNlEg8KB2Nhc2VfaWQYASABKAkSKAoGc3RhdHVzGAIgASgOMhgucGVyZnVzaW9uLnYxLkNhc2VTdGF0dXMSJAoEa2luZBgDIAEoDjIWLnBlcmZ1c2lvbi52MS5DYXNlS2luZBIMCgRzaXRlGAQgASgJEgwKBHJvb20YBSABKAkSMwoPc2NoZWR1bGVkX3N0YXJ0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdkZXRhaWxzGAcgASgLMhkucGVyZnVzaW9uLnYxLkNhc2VEZXRhaWxzEhcKD2RldGFpbHNfdmVyc2lvbhgIIAEoAxIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCnNpZ25hdHVyZXMYDCADKAsyFy5wZXJmdXNpb24udjEuU2lnbmF0dXJlEi0KC2xlZGdlcl9oZWFkGA0gASgLMhgucGVyZnVzaW9uLnYxLkxlZGdlckhlYWQiLAoKTGVkZ2VySGVhZBIQCghzZXF1ZW5jZRgBIAEoAxIMCgRoYXNoGAIgASgJIvcBCgtDYXNlRGV0YWlscxImCgdwYXRpZW50GAEgASgLMhUucGVyZnVzaW9uLnYxLlBhdGllbnQSIAoEdGVhbRgCIAEoCzISLnBlcmZ1c2lvbi52MS5UZWFtEioKCXByb2NlZHVyZRgDIAEoCzIXLnBlcmZ1c2lvbi52MS5Qcm9jZWR1cmUSJgoHY2lyY3VpdBgEIAEoCzIVLnBlcmZ1c2lvbi52MS5DaXJjdWl0EiIKBXByaW1lGAUgASgLMhMucGVyZnVzaW9uLnYxLlByaW1lEiYKB2Jvb2tpbmcYBiABKAsyFS5wZXJmdXNpb24udjEuQm9va2luZyJpCgdCb29raW5nEhYKDmFwcG9pbnRtZW50X2lkGAEgASgJEg4KBnNlbmRlchgCIAEoCRIRCgljYW5jZWxsZWQYAyABKAgSDgoGcmVhc29uGAQgASgJEhMKC3JlcGxhY2VkX2J5GAUgASgJIqACCgdQYXRpZW50EgsKA21ybhgBIAEoCRIfChdtcm5fYXNzaWduaW5nX2F1dGhvcml0eRgCIAEoCRITCgtmYW1pbHlfbmFtZRgDIAEoCRISCgpnaXZlbl9uYW1lGAQgASgJEhIKCmJpcnRoX2RhdGUYBSABKAkSHgoDc2V4GAYgASgOMhEucGVyZnVzaW9uLnYxLlNleBIRCgloZWlnaHRfY20YByABKAESEQoJd2VpZ2h0X2tnGAggASgBEhIKCmJsb29kX3R5cGUYCSABKAkSEQoJYWxsZXJnaWVzGAogAygJEi0KC2JzYV9mb3JtdWxhGAsgASgOMhgucGVyZnVzaW9uLnYxLkJzYUZvcm11bGESDgoGYnNhX20yGAwgASgBIjUKC1N0YWZmTWVtYmVyEhAKCHN0YWZmX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSKZAQoEVGVhbRIqCgdzdXJnZW9uGAEgASgLMhkucGVyZnVzaW9uLnYxLlN0YWZmTWVtYmVyEjMKEGFuZXN0aGVzaW9sb2dpc3QYAiABKAsyGS5wZXJmdXNpb24udjEuU3RhZmZNZW1iZXISMAoNcGVyZnVzaW9uaXN0cxgDIAMoCzIZLnBlcmZ1c2lvbi52MS5TdGFmZk1lbWJlciJLCglQcm9jZWR1cmUSEwoLZGVzY3JpcHRpb24YASABKAkSEwoLc25vbWVkX2NvZGUYAiABKAkSFAoMZW5jb3VudGVyX2lkGAMgASgJIjQKCUNvbXBvbmVudBINCgVtb2RlbBgBIAEoCRILCgNsb3QYAiABKAkSCwoDdWRpGAMgASgJIjcKB0Nhbm51bGESDAoEc2l0ZRgBIAEoCRIPCgdzaXplX2ZyGAIgASgBEg0KBW1vZGVsGAMgASgJIrwCCgdDaXJjdWl0Ei0KDWFydGVyaWFsX3B1bXAYASABKA4yFi5wZXJmdXNpb24udjEuUHVtcFR5cGUSKwoKb3h5Z2VuYXRvchgCIAEoCzIXLnBlcmZ1c2lvbi52MS5Db21wb25lbnQSLgoJcmVzZXJ2b2lyGAMgASgOMhsucGVyZnVzaW9uLnYxLlJlc2Vydm9pclR5cGUSMAoPYXJ0ZXJpYWxfZmlsdGVyGAQgASgLMhcucGVyZnVzaW9uLnYxLkNvbXBvbmVudBInCghjYW5udWxhZRgFIAMoCzIVLnBlcmZ1c2lvbi52MS5DYW5udWxhEhsKE2NhcmRpb3BsZWdpYV9zeXN0ZW0YBiABKAkSFAoMY2VsbF9zYWx2YWdlGAcgASgIEhcKD3VsdHJhZmlsdHJhdGlvbhgIIAEoCCIxCg5QcmltZUNvbXBvbmVudBIMCgRuYW1lGAEgASgJEhEKCXZvbHVtZV9tbBgCIAEoASJQCgVQcmltZRIwCgpjb21wb25lbnRzGAEgAygLMhwucGVyZnVzaW9uLnYxLlByaW1lQ29tcG9uZW50EhUKDXJhcF92b2x1bWVfbWwYAiABKAEiwgEKCVNpZ25hdHVyZRIOCgZzaWduZXIYASABKAkSGwoTc2lnbmVyX2Rpc3BsYXlfbmFtZRgCIAEoCRIvCgdtZWFuaW5nGAMgASgOMh4ucGVyZnVzaW9uLnYxLlNpZ25hdHVyZU1lYW5pbmcSLQoJc2lnbmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZjb3ZlcnMYBSABKAsyGC5wZXJmdXNpb24udjEuTGVkZ2VySGVhZCLHAQoRQ3JlYXRlQ2FzZVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRIkCgRraW5kGAIgASgOMhYucGVyZnVzaW9uLnYxLkNhc2VLaW5kEgwKBHNpdGUYAyABKAkSDAoEcm9vbRgEIAEoCRIzCg9zY2hlZHVsZWRfc3RhcnQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2RldGFpbHMYBiABKAsyGS5wZXJmdXNpb24udjEuQ2FzZURldGFpbHMiNgoSQ3JlYXRlQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZSIhCg5HZXRDYXNlUmVxdWVzdBIPCgdjYXNlX2lkGAEgASgJIjMKD0dldENhc2VSZXNwb25zZRIgCgRjYXNlGAEgASgLMhIucGVyZnVzaW9uLnYxLkNhc2Ui5QEKEExpc3RDYXNlc1JlcXVlc3QSKAoGc3RhdHVzGAEgASgOMhgucGVyZnVzaW9uLnYxLkNhc2VTdGF0dXMSDAoEcm9vbRgCIAEoCRIMCgRzaXRlGAMgASgJEjIKDnNjaGVkdWxlZF9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxzY2hlZHVsZWRfdG8YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIk8KEUxpc3RDYXNlc1Jlc3BvbnNlEiEKBWNhc2VzGAEgAygLMhIucGVyZnVzaW9uLnYxLkNhc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokBChhVcGRhdGVDYXNlRGV0YWlsc1JlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRIgChhleHBlY3RlZF9kZXRhaWxzX3ZlcnNpb24YAiABKAMSKgoHZGV0YWlscxgDIAEoCzIZLnBlcmZ1c2lvbi52MS5DYXNlRGV0YWlscxIOCgZyZWFzb24YBCABKAkiPQoZVXBkYXRlQ2FzZURldGFpbHNSZXNwb25zZRIgCgRjYXNlGAEgASgLMhIucGVyZnVzaW9uLnYxLkNhc2UiIwoQQ2xvc2VDYXNlUmVxdWVzdBIPCgdjYXNlX2lkGAEgASgJIjUKEUNsb3NlQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZSKoAQoPU2lnbkNhc2VSZXF1ZXN0Eg8KB2Nhc2VfaWQYASABKAkSLwoHbWVhbmluZxgCIAEoDjIeLnBlcmZ1c2lvbi52MS5TaWduYXR1cmVNZWFuaW5nEhsKE3NpZ25lcl9kaXNwbGF5X25hbWUYAyABKAkSNgoUZXhwZWN0ZWRfbGVkZ2VyX2hlYWQYBCABKAsyGC5wZXJmdXNpb24udjEuTGVkZ2VySGVhZCJzChBTaWduQ2FzZVJlc3BvbnNlEiAKBGNhc2UYASABKAsyEi5wZXJmdXNpb24udjEuQ2FzZRIqCglzaWduYXR1cmUYAiABKAsyFy5wZXJmdXNpb24udjEuU2lnbmF0dXJlEhEKCWR1cGxpY2F0ZRgDIAEoCCJYChJBZGRBZGRlbmR1bVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRITCgthZGRlbmR1bV9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEg4KBnJlYXNvbhgEIAEoCSI5ChNBZGRBZGRlbmR1bVJlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMucGVyZnVzaW9uLnYxLkVudHJ5IqIBChhSZWNvbmNpbGVJZGVudGl0eVJlcXVlc3QSDwoHY2FzZV9pZBgBIAEoCRILCgNtcm4YAiABKAkSGwoTYXNzaWduaW5nX2F1dGhvcml0eRgDIAEoCRITCgtmYW1pbHlfbmFtZRgEIAEoCRISCgpnaXZlbl9uYW1lGAUgASgJEhIKCmJpcnRoX2RhdGUYBiABKAkSDgoGcmVhc29uGAcgASgJInUKGVJlY29uY2lsZUlkZW50aXR5UmVzcG9uc2USEgoKbGVkZ2VyX3NlcRgBIAEoAxITCgtsZWRnZXJfaGFzaBgCIAEoCRIvCgtyZWNvcmRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoZR2V0SWRlbnRpdHlIaXN0b3J5UmVxdWVzdBIPCgdjYXNlX2lkGAEgASgJIokCCg5JZGVudGl0eVJlY29yZBIOCgZzb3VyY2UYASABKAkSFwoPbGVkZ2VyX3NlcXVlbmNlGAIgASgDEhcKD2RldGFpbHNfdmVyc2lvbhgDIAEoAxILCgNtcm4YBCABKAkSGwoTYXNzaWduaW5nX2F1dGhvcml0eRgFIAEoCRITCgtmYW1pbHlfbmFtZRgGIAEoCRISCgpnaXZlbl9uYW1lGAcgASgJEhIKCmJpcnRoX2RhdGUYCCABKAkSDgoGcmVhc29uGAkgASgJEg0KBWFjdG9yGAogASgJEi8KC3JlY29yZGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzChpHZXRJZGVudGl0eUhpc3RvcnlSZXNwb25zZRItCgdyZWNvcmRzGAEgAygLMhwucGVyZnVzaW9uLnYxLklkZW50aXR5UmVjb3JkEiYKB2N1cnJlbnQYAiABKAsyFS5wZXJmdXNpb24udjEuUGF0aWVudCJOChRMb29rdXBQYXRpZW50UmVxdWVzdBIMCgRzaXRlGAEgASgJEgsKA21ybhgCIAEoCRIbChNhc3NpZ25pbmdfYXV0aG9yaXR5GAMgASgJIqsBCglFbmNvdW50ZXISFAoMZW5jb3VudGVyX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRISCgpjbGFzc19jb2RlGAMgASgJEikKBXN0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxvY2F0aW9uGAYgASgJIoUBChVMb29rdXBQYXRpZW50UmVzcG9uc2USJgoHcGF0aWVudBgBIAEoCzIVLnBlcmZ1c2lvbi52MS5QYXRpZW50EisKCmVuY291bnRlcnMYAiADKAsyFy5wZXJmdXNpb24udjEuRW5jb3VudGVyEhcKD2ZoaXJfcGF0aWVudF9pZBgDIAEoCSqPAQoKQ2FzZVN0YXR1cxIbChdDQVNFX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0NBU0VfU1RBVFVTX1BMQU5ORUQQARIbChdDQVNFX1NUQVRVU19JTl9QUk9HUkVTUxACEhYKEkNBU0VfU1RBVFVTX0NMT1NFRBADEhYKEkNBU0VfU1RBVFVTX1NJR05FRBAEKkwKCENhc2VLaW5kEhkKFUNBU0VfS0lORF9VTlNQRUNJRklFRBAAEhEKDUNBU0VfS0lORF9DUEIQARISCg5DQVNFX0tJTkRfRUNNTxACKlgKA1NleBITCg9TRVhfVU5TUEVDSUZJRUQQABIOCgpTRVhfRkVNQUxFEAESDAoIU0VYX01BTEUQAhINCglTRVhfT1RIRVIQAxIPCgtTRVhfVU5LTk9XThAEKnUKCkJzYUZvcm11bGESGwoXQlNBX0ZPUk1VTEFfVU5TUEVDSUZJRUQQABIZChVCU0FfRk9STVVMQV9NT1NURUxMRVIQARIWChJCU0FfRk9STVVMQV9EVUJPSVMQAhIXChNCU0FfRk9STVVMQV9IQVlDT0NLEAMqVgoIUHVtcFR5cGUSGQoVUFVNUF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQUFVNUF9UWVBFX1JPTExFUhABEhkKFVBVTVBfVFlQRV9DRU5UUklGVUdBTBACKmsKDVJlc2Vydm9pclR5cGUSHgoaUkVTRVJWT0lSX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNFUlZPSVJfVFlQRV9IQVJEX1NIRUxMEAESGwoXUkVTRVJWT0lSX1RZUEVfU09GVF9CQUcQAiqVAQoQU2lnbmF0dXJlTWVhbmluZxIhCh1TSUdOQVRVUkVfTUVBTklOR19VTlNQRUNJRklFRBAAEh4KGlNJR05BVFVSRV9NRUFOSU5HX0FVVEhPUkVEEAESHgoaU0lHTkFUVVJFX01FQU5JTkdfUkVWSUVXRUQQAhIeChpTSUdOQVRVUkVfTUVBTklOR19BUFBST1ZFRBADMvAGCgtDYXNlU2VydmljZRJPCgpDcmVhdGVDYXNlEh8ucGVyZnVzaW9uLnYxLkNyZWF0ZUNhc2VSZXF1ZXN0GiAucGVyZnVzaW9uLnYxLkNyZWF0ZUNhc2VSZXNwb25zZRJGCgdHZXRDYXNlEhwucGVyZnVzaW9uLnYxLkdldENhc2VSZXF1ZXN0Gh0ucGVyZnVzaW9uLnYxLkdldENhc2VSZXNwb25zZRJMCglMaXN0Q2FzZXMSHi5wZXJmdXNpb24udjEuTGlzdENhc2VzUmVxdWVzdBofLnBlcmZ1c2lvbi52MS5MaXN0Q2FzZXNSZXNwb25zZRJkChFVcGRhdGVDYXNlRGV0YWlscxImLnBlcmZ1c2lvbi52MS5VcGRhdGVDYXNlRGV0YWlsc1JlcXVlc3QaJy5wZXJmdXNpb24udjEuVXBkYXRlQ2FzZURldGFpbHNSZXNwb25zZRJMCglDbG9zZUNhc2USHi5wZXJmdXNpb24udjEuQ2xvc2VDYXNlUmVxdWVzdBofLnBlcmZ1c2lvbi52MS5DbG9zZUNhc2VSZXNwb25zZRJJCghTaWduQ2FzZRIdLnBlcmZ1c2lvbi52MS5TaWduQ2FzZVJlcXVlc3QaHi5wZXJmdXNpb24udjEuU2lnbkNhc2VSZXNwb25zZRJSCgtBZGRBZGRlbmR1bRIgLnBlcmZ1c2lvbi52MS5BZGRBZGRlbmR1bVJlcXVlc3QaIS5wZXJmdXNpb24udjEuQWRkQWRkZW5kdW1SZXNwb25zZRJkChFSZWNvbmNpbGVJZGVudGl0eRImLnBlcmZ1c2lvbi52MS5SZWNvbmNpbGVJZGVudGl0eVJlcXVlc3QaJy5wZXJmdXNpb24udjEuUmVjb25jaWxlSWRlbnRpdHlSZXNwb25zZRJnChJHZXRJZGVudGl0eUhpc3RvcnkSJy5wZXJmdXNpb24udjEuR2V0SWRlbnRpdHlIaXN0b3J5UmVxdWVzdBooLnBlcmZ1c2lvbi52MS5HZXRJZGVudGl0eUhpc3RvcnlSZXNwb25zZRJYCg1Mb29rdXBQYXRpZW50EiIucGVyZnVzaW9uLnYxLkxvb2t1cFBhdGllbnRSZXF1ZXN0GiMucGVyZnVzaW9uLnYxLkxvb2t1cFBhdGllbnRSZXNwb25zZUIoWiZwZXJmdXNpb24vYXBpL3BlcmZ1c2lvbi92MTtwZXJmdXNpb252MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_perfusion_v1_entry]);
 
 /**
  * Case is the current state of a perfusion case.
@@ -191,6 +191,16 @@ export type CaseDetails = Message<"perfusion.v1.CaseDetails"> & {
    * @generated from field: perfusion.v1.Prime prime = 5;
    */
   prime?: Prime | undefined;
+
+  /**
+   * The OR-schedule appointment the case was planned from (HL7 SIU), set
+   * by the inbound interface only; unset for a case created by hand.
+   * Output only: UpdateCaseDetails keeps the case's booking whatever the
+   * request says.
+   *
+   * @generated from field: perfusion.v1.Booking booking = 6;
+   */
+  booking?: Booking | undefined;
 };
 
 /**
@@ -199,6 +209,60 @@ export type CaseDetails = Message<"perfusion.v1.CaseDetails"> & {
  */
 export const CaseDetailsSchema: GenMessage<CaseDetails> = /*@__PURE__*/
   messageDesc(file_perfusion_v1_case, 2);
+
+/**
+ * Booking is the EHR's appointment behind a planned case. The case's room
+ * and scheduled start are the booking's when the case was planned and never
+ * change: a booking moved to another room or start is planned again as a
+ * new case, and this one then says so (cancelled, replaced_by). A
+ * cancelled booking's case stays planned with nothing charted; a tablet
+ * shows it as cancelled.
+ *
+ * @generated from message perfusion.v1.Booking
+ */
+export type Booking = Message<"perfusion.v1.Booking"> & {
+  /**
+   * The scheduling system's appointment id (SIU SCH-2, else SCH-1).
+   *
+   * @generated from field: string appointment_id = 1;
+   */
+  appointmentId: string;
+
+  /**
+   * The inbound sender that booked it.
+   *
+   * @generated from field: string sender = 2;
+   */
+  sender: string;
+
+  /**
+   * The EHR cancelled or deleted the appointment, or moved it.
+   *
+   * @generated from field: bool cancelled = 3;
+   */
+  cancelled: boolean;
+
+  /**
+   * Why, as the schedule said (SCH-6) or "rescheduled".
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The case that holds the booking now that it moved.
+   *
+   * @generated from field: string replaced_by = 5;
+   */
+  replacedBy: string;
+};
+
+/**
+ * Describes the message perfusion.v1.Booking.
+ * Use `create(BookingSchema)` to create a new message.
+ */
+export const BookingSchema: GenMessage<Booking> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 3);
 
 /**
  * Patient identifies and describes the patient.
@@ -297,7 +361,7 @@ export type Patient = Message<"perfusion.v1.Patient"> & {
  * Use `create(PatientSchema)` to create a new message.
  */
 export const PatientSchema: GenMessage<Patient> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 3);
+  messageDesc(file_perfusion_v1_case, 4);
 
 /**
  * StaffMember is a person on the clinical team.
@@ -325,7 +389,7 @@ export type StaffMember = Message<"perfusion.v1.StaffMember"> & {
  * Use `create(StaffMemberSchema)` to create a new message.
  */
 export const StaffMemberSchema: GenMessage<StaffMember> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 4);
+  messageDesc(file_perfusion_v1_case, 5);
 
 /**
  * Team is the clinical team of the case.
@@ -360,7 +424,7 @@ export type Team = Message<"perfusion.v1.Team"> & {
  * Use `create(TeamSchema)` to create a new message.
  */
 export const TeamSchema: GenMessage<Team> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 5);
+  messageDesc(file_perfusion_v1_case, 6);
 
 /**
  * Procedure describes the surgical or ECMO procedure.
@@ -395,7 +459,7 @@ export type Procedure = Message<"perfusion.v1.Procedure"> & {
  * Use `create(ProcedureSchema)` to create a new message.
  */
 export const ProcedureSchema: GenMessage<Procedure> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 6);
+  messageDesc(file_perfusion_v1_case, 7);
 
 /**
  * Component is a disposable with traceability data.
@@ -430,7 +494,7 @@ export type Component = Message<"perfusion.v1.Component"> & {
  * Use `create(ComponentSchema)` to create a new message.
  */
 export const ComponentSchema: GenMessage<Component> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 7);
+  messageDesc(file_perfusion_v1_case, 8);
 
 /**
  * Cannula is one cannula placed for the circuit.
@@ -465,7 +529,7 @@ export type Cannula = Message<"perfusion.v1.Cannula"> & {
  * Use `create(CannulaSchema)` to create a new message.
  */
 export const CannulaSchema: GenMessage<Cannula> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 8);
+  messageDesc(file_perfusion_v1_case, 9);
 
 /**
  * Circuit is the extracorporeal circuit as set up for the patient.
@@ -535,7 +599,7 @@ export type Circuit = Message<"perfusion.v1.Circuit"> & {
  * Use `create(CircuitSchema)` to create a new message.
  */
 export const CircuitSchema: GenMessage<Circuit> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 9);
+  messageDesc(file_perfusion_v1_case, 10);
 
 /**
  * PrimeComponent is one fluid in the prime.
@@ -563,7 +627,7 @@ export type PrimeComponent = Message<"perfusion.v1.PrimeComponent"> & {
  * Use `create(PrimeComponentSchema)` to create a new message.
  */
 export const PrimeComponentSchema: GenMessage<PrimeComponent> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 10);
+  messageDesc(file_perfusion_v1_case, 11);
 
 /**
  * Prime is the circuit prime.
@@ -591,7 +655,7 @@ export type Prime = Message<"perfusion.v1.Prime"> & {
  * Use `create(PrimeSchema)` to create a new message.
  */
 export const PrimeSchema: GenMessage<Prime> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 11);
+  messageDesc(file_perfusion_v1_case, 12);
 
 /**
  * Signature is a sign-off bound to a ledger head.
@@ -640,7 +704,7 @@ export type Signature = Message<"perfusion.v1.Signature"> & {
  * Use `create(SignatureSchema)` to create a new message.
  */
 export const SignatureSchema: GenMessage<Signature> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 12);
+  messageDesc(file_perfusion_v1_case, 13);
 
 /**
  * CreateCaseRequest creates a case.
@@ -697,7 +761,7 @@ export type CreateCaseRequest = Message<"perfusion.v1.CreateCaseRequest"> & {
  * Use `create(CreateCaseRequestSchema)` to create a new message.
  */
 export const CreateCaseRequestSchema: GenMessage<CreateCaseRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 13);
+  messageDesc(file_perfusion_v1_case, 14);
 
 /**
  * CreateCaseResponse returns the created (or existing identical) case.
@@ -718,7 +782,7 @@ export type CreateCaseResponse = Message<"perfusion.v1.CreateCaseResponse"> & {
  * Use `create(CreateCaseResponseSchema)` to create a new message.
  */
 export const CreateCaseResponseSchema: GenMessage<CreateCaseResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 14);
+  messageDesc(file_perfusion_v1_case, 15);
 
 /**
  * GetCaseRequest names a case.
@@ -739,7 +803,7 @@ export type GetCaseRequest = Message<"perfusion.v1.GetCaseRequest"> & {
  * Use `create(GetCaseRequestSchema)` to create a new message.
  */
 export const GetCaseRequestSchema: GenMessage<GetCaseRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 15);
+  messageDesc(file_perfusion_v1_case, 16);
 
 /**
  * GetCaseResponse returns a case.
@@ -760,7 +824,7 @@ export type GetCaseResponse = Message<"perfusion.v1.GetCaseResponse"> & {
  * Use `create(GetCaseResponseSchema)` to create a new message.
  */
 export const GetCaseResponseSchema: GenMessage<GetCaseResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 16);
+  messageDesc(file_perfusion_v1_case, 17);
 
 /**
  * ListCasesRequest filters and pages cases. Filters combine with AND.
@@ -823,7 +887,7 @@ export type ListCasesRequest = Message<"perfusion.v1.ListCasesRequest"> & {
  * Use `create(ListCasesRequestSchema)` to create a new message.
  */
 export const ListCasesRequestSchema: GenMessage<ListCasesRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 17);
+  messageDesc(file_perfusion_v1_case, 18);
 
 /**
  * ListCasesResponse is one page of cases.
@@ -851,7 +915,7 @@ export type ListCasesResponse = Message<"perfusion.v1.ListCasesResponse"> & {
  * Use `create(ListCasesResponseSchema)` to create a new message.
  */
 export const ListCasesResponseSchema: GenMessage<ListCasesResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 18);
+  messageDesc(file_perfusion_v1_case, 19);
 
 /**
  * UpdateCaseDetailsRequest stores a new version of a case's details.
@@ -894,7 +958,7 @@ export type UpdateCaseDetailsRequest = Message<"perfusion.v1.UpdateCaseDetailsRe
  * Use `create(UpdateCaseDetailsRequestSchema)` to create a new message.
  */
 export const UpdateCaseDetailsRequestSchema: GenMessage<UpdateCaseDetailsRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 19);
+  messageDesc(file_perfusion_v1_case, 20);
 
 /**
  * UpdateCaseDetailsResponse returns the case with its new details version.
@@ -915,7 +979,7 @@ export type UpdateCaseDetailsResponse = Message<"perfusion.v1.UpdateCaseDetailsR
  * Use `create(UpdateCaseDetailsResponseSchema)` to create a new message.
  */
 export const UpdateCaseDetailsResponseSchema: GenMessage<UpdateCaseDetailsResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 20);
+  messageDesc(file_perfusion_v1_case, 21);
 
 /**
  * CloseCaseRequest ends charting on a case.
@@ -936,7 +1000,7 @@ export type CloseCaseRequest = Message<"perfusion.v1.CloseCaseRequest"> & {
  * Use `create(CloseCaseRequestSchema)` to create a new message.
  */
 export const CloseCaseRequestSchema: GenMessage<CloseCaseRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 21);
+  messageDesc(file_perfusion_v1_case, 22);
 
 /**
  * CloseCaseResponse returns the closed case.
@@ -957,7 +1021,7 @@ export type CloseCaseResponse = Message<"perfusion.v1.CloseCaseResponse"> & {
  * Use `create(CloseCaseResponseSchema)` to create a new message.
  */
 export const CloseCaseResponseSchema: GenMessage<CloseCaseResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 22);
+  messageDesc(file_perfusion_v1_case, 23);
 
 /**
  * SignCaseRequest signs a closed (or already signed) case.
@@ -1000,7 +1064,7 @@ export type SignCaseRequest = Message<"perfusion.v1.SignCaseRequest"> & {
  * Use `create(SignCaseRequestSchema)` to create a new message.
  */
 export const SignCaseRequestSchema: GenMessage<SignCaseRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 23);
+  messageDesc(file_perfusion_v1_case, 24);
 
 /**
  * SignCaseResponse returns the signed case.
@@ -1037,7 +1101,7 @@ export type SignCaseResponse = Message<"perfusion.v1.SignCaseResponse"> & {
  * Use `create(SignCaseResponseSchema)` to create a new message.
  */
 export const SignCaseResponseSchema: GenMessage<SignCaseResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 24);
+  messageDesc(file_perfusion_v1_case, 25);
 
 /**
  * AddAddendumRequest appends an addendum to a signed case.
@@ -1079,7 +1143,7 @@ export type AddAddendumRequest = Message<"perfusion.v1.AddAddendumRequest"> & {
  * Use `create(AddAddendumRequestSchema)` to create a new message.
  */
 export const AddAddendumRequestSchema: GenMessage<AddAddendumRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 25);
+  messageDesc(file_perfusion_v1_case, 26);
 
 /**
  * AddAddendumResponse returns the stored addendum.
@@ -1100,7 +1164,7 @@ export type AddAddendumResponse = Message<"perfusion.v1.AddAddendumResponse"> & 
  * Use `create(AddAddendumResponseSchema)` to create a new message.
  */
 export const AddAddendumResponseSchema: GenMessage<AddAddendumResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 26);
+  messageDesc(file_perfusion_v1_case, 27);
 
 /**
  * ReconcileIdentityRequest is a patient identity for a case.
@@ -1165,7 +1229,7 @@ export type ReconcileIdentityRequest = Message<"perfusion.v1.ReconcileIdentityRe
  * Use `create(ReconcileIdentityRequestSchema)` to create a new message.
  */
 export const ReconcileIdentityRequestSchema: GenMessage<ReconcileIdentityRequest> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 27);
+  messageDesc(file_perfusion_v1_case, 28);
 
 /**
  * ReconcileIdentityResponse returns where the reconciliation sits in the
@@ -1201,7 +1265,280 @@ export type ReconcileIdentityResponse = Message<"perfusion.v1.ReconcileIdentityR
  * Use `create(ReconcileIdentityResponseSchema)` to create a new message.
  */
 export const ReconcileIdentityResponseSchema: GenMessage<ReconcileIdentityResponse> = /*@__PURE__*/
-  messageDesc(file_perfusion_v1_case, 28);
+  messageDesc(file_perfusion_v1_case, 29);
+
+/**
+ * GetIdentityHistoryRequest names a case.
+ *
+ * @generated from message perfusion.v1.GetIdentityHistoryRequest
+ */
+export type GetIdentityHistoryRequest = Message<"perfusion.v1.GetIdentityHistoryRequest"> & {
+  /**
+   * UUID of the case.
+   *
+   * @generated from field: string case_id = 1;
+   */
+  caseId: string;
+};
+
+/**
+ * Describes the message perfusion.v1.GetIdentityHistoryRequest.
+ * Use `create(GetIdentityHistoryRequestSchema)` to create a new message.
+ */
+export const GetIdentityHistoryRequestSchema: GenMessage<GetIdentityHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 30);
+
+/**
+ * IdentityRecord is one step of a case's identity history.
+ *
+ * @generated from message perfusion.v1.IdentityRecord
+ */
+export type IdentityRecord = Message<"perfusion.v1.IdentityRecord"> & {
+  /**
+   * "details" (a details version that set or changed the identity) or
+   * "reconciliation" (an identity link).
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * The ledger link that recorded it.
+   *
+   * @generated from field: int64 ledger_sequence = 2;
+   */
+  ledgerSequence: bigint;
+
+  /**
+   * The details version (source "details").
+   *
+   * @generated from field: int64 details_version = 3;
+   */
+  detailsVersion: bigint;
+
+  /**
+   * Medical record number.
+   *
+   * @generated from field: string mrn = 4;
+   */
+  mrn: string;
+
+  /**
+   * Its assigning authority.
+   *
+   * @generated from field: string assigning_authority = 5;
+   */
+  assigningAuthority: string;
+
+  /**
+   * Family name.
+   *
+   * @generated from field: string family_name = 6;
+   */
+  familyName: string;
+
+  /**
+   * Given names.
+   *
+   * @generated from field: string given_name = 7;
+   */
+  givenName: string;
+
+  /**
+   * Birth date, YYYY-MM-DD.
+   *
+   * @generated from field: string birth_date = 8;
+   */
+  birthDate: string;
+
+  /**
+   * Why (the reason of the details version or reconciliation; for the
+   * EHR's, the message: "EHR: ADT^A40 message …").
+   *
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
+
+  /**
+   * Who: a person, or "interface:<sender>" for the EHR's feed.
+   *
+   * @generated from field: string actor = 10;
+   */
+  actor: string;
+
+  /**
+   * When the server recorded it.
+   *
+   * @generated from field: google.protobuf.Timestamp recorded_at = 11;
+   */
+  recordedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message perfusion.v1.IdentityRecord.
+ * Use `create(IdentityRecordSchema)` to create a new message.
+ */
+export const IdentityRecordSchema: GenMessage<IdentityRecord> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 31);
+
+/**
+ * GetIdentityHistoryResponse is a case's identity history.
+ *
+ * @generated from message perfusion.v1.GetIdentityHistoryResponse
+ */
+export type GetIdentityHistoryResponse = Message<"perfusion.v1.GetIdentityHistoryResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated perfusion.v1.IdentityRecord records = 1;
+   */
+  records: IdentityRecord[];
+
+  /**
+   * The identity in force: the current details with the latest
+   * reconciliation applied, as the exports render it.
+   *
+   * @generated from field: perfusion.v1.Patient current = 2;
+   */
+  current?: Patient | undefined;
+};
+
+/**
+ * Describes the message perfusion.v1.GetIdentityHistoryResponse.
+ * Use `create(GetIdentityHistoryResponseSchema)` to create a new message.
+ */
+export const GetIdentityHistoryResponseSchema: GenMessage<GetIdentityHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 32);
+
+/**
+ * LookupPatientRequest asks the EHR for a patient.
+ *
+ * @generated from message perfusion.v1.LookupPatientRequest
+ */
+export type LookupPatientRequest = Message<"perfusion.v1.LookupPatientRequest"> & {
+  /**
+   * The site the new case is for (the caller must hold it).
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Medical record number; required.
+   *
+   * @generated from field: string mrn = 2;
+   */
+  mrn: string;
+
+  /**
+   * Its assigning authority (selects the identifier system, as
+   * perfusiond --fhir-mrn-systems maps them); empty: the server's only
+   * configured system.
+   *
+   * @generated from field: string assigning_authority = 3;
+   */
+  assigningAuthority: string;
+};
+
+/**
+ * Describes the message perfusion.v1.LookupPatientRequest.
+ * Use `create(LookupPatientRequestSchema)` to create a new message.
+ */
+export const LookupPatientRequestSchema: GenMessage<LookupPatientRequest> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 33);
+
+/**
+ * Encounter is a visit of the patient as the EHR has it.
+ *
+ * @generated from message perfusion.v1.Encounter
+ */
+export type Encounter = Message<"perfusion.v1.Encounter"> & {
+  /**
+   * The visit number (Encounter.identifier of the configured system, else
+   * the first).
+   *
+   * @generated from field: string encounter_id = 1;
+   */
+  encounterId: string;
+
+  /**
+   * planned, arrived, in-progress, finished, cancelled, …
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * The class code, e.g. IMP (inpatient), AMB, EMER.
+   *
+   * @generated from field: string class_code = 3;
+   */
+  classCode: string;
+
+  /**
+   * Start of the period.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 4;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * End of the period; unset while it lasts.
+   *
+   * @generated from field: google.protobuf.Timestamp end = 5;
+   */
+  end?: Timestamp | undefined;
+
+  /**
+   * Where: the first location's display text.
+   *
+   * @generated from field: string location = 6;
+   */
+  location: string;
+};
+
+/**
+ * Describes the message perfusion.v1.Encounter.
+ * Use `create(EncounterSchema)` to create a new message.
+ */
+export const EncounterSchema: GenMessage<Encounter> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 34);
+
+/**
+ * LookupPatientResponse is what the EHR knows.
+ *
+ * @generated from message perfusion.v1.LookupPatientResponse
+ */
+export type LookupPatientResponse = Message<"perfusion.v1.LookupPatientResponse"> & {
+  /**
+   * The patient, as a case's details take it (height and weight unset:
+   * they are measured for the case).
+   *
+   * @generated from field: perfusion.v1.Patient patient = 1;
+   */
+  patient?: Patient | undefined;
+
+  /**
+   * Encounters, most recent first (at most 10).
+   *
+   * @generated from field: repeated perfusion.v1.Encounter encounters = 2;
+   */
+  encounters: Encounter[];
+
+  /**
+   * The FHIR id of the Patient resource.
+   *
+   * @generated from field: string fhir_patient_id = 3;
+   */
+  fhirPatientId: string;
+};
+
+/**
+ * Describes the message perfusion.v1.LookupPatientResponse.
+ * Use `create(LookupPatientResponseSchema)` to create a new message.
+ */
+export const LookupPatientResponseSchema: GenMessage<LookupPatientResponse> = /*@__PURE__*/
+  messageDesc(file_perfusion_v1_case, 35);
 
 /**
  * CaseStatus is where a case is in its lifecycle. It only moves forward.
@@ -1597,6 +1934,35 @@ export const CaseService: GenService<{
     methodKind: "unary";
     input: typeof ReconcileIdentityRequestSchema;
     output: typeof ReconcileIdentityResponseSchema;
+  },
+  /**
+   * GetIdentityHistory returns how the case's patient identity came to be:
+   * each details version that set or changed it and every identity
+   * reconciliation (typed by a person, or from the EHR's ADT feed: a late
+   * MRN, a patient merge), in ledger order, with the identity exports use
+   * now. NotFound for an unknown case.
+   *
+   * @generated from rpc perfusion.v1.CaseService.GetIdentityHistory
+   */
+  getIdentityHistory: {
+    methodKind: "unary";
+    input: typeof GetIdentityHistoryRequestSchema;
+    output: typeof GetIdentityHistoryResponseSchema;
+  },
+  /**
+   * LookupPatient searches the EHR (the configured FHIR R4 server) for a
+   * patient by MRN and returns the patient and their recent encounters,
+   * so a new case is filled in from the EHR instead of typed. Nothing is
+   * stored. FailedPrecondition when this server has no FHIR server to ask;
+   * NotFound when the EHR knows no such patient; Unavailable when it does
+   * not answer.
+   *
+   * @generated from rpc perfusion.v1.CaseService.LookupPatient
+   */
+  lookupPatient: {
+    methodKind: "unary";
+    input: typeof LookupPatientRequestSchema;
+    output: typeof LookupPatientResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_perfusion_v1_case, 0);
