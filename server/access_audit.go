@@ -251,10 +251,35 @@ func (a *accessAuditor) record(ctx context.Context, method string, r Rule, p Pri
 	return err
 }
 
+// WriteStarted is the reason of the access event recorded before a write
+// (Rule.Writes) runs; the call's outcome follows in an event of its own.
+const WriteStarted = "write started"
+
+// recordWriteStart records, before the handler runs, that a write was let
+// in (reason WriteStarted, code OK), and returns errAuditUnavailable when
+// it could not be recorded: the write is then refused, not done.
+func (a *accessAuditor) recordWriteStart(ctx context.Context, method string, r Rule, p Principal, caseID string, req any) error {
+	if m, ok := req.(proto.Message); ok && caseID == "" {
+		caseID = caseIDOf(m) // a case being created under its client-made id
+	}
+	return a.recordOpening(ctx, method, p, caseID, WriteStarted, func(e *store.AccessEvent) {
+		if m, ok := req.(proto.Message); ok && r.Scope == ScopeSite {
+			e.Site = siteOf(m) // a case being created has no stored site yet
+		}
+	}, "access audit write failed; refusing the write")
+}
+
 // recordStreamOpen records that a stream reached a case (reason "stream
 // opened"); its end is recorded by record like any call.
 func (a *accessAuditor) recordStreamOpen(ctx context.Context, method string, p Principal, caseID string) error {
-	e := store.AccessEvent{ID: uuid.New(), At: a.now(), Principal: p.Name, Via: p.Via, Method: method, Code: codes.OK.String(), Reason: "stream opened"}
+	return a.recordOpening(ctx, method, p, caseID, "stream opened", nil, "access audit write failed; ending the stream")
+}
+
+// recordOpening records an access let in before its work begins (a write
+// started, a stream opened), with reason, and errAuditUnavailable when it
+// could not be recorded.
+func (a *accessAuditor) recordOpening(ctx context.Context, method string, p Principal, caseID, reason string, fill func(*store.AccessEvent), failure string) error {
+	e := store.AccessEvent{ID: uuid.New(), At: a.now(), Principal: p.Name, Via: p.Via, Method: method, Code: codes.OK.String(), Reason: reason}
 	roles := make([]string, len(p.Roles))
 	for i, role := range p.Roles {
 		roles[i] = string(role)
@@ -262,14 +287,17 @@ func (a *accessAuditor) recordStreamOpen(ctx context.Context, method string, p P
 	e.Roles = strings.Join(roles, " ")
 	e.CaseID, _ = uuid.Parse(caseID)
 	if m, ok := ctx.Value(breakGlassKey{}).(*breakGlassMark); ok && m.used {
-		e.Reason = "stream opened, break-glass"
+		e.Reason = reason + ", break-glass"
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		e.ClientAddr = pr.Addr.String()
 	}
+	if fill != nil {
+		fill(&e)
+	}
 	if err := a.access.AppendAccessEvents(context.WithoutCancel(ctx), []store.AccessEvent{e}); err != nil {
 		a.failed()
-		a.log.Error("access audit write failed; ending the stream", "method", method, "err", err.Error())
+		a.log.Error(failure, "method", method, "err", err.Error())
 		return errAuditUnavailable
 	}
 	return nil

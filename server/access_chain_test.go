@@ -90,8 +90,10 @@ func TestVerifyAccessAuditRPC(t *testing.T) {
 	if !resp.GetOk() || len(resp.GetChains()) != 2 {
 		t.Fatalf("verification: %v", resp)
 	}
+	// Each creation is two links: its access before the write, its
+	// outcome after.
 	for _, c := range resp.GetChains() {
-		if !c.GetOk() || c.GetLinks() != 1 || c.GetHeadSeq() != 1 || len(c.GetHeadHash()) != 64 {
+		if !c.GetOk() || c.GetLinks() != 2 || c.GetHeadSeq() != 2 || len(c.GetHeadHash()) != 64 {
 			t.Errorf("chain %q: %v", c.GetSite(), c)
 		}
 	}

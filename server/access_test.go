@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "perfusion/api/perfusion/v1"
 	"perfusion/server"
@@ -86,16 +89,18 @@ func TestAccessAuditRecordsEveryCall(t *testing.T) {
 	// A call without credentials is refused at its headers, before its
 	// body is read, and recorded asynchronously (limits.go): wait for it.
 	events := e.accessEvents(&pb.ListAccessEventsRequest{})
-	for deadline := time.Now().Add(5 * time.Second); len(events) < len(calls)+2 && time.Now().Before(deadline); {
+	// Each creation is two events: its access before the write ("write
+	// started"), its outcome after.
+	for deadline := time.Now().Add(5 * time.Second); len(events) < len(calls)+4 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		events = e.accessEvents(&pb.ListAccessEventsRequest{})
 	}
 	// Newest first: the calls above in reverse, after the two creations.
-	if len(events) != len(calls)+2 {
+	if len(events) != len(calls)+4 {
 		for _, ev := range events {
 			t.Log(ev)
 		}
-		t.Fatalf("%d access events, want %d (2 creations and every call but the health check)", len(events), len(calls)+2)
+		t.Fatalf("%d access events, want %d (2 creations of 2 events each and every call but the health check)", len(events), len(calls)+4)
 	}
 	for i, c := range calls {
 		ev := events[len(calls)-1-i]
@@ -117,10 +122,11 @@ func TestAccessAuditRecordsEveryCall(t *testing.T) {
 	if n := len(e.accessEvents(&pb.ListAccessEventsRequest{Principal: "reviewer-1"})); n != 2 {
 		t.Errorf("reviewer-1: %d events, want 2", n)
 	}
-	// The north case's two events, and the first listing, which returned
-	// them (reads of the audit record the cases whose events they saw).
-	if n := len(e.accessEvents(&pb.ListAccessEventsRequest{CaseId: north})); n != 3 {
-		t.Errorf("north case: %d events, want 3", n)
+	// The north case's three events (its creation's two), and the first
+	// listing, which returned them (reads of the audit record the cases
+	// whose events they saw).
+	if n := len(e.accessEvents(&pb.ListAccessEventsRequest{CaseId: north})); n != 4 {
+		t.Errorf("north case: %d events, want 4", n)
 	}
 	if n := len(e.accessEvents(&pb.ListAccessEventsRequest{DeniedOnly: true})); n != 3 {
 		t.Errorf("denied: %d events, want 3", n)
@@ -141,8 +147,8 @@ func TestAccessAuditRecordsEveryCall(t *testing.T) {
 	}
 	// The four listings above are recorded too; the pages' own records are
 	// newer than the first page, so newest-first paging does not meet them.
-	if paged != len(calls)+2+4 {
-		t.Errorf("paging saw %d events, want %d", paged, len(calls)+2+4)
+	if paged != len(calls)+4+4 {
+		t.Errorf("paging saw %d events, want %d", paged, len(calls)+4+4)
 	}
 	_, err := ac.ListAccessEvents(e.token("perfusionist-1", rolePerf, main, 0), &pb.ListAccessEventsRequest{})
 	wantCode(t, "a perfusionist reading the access audit", err, codes.PermissionDenied)
@@ -171,6 +177,61 @@ func TestAccessAuditFailureFailsTheCall(t *testing.T) {
 	if _, err := healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("health with the audit down: %v", err)
 	}
+}
+
+// TestAccessAuditBeforeWrite: a write is audited before it takes effect.
+// With the audit unwritable the write is refused and nothing is stored;
+// when only its outcome cannot be recorded (the access is on record
+// already) the caller hears what happened to the write.
+func TestAccessAuditBeforeWrite(t *testing.T) {
+	b := sqlitetest.Open(t)
+	good := start(t, b)
+	c := good.createCase("OR-1")
+	down := start(t, failingAudit{b})
+	entry := &pb.Entry{EntryId: uuid.NewString(), CaseId: c.GetCaseId(), OccurredAt: timestamppb.Now(),
+		Detail: &pb.Entry_Note{Note: &pb.Note{Text: "heparin drawn up"}}}
+	_, err := down.charting.RecordEntry(as(perfusionist), &pb.RecordEntryRequest{Entry: entry})
+	wantCode(t, "RecordEntry with the audit down", err, codes.Unavailable)
+	list, err := good.charting.ListEntries(as(perfusionist), &pb.ListEntriesRequest{CaseId: c.GetCaseId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list.GetEntries()); n != 0 {
+		t.Fatalf("%d entries stored by a write whose audit failed, want 0", n)
+	}
+
+	// Only the outcome fails: the first append (the access) succeeds.
+	once := start(t, &auditOnce{Backend: b})
+	got, err := once.charting.RecordEntry(as(perfusionist), &pb.RecordEntryRequest{Entry: entry})
+	if err != nil || got.GetEntry().GetEntryId() != entry.GetEntryId() {
+		t.Fatalf("RecordEntry whose outcome could not be audited: %v, %v; want the stored entry", got, err)
+	}
+	var started int
+	events, err := b.ListAccessEvents(context.Background(), store.AccessFilter{CaseID: uuid.MustParse(c.GetCaseId()), Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if strings.HasSuffix(ev.Method, "/RecordEntry") && ev.Reason == server.WriteStarted {
+			started++
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d RecordEntry accesses on record, want 1 (the refused write recorded nothing)", started)
+	}
+}
+
+// auditOnce writes the first access event and fails every later one.
+type auditOnce struct {
+	*sqlite.Backend
+	n atomic.Int32
+}
+
+func (a *auditOnce) AppendAccessEvents(ctx context.Context, es []store.AccessEvent) error {
+	if a.n.Add(1) > 1 {
+		return errors.New("disk full")
+	}
+	return a.Backend.AppendAccessEvents(ctx, es)
 }
 
 // TestBreakGlass: a clinician of another site is refused, opens emergency

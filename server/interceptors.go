@@ -131,8 +131,21 @@ func (ic *interceptors) unaryAccess(ctx context.Context, req any, info *grpc.Una
 	if err != nil {
 		return nil, ic.audited(ctx, info.FullMethod, r, p, caseID, req, nil, err)
 	}
+	if r.Writes && ic.audit != nil {
+		// Audit before the write takes effect: if the audit cannot be
+		// written, nothing is.
+		if err := ic.audit.recordWriteStart(ctx, info.FullMethod, r, p, caseID, req); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := handler(actx, req)
 	if aerr := ic.audited(ctx, info.FullMethod, r, p, caseID, req, resp, err); aerr != err {
+		if r.Writes {
+			// The write's access is on record already; its outcome could
+			// not be added (logged and counted). The caller hears what
+			// happened to the write, not a retry that is not needed.
+			return resp, err
+		}
 		return nil, aerr
 	}
 	return resp, err

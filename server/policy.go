@@ -94,6 +94,12 @@ type Rule struct {
 	// RecentAuth: the caller must have authenticated within the signing
 	// window (auth_time), as a signature is a legal attestation.
 	RecentAuth bool
+	// Writes: the call changes the record (or what is delivered from it,
+	// or who may reach it). Its access is recorded before the handler
+	// runs ("write started"), so when the audit cannot be written the call
+	// is refused before anything is written; its outcome is recorded
+	// after, as for every call.
+	Writes bool
 }
 
 var (
@@ -113,16 +119,16 @@ var policy = map[string]Rule{
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {Public: true},
 
 	// CaseService.
-	"/perfusion.v1.CaseService/CreateCase":        {Roles: clinicians, Scope: ScopeSite, PatientData: true},
+	"/perfusion.v1.CaseService/CreateCase":        {Roles: clinicians, Scope: ScopeSite, PatientData: true, Writes: true},
 	"/perfusion.v1.CaseService/GetCase":           {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.CaseService/ListCases":         {Roles: readers, Identified: true, Scope: ScopeList, PatientData: true},
-	"/perfusion.v1.CaseService/UpdateCaseDetails": {Roles: clinicians, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.CaseService/CloseCase":         {Roles: clinicians, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.CaseService/SignCase":          {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer}, Scope: ScopeCase, PatientData: true, RecentAuth: true},
-	"/perfusion.v1.CaseService/AddAddendum":       {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.CaseService/UpdateCaseDetails": {Roles: clinicians, Scope: ScopeCase, PatientData: true, Writes: true},
+	"/perfusion.v1.CaseService/CloseCase":         {Roles: clinicians, Scope: ScopeCase, PatientData: true, Writes: true},
+	"/perfusion.v1.CaseService/SignCase":          {Roles: []Role{RolePerfusionist, RoleAnesthesiologist, RoleReviewer}, Scope: ScopeCase, PatientData: true, RecentAuth: true, Writes: true},
+	"/perfusion.v1.CaseService/AddAddendum":       {Roles: clinicians, Scope: ScopeCase, PatientData: true, Writes: true},
 	// Completing a patient identity: the perfusionist who charted the case
 	// or an administrator (registration, the EHR's merges).
-	"/perfusion.v1.CaseService/ReconcileIdentity": {Roles: []Role{RolePerfusionist, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.CaseService/ReconcileIdentity": {Roles: []Role{RolePerfusionist, RoleAdmin}, Scope: ScopeCase, PatientData: true, Writes: true},
 	// How the identity came to be (details versions, reconciliations by
 	// people and by the EHR's feed): whoever may read the case, identified.
 	"/perfusion.v1.CaseService/GetIdentityHistory": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
@@ -134,8 +140,8 @@ var policy = map[string]Rule{
 	// sent (resume points, acknowledgements, its sources' counts and
 	// times); entries are charted by people, so it records none.
 	"/perfusion.v1.ChartingService/StreamSamples": {Roles: []Role{RoleDevice, RolePerfusionist}, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.ChartingService/RecordEntry":   {Roles: clinicians, Scope: ScopeCase, PatientData: true},
-	"/perfusion.v1.ChartingService/CorrectEntry":  {Roles: clinicians, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ChartingService/RecordEntry":   {Roles: clinicians, Scope: ScopeCase, PatientData: true, Writes: true},
+	"/perfusion.v1.ChartingService/CorrectEntry":  {Roles: clinicians, Scope: ScopeCase, PatientData: true, Writes: true},
 	// Entries carry free-text notes: identified.
 	"/perfusion.v1.ChartingService/ListEntries": {Roles: readers, Identified: true, Scope: ScopeCase, PatientData: true},
 	// Device samples identify no one: reviewers may read them.
@@ -168,15 +174,15 @@ var policy = map[string]Rule{
 	"/perfusion.v1.ExportService/RenderFHIR":     {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/RenderDocument": {Roles: exporters, Identified: true, Scope: ScopeCase, PatientData: true},
 	"/perfusion.v1.ExportService/ListDeliveries": {Roles: exporters, Identified: true, Scope: ScopeList, PatientData: true},
-	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/RetryDelivery":  {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeCase, PatientData: true, Writes: true},
 	// Superseding decides that a receiver never gets a version: the same
 	// people who run deliveries, identified, since who decided is recorded.
-	"/perfusion.v1.ExportService/SupersedeDelivery": {Roles: []Role{RoleInterface, RoleAdmin}, Identified: true, Scope: ScopeCase, PatientData: true},
+	"/perfusion.v1.ExportService/SupersedeDelivery": {Roles: []Role{RoleInterface, RoleAdmin}, Identified: true, Scope: ScopeCase, PatientData: true, Writes: true},
 	// AccessService: the access audit and break-glass. Opening a grant is
 	// not site-scoped (that is its point) but audited, with its case.
 	"/perfusion.v1.AccessService/ListAccessEvents": {Roles: []Role{RoleAdmin}},
-	"/perfusion.v1.AccessService/OpenBreakGlass":   {Roles: clinicians, PatientData: true},
-	"/perfusion.v1.AccessService/EndBreakGlass":    {Roles: clinicians, PatientData: true},
+	"/perfusion.v1.AccessService/OpenBreakGlass":   {Roles: clinicians, PatientData: true, Writes: true},
+	"/perfusion.v1.AccessService/EndBreakGlass":    {Roles: clinicians, PatientData: true, Writes: true},
 	"/perfusion.v1.AccessService/ListBreakGlass":   {Roles: []Role{RoleAdmin}},
 	// Verifying the access audit reads every event; it is audited as a read
 	// of the audit (access_audit.go, auditReads).
@@ -187,9 +193,9 @@ var policy = map[string]Rule{
 	// administrators only, recorded with the cases each call named.
 	"/perfusion.v1.InboundService/ListInboundMessages":  {Roles: []Role{RoleAdmin}, PatientData: true},
 	"/perfusion.v1.InboundService/GetInboundMessage":    {Roles: []Role{RoleAdmin}, PatientData: true},
-	"/perfusion.v1.InboundService/ReplayInboundMessage": {Roles: []Role{RoleAdmin}, PatientData: true},
+	"/perfusion.v1.InboundService/ReplayInboundMessage": {Roles: []Role{RoleAdmin}, PatientData: true, Writes: true},
 	// The FHIR twin of SIU: the interface engine, for a site of its own.
-	"/perfusion.v1.InboundService/SubmitAppointment": {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeSite, PatientData: true},
+	"/perfusion.v1.InboundService/SubmitAppointment": {Roles: []Role{RoleInterface, RoleAdmin}, Scope: ScopeSite, PatientData: true, Writes: true},
 }
 
 // PolicyFor returns the rule of a full method name, and whether there is

@@ -237,7 +237,7 @@ func TestBrowserFace(t *testing.T) {
 		var allowed, refused int
 		for _, e := range got.GetEvents() {
 			switch {
-			case e.GetPrincipal() == "perfusionist-7" && e.GetCaseId() == caseID && e.GetCode() == "OK":
+			case e.GetPrincipal() == "perfusionist-7" && e.GetCaseId() == caseID && e.GetCode() == "OK" && e.GetReason() == "":
 				allowed++
 			case e.GetCode() == "Unauthenticated":
 				refused++
