@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 //go:embed postgres/*.sql sqlite/*.sql
@@ -70,4 +71,16 @@ func Latest(dialect string) (int, error) {
 		return 0, err
 	}
 	return len(ms), nil
+}
+
+// Empty reports whether the step has nothing to run in its dialect (only
+// comments): it exists so every dialect shares one numbering, and is
+// recorded without running anything.
+func (m Migration) Empty() bool {
+	for _, line := range strings.Split(m.SQL, "\n") {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "--") {
+			return false
+		}
+	}
+	return true
 }

@@ -413,7 +413,7 @@ type AccessChainReport struct {
 type AccessAuditReport struct {
 	Chains []AccessChainReport
 	// Unchained counts events stored before the chain existed (before
-	// migration postgres 007 / sqlite 006), which no chain covers.
+	// migration 007_access_chain), which no chain covers.
 	Unchained int64
 }
 

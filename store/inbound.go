@@ -201,7 +201,7 @@ var ErrNoInbound = errors.New("store: backend keeps no inbound journal")
 
 // Inbound returns the inbound journal of the store's backend.
 func (s *Store) Inbound() (InboundBackend, error) {
-	ib, ok := s.b.(InboundBackend)
+	ib, ok := capability[InboundBackend](s.b)
 	if !ok {
 		return nil, ErrNoInbound
 	}

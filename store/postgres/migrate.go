@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -11,13 +10,14 @@ import (
 )
 
 // Schema version errors, returned wrapped by CheckSchema, Ready and Migrate
-// so callers can tell the two situations apart with errors.Is.
+// so callers can tell the two situations apart with errors.Is. They are the
+// migrations package's, shared by every dialect.
 var (
 	// ErrSchemaNewer: the database was migrated by a newer binary. This
 	// binary does not know the schema and must not write to it.
-	ErrSchemaNewer = errors.New("postgres: database schema is newer than this binary")
+	ErrSchemaNewer = migrations.ErrSchemaNewer
 	// ErrSchemaOutdated: the database needs migrating before use.
-	ErrSchemaOutdated = errors.New("postgres: database schema is older than this binary")
+	ErrSchemaOutdated = migrations.ErrSchemaOutdated
 )
 
 // migrationLockKey is the pg_advisory_lock key held while migrating, so
@@ -32,14 +32,15 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`
 
-// Migrate applies the embedded migrations the database lacks, each in its
-// own transaction that also records it in schema_migrations. The whole run
-// holds an advisory lock on one dedicated connection, so concurrent callers
-// queue and the later ones find nothing left to do. It refuses a database
-// whose schema is newer than this binary, or whose recorded migrations do
-// not match the embedded ones.
+// Migrate applies the embedded migrations the database lacks with the
+// one runner (migrations.Run), each in its own transaction that also
+// records it in schema_migrations. The whole run holds an advisory lock on
+// one dedicated connection, so concurrent callers queue and the later ones
+// find nothing left to do. It refuses a database whose schema is newer
+// than this binary, or whose recorded migrations do not match the embedded
+// ones.
 func (b *Backend) Migrate(ctx context.Context) (err error) {
-	ms, err := migrations.For("postgres")
+	latest, err := migrations.Latest("postgres")
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
@@ -47,59 +48,78 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	// serving role that does not own the schema (008_serving_role) could not
 	// even create schema_migrations: so `serve --migrate` as that role
 	// starts on a migrated database instead of failing.
-	if v, err := b.SchemaVersion(ctx); err == nil && v == len(ms) {
-		return nil
+	if v, err := b.SchemaVersion(ctx); err == nil && v == latest {
+		if applied, err := appliedMigrations(ctx, b.pool); err == nil && len(applied) == latest {
+			return nil
+		}
 	}
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: acquire connection: %w", safeErr(err))
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
-		return fmt.Errorf("postgres: migrate: take migration lock: %w", safeErr(err))
+	if err := migrations.Run(ctx, &migrator{conn: conn.Conn()}); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	defer func() {
+	return nil
+}
+
+// migrator is the runner's PostgreSQL driver, on one connection.
+type migrator struct{ conn *pgx.Conn }
+
+func (m *migrator) Dialect() string { return "postgres" }
+
+func (m *migrator) Lock(ctx context.Context) (func(), error) {
+	if _, err := m.conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
+		return nil, fmt.Errorf("take migration lock: %w", safeErr(err))
+	}
+	return func() {
 		// Unlock even when ctx is done. If that fails the session may still
 		// hold the lock, so close the connection: ending the session is what
 		// releases a session-level advisory lock for certain.
 		uctx := context.WithoutCancel(ctx)
-		if _, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, migrationLockKey); uerr != nil {
-			_ = conn.Conn().Close(uctx)
+		if _, uerr := m.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, migrationLockKey); uerr != nil {
+			_ = m.conn.Close(uctx)
 		}
-	}()
-	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
-		return fmt.Errorf("postgres: migrate: create schema_migrations: %w", safeErr(err))
+	}, nil
+}
+
+func (m *migrator) Applied(ctx context.Context) (map[int]string, error) {
+	if _, err := m.conn.Exec(ctx, createMigrationsTable); err != nil {
+		return nil, fmt.Errorf("create schema_migrations: %w", safeErr(err))
 	}
-	applied, err := appliedMigrations(ctx, conn)
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	for v, name := range applied {
-		if v > len(ms) {
-			return fmt.Errorf("postgres: migrate: database has migration %d, this binary knows up to %d: %w", v, len(ms), ErrSchemaNewer)
+	return appliedMigrations(ctx, m.conn)
+}
+
+func (m *migrator) Renumber(ctx context.Context, moves map[int]int) error {
+	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		// Through numbers no migration has, so no two rows ever collide.
+		for from, to := range moves {
+			if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $2 WHERE version = $1`, from, renumberOffset+to); err != nil {
+				return safeErr(err)
+			}
 		}
-		if want := ms[v-1].Name; name != want {
-			return fmt.Errorf("postgres: migrate: migration %d is recorded as %q but this binary calls it %q", v, name, want)
-		}
-	}
-	for _, m := range ms {
-		if _, ok := applied[m.Version]; ok {
-			continue
-		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = version - $1 WHERE version > $1`, renumberOffset)
+		return safeErr(err)
+	})
+}
+
+// renumberOffset parks renumbered rows above every real version.
+const renumberOffset = 1_000_000
+
+func (m *migrator) Apply(ctx context.Context, mg migrations.Migration) error {
+	err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		if !mg.Empty() {
 			// No arguments: pgx sends it over the simple protocol, which
 			// runs a multi-statement script.
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			if _, err := tx.Exec(ctx, mg.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("postgres: migrate: apply %03d_%s: %w", m.Version, m.Name, safeErr(err))
 		}
-	}
-	return nil
+		_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, mg.Version, mg.Name)
+		return err
+	})
+	return safeErr(err)
 }
 
 func appliedMigrations(ctx context.Context, q querier) (map[int]string, error) {
@@ -143,19 +163,17 @@ func (b *Backend) SchemaVersion(ctx context.Context) (int, error) {
 // binary was built for: ErrSchemaNewer when a newer binary migrated it (this
 // one must not start), ErrSchemaOutdated when it needs `perfusiond migrate`.
 func (b *Backend) CheckSchema(ctx context.Context) error {
-	latest, err := migrations.Latest("postgres")
-	if err != nil {
-		return fmt.Errorf("postgres: check schema: %w", err)
-	}
 	v, err := b.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}
-	switch {
-	case v > latest:
-		return fmt.Errorf("database schema is at version %d but this binary knows only up to %d; run a binary at least as new as the one that migrated it: %w", v, latest, ErrSchemaNewer)
-	case v < latest:
-		return fmt.Errorf("database schema is at version %d but this binary needs %d; run `perfusiond migrate` first: %w", v, latest, ErrSchemaOutdated)
+	if err := migrations.Check("postgres", v); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
+}
+
+// AppliedMigrations returns the recorded migrations by version.
+func (b *Backend) AppliedMigrations(ctx context.Context) (map[int]string, error) {
+	return appliedMigrations(ctx, b.pool)
 }

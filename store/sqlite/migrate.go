@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,13 +12,14 @@ import (
 // dialect names this backend's migrations in the migrations package.
 const dialect = "sqlite"
 
-// Schema version errors of CheckSchema and Migrate.
+// Schema version errors of CheckSchema and Migrate: the migrations
+// package's, shared by every dialect.
 var (
 	// ErrSchemaTooNew: the database was migrated by a newer binary. Serving
 	// it could misread or corrupt columns this binary does not know.
-	ErrSchemaTooNew = errors.New("sqlite: database schema is newer than this binary")
+	ErrSchemaTooNew = migrations.ErrSchemaNewer
 	// ErrSchemaOutdated: the database lacks migrations this binary needs.
-	ErrSchemaOutdated = errors.New("sqlite: database schema is out of date: run migrate")
+	ErrSchemaOutdated = migrations.ErrSchemaOutdated
 )
 
 // createMigrationsTable bootstraps the version table. It belongs to the
@@ -31,57 +31,100 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at INTEGER NOT NULL
 ) STRICT`
 
-// Migrate applies every migration the database lacks, in order, each in
-// its own transaction that also records its version, so a failure leaves
-// the database at the last complete version. Running it again is a no-op.
-// Each transaction begins IMMEDIATE on the writer connection and re-reads
-// the version inside it, so two processes migrating the same file at once
-// apply every migration exactly once. A database newer than this binary is
-// refused with ErrSchemaTooNew.
+// Migrate applies every migration the database lacks with the one runner
+// (migrations.Run), in order, each in its own transaction that also
+// records its version, so a failure leaves the database at the last
+// complete version. Running it again is a no-op. Each transaction begins
+// IMMEDIATE on the writer connection and re-reads the recorded versions
+// inside it, so two processes migrating the same file at once apply every
+// migration exactly once. A database newer than this binary is refused
+// with ErrSchemaTooNew.
 func (b *Backend) Migrate(ctx context.Context) error {
-	ms, err := migrations.For(dialect)
-	if err != nil {
+	if err := migrations.Run(ctx, &migrator{b: b}); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	if _, err := b.w.ExecContext(ctx, createMigrationsTable); err != nil {
-		return fmt.Errorf("sqlite: migrate: create schema_migrations: %w", err)
-	}
-	for _, m := range ms {
-		if err := b.apply(ctx, m, len(ms)); err != nil {
-			return err
-		}
 	}
 	return nil
 }
 
-// apply runs one migration unless it is already recorded.
-func (b *Backend) apply(ctx context.Context, m migrations.Migration, latest int) error {
-	tx, err := b.w.BeginTx(ctx, nil)
+// migrator is the runner's SQLite driver, on the writer connection.
+type migrator struct{ b *Backend }
+
+func (m *migrator) Dialect() string { return dialect }
+
+// Lock does nothing: every step's IMMEDIATE transaction takes the file's
+// write lock and re-reads what is recorded.
+func (m *migrator) Lock(context.Context) (func(), error) { return func() {}, nil }
+
+func (m *migrator) Applied(ctx context.Context) (map[int]string, error) {
+	if _, err := m.b.w.ExecContext(ctx, createMigrationsTable); err != nil {
+		return nil, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	return applied(ctx, m.b.r)
+}
+
+func applied(ctx context.Context, q queryer) (map[int]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT version, name FROM schema_migrations`)
 	if err != nil {
-		return fmt.Errorf("sqlite: migrate: begin: %w", err)
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]string{}
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		out[v] = name
+	}
+	return out, rows.Err()
+}
+
+// renumberOffset parks renumbered rows above every real version.
+const renumberOffset = 1_000_000
+
+func (m *migrator) Renumber(ctx context.Context, moves map[int]int) error {
+	tx, err := m.b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
 	defer tx.Rollback()
-	cur, err := schemaVersion(ctx, tx)
+	for from, to := range moves {
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_migrations SET version = ? WHERE version = ?`, renumberOffset+to, from); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_migrations SET version = version - ? WHERE version > ?`, renumberOffset, renumberOffset); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Apply runs one migration unless it is recorded by the time its
+// transaction holds the write lock.
+func (m *migrator) Apply(ctx context.Context, mg migrations.Migration) error {
+	tx, err := m.b.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
-	if cur > latest {
-		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrSchemaTooNew, cur, latest)
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, mg.Version).Scan(&n); err != nil {
+		return err
 	}
-	if cur >= m.Version {
-		return nil
+	if n > 0 {
+		return nil // another process applied it meanwhile
 	}
-	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return fmt.Errorf("sqlite: migrate: apply %03d_%s: %w", m.Version, m.Name, err)
+	if !mg.Empty() {
+		if _, err := tx.ExecContext(ctx, mg.SQL); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.Version, m.Name, time.Now().UnixMicro()); err != nil {
-		return fmt.Errorf("sqlite: migrate: record %03d_%s: %w", m.Version, m.Name, err)
+		mg.Version, mg.Name, time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("record: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: migrate: commit %03d_%s: %w", m.Version, m.Name, err)
-	}
-	return nil
+	return tx.Commit()
 }
 
 // SchemaVersion returns the highest applied migration, 0 for a database
@@ -114,19 +157,17 @@ func schemaVersion(ctx context.Context, q queryer) (int, error) {
 // binary was built with: ErrSchemaOutdated when it is older (run migrate),
 // ErrSchemaTooNew when a newer binary has migrated it.
 func (b *Backend) CheckSchema(ctx context.Context) error {
-	latest, err := migrations.Latest(dialect)
-	if err != nil {
-		return fmt.Errorf("sqlite: check schema: %w", err)
-	}
 	cur, err := b.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}
-	switch {
-	case cur > latest:
-		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d; upgrade the binary", ErrSchemaTooNew, cur, latest)
-	case cur < latest:
-		return fmt.Errorf("%w: database is at version %d, this binary needs %d", ErrSchemaOutdated, cur, latest)
+	if err := migrations.Check(dialect, cur); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	return nil
+}
+
+// AppliedMigrations returns the recorded migrations by version.
+func (b *Backend) AppliedMigrations(ctx context.Context) (map[int]string, error) {
+	return applied(ctx, b.r)
 }

@@ -57,7 +57,7 @@ func TestMigrateTwiceIsIdempotent(t *testing.T) {
 	if v, err := b.SchemaVersion(ctx); err != nil || v != 0 {
 		t.Fatalf("fresh database: version %d, %v; want 0", v, err)
 	}
-	if err := b.CheckSchema(ctx); !errors.Is(err, sqlite.ErrSchemaOutdated) || !strings.Contains(err.Error(), "run migrate") {
+	if err := b.CheckSchema(ctx); !errors.Is(err, sqlite.ErrSchemaOutdated) || !strings.Contains(err.Error(), "perfusiond migrate") {
 		t.Fatalf("unmigrated CheckSchema = %v, want outdated + run migrate", err)
 	}
 	if err := b.Ready(ctx); err == nil {

@@ -120,6 +120,7 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxList", testOutboxList},
 		{"OutboxBacklog", testOutboxBacklog},
+		{"UpgradeFromLegacyNumbering", testUpgradeFromLegacyNumbering},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
 		{"InboundJournal", testInboundJournal},

@@ -1,4 +1,4 @@
--- 002_case_metrics: computed quality metrics per case, for review queries.
+-- 003_case_metrics (numbered 002 in this dialect before the two shared one numbering): computed quality metrics per case, for review queries.
 -- Same layout and rules as migrations/postgres/003_case_metrics: derived
 -- data, replaced when the record changes, so not append-only.
 

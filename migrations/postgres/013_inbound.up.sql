@@ -1,4 +1,4 @@
--- 012_inbound: what the EHR sends (hl7/inbound, store/inbound.go).
+-- 013_inbound (numbered 012 in this dialect before the two shared one numbering): what the EHR sends (hl7/inbound, store/inbound.go).
 --
 -- inbound_messages is the journal of every HL7 v2 message an allowed sender
 -- delivered that parsed as HL7: the bytes as received (patient data: the

@@ -1,4 +1,4 @@
--- 011_identity_reconciliation: a case's patient identity completed after
+-- 012_identity_reconciliation (numbered 011 in this dialect before the two shared one numbering): a case's patient identity completed after
 -- the fact (charting.IdentityReconciliation), append-only like the record:
 -- each row is covered by an 'identity_reconciled' ledger link whose ref is
 -- seq. perfusion_app gets SELECT and INSERT by default privileges (008).

@@ -1,4 +1,4 @@
--- 005_sample_chunks: a derived, read-optimised copy of runs of batches.
+-- 006_sample_chunks (numbered 005 in this dialect before the two shared one numbering): a derived, read-optimised copy of runs of batches.
 -- See migrations/postgres/006_sample_chunks.up.sql for why; the same here.
 CREATE TABLE sample_chunks (
     case_id      TEXT    NOT NULL REFERENCES cases (case_id),

@@ -1,5 +1,5 @@
--- 010_identity_reconciliation: see the PostgreSQL migration
--- 011_identity_reconciliation.
+-- 012_identity_reconciliation (numbered 010 in this dialect before the two shared one numbering): see the PostgreSQL migration
+-- 012_identity_reconciliation.
 CREATE TABLE identity_reconciliations (
     case_id             TEXT    NOT NULL REFERENCES cases (case_id),
     seq                 INTEGER NOT NULL CHECK (seq > 0),

@@ -1,4 +1,4 @@
--- 003_outbox: the delivery outbox (store/outbox.go); see the PostgreSQL
+-- 004_outbox (numbered 003 in this dialect before the two shared one numbering): the delivery outbox (store/outbox.go); see the PostgreSQL
 -- migration 004_outbox. Times are microseconds since the epoch, UTC.
 CREATE TABLE outbox_deliveries (
     delivery_id     TEXT    NOT NULL PRIMARY KEY CHECK (length(delivery_id) = 36),

@@ -1,4 +1,4 @@
--- 009_outbox_order: deliveries go out in version order per case and
+-- 010_outbox_order (numbered 009 in this dialect before the two shared one numbering): deliveries go out in version order per case and
 -- destination, and an operator may supersede one (store/outbox.go).
 --
 -- A version waits until every earlier version of its case to its

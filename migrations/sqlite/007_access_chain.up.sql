@@ -1,4 +1,4 @@
--- 006_access_chain: the access audit proves itself (store/access.go); see
+-- 007_access_chain (numbered 006 in this dialect before the two shared one numbering): the access audit proves itself (store/access.go); see
 -- the PostgreSQL migration 007_access_chain for the chain's definition.
 -- Rows written before this migration keep NULL chain columns and are
 -- outside every chain; each site's chain starts at the first event after

@@ -1,6 +1,6 @@
--- 008_outbox_order: deliveries go out in version order per case and
+-- 010_outbox_order (numbered 008 in this dialect before the two shared one numbering): deliveries go out in version order per case and
 -- destination, and an operator may supersede one; see the PostgreSQL
--- migration 009_outbox_order. SQLite cannot change a CHECK constraint, so
+-- migration 010_outbox_order. SQLite cannot change a CHECK constraint, so
 -- the table is rebuilt with the same rows (nothing references it).
 CREATE TABLE outbox_deliveries_new (
     delivery_id      TEXT    NOT NULL PRIMARY KEY CHECK (length(delivery_id) = 36),

@@ -1,4 +1,4 @@
--- 004_access_audit: the access audit and break-glass grants
+-- 005_access_audit (numbered 004 in this dialect before the two shared one numbering): the access audit and break-glass grants
 -- (store/access.go); see the PostgreSQL migration 005_access_audit. Times
 -- are microseconds since the epoch, UTC. Triggers make access_events
 -- append-only and let a grant's end be set once.

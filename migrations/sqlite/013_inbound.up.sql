@@ -1,4 +1,4 @@
--- 011_inbound: see the PostgreSQL migration 012_inbound. Times are
+-- 013_inbound (numbered 011 in this dialect before the two shared one numbering): see the PostgreSQL migration 013_inbound. Times are
 -- microseconds since the epoch, UTC; JSON is TEXT checked with json_valid.
 CREATE TABLE inbound_messages (
     message_id       INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,

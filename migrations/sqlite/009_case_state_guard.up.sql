@@ -1,4 +1,4 @@
--- 007_case_state_guard: the case state row only moves forward, as on
+-- 009_case_state_guard (numbered 007 in this dialect before the two shared one numbering): the case state row only moves forward, as on
 -- PostgreSQL (perfusion_guard_case, postgres 001).
 --
 -- The case row's header was already immutable (cases_header_immutable), but

@@ -1,0 +1,5 @@
+-- 009_case_state_guard: nothing to do on PostgreSQL.
+--
+-- SQLite's 009 makes the case state row only move forward. PostgreSQL has
+-- done so since 001 (perfusion_guard_case). The step exists here so both
+-- dialects share one numbering (migrations/run.go).

@@ -1,0 +1,5 @@
+-- 002_sample_layout: nothing to do on SQLite.
+--
+-- PostgreSQL's 002 keeps sample blocks of up to a page inline (TOAST
+-- storage settings), which SQLite has no counterpart for. The step exists
+-- here so both dialects share one numbering (migrations/run.go).

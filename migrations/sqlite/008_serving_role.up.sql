@@ -1,0 +1,6 @@
+-- 008_serving_role: nothing to do on SQLite.
+--
+-- PostgreSQL's 008 creates the serving role that does not own the record's
+-- tables; an embedded SQLite file has no roles (its protection is the
+-- file's mode and the triggers). The step exists here so both dialects
+-- share one numbering (migrations/run.go).
