@@ -51,6 +51,13 @@ func NewRenderer(b store.Backend, h HL7Config, f fhir.Options, cat *charting.Cat
 	return &Renderer{b: b, hl7: h, fhir: f, cat: cat, mcfg: charting.DefaultMetricsConfig()}
 }
 
+// RendererFor returns a renderer of st's record with st's catalogue and
+// metric thresholds, so exports and review queries compute metrics from
+// one configuration.
+func RendererFor(st *store.Store, h HL7Config, f fhir.Options) *Renderer {
+	return NewRenderer(st.Backend(), h, f, st.Catalogue()).WithMetricsConfig(st.MetricsConfig())
+}
+
 // WithMetricsConfig makes the renderer compute the exported quality
 // metrics with the site's thresholds, the ones review queries use
 // (perfusiond's --metrics-* flags), instead of the defaults; it returns r.

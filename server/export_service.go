@@ -32,8 +32,7 @@ type exportService struct {
 // systems.
 func newExportService(h *handlers, r *export.Renderer) *exportService {
 	if r == nil {
-		r = export.NewRenderer(h.store.Backend(), export.HL7Config{SendingApplication: v2.HD{NamespaceID: "PERFUSION"}}, fhir.Options{}, h.store.Catalogue()).
-			WithMetricsConfig(h.store.MetricsConfig())
+		r = export.RendererFor(h.store, export.HL7Config{SendingApplication: v2.HD{NamespaceID: "PERFUSION"}}, fhir.Options{})
 	}
 	return &exportService{h: h, r: r}
 }

@@ -127,7 +127,7 @@ func (w *watcher) run(ctx context.Context, send func(*pb.WatchCaseResponse) erro
 			return errShuttingDown
 		default:
 		}
-		links, err := w.st.Backend().Links(ctx, w.caseID, w.pos, watchPageLinks)
+		links, err := w.st.WatchLinks(ctx, w.caseID, w.pos, watchPageLinks)
 		if err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}

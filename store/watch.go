@@ -194,6 +194,12 @@ type WatchItem struct {
 	Samples  []charting.Series
 }
 
+// WatchLinks returns up to limit ledger links of a case after position
+// after, in order: what a watcher reads next before WatchContent.
+func (s *Store) WatchLinks(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+	return s.b.Links(ctx, caseID, after, limit)
+}
+
 // WatchContent loads what each link carries, in order. It stops early, after
 // the link that brings the number of samples read to maxSamples or more, so
 // a watcher's memory stays bounded whatever the batches hold; the caller

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"perfusion/charting"
 	"perfusion/export"
 	"perfusion/hl7/fhir"
 	"perfusion/hl7/mllp"
@@ -155,13 +154,14 @@ func (d *deliveryConfig) outbox() *store.OutboxConfig {
 	return &store.OutboxConfig{Destinations: dests, MessageID: export.MessageID}
 }
 
-// renderer renders exports for previews and deliveries.
-func (d *deliveryConfig) renderer(db store.Backend, metrics charting.MetricsConfig) *export.Renderer {
+// renderer renders exports for previews and deliveries, from st: the
+// record's catalogue and metric thresholds, the ones review queries use.
+func (d *deliveryConfig) renderer(st *store.Store) *export.Renderer {
 	h := export.HL7Config{SendingApplication: v2.HD{NamespaceID: d.sendingApp}, SendingFacility: v2.HD{NamespaceID: d.sendingFac},
 		ReceivingApplication: v2.HD{NamespaceID: d.receivingApp}, ReceivingFacility: v2.HD{NamespaceID: d.receivingFac},
 		Location: d.location}
 	f := fhir.Options{MRNSystems: d.parsedMRNSystems, EncounterSystem: d.encounterSystem, StaffSystem: d.staffSystem, DeviceSystem: d.deviceSystem}
-	return export.NewRenderer(db, h, f, nil).WithMetricsConfig(metrics).WithDocuments(d.document)
+	return export.RendererFor(st, h, f).WithDocuments(d.document)
 }
 
 // startWorker starts the delivery worker when a destination is configured

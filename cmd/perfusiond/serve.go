@@ -179,14 +179,15 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	metricsCfg, _ := c.metrics() // checked by serveFlags
 	tel := c.telemetry.build()
-	renderer := c.delivery.renderer(db, *metricsCfg)
+	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor, Observer: tel.store()})
+	c.ingest.Observer = tel.ingest()
+	// Rendered from the store: its catalogue, its metric thresholds.
+	renderer := c.delivery.renderer(st)
 	stopDelivery, err := c.delivery.startWorker(ctx, db, renderer, tel.export(), log)
 	if err != nil {
 		return err
 	}
 	defer stopDelivery()
-	st := store.New(db, store.Config{Outbox: c.delivery.outbox(), Metrics: metricsCfg, Logger: log, Anchor: anchor, Observer: tel.store()})
-	c.ingest.Observer = tel.ingest()
 	inboundHandler, stopInbound, err := c.inbound.start(st, c.delivery, c.shutdownTimeout, log, a.onInboundListen)
 	if err != nil {
 		lis.Close()
