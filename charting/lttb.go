@@ -68,3 +68,23 @@ func LTTB(times []int64, values []float64, n int) []int {
 	}
 	return append(out, size-1)
 }
+
+// LTTBSeries keeps the samples of sr that LTTB picks among its valid ones
+// not marked in exclude (nil: none marked; the store marks samples timed
+// outside the case's device window), at most n, in time order: what a
+// display draws as a line.
+func LTTBSeries(sr *Series, exclude []bool, n int) *Series {
+	valid := &Series{Channel: sr.Channel}
+	for i, t := range sr.TimesMs {
+		if !sr.IsInvalid(i) && (exclude == nil || !exclude[i]) {
+			valid.TimesMs = append(valid.TimesMs, t)
+			valid.Values = append(valid.Values, sr.Values[i])
+		}
+	}
+	keep := LTTB(valid.TimesMs, valid.Values, n)
+	out := &Series{Channel: sr.Channel, TimesMs: make([]int64, len(keep)), Values: make([]float64, len(keep))}
+	for k, i := range keep {
+		out.TimesMs[k], out.Values[k] = valid.TimesMs[i], valid.Values[i]
+	}
+	return out
+}

@@ -112,3 +112,25 @@ func FuzzLTTB(f *testing.F) {
 		}
 	})
 }
+
+// TestLTTBSeriesLeavesOutInvalidAndExcluded: invalid readings and samples
+// marked excluded are never picked; the first and last kept ones are.
+func TestLTTBSeriesLeavesOutInvalidAndExcluded(t *testing.T) {
+	sr := &Series{Channel: "pump_flow", Invalid: make([]bool, 100)}
+	sr.Invalid[0], sr.Invalid[5] = true, true
+	exclude := make([]bool, 100)
+	for i := range 100 {
+		sr.TimesMs = append(sr.TimesMs, int64(i)*1000)
+		sr.Values = append(sr.Values, 4+float64(i%3)/10)
+	}
+	exclude[1], exclude[99] = true, true
+	out := LTTBSeries(sr, exclude, 10)
+	if len(out.TimesMs) != 10 || out.TimesMs[0] != 2000 || out.TimesMs[9] != 98000 {
+		t.Fatalf("kept %v", out.TimesMs)
+	}
+	for _, ms := range out.TimesMs {
+		if ms == 0 || ms == 1000 || ms == 5000 || ms == 99000 {
+			t.Fatalf("kept an invalid or excluded sample at %d ms: %v", ms, out.TimesMs)
+		}
+	}
+}

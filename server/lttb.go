@@ -27,26 +27,8 @@ func (s *chartingService) queryLTTB(ctx context.Context, q store.SampleQuery) (*
 		return nil, err
 	}
 	for k, sr := range r.Raw {
-		r.Raw[k] = lttbSeries(sr, r.TimeImplausible[k], n)
+		r.Raw[k] = charting.LTTBSeries(sr, r.TimeImplausible[k], n)
 	}
 	r.TimeImplausible = nil
 	return samplesOut(s.h.store.Catalogue(), r), nil
-}
-
-// lttbSeries keeps sr's valid samples, not marked in late (nil: none
-// marked), that LTTB picks.
-func lttbSeries(sr *charting.Series, late []bool, n int) *charting.Series {
-	valid := &charting.Series{Channel: sr.Channel}
-	for i, t := range sr.TimesMs {
-		if !sr.IsInvalid(i) && (late == nil || !late[i]) {
-			valid.TimesMs = append(valid.TimesMs, t)
-			valid.Values = append(valid.Values, sr.Values[i])
-		}
-	}
-	keep := charting.LTTB(valid.TimesMs, valid.Values, n)
-	out := &charting.Series{Channel: sr.Channel, TimesMs: make([]int64, len(keep)), Values: make([]float64, len(keep))}
-	for k, i := range keep {
-		out.TimesMs[k], out.Values[k] = valid.TimesMs[i], valid.Values[i]
-	}
-	return out
 }
