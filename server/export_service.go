@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -180,31 +177,23 @@ func deliveryOut(d *store.Delivery) *pb.Delivery {
 		SupersededBy: d.SupersededBy, SupersedeReason: d.SupersedeReason}
 }
 
-// Delivery page tokens: a version byte, the cursor's created-at in Unix
-// microseconds and its delivery id, base64url.
-const deliveryTokenV1 = 1
-
+// encodeDeliveryToken returns the token of the delivery listing's page
+// after c (pagination.go), "" on the last page.
 func encodeDeliveryToken(c *store.DeliveryCursor) string {
 	if c == nil {
 		return ""
 	}
-	b := []byte{deliveryTokenV1}
-	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedAt.UnixMicro()))
-	b = append(b, c.ID[:]...)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return encodeTimeIDToken(c.CreatedAt, c.ID)
 }
 
+// deliveryToken decodes a delivery listing's token; "" means the first
+// page.
 func (p *parser) deliveryToken(field, tok string) *store.DeliveryCursor {
-	if tok == "" {
+	at, id, ok := p.timeIDToken(field, tok)
+	if !ok {
 		return nil
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 1+8+16 || b[0] != deliveryTokenV1 {
-		p.v.Add(field, "is not a token from a previous response")
-		return nil
-	}
-	id, _ := uuid.FromBytes(b[9:])
-	return &store.DeliveryCursor{CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC(), ID: id}
+	return &store.DeliveryCursor{CreatedAt: at, ID: id}
 }
 
 // ListDeliveries lists deliveries.
