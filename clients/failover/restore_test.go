@@ -90,9 +90,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '%s'
 wal_level = replica
 archive_mode = on
-archive_command = 'test ! -f %s/%%f && cp %%p %s/%%f'
+archive_command = 'test ! -f %s/%%f && cp %%p %s/%%f.part && mv %s/%%f.part %s/%%f'
 archive_timeout = 60
-`, prim.port, dir, archive, archive))
+`, prim.port, dir, archive, archive, archive, archive))
 	prim.start()
 	if err := execSQL(ctx, prim.dsn("postgres"), "CREATE DATABASE perfusion"); err != nil {
 		t.Fatal(err)
@@ -150,9 +150,19 @@ archive_timeout = 60
 	if err := queryRow(ctx, prim.dsn("perfusion"), "SELECT pg_walfile_name(pg_switch_wal())", &seg); err != nil {
 		t.Fatal(err)
 	}
+	// The archive command copies under a temporary name and renames, so
+	// the segment's name appears only once the copy is complete; and
+	// PostgreSQL must have counted it archived before the primary dies.
 	if err := waitFor(ctx, 100*time.Millisecond, func() error {
 		if _, err := os.Stat(filepath.Join(archive, seg)); err != nil {
 			return err
+		}
+		var last string
+		if err := queryRow(ctx, prim.dsn("perfusion"), "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", &last); err != nil {
+			return err
+		}
+		if last < seg {
+			return fmt.Errorf("archiver at %q, waiting for %q", last, seg)
 		}
 		return nil
 	}); err != nil {
