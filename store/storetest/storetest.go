@@ -122,6 +122,10 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxBacklog", testOutboxBacklog},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
+		{"SealedReadsIdentical", testSealedReadsIdentical},
+		{"SealedArchiveRoundTrip", testSealedArchiveRoundTrip},
+		{"SealedTamperDetected", testSealedTamperDetected},
+		{"SealedRemovalRefused", testSealedRemovalRefused},
 	}
 	for _, tc := range tests {
 		if only != nil {
