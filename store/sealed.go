@@ -772,3 +772,21 @@ func (f SealedFilter) Matches(p *SealedPart) bool {
 	}
 	return true
 }
+
+// sealedResend looks up a batch sent to a case that takes no new batch:
+// a resend of one held by the case's sealed form that its watermark does
+// not cover (stored above a gap) was not looked up with the others. It
+// returns nil when the batch is not stored, else whether the content is
+// the same.
+func sealedResend(ctx context.Context, tx Tx, key SampleKey, p *preparedBatch) (*bool, error) {
+	blocks, err := tx.SampleBlocks(ctx, []SampleKey{key})
+	if err != nil {
+		return nil, err
+	}
+	stored, ok := blocks[key]
+	if !ok {
+		return nil, nil
+	}
+	same := sameContent(stored, p)
+	return &same, nil
+}

@@ -44,6 +44,7 @@ type serveConfig struct {
 	limits            *limitsConfig     // limits.go
 	web               *webConfig        // web.go
 	telemetry         *telemetryConfig  // telemetry.go
+	seal              *sealConfig       // seal.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -83,6 +84,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.limits = limitsFlags(fs, env)
 	c.web = webFlags(fs, env)
 	c.telemetry = telemetryFlags(fs, env)
+	c.seal = sealFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -96,6 +98,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.delivery.check(); err != nil {
+		return nil, err
+	}
+	if err := c.seal.check(); err != nil {
 		return nil, err
 	}
 	if _, err := c.metrics(); err != nil {
@@ -226,6 +231,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		}()
 		defer func() { <-compacted }()
 	}
+	defer c.seal.start(ctx, st)()
 	if anchor != nil && c.checkpoints.every > 0 {
 		anchored := make(chan struct{})
 		go func() {

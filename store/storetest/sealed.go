@@ -317,6 +317,20 @@ func testSealedReadsIdentical(t *testing.T, h *Harness) {
 	if r.Err != nil || !r.Duplicate {
 		t.Fatalf("resend to a sealed case: %+v", r)
 	}
+	// Also one stored above a gap in its source (mon/600 never came).
+	monRows := scan(store.SampleFilter{SourceID: "mon", After: map[string]int64{"mon": 700}})
+	monSeries, err := samplecodec.DecodeBlock(monRows[0].Block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	monResend := &charting.SampleBatch{CaseID: c.ID, SourceID: "mon", Seq: monRows[0].Seq, Series: monSeries}
+	if r := s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{monResend})[0]; r.Err != nil || !r.Duplicate || r.Watermark != 599 {
+		t.Fatalf("resend above a gap to a sealed case: %+v", r)
+	}
+	monResend.Series[0].Values[0]++
+	if r := s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{monResend})[0]; !errors.Is(r.Err, charting.ErrConflict) {
+		t.Fatalf("a different batch under a sealed one's number: %+v", r)
+	}
 	next := batch(c.ID, "hlm", 9999, time.Now().UnixMilli(), 1)
 	wantPrecondition(t, "new batch to a sealed case", s.AppendSamples(ctx, "gateway-1", []*charting.SampleBatch{next})[0].Err)
 	// The case goes on: a signature links after the sealed links.
