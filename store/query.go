@@ -38,9 +38,13 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 	if err != nil {
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
+	plan := &queryPlan{skip: skip}
+	if plan.sealed, err = s.sealedTrend(ctx, c); err != nil {
+		return nil, fmt.Errorf("query samples: %w", err)
+	}
 	fixed := q
 	if q.FromMs == 0 || q.ToMs == 0 {
-		lo, hi, ok, err := s.extent(ctx, c, skip, q)
+		lo, hi, ok, err := s.extent(ctx, c, plan, q)
 		if err != nil {
 			return nil, fmt.Errorf("query samples: %w", err)
 		}
@@ -54,7 +58,7 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 			fixed.ToMs = hi + 1
 		}
 	}
-	res, err := s.streamBuckets(ctx, c, skip, fixed)
+	res, err := s.streamBuckets(ctx, c, plan, fixed)
 	if errors.Is(err, errUnordered) {
 		return s.naive(ctx, c, q)
 	}
@@ -93,6 +97,14 @@ func (s *Store) clockSkips(ctx context.Context, c *charting.Case, q SampleQuery)
 	return skip, err
 }
 
+// queryPlan is how a bucketed query reads a case.
+type queryPlan struct {
+	// skip: sources whose chunk runs are not used (clockSkips).
+	skip map[string]bool
+	// sealed: the case is sealed (sealedquery.go).
+	sealed bool
+}
+
 // deviceWindowFilter is c's device window as a batch filter.
 func deviceWindowFilter(c *charting.Case) *DeviceWindowFilter {
 	return &DeviceWindowFilter{BeginsMs: c.Begins().UnixMilli(), AheadMs: charting.MaxDeviceClockAhead.Milliseconds()}
@@ -101,7 +113,7 @@ func deviceWindowFilter(c *charting.Case) *DeviceWindowFilter {
 // extent returns the first and last plausibly timed sample time of the
 // query's series within its bounds (an unset bound is open); ok is false
 // when there is no such sample.
-func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (lo, hi int64, ok bool, err error) {
+func (s *Store) extent(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery) (lo, hi int64, ok bool, err error) {
 	to := q.ToMs
 	if to == 0 {
 		to = math.MaxInt64
@@ -120,7 +132,7 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bo
 			}
 		}
 	}
-	sc := newBucketScan(s.cat, c, skip, q)
+	sc := newBucketScan(s.cat, c, plan, q)
 	var w samplecodec.Walker
 	times := func(_ []byte, sr charting.Series) error { see(sr.TimesMs...); return nil }
 	err = s.scanRunsThenBatches(ctx, sc, q.FromMs, q.ToMs, func(row *SampleChunkRow) error {
@@ -128,7 +140,7 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bo
 			see(row.MinTimeMs, row.MaxTimeMs) // the run lies inside: its bounds are its samples'
 			return nil
 		}
-		return w.Walk(row.Block, nil, times)
+		return row.walk(&w, times)
 	}, func(row *SampleBatchRow) error {
 		fn := times
 		if !c.PlausiblyTimed(row.RecordedAt, row.MinTimeMs, row.MaxTimeMs) {
@@ -154,7 +166,7 @@ type bucketSeries struct {
 // then joins their buckets. The parts' buckets are disjoint, so every
 // bucket's samples are added by one part, in the order the reference path
 // adds them: the join is exact.
-func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (*SampleQueryResult, error) {
+func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery) (*SampleQueryResult, error) {
 	width := charting.BucketWidth(q.FromMs, q.ToMs, q.Buckets)
 	parts := s.queryParts
 	if parts <= 0 {
@@ -180,7 +192,7 @@ func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[st
 	for i := range results {
 		g.Go(func() error {
 			var err error
-			results[i], err = s.scanBuckets(gctx, c, skip, q, bounds[i], bounds[i+1])
+			results[i], err = s.scanBuckets(gctx, c, plan, q, bounds[i], bounds[i+1])
 			return err
 		})
 	}
@@ -220,8 +232,8 @@ type sourceSlots struct {
 // scanBuckets folds the samples in [lo, hi) into per-series buckets over
 // the whole query range: first the chunk runs (chunks.go) of the wanted
 // channels, then the batches past each source's last run.
-func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
-	sc := newBucketScan(s.cat, c, skip, q)
+func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
+	sc := newBucketScan(s.cat, c, plan, q)
 	err := s.scanRunsThenBatches(ctx, sc, lo, hi, func(row *SampleChunkRow) error {
 		return sc.run(row, lo, hi)
 	}, func(row *SampleBatchRow) error {
@@ -243,6 +255,8 @@ type bucketScan struct {
 	c   *charting.Case
 	// skipRuns: sources whose chunk runs are not used (clockSkips).
 	skipRuns map[string]bool
+	// sealed: the case is sealed; its columns stand for chunk runs.
+	sealed bool
 	want     []string       // the wanted channels
 	idx      map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
@@ -253,8 +267,8 @@ type bucketScan struct {
 	w        samplecodec.Walker
 }
 
-func newBucketScan(cat *charting.Catalogue, c *charting.Case, skip map[string]bool, q SampleQuery) *bucketScan {
-	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: skip, want: q.Channels, all: len(q.Channels) == 0,
+func newBucketScan(cat *charting.Catalogue, c *charting.Case, plan *queryPlan, q SampleQuery) *bucketScan {
+	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: plan.skip, sealed: plan.sealed, want: q.Channels, all: len(q.Channels) == 0,
 		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries)}
 	if sc.all {
 		for _, ch := range cat.Channels() {
@@ -312,6 +326,9 @@ func (sc *bucketScan) newSeries(channel string) *bucketSeries {
 // and then its batches are read instead.
 func (s *Store) scanRunsThenBatches(ctx context.Context, sc *bucketScan, from, to int64,
 	onRun func(*SampleChunkRow) error, onBatch func(*SampleBatchRow) error) error {
+	if sc.sealed {
+		return s.scanSealed(ctx, sc, from, to, onRun, onBatch)
+	}
 	after := make(map[string]int64)
 	if !s.ignoreRuns {
 		var channels []string
@@ -351,8 +368,11 @@ func (sc *bucketScan) run(row *SampleChunkRow, lo, hi int64) error {
 		pick = -2
 	}
 	bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
-	err := sc.w.Walk(row.Block, nil, func(_ []byte, sr charting.Series) error {
-		return bs.add(sr, lo, hi, true)
+	// A sealed column holds its batches' samples in scan order, as the
+	// batches would give them: not a run (see add).
+	run := row.decode == nil
+	err := row.walk(&sc.w, func(_ []byte, sr charting.Series) error {
+		return bs.add(sr, lo, hi, run)
 	})
 	if err != nil && !errors.Is(err, errUnordered) {
 		return fmt.Errorf("trend chunk %s..%d: %w", charting.SampleRef(row.SourceID, row.SeqFrom), row.SeqTo, err)

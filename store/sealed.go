@@ -82,8 +82,9 @@ type SealedPart struct {
 
 // SealedFilter selects rows of a sealed case.
 type SealedFilter struct {
-	// ManifestsOnly returns the manifests alone.
-	ManifestsOnly bool
+	// ManifestsOnly returns the manifests alone; WithoutManifests all but
+	// them.
+	ManifestsOnly, WithoutManifests bool
 	// Segs restricts the segments; nil means all.
 	Segs []int
 	// SourceID restricts the time and value rows to one source ("" all);
@@ -612,7 +613,7 @@ func (s *Store) buildSeal(ctx context.Context, r Reader, c *charting.Case, links
 			return fmt.Errorf("batch %s has no ledger link", charting.SampleRef(row.SourceID, row.Seq))
 		}
 		if len(seg) > 0 && (len(seg) >= sealSegmentBatches || segN+row.SampleCount > sealSegmentSamples) {
-			flushSeg(&parts, &seg, &segN, &segNo, c.ID, s.cat.Resolution, res, &encErr)
+			flushSeg(&parts, &seg, &segN, &segNo, c, s.cat.Resolution, res, &encErr)
 		}
 		seg = append(seg, origBatch{row: row, series: series, link: l})
 		segN += row.SampleCount
@@ -622,7 +623,7 @@ func (s *Store) buildSeal(ctx context.Context, r Reader, c *charting.Case, links
 		return nil
 	})
 	if err == nil {
-		flushSeg(&parts, &seg, &segN, &segNo, c.ID, s.cat.Resolution, res, &encErr)
+		flushSeg(&parts, &seg, &segN, &segNo, c, s.cat.Resolution, res, &encErr)
 		err = encErr
 	}
 	if err != nil {
@@ -639,11 +640,12 @@ func (s *Store) buildSeal(ctx context.Context, r Reader, c *charting.Case, links
 }
 
 // flushSeg encodes the batches gathered for one segment.
-func flushSeg(parts *[]*SealedPart, seg *[]origBatch, segN, segNo *int, caseID uuid.UUID, resolution func(string) float64, res *SealResult, encErr *error) {
+func flushSeg(parts *[]*SealedPart, seg *[]origBatch, segN, segNo *int, c *charting.Case, resolution func(string) float64, res *SealResult, encErr *error) {
 	if len(*seg) == 0 || *encErr != nil {
 		return
 	}
-	ps, err := encodeSegment(caseID, *segNo, *seg, resolution)
+	plausible := func(r *SampleBatchRow) bool { return c.PlausiblyTimed(r.RecordedAt, r.MinTimeMs, r.MaxTimeMs) }
+	ps, err := encodeSegment(c.ID, *segNo, *seg, resolution, plausible)
 	if err != nil {
 		*encErr = err
 		return
@@ -757,7 +759,7 @@ func (m *memSealed) ScanSealedParts(_ context.Context, caseID uuid.UUID, f Seale
 func (f SealedFilter) Matches(p *SealedPart) bool {
 	manifest := p.SourceID == "" && p.Channel == ""
 	switch {
-	case f.ManifestsOnly && !manifest:
+	case f.ManifestsOnly && !manifest, f.WithoutManifests && manifest:
 		return false
 	case f.Segs != nil && !slices.Contains(f.Segs, p.Seg):
 		return false

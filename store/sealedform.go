@@ -48,8 +48,10 @@ import (
 //	anchors  count; each: zz(batch index − previous anchor's), 32 bytes: the full hash of the
 //	         batch's link (links whose sequence is a multiple of sealAnchorEvery)
 //
-// The time columns row of a source: count, then per column its length and
-// bytes. A value column row: byte 1, the index of its time column, then the
+// The time columns row of a source: a flags byte (bit 0: every batch of
+// the source in the segment lies in its device window, so a trend may read
+// its columns without judging batch by batch), the number of columns, then
+// per column its length and bytes. A value column row: byte 1, the index of its time column, then the
 // column's bytes.
 
 const (
@@ -70,6 +72,10 @@ const (
 	// maxManifestSize bounds what a manifest may inflate to.
 	maxManifestSize = 64 << 20
 )
+
+// timesPlausible is the flag of a time columns row whose source's batches
+// all lie in their device windows.
+const timesPlausible = 1
 
 // errSealedCorrupt marks a sealed segment that does not decode.
 var errSealedCorrupt = errors.New("sealed segment does not decode")
@@ -383,7 +389,7 @@ type origBatch struct {
 // order. It fails when a batch's block cannot be reproduced byte for byte
 // from its samples (a block format or encoder choice this sealer does not
 // write), as the sealed form must give back every stored byte.
-func encodeSegment(caseID uuid.UUID, seg int, batches []origBatch, resolution func(string) float64) ([]*SealedPart, error) {
+func encodeSegment(caseID uuid.UUID, seg int, batches []origBatch, resolution func(string) float64, plausible func(*SampleBatchRow) bool) ([]*SealedPart, error) {
 	m := &manifest{anchors: make(map[int]charting.Hash)}
 	srcIdx := make(map[string]int)
 	actorIdx := make(map[string]int)
@@ -402,12 +408,17 @@ func encodeSegment(caseID uuid.UUID, seg int, batches []origBatch, resolution fu
 	layoutIdx := make(map[string]int)
 	var minT, maxT int64
 	samples := 0
+	var offClock []bool // by source: a batch outside its device window
 	for bi, ob := range batches {
 		src, ok := srcIdx[ob.row.SourceID]
 		if !ok {
 			src = len(m.sources)
 			srcIdx[ob.row.SourceID] = src
 			m.sources = append(m.sources, ob.row.SourceID)
+			offClock = append(offClock, false)
+		}
+		if !plausible(ob.row) {
+			offClock[src] = true
 		}
 		act, ok := actorIdx[ob.row.Actor]
 		if !ok {
@@ -492,7 +503,11 @@ func encodeSegment(caseID uuid.UUID, seg int, batches []origBatch, resolution fu
 	}
 	parts := []*SealedPart{{CaseID: caseID, Seg: seg, MinTimeMs: minT, MaxTimeMs: maxT, SampleCount: samples, Data: encodeManifest(m)}}
 	for src, st := range times {
-		data := binary.AppendUvarint(nil, uint64(len(st.cols)))
+		var flags byte
+		if !offClock[src] {
+			flags |= timesPlausible
+		}
+		data := binary.AppendUvarint([]byte{flags}, uint64(len(st.cols)))
 		lo, hi, n := int64(math.MaxInt64), int64(math.MinInt64), 0
 		for _, ts := range st.cols {
 			col := samplecodec.AppendTimeColumn(nil, ts)
@@ -600,7 +615,10 @@ func rebuildBatches(m *manifest, parts []*SealedPart, source string) ([][]charti
 		if !ok {
 			return nil, sealedCorrupt("the time columns of source %q are missing", m.sources[src])
 		}
-		r := &mreader{b: data}
+		if len(data) < 1 || data[0]&^timesPlausible != 0 {
+			return nil, sealedCorrupt("source %q: time columns of an unknown form", m.sources[src])
+		}
+		r := &mreader{b: data[1:]}
 		n := r.count()
 		for range n {
 			b := r.bytes(r.count())

@@ -71,6 +71,9 @@ func scanSealedParts(ctx context.Context, query func(context.Context, string, ..
 	if f.ManifestsOnly {
 		q += ` AND source_id = '' AND channel = ''`
 	}
+	if f.WithoutManifests {
+		q += ` AND source_id <> ''`
+	}
 	if f.Segs != nil {
 		segs := make([]int32, len(f.Segs))
 		for i, s := range f.Segs {

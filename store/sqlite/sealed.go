@@ -69,6 +69,9 @@ func scanSealedParts(ctx context.Context, q queryer, caseID uuid.UUID, f store.S
 	if f.ManifestsOnly {
 		query += ` AND source_id = '' AND channel = ''`
 	}
+	if f.WithoutManifests {
+		query += ` AND source_id <> ''`
+	}
 	if f.Segs != nil {
 		query += ` AND seg IN ` + in(len(f.Segs))
 		for _, s := range f.Segs {

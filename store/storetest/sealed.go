@@ -422,8 +422,9 @@ func readColumn(t *testing.T, b store.Backend, caseID uuid.UUID, seg int, source
 	}
 	tc, k := binary.Uvarint(d[1:])
 	col.tcol = int(tc)
-	// The source's time columns: count, then length-prefixed columns.
-	rest := timeRow
+	// The source's time columns: flags, count, then length-prefixed
+	// columns.
+	rest := timeRow[1:]
 	n, k2 := binary.Uvarint(rest)
 	rest = rest[k2:]
 	for i := range int(n) {
