@@ -257,8 +257,8 @@ type bucketScan struct {
 	skipRuns map[string]bool
 	// sealed: the case is sealed; its columns stand for chunk runs.
 	sealed bool
-	want     []string       // the wanted channels
-	idx      map[string]int // index in want by name
+	want   []string       // the wanted channels
+	idx    map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
 	// older catalogue's) are found in keys by name.
 	all      bool
