@@ -51,15 +51,15 @@ type SampleChunkRow struct {
 	// batch scan returns them, as a one-series samplecodec block; empty for
 	// the marker.
 	Block []byte
-	// decode, when set, gives the samples instead of Block: a sealed
-	// case's column standing in for a run in a trend (sealedquery.go).
-	decode func() (charting.Series, error)
+	// col, when set, holds the samples instead of Block: a sealed case's
+	// column standing in for a run in a trend (sealedquery.go).
+	col *sealedCol
 }
 
 // walk calls fn with the row's series.
 func (row *SampleChunkRow) walk(w *samplecodec.Walker, fn func(channel []byte, s charting.Series) error) error {
-	if row.decode != nil {
-		sr, err := row.decode()
+	if row.col != nil {
+		sr, err := row.col.decode()
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -38,7 +39,7 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 	if err != nil {
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
-	plan := &queryPlan{skip: skip}
+	plan := &queryPlan{skip: skip, rollups: &s.rollupsUsed}
 	if plan.sealed, err = s.sealedTrend(ctx, c); err != nil {
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
@@ -103,6 +104,8 @@ type queryPlan struct {
 	skip map[string]bool
 	// sealed: the case is sealed (sealedquery.go).
 	sealed bool
+	// rollups counts the rollups used.
+	rollups *atomic.Int64
 }
 
 // deviceWindowFilter is c's device window as a batch filter.
@@ -154,7 +157,9 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, plan *queryPlan, q
 
 // bucketSeries accumulates one (channel, source) series.
 type bucketSeries struct {
-	d    *charting.Downsampler
+	d *charting.Downsampler
+	// acc replaces d in a sealed case's trend (sealedquery.go).
+	acc  *rollAcc
 	last int64 // time of the last sample added
 	any  bool  // a sample has been added
 	// afterRun: the last samples added came from a chunk run.
@@ -202,7 +207,7 @@ func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, plan *query
 	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket), WidthMs: width}
 	for _, part := range results {
 		for k, bs := range part {
-			res.Downsampled[k] = append(res.Downsampled[k], bs.d.Buckets()...)
+			res.Downsampled[k] = append(res.Downsampled[k], bs.buckets()...)
 		}
 	}
 	// A series with no sample in the range is left out, as the reference
@@ -257,8 +262,13 @@ type bucketScan struct {
 	skipRuns map[string]bool
 	// sealed: the case is sealed; its columns stand for chunk runs.
 	sealed bool
-	want   []string       // the wanted channels
-	idx    map[string]int // index in want by name
+	// mixed: the time ranges of each series' sealed columns that hold
+	// other than integers (sealedquery.go).
+	mixed map[SeriesKey][][2]int64
+	// rollups counts the rollups added (Store.rollupsUsed).
+	rollups *atomic.Int64
+	want    []string       // the wanted channels
+	idx     map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
 	// older catalogue's) are found in keys by name.
 	all      bool
@@ -268,8 +278,8 @@ type bucketScan struct {
 }
 
 func newBucketScan(cat *charting.Catalogue, c *charting.Case, plan *queryPlan, q SampleQuery) *bucketScan {
-	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: plan.skip, sealed: plan.sealed, want: q.Channels, all: len(q.Channels) == 0,
-		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries)}
+	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: plan.skip, sealed: plan.sealed, rollups: plan.rollups, want: q.Channels, all: len(q.Channels) == 0,
+		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries), mixed: make(map[SeriesKey][][2]int64)}
 	if sc.all {
 		for _, ch := range cat.Channels() {
 			sc.want = append(sc.want, ch.Key)
@@ -314,6 +324,10 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 }
 
 func (sc *bucketScan) newSeries(channel string) *bucketSeries {
+	if sc.sealed {
+		// Sealed columns may add a frame's rollup (sealedquery.go).
+		return &bucketSeries{acc: newRollAcc(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets, sc.cat.Flagging(channel))}
+	}
 	return &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets).Flagging(sc.cat.Flagging(channel))}
 }
 
@@ -368,11 +382,11 @@ func (sc *bucketScan) run(row *SampleChunkRow, lo, hi int64) error {
 		pick = -2
 	}
 	bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
-	// A sealed column holds its batches' samples in scan order, as the
-	// batches would give them: not a run (see add).
-	run := row.decode == nil
-	err := row.walk(&sc.w, func(_ []byte, sr charting.Series) error {
-		return bs.add(sr, lo, hi, run)
+	if row.col != nil {
+		return sc.foldColumn(bs, row.col, lo, hi)
+	}
+	err := sc.w.Walk(row.Block, nil, func(_ []byte, sr charting.Series) error {
+		return bs.add(sr, lo, hi, true)
 	})
 	if err != nil && !errors.Is(err, errUnordered) {
 		return fmt.Errorf("trend chunk %s..%d: %w", charting.SampleRef(row.SourceID, row.SeqFrom), row.SeqTo, err)
@@ -452,6 +466,10 @@ func (bs *bucketSeries) add(sr charting.Series, from, to int64, run bool) error 
 	sub := charting.Series{TimesMs: ts[lo:hi], Values: sr.Values[lo:hi]}
 	if sr.Invalid != nil {
 		sub.Invalid = sr.Invalid[lo:hi]
+	}
+	if bs.acc != nil {
+		bs.acc.add(sub)
+		return nil
 	}
 	bs.d.Add(sub)
 	return nil

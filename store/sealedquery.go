@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"math"
 	"slices"
 
 	"perfusion/charting"
@@ -32,9 +33,9 @@ func (s *Store) sealedTrend(ctx context.Context, c *charting.Case) (bool, error)
 }
 
 // scanSealed is scanRunsThenBatches for a sealed case: the value columns of
-// sc's channels overlapping [from, to) go to onRun as rows whose samples
-// are decoded when walked; the batches of sources read batch by batch go
-// to onBatch.
+// sc's channels overlapping [from, to) go to onRun as rows standing for
+// runs (their samples read from the columns); the batches of sources read
+// batch by batch go to onBatch.
 func (s *Store) scanSealed(ctx context.Context, sc *bucketScan, from, to int64, onRun func(*SampleChunkRow) error, onBatch func(*SampleBatchRow) error) error {
 	var channels []string
 	if !sc.all {
@@ -65,66 +66,24 @@ func (s *Store) scanSealed(ctx context.Context, sc *bucketScan, from, to int64, 
 	slices.SortFunc(values, func(a, b *SealedPart) int {
 		return cmp.Or(cmp.Compare(a.Seg, b.Seg), cmp.Compare(a.SourceID, b.SourceID), cmp.Compare(a.Channel, b.Channel))
 	})
-	// Time columns are decoded once each, for all the channels using them.
-	type colKey struct {
-		timesKey
-		col int
-	}
-	decoded := make(map[colKey]timeColumn)
-	timeCol := func(k colKey) (timeColumn, error) {
-		if tc, ok := decoded[k]; ok {
-			return tc, nil
-		}
-		data, ok := times[k.timesKey]
-		if !ok {
-			return timeColumn{}, sealedCorrupt("segment %d: the time columns of source %q are missing", k.seg, k.source)
-		}
-		r := &mreader{b: data[1:]}
-		n := r.count()
-		if k.col >= n {
-			return timeColumn{}, sealedCorrupt("segment %d: source %q has no time column %d", k.seg, k.source, k.col)
-		}
-		var col []byte
-		for i := 0; i <= k.col; i++ {
-			col = r.bytes(r.count())
-		}
-		if r.err != nil {
-			return timeColumn{}, r.err
-		}
-		ts, frames, err := samplecodec.DecodeTimeColumn(col, nil)
-		if err != nil {
-			return timeColumn{}, sealedCorrupt("segment %d, source %q: %v", k.seg, k.source, err)
-		}
-		tc := timeColumn{ts, frames}
-		decoded[k] = tc
-		return tc, nil
-	}
+	var cols []*sealedCol
 	for _, p := range values {
 		if offClock[p.SourceID] {
 			continue
 		}
-		if len(p.Data) < 2 || p.Data[0] != sealValueVersion {
-			return sealedCorrupt("segment %d: the column of channel %q is of an unknown version", p.Seg, p.Channel)
+		col, err := newSealedCol(p, times[timesKey{p.Seg, p.SourceID}])
+		if err != nil {
+			return err
 		}
-		col, k := binary.Uvarint(p.Data[1:])
-		if k <= 0 {
-			return sealedCorrupt("segment %d: the column of channel %q is truncated", p.Seg, p.Channel)
+		cols = append(cols, col)
+		if !col.integers {
+			k := SeriesKey{p.Channel, p.SourceID}
+			sc.mixed[k] = append(sc.mixed[k], [2]int64{p.MinTimeMs, p.MaxTimeMs})
 		}
-		body := p.Data[1+k:]
-		key := colKey{timesKey{p.Seg, p.SourceID}, int(col)}
-		row := &SampleChunkRow{CaseID: sc.q.CaseID, SourceID: p.SourceID, Channel: p.Channel,
-			MinTimeMs: p.MinTimeMs, MaxTimeMs: p.MaxTimeMs, SampleCount: p.SampleCount}
-		row.decode = func() (charting.Series, error) {
-			tc, err := timeCol(key)
-			if err != nil {
-				return charting.Series{}, err
-			}
-			vs, inv, err := samplecodec.DecodeValueColumn(body, tc.frames, nil)
-			if err != nil {
-				return charting.Series{}, sealedCorrupt("segment %d, channel %q: %v", key.seg, p.Channel, err)
-			}
-			return charting.Series{Channel: p.Channel, TimesMs: tc.ts, Values: vs, Invalid: inv}, nil
-		}
+	}
+	for _, col := range cols {
+		row := &SampleChunkRow{CaseID: sc.q.CaseID, SourceID: col.source, Channel: col.channel,
+			MinTimeMs: col.minT, MaxTimeMs: col.maxT, SampleCount: col.n, col: col}
 		if err := onRun(row); err != nil {
 			return err
 		}
@@ -137,8 +96,270 @@ func (s *Store) scanSealed(ctx context.Context, sc *bucketScan, from, to int64, 
 	return nil
 }
 
-// timeColumn is a decoded time column.
-type timeColumn struct {
-	ts     []int64
-	frames []samplecodec.Frame
+// sealedCol is one value column of a sealed case with its time column.
+type sealedCol struct {
+	seg             int
+	source, channel string
+	minT, maxT      int64
+	n               int
+	times, values   []byte // the columns' bytes
+	integers        bool   // every value is an integer (samplecodec.IntegerValues)
+}
+
+func newSealedCol(p *SealedPart, timesRow []byte) (*sealedCol, error) {
+	bad := func(what string) error {
+		return sealedCorrupt("segment %d, source %q, channel %q: %s", p.Seg, p.SourceID, p.Channel, what)
+	}
+	if len(p.Data) < 2 || p.Data[0] != sealValueVersion {
+		return nil, bad("a value column of an unknown version")
+	}
+	tc, k := binary.Uvarint(p.Data[1:])
+	if k <= 0 {
+		return nil, bad("a truncated value column")
+	}
+	if len(timesRow) == 0 {
+		return nil, bad("its time columns are missing")
+	}
+	r := &mreader{b: timesRow[1:]}
+	n := r.count()
+	if tc >= uint64(n) {
+		return nil, bad("no such time column")
+	}
+	var times []byte
+	for i := 0; i <= int(tc); i++ {
+		times = r.bytes(r.count())
+	}
+	if r.err != nil {
+		return nil, bad("its time columns are truncated")
+	}
+	values := p.Data[1+k:]
+	return &sealedCol{seg: p.Seg, source: p.SourceID, channel: p.Channel, minT: p.MinTimeMs, maxT: p.MaxTimeMs, n: p.SampleCount,
+		times: times, values: values, integers: samplecodec.IntegerValues(values)}, nil
+}
+
+// decode returns the column's samples.
+func (col *sealedCol) decode() (charting.Series, error) {
+	ts, frames, err := samplecodec.DecodeTimeColumn(col.times, make([]int64, 0, col.n))
+	if err != nil {
+		return charting.Series{}, sealedCorrupt("segment %d, source %q: %v", col.seg, col.source, err)
+	}
+	vs, inv, err := samplecodec.DecodeValueColumn(col.values, frames, make([]float64, 0, col.n))
+	if err != nil {
+		return charting.Series{}, sealedCorrupt("segment %d, channel %q: %v", col.seg, col.channel, err)
+	}
+	return charting.Series{Channel: col.channel, TimesMs: ts, Values: vs, Invalid: inv}, nil
+}
+
+// foldColumn folds the samples of col in [lo, hi) into bs, frame by
+// frame: a frame that lies inside one bucket is added as its rollup when
+// that is exactly what adding its samples would give, otherwise sample by
+// sample, as the batches would add them.
+//
+// A rollup's count, least, greatest and invalid count are exact however
+// the samples are grouped, but a sum of float64 values depends on the
+// order of the additions unless every partial sum is exact. So a rollup is
+// used only in a bucket where every value of the series is an integer
+// (every column overlapping it is an integer column: pressures, speeds,
+// saturations …) of magnitude below 2^31, and the bucket holds fewer than
+// 2^22 samples, so every partial sum is an integer below 2^53: then the
+// answer is bit for bit the reference path's. Channels of finer
+// resolution (flows in 0.01 L/min, temperatures in 0.1 °C) are added
+// sample by sample.
+func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64) error {
+	tc, err := samplecodec.NewTimeColumn(col.times)
+	if err != nil {
+		return err
+	}
+	vc, err := samplecodec.NewValueColumn(col.values)
+	if err != nil {
+		return err
+	}
+	mixed := sc.mixed[SeriesKey{col.channel, col.source}]
+	a := bs.acc
+	var ts []int64
+	var vs []float64
+	var inv []bool
+	for {
+		f, ok, err := tc.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		r, ok, err := vc.Next(f.Count)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return sealedCorrupt("segment %d, channel %q: fewer value frames than time frames", col.seg, col.channel)
+		}
+		if f.Last < lo || f.First >= hi {
+			continue
+		}
+		if bs.any && f.First < bs.last {
+			return errUnordered
+		}
+		if k, ok := a.within(f.First, f.Last); ok && col.integers && a.exact(k, r, mixed) {
+			a.addRollup(k, r)
+			bs.any, bs.last = true, f.Last
+			if sc.rollups != nil {
+				sc.rollups.Add(1)
+			}
+			continue
+		}
+		if ts, err = tc.Decode(ts[:0]); err != nil {
+			return err
+		}
+		inv = inv[:0]
+		var invp *[]bool
+		if vc.HasInvalid() {
+			invp = &inv
+		}
+		if vs, err = vc.Decode(vs[:0], invp); err != nil {
+			return err
+		}
+		sr := charting.Series{TimesMs: ts, Values: vs}
+		if invp != nil {
+			sr.Invalid = inv
+		}
+		if err := bs.add(sr, lo, hi, false); err != nil {
+			return err
+		}
+	}
+	if a.tooLarge() {
+		return errUnordered // sums no longer exact: the reference path answers
+	}
+	return nil
+}
+
+// rollAcc is a series' buckets over [start, start + n·width), as
+// charting.Downsampler keeps them — the same comparisons and additions in
+// the same order for each sample — which can also take a frame's rollup
+// (foldColumn says when that gives the same answer).
+type rollAcc struct {
+	start, width int64
+	b            []charting.Bucket
+	sum          []float64
+	rolled       []bool // a rollup went into the bucket
+	lo, hi       float64
+}
+
+func newRollAcc(start, end int64, n int, ch charting.Channel) *rollAcc {
+	return &rollAcc{start: start, width: charting.BucketWidth(start, end, n), b: make([]charting.Bucket, n), sum: make([]float64, n),
+		rolled: make([]bool, n), lo: ch.Min, hi: ch.Max}
+}
+
+// add adds the samples of s that fall in the range (charting.Downsampler.Add).
+func (a *rollAcc) add(s charting.Series) {
+	n := int64(len(a.b))
+	for i, t := range s.TimesMs {
+		if t < a.start {
+			continue
+		}
+		k := (t - a.start) / a.width
+		if k >= n {
+			continue
+		}
+		b := &a.b[k]
+		if s.IsInvalid(i) {
+			b.InvalidCount++
+			continue
+		}
+		v := s.Values[i]
+		if !(v >= a.lo && v <= a.hi) { // as Channel.Plausible
+			b.OutOfRangeCount++
+			continue
+		}
+		if b.Count == 0 {
+			b.Min, b.Max = v, v
+		} else {
+			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
+		}
+		b.Count++
+		a.sum[k] += v
+	}
+}
+
+// within returns the bucket holding all of [first, last], if one does.
+func (a *rollAcc) within(first, last int64) (int, bool) {
+	if first < a.start {
+		return 0, false
+	}
+	k := (first - a.start) / a.width
+	if k >= int64(len(a.b)) || (last-a.start)/a.width != k {
+		return 0, false
+	}
+	return int(k), true
+}
+
+// exact reports whether adding r to bucket k gives what adding its samples
+// would: its valid samples are all plausible (none is counted out of
+// range), small integers, and no column of the series with other than
+// integers overlaps the bucket.
+func (a *rollAcc) exact(k int, r samplecodec.Rollup, mixed [][2]int64) bool {
+	if r.Count > r.Invalid {
+		if !(r.Min >= a.lo && r.Max <= a.hi) || math.Abs(r.Min) > 1<<31 || math.Abs(r.Max) > 1<<31 {
+			return false
+		}
+	}
+	from := a.start + int64(k)*a.width
+	to := from + a.width
+	for _, m := range mixed {
+		if m[0] < to && m[1] >= from {
+			return false
+		}
+	}
+	return true
+}
+
+// addRollup adds a frame's rollup to bucket k.
+func (a *rollAcc) addRollup(k int, r samplecodec.Rollup) {
+	b := &a.b[k]
+	b.InvalidCount += int64(r.Invalid)
+	if valid := int64(r.Count - r.Invalid); valid > 0 {
+		if b.Count == 0 {
+			b.Min, b.Max = r.Min, r.Max
+		} else {
+			b.Min, b.Max = math.Min(b.Min, r.Min), math.Max(b.Max, r.Max)
+		}
+		b.Count += valid
+		a.sum[k] += r.Sum
+	}
+	a.rolled[k] = true
+}
+
+// tooLarge reports a bucket that took a rollup and holds so many samples
+// that its sum may no longer be exact.
+func (a *rollAcc) tooLarge() bool {
+	for k, b := range a.b {
+		if a.rolled[k] && b.Count > 1<<22 {
+			return true
+		}
+	}
+	return false
+}
+
+// buckets returns the buckets that hold any sample (charting.Downsampler.Buckets).
+func (a *rollAcc) buckets() []charting.Bucket {
+	var out []charting.Bucket
+	for k, b := range a.b {
+		if b.Count == 0 && b.InvalidCount == 0 && b.OutOfRangeCount == 0 {
+			continue
+		}
+		b.StartMs = a.start + int64(k)*a.width
+		if b.Count > 0 {
+			b.Mean = a.sum[k] / float64(b.Count)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// buckets returns a series' buckets.
+func (bs *bucketSeries) buckets() []charting.Bucket {
+	if bs.acc != nil {
+		return bs.acc.buckets()
+	}
+	return bs.d.Buckets()
 }

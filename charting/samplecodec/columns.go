@@ -736,3 +736,10 @@ func (u *unpacker) next() uint64 {
 	}
 	return v
 }
+
+// IntegerValues reports whether a value column holds integers only (scaled
+// at exponent 0): sums of its values are exact in float64 whatever their
+// order, while they stay below 2^53.
+func IntegerValues(b []byte) bool {
+	return len(b) > 0 && b[0]&3 == colScaled && b[0]>>4 == 0
+}
