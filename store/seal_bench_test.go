@@ -69,6 +69,7 @@ func BenchmarkSealCase(b *testing.B) {
 				vAfter, qAfter := timed(verify), timed(query)
 				samples := float64(secs * 40)
 				b.ReportMetric(took.Seconds(), "seal-s")
+				b.ReportMetric(res.Write.Seconds(), "seal-write-s")
 				b.ReportMetric(float64(res.SealedBytes)/samples, "sealed-data-B/sample")
 				b.ReportMetric(vBefore.Seconds(), "verify-before-s")
 				b.ReportMetric(vAfter.Seconds(), "verify-after-s")

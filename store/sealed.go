@@ -492,7 +492,10 @@ type SealResult struct {
 	// BlockBytes is the size of the batches' blocks before, SealedBytes
 	// that of the sealed rows' data after.
 	BlockBytes, SealedBytes int64
-	Took                    time.Duration
+	// Took is the whole sealing; Write the transaction that stores the
+	// sealed form and removes the rows (on SQLite other writers wait for
+	// it; on PostgreSQL only writes to this closed case do).
+	Took, Write time.Duration
 }
 
 // ErrAlreadySealed is returned by SealCase for a case sealed before.
@@ -559,6 +562,8 @@ func (s *Store) sealCase(ctx context.Context, caseID uuid.UUID) (*SealResult, er
 	if err := s.checkSeal(ctx, hdr, parts, links); err != nil {
 		return nil, fmt.Errorf("the sealed form does not give back the record, so it was not stored: %w", err)
 	}
+	began := time.Now()
+	defer func() { res.Write = time.Since(began) }()
 	err = s.readWrite(ctx, []uuid.UUID{caseID}, func(ctx context.Context, tx Tx) error {
 		cc, err := tx.LockCase(ctx, caseID)
 		if err != nil {

@@ -54,7 +54,7 @@ func (s *Store) SealDue(ctx context.Context, after time.Duration, limit int, ski
 		}
 		sealed++
 		s.log.Info("case sealed", "case_id", id.String(), "batches", res.Batches, "samples", res.Samples,
-			"segments", res.Segments, "block_bytes", res.BlockBytes, "sealed_bytes", res.SealedBytes, "took", res.Took)
+			"segments", res.Segments, "block_bytes", res.BlockBytes, "sealed_bytes", res.SealedBytes, "took", res.Took, "write", res.Write)
 	}
 	return sealed, errors.Join(errs...)
 }
