@@ -200,16 +200,15 @@ func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64)
 		if bs.any && f.First < bs.last {
 			return errUnordered
 		}
-		if k, ok := a.within(f.First, f.Last); ok && col.integers && a.exact(k, r, mixed) {
+		k, inside := a.within(f.First, f.Last)
+		inside = inside && f.First >= lo && f.Last < hi
+		if inside && col.integers && a.exact(k, r, mixed) {
 			a.addRollup(k, r)
 			bs.any, bs.last = true, f.Last
 			if sc.rollups != nil {
 				sc.rollups.Add(1)
 			}
 			continue
-		}
-		if ts, err = tc.Decode(ts[:0]); err != nil {
-			return err
 		}
 		inv = inv[:0]
 		var invp *[]bool
@@ -219,11 +218,22 @@ func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64)
 		if vs, err = vc.Decode(vs[:0], invp); err != nil {
 			return err
 		}
-		sr := charting.Series{TimesMs: ts, Values: vs}
+		var flags []bool
 		if invp != nil {
-			sr.Invalid = inv
+			flags = inv
 		}
-		if err := bs.add(sr, lo, hi, false); err != nil {
+		if inside {
+			// The whole frame falls in bucket k: its times are not needed.
+			// The frame's times never decrease, so its samples are added
+			// in time order, as the reference adds them.
+			a.addFrame(k, vs, flags)
+			bs.any, bs.last = true, f.Last
+			continue
+		}
+		if ts, err = tc.Decode(ts[:0]); err != nil {
+			return err
+		}
+		if err := bs.add(charting.Series{TimesMs: ts, Values: vs, Invalid: flags}, lo, hi, false); err != nil {
 			return err
 		}
 	}
@@ -279,6 +289,31 @@ func (a *rollAcc) add(s charting.Series) {
 		b.Count++
 		a.sum[k] += v
 	}
+}
+
+// addFrame adds the samples of a frame that lies in bucket k, in order:
+// add's comparisons and additions without finding each one's bucket.
+func (a *rollAcc) addFrame(k int, vs []float64, inv []bool) {
+	b := &a.b[k]
+	sum := a.sum[k]
+	for i, v := range vs {
+		if inv != nil && inv[i] {
+			b.InvalidCount++
+			continue
+		}
+		if !(v >= a.lo && v <= a.hi) { // as Channel.Plausible
+			b.OutOfRangeCount++
+			continue
+		}
+		if b.Count == 0 {
+			b.Min, b.Max = v, v
+		} else {
+			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
+		}
+		b.Count++
+		sum += v
+	}
+	a.sum[k] = sum
 }
 
 // within returns the bucket holding all of [first, last], if one does.

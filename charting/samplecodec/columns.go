@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 )
 
 // Column coding: the sealed form of a closed case (store/sealed.go) keeps
@@ -550,14 +551,26 @@ func (c *ValueColumn) Decode(vs []float64, inv *[]bool) ([]float64, error) {
 	if c.scaledMode {
 		p := pow10[c.d]
 		k := c.k0
-		vs = append(vs, float64(k)/p)
+		vs = slices.Grow(vs, n)[:start+n]
+		out := vs[start:]
+		out[0] = float64(k) / p
 		u := unpacker{b: c.body, w: c.w}
-		for j := 1; j < n; j++ {
-			k += c.m + int64(u.next())
-			if k > maxColumnScaled || k < -maxColumnScaled {
-				return nil, corrupt("value column: frame %d: a value out of range", c.read)
+		lo, hi := k, k
+		if c.w == 0 {
+			for j := 1; j < n; j++ {
+				k += c.m
+				out[j] = float64(k) / p
+				lo, hi = min(lo, k), max(hi, k)
 			}
-			vs = append(vs, float64(k)/p)
+		} else {
+			for j := 1; j < n; j++ {
+				k += c.m + int64(u.next())
+				out[j] = float64(k) / p
+				lo, hi = min(lo, k), max(hi, k)
+			}
+		}
+		if hi > maxColumnScaled || lo < -maxColumnScaled {
+			return nil, corrupt("value column: frame %d: a value out of range", c.read)
 		}
 	} else {
 		vs = append(vs, make([]float64, n)...)
