@@ -41,10 +41,18 @@ type Driver interface {
 // database recorded under a dialect's old numbering (Legacy), refuses one
 // that is newer or whose recorded steps do not match, and applies each
 // missing step in order.
-func Run(ctx context.Context, d Driver) error {
-	ms, err := For(d.Dialect())
+func Run(ctx context.Context, d Driver) error { return RunTo(ctx, d, 0) }
+
+// RunTo is Run stopping at version target (0: the latest); upgrade tests
+// use it to make a database as an earlier release left it.
+func RunTo(ctx context.Context, d Driver, target int) error {
+	all, err := For(d.Dialect())
 	if err != nil {
 		return err
+	}
+	ms := all
+	if target > 0 && target < len(all) {
+		ms = all[:target]
 	}
 	unlock, err := d.Lock(ctx)
 	if err != nil {
@@ -55,7 +63,7 @@ func Run(ctx context.Context, d Driver) error {
 	if err != nil {
 		return err
 	}
-	if moves := legacyMoves(d.Dialect(), applied, ms); len(moves) > 0 {
+	if moves := legacyMoves(d.Dialect(), applied, all); len(moves) > 0 {
 		if err := d.Renumber(ctx, moves); err != nil {
 			return fmt.Errorf("renumber the recorded migrations: %w", err)
 		}
@@ -63,7 +71,7 @@ func Run(ctx context.Context, d Driver) error {
 			return err
 		}
 	}
-	if err := checkRecorded(applied, ms); err != nil {
+	if err := checkRecorded(applied, all); err != nil {
 		return err
 	}
 	for _, m := range ms {

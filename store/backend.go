@@ -49,6 +49,10 @@ type Backend interface {
 	// closed or signed case: open cases first (their trends are being
 	// watched), newest first (after an upgrade, the history comes last).
 	ChunkCandidates(ctx context.Context, runBatches, limit int) ([]ChunkCandidate, error)
+	// SealCandidates returns up to limit closed or signed cases, closed
+	// before closedBefore, that hold sample batches and are not sealed
+	// (sealed.go), oldest close first.
+	SealCandidates(ctx context.Context, closedBefore time.Time, limit int) ([]uuid.UUID, error)
 	// Ready reports whether the database is reachable and migrated.
 	Ready(ctx context.Context) error
 	// Name is "postgres" or "sqlite".
@@ -108,6 +112,12 @@ type Tx interface {
 	// InsertSampleChunks stores the rows of one run (chunks.go).
 	// ErrDuplicate when a row's key exists.
 	InsertSampleChunks(ctx context.Context, rows []*SampleChunkRow) error
+	// SealCase stores the sealed form of a locked, closed or signed case
+	// (its marker row and its segments' rows) and removes the sample
+	// batches, their ledger links and the trend chunks it replaces,
+	// refusing unless their numbers are the header's (sealed.go).
+	// ErrDuplicate when the case is sealed already.
+	SealCase(ctx context.Context, hdr *SealedCaseRow, parts []*SealedPart) error
 
 	// Bulk primitives. A group commit of sample batches from many streams
 	// must cost a number of database round trips that does not grow with
@@ -176,8 +186,11 @@ type SourceState struct {
 	NextStored int64
 }
 
-// Reader reads committed data.
+// Reader reads committed data. A sealed case's batches and links are
+// read as they were before sealing (sealed.go): the backends rebuild them
+// with SealedBatches, SealedLinks and SealedBlocks.
 type Reader interface {
+	SealedReader
 	// GetCase reads a case with its current details and signatures.
 	GetCase(ctx context.Context, id uuid.UUID) (*charting.Case, error)
 	// ListCases returns cases matching f, ordered by scheduled start

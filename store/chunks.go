@@ -51,6 +51,21 @@ type SampleChunkRow struct {
 	// batch scan returns them, as a one-series samplecodec block; empty for
 	// the marker.
 	Block []byte
+	// col, when set, holds the samples instead of Block: a sealed case's
+	// column standing in for a run in a trend (sealedquery.go).
+	col *sealedCol
+}
+
+// walk calls fn with the row's series.
+func (row *SampleChunkRow) walk(w *samplecodec.Walker, fn func(channel []byte, s charting.Series) error) error {
+	if row.col != nil {
+		sr, err := row.col.decode()
+		if err != nil {
+			return err
+		}
+		return fn(nil, sr)
+	}
+	return w.Walk(row.Block, nil, fn)
 }
 
 // ChunkFilter selects chunk rows of a case.

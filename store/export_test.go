@@ -15,3 +15,6 @@ func SetQueryParts(s *Store, n int) { s.queryParts = n }
 // SetQueryRuns makes bucketed queries read chunk runs (the default) or
 // ignore them and read every batch, for benchmarks to compare.
 func SetQueryRuns(s *Store, on bool) { s.ignoreRuns = !on }
+
+// RollupsUsed returns how many sealed frames' rollups trends have added.
+func RollupsUsed(s *Store) int64 { return s.rollupsUsed.Load() }

@@ -48,7 +48,7 @@ func BenchmarkFootprint(b *testing.B) {
 // and sample_sources hold a row per case and per source whose updates leave
 // dead versions until vacuum reuses them; they are reported but do not grow
 // with the data.
-var footprintTables = []string{"sample_batches", "ledger", "sample_chunks", "cases", "sample_sources"}
+var footprintTables = []string{"sample_batches", "ledger", "sample_chunks", "cases", "sample_sources", "sealed_segments", "sealed_cases"}
 
 func relationSizes(b *testing.B, pg *postgres.Backend) map[string]int64 {
 	out := make(map[string]int64)
@@ -145,6 +145,47 @@ func benchFootprint(b *testing.B, pg *postgres.Backend, cases, secs int) {
 	}
 	rows := float64(intervals * cases)
 	b.Logf("per batch: block %.0f B; sample_batches heap %.0f, TOAST %.0f, indexes %.0f B", block, heap/rows, toast/rows, idx/rows)
+
+	// Sealed: every case rewritten into its sealed form (sealed.go), the
+	// space of the rows it removed given back (VACUUM FULL; in service,
+	// autovacuum makes it free for new rows instead), and everything the
+	// cases' device data now takes measured: sealed segments, the seal
+	// rows, what is left of the record's tables, every index.
+	var took time.Duration
+	var sealedBytes int64
+	for _, id := range ids {
+		res, err := s.SealCase(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took += res.Took
+		sealedBytes += res.SealedBytes
+	}
+	for _, t := range []string{"sample_batches", "ledger", "sample_chunks"} {
+		if _, err := pg.Pool().Exec(ctx, "VACUUM FULL "+t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var left, leftLinks int64
+	if err := pg.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM sample_batches), (SELECT count(*) FROM ledger)`).Scan(&left, &leftLinks); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("after sealing: %d batch rows, %d ledger rows", left, leftLinks)
+	sealed := relationSizes(b, pg)
+	var all int64
+	parts = parts[:0]
+	for _, t := range footprintTables {
+		d := sealed[t] - before[t]
+		parts = append(parts, fmt.Sprintf("%s %.3f", t, float64(d)/float64(samples)))
+		if t != "cases" && t != "sample_sources" {
+			all += d
+		}
+	}
+	b.ReportMetric(float64(all)/float64(samples), "sealed-B/sample")
+	b.ReportMetric(float64(sealedBytes)/float64(samples), "sealed-data-B/sample")
+	b.ReportMetric(took.Seconds()/float64(len(ids)), "s/seal")
+	b.Logf("sealed: %.3f bytes per sample in all (data alone %.3f); by table: %s; sealing took %v per case of %d samples",
+		float64(all)/float64(samples), float64(sealedBytes)/float64(samples), strings.Join(parts, ", "), took/time.Duration(len(ids)), samples/len(ids))
 }
 
 // walk produces per-case, per-channel random walks at each channel's

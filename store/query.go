@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -38,9 +39,13 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 	if err != nil {
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
+	plan := &queryPlan{skip: skip, rollups: &s.rollupsUsed}
+	if plan.sealed, err = s.sealedTrend(ctx, c); err != nil {
+		return nil, fmt.Errorf("query samples: %w", err)
+	}
 	fixed := q
 	if q.FromMs == 0 || q.ToMs == 0 {
-		lo, hi, ok, err := s.extent(ctx, c, skip, q)
+		lo, hi, ok, err := s.extent(ctx, c, plan, q)
 		if err != nil {
 			return nil, fmt.Errorf("query samples: %w", err)
 		}
@@ -54,7 +59,7 @@ func (s *Store) queryBuckets(ctx context.Context, c *charting.Case, q SampleQuer
 			fixed.ToMs = hi + 1
 		}
 	}
-	res, err := s.streamBuckets(ctx, c, skip, fixed)
+	res, err := s.streamBuckets(ctx, c, plan, fixed)
 	if errors.Is(err, errUnordered) {
 		return s.naive(ctx, c, q)
 	}
@@ -93,6 +98,16 @@ func (s *Store) clockSkips(ctx context.Context, c *charting.Case, q SampleQuery)
 	return skip, err
 }
 
+// queryPlan is how a bucketed query reads a case.
+type queryPlan struct {
+	// skip: sources whose chunk runs are not used (clockSkips).
+	skip map[string]bool
+	// sealed: the case is sealed (sealedquery.go).
+	sealed bool
+	// rollups counts the rollups used.
+	rollups *atomic.Int64
+}
+
 // deviceWindowFilter is c's device window as a batch filter.
 func deviceWindowFilter(c *charting.Case) *DeviceWindowFilter {
 	return &DeviceWindowFilter{BeginsMs: c.Begins().UnixMilli(), AheadMs: charting.MaxDeviceClockAhead.Milliseconds()}
@@ -101,7 +116,7 @@ func deviceWindowFilter(c *charting.Case) *DeviceWindowFilter {
 // extent returns the first and last plausibly timed sample time of the
 // query's series within its bounds (an unset bound is open); ok is false
 // when there is no such sample.
-func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (lo, hi int64, ok bool, err error) {
+func (s *Store) extent(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery) (lo, hi int64, ok bool, err error) {
 	to := q.ToMs
 	if to == 0 {
 		to = math.MaxInt64
@@ -120,7 +135,7 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bo
 			}
 		}
 	}
-	sc := newBucketScan(s.cat, c, skip, q)
+	sc := newBucketScan(s.cat, c, plan, q)
 	var w samplecodec.Walker
 	times := func(_ []byte, sr charting.Series) error { see(sr.TimesMs...); return nil }
 	err = s.scanRunsThenBatches(ctx, sc, q.FromMs, q.ToMs, func(row *SampleChunkRow) error {
@@ -128,7 +143,7 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bo
 			see(row.MinTimeMs, row.MaxTimeMs) // the run lies inside: its bounds are its samples'
 			return nil
 		}
-		return w.Walk(row.Block, nil, times)
+		return row.walk(&w, times)
 	}, func(row *SampleBatchRow) error {
 		fn := times
 		if !c.PlausiblyTimed(row.RecordedAt, row.MinTimeMs, row.MaxTimeMs) {
@@ -142,7 +157,9 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, skip map[string]bo
 
 // bucketSeries accumulates one (channel, source) series.
 type bucketSeries struct {
-	d    *charting.Downsampler
+	d *charting.Downsampler
+	// acc replaces d in a sealed case's trend (sealedquery.go).
+	acc  *rollAcc
 	last int64 // time of the last sample added
 	any  bool  // a sample has been added
 	// afterRun: the last samples added came from a chunk run.
@@ -154,7 +171,7 @@ type bucketSeries struct {
 // then joins their buckets. The parts' buckets are disjoint, so every
 // bucket's samples are added by one part, in the order the reference path
 // adds them: the join is exact.
-func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery) (*SampleQueryResult, error) {
+func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery) (*SampleQueryResult, error) {
 	width := charting.BucketWidth(q.FromMs, q.ToMs, q.Buckets)
 	parts := s.queryParts
 	if parts <= 0 {
@@ -180,7 +197,7 @@ func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[st
 	for i := range results {
 		g.Go(func() error {
 			var err error
-			results[i], err = s.scanBuckets(gctx, c, skip, q, bounds[i], bounds[i+1])
+			results[i], err = s.scanBuckets(gctx, c, plan, q, bounds[i], bounds[i+1])
 			return err
 		})
 	}
@@ -190,7 +207,7 @@ func (s *Store) streamBuckets(ctx context.Context, c *charting.Case, skip map[st
 	res := &SampleQueryResult{Downsampled: make(map[SeriesKey][]charting.Bucket), WidthMs: width}
 	for _, part := range results {
 		for k, bs := range part {
-			res.Downsampled[k] = append(res.Downsampled[k], bs.d.Buckets()...)
+			res.Downsampled[k] = append(res.Downsampled[k], bs.buckets()...)
 		}
 	}
 	// A series with no sample in the range is left out, as the reference
@@ -220,8 +237,8 @@ type sourceSlots struct {
 // scanBuckets folds the samples in [lo, hi) into per-series buckets over
 // the whole query range: first the chunk runs (chunks.go) of the wanted
 // channels, then the batches past each source's last run.
-func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, skip map[string]bool, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
-	sc := newBucketScan(s.cat, c, skip, q)
+func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, plan *queryPlan, q SampleQuery, lo, hi int64) (map[SeriesKey]*bucketSeries, error) {
+	sc := newBucketScan(s.cat, c, plan, q)
 	err := s.scanRunsThenBatches(ctx, sc, lo, hi, func(row *SampleChunkRow) error {
 		return sc.run(row, lo, hi)
 	}, func(row *SampleBatchRow) error {
@@ -243,8 +260,15 @@ type bucketScan struct {
 	c   *charting.Case
 	// skipRuns: sources whose chunk runs are not used (clockSkips).
 	skipRuns map[string]bool
-	want     []string       // the wanted channels
-	idx      map[string]int // index in want by name
+	// sealed: the case is sealed; its columns stand for chunk runs.
+	sealed bool
+	// mixed: the time ranges of each series' sealed columns that hold
+	// other than integers (sealedquery.go).
+	mixed map[SeriesKey][][2]int64
+	// rollups counts the rollups added (Store.rollupsUsed).
+	rollups *atomic.Int64
+	want    []string       // the wanted channels
+	idx     map[string]int // index in want by name
 	// all: every channel is wanted, so channels outside the catalogue (an
 	// older catalogue's) are found in keys by name.
 	all      bool
@@ -253,9 +277,9 @@ type bucketScan struct {
 	w        samplecodec.Walker
 }
 
-func newBucketScan(cat *charting.Catalogue, c *charting.Case, skip map[string]bool, q SampleQuery) *bucketScan {
-	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: skip, want: q.Channels, all: len(q.Channels) == 0,
-		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries)}
+func newBucketScan(cat *charting.Catalogue, c *charting.Case, plan *queryPlan, q SampleQuery) *bucketScan {
+	sc := &bucketScan{q: q, cat: cat, c: c, skipRuns: plan.skip, sealed: plan.sealed, rollups: plan.rollups, want: q.Channels, all: len(q.Channels) == 0,
+		bySource: make(map[string]*sourceSlots), keys: make(map[SeriesKey]*bucketSeries), mixed: make(map[SeriesKey][][2]int64)}
 	if sc.all {
 		for _, ch := range cat.Channels() {
 			sc.want = append(sc.want, ch.Key)
@@ -300,6 +324,10 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 }
 
 func (sc *bucketScan) newSeries(channel string) *bucketSeries {
+	if sc.sealed {
+		// Sealed columns may add a frame's rollup (sealedquery.go).
+		return &bucketSeries{acc: newRollAcc(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets, sc.cat.Flagging(channel))}
+	}
 	return &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets).Flagging(sc.cat.Flagging(channel))}
 }
 
@@ -312,6 +340,9 @@ func (sc *bucketScan) newSeries(channel string) *bucketSeries {
 // and then its batches are read instead.
 func (s *Store) scanRunsThenBatches(ctx context.Context, sc *bucketScan, from, to int64,
 	onRun func(*SampleChunkRow) error, onBatch func(*SampleBatchRow) error) error {
+	if sc.sealed {
+		return s.scanSealed(ctx, sc, from, to, onRun, onBatch)
+	}
 	after := make(map[string]int64)
 	if !s.ignoreRuns {
 		var channels []string
@@ -351,6 +382,9 @@ func (sc *bucketScan) run(row *SampleChunkRow, lo, hi int64) error {
 		pick = -2
 	}
 	bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
+	if row.col != nil {
+		return sc.foldColumn(bs, row.col, lo, hi)
+	}
 	err := sc.w.Walk(row.Block, nil, func(_ []byte, sr charting.Series) error {
 		return bs.add(sr, lo, hi, true)
 	})
@@ -432,6 +466,10 @@ func (bs *bucketSeries) add(sr charting.Series, from, to int64, run bool) error 
 	sub := charting.Series{TimesMs: ts[lo:hi], Values: sr.Values[lo:hi]}
 	if sr.Invalid != nil {
 		sub.Invalid = sr.Invalid[lo:hi]
+	}
+	if bs.acc != nil {
+		bs.acc.add(sub)
+		return nil
 	}
 	bs.d.Add(sub)
 	return nil

@@ -34,9 +34,14 @@ func TestQueryBucketsMatchNaive(t *testing.T) {
 			for _, disorder := range []bool{false, true} {
 				for _, runs := range []bool{false, true} {
 					t.Run(fmt.Sprintf("disorder=%v/runs=%v", disorder, runs), func(t *testing.T) {
-						checkQueryMatchesNaive(t, be.open(t), disorder, runs)
+						checkQueryMatchesNaive(t, be.open(t), disorder, runs, false)
 					})
 				}
+				// Closed and sealed: the trend reads the sealed columns,
+				// with rollups where they are exact (sealedquery.go).
+				t.Run(fmt.Sprintf("disorder=%v/sealed", disorder), func(t *testing.T) {
+					checkQueryMatchesNaive(t, be.open(t), disorder, true, true)
+				})
 			}
 		})
 	}
@@ -45,7 +50,10 @@ func TestQueryBucketsMatchNaive(t *testing.T) {
 // With runs, part of the batches is compacted into chunk runs of random
 // length half-way through loading and again at the end, so queries read
 // runs, then batches past them.
-func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder, runs bool) {
+//
+// Sealed, the case is then closed and sealed, and queries read its sealed
+// columns (and rollups of whole minutes where those are exact).
+func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder, runs, sealed bool) {
 	ctx := context.Background()
 	s := store.New(backend, store.Config{})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -121,10 +129,27 @@ func checkQueryMatchesNaive(t *testing.T, backend store.Backend, disorder, runs 
 			t.Fatalf("verify after compaction: %v %+v", err, v)
 		}
 	}
+	if sealed {
+		if _, err := s.CloseCase(ctx, "t", c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SealCase(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	naive := store.QuerySamplesNaive(s)
 	end := start + 2*3600*1000
-	for i := range 40 {
+	rolled := store.RollupsUsed(s)
+	defer func() {
+		if sealed && !disorder && store.RollupsUsed(s) == rolled {
+			t.Error("no rollup was used: the test does not test them")
+		}
+	}()
+	for i := range 60 {
 		q := store.SampleQuery{CaseID: c.ID, Buckets: 1 + rng.IntN(700)}
+		if i%3 == 0 {
+			q.Buckets = 1 + rng.IntN(40) // wide buckets: whole minutes inside
+		}
 		switch i % 5 {
 		case 0: // the whole case: both ends from the data
 		case 1: // from a time to the last sample

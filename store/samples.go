@@ -259,6 +259,19 @@ func commitSamples(ctx context.Context, tx Tx, batches []*charting.SampleBatch, 
 				continue
 			default:
 				if err := c.CanChart(); err != nil {
+					// A closed case takes no new batch; but a resend of a
+					// batch stored above a gap in a sealed case was not
+					// probed (its watermark says nothing about it).
+					if dup, cerr := sealedResend(ctx, tx, key, p); cerr != nil {
+						return cerr
+					} else if dup != nil {
+						out[i].Duplicate, out[i].Err = *dup, nil
+						if !*dup {
+							out[i].Err = fmt.Errorf("batch %s: %w", charting.SampleRef(b.SourceID, b.Seq), charting.ErrConflict)
+							continue
+						}
+						break
+					}
 					out[i].Err = err
 					continue
 				}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,6 +74,9 @@ type Store struct {
 	queryParts int
 	// ignoreRuns makes bucketed queries read batches only (benchmarks).
 	ignoreRuns bool
+	// rollupsUsed counts the sealed frames whose rollups trends added
+	// (sealedquery.go; tests check they are used).
+	rollupsUsed atomic.Int64
 }
 
 // New returns a Store over b.

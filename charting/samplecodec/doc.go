@@ -155,6 +155,58 @@
 // values (series of one column may share its backing array, in disjoint,
 // capacity-limited slices).
 //
+// # Columns
+//
+// The sealed form of a closed case (store/sealed.go) keeps a channel's
+// samples over many batches as a time column and a value column
+// (AppendTimeColumn, AppendValueColumn). Both are cut into the same frames:
+// runs of consecutive samples of one UTC minute (floor(t / 60000)), a new
+// frame starting also where the time goes back and after 4096 samples, so a
+// frame's times never decrease. A frame can be read alone: a reader skips
+// the frames it does not need by their headers.
+//
+// Bit packing: a byte w (0..64), then n values of w bits each, least
+// significant bit first, in ceil(n·w/8) bytes whose unused bits are zero.
+//
+// Time column:
+//
+//	uvarint  F, number of frames
+//	F times:
+//	  uvarint  count (1..4096)
+//	  uvarint  zigzag(first − previous frame's first), the first frame's from 0
+//	  uvarint  last − first
+//	  when count >= 2: uvarint zigzag(t[1] − t[0])
+//	  when count >= 3: uvarint zigzag(m), m the least delta of deltas, then the
+//	           count−2 deltas of deltas minus m, bit-packed
+//
+// A frame whose decoded times decrease or do not end at its last is corrupt.
+//
+// Value column, over the frames of its time column:
+//
+//	byte     flags: bits 0-1 mode (0 scaled, 1 XOR; 2, 3 corrupt), bit 2 some
+//	         sample is invalid, bit 3 zero, bits 4-7 the decimal exponent d
+//	         (scaled; 0 in XOR mode)
+//	uvarint  F, number of frames (as the time column's)
+//	F times, for a frame of n samples:
+//	  when bit 2: uvarint i, invalid samples (0..n); when 0 < i < n a bitmap
+//	           of n bits (bit j of byte j/8 for sample j), i of them set
+//	  scaled:  uvarint zigzag(k[0] − previous frame's k[0]), the first frame's from 0;
+//	           when n >= 2: uvarint zigzag(m), m the least of k[j] − k[j−1],
+//	           then the n−1 deltas minus m, bit-packed;
+//	           when n − i > 0 (the rollup, over valid samples): uvarint
+//	           zigzag(kmin − k[0]), uvarint kmax − kmin, uvarint zigzag(Σ(k − k[0]))
+//	  XOR:     when n − i > 0 (the rollup): min, max and sum (sequential, from
+//	           0) as 8-byte little-endian float64 bits; then uvarint L and L
+//	           bytes of the frame's values in version 1's XOR coding
+//
+// A scaled value is float64(k) / 10^d as in version 1; the encoder uses
+// scaled mode only when every value of the column is exactly such a
+// decimal with |k| <= 2^50, so a frame's sum of scaled integers fits an
+// int64. A frame's rollup gives its invalid count and, over its valid
+// samples, least, greatest and sum (for a scaled column float64 of the
+// exact integer sum divided by 10^d: a float sum of the values added one by
+// one may differ from it in the last bits unless they are integers).
+//
 // # Semantics
 //
 //   - Round trip: decoding an encoded series gives the same channel, the same

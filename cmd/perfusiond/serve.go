@@ -45,6 +45,7 @@ type serveConfig struct {
 	web               *webConfig        // web.go
 	telemetry         *telemetryConfig  // telemetry.go
 	inbound           *inboundConfig    // inbound.go
+	seal              *sealConfig       // seal.go
 }
 
 func (a *app) serveFlags(args []string) (*serveConfig, error) {
@@ -85,6 +86,7 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 	c.web = webFlags(fs, env)
 	c.telemetry = telemetryFlags(fs, env)
 	c.inbound = inboundFlags(fs, env)
+	c.seal = sealFlags(fs, env)
 	if err := a.parse(fs, env, args); err != nil {
 		return nil, err
 	}
@@ -101,6 +103,9 @@ func (a *app) serveFlags(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.inbound.check(c.auth); err != nil {
+		return nil, err
+	}
+	if err := c.seal.check(); err != nil {
 		return nil, err
 	}
 	if _, err := c.metrics(); err != nil {
@@ -249,6 +254,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		}()
 		defer func() { <-compacted }()
 	}
+	defer c.seal.start(ctx, st)()
 	if anchor != nil && c.checkpoints.every > 0 {
 		anchored := make(chan struct{})
 		go func() {

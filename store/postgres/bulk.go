@@ -52,7 +52,34 @@ func (t *pgTx) LockCases(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*c
 // SampleBlocks reads the stored blocks of the keys that exist, one primary
 // key probe per key.
 func (t *pgTx) SampleBlocks(ctx context.Context, keys []store.SampleKey) (map[store.SampleKey][]byte, error) {
-	return sampleBlocks(ctx, t.query, keys)
+	out, err := sampleBlocks(ctx, t.query, keys)
+	if err != nil {
+		return nil, err
+	}
+	return withSealedBlocks(ctx, t, keys, out)
+}
+
+// withSealedBlocks adds to out the blocks of keys it lacks that are in a
+// sealed case's sealed form (a resend to a sealed case, a watcher
+// replaying one).
+func withSealedBlocks(ctx context.Context, r store.SealedReader, keys []store.SampleKey, out map[store.SampleKey][]byte) (map[store.SampleKey][]byte, error) {
+	var missing []store.SampleKey
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	sealed, err := store.SealedBlocks(ctx, r, missing)
+	if err != nil {
+		return nil, err
+	}
+	for k, b := range sealed {
+		out[k] = b
+	}
+	return out, nil
 }
 
 // sampleBlocks is SampleBlocks over any query function: a transaction's

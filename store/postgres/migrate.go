@@ -177,3 +177,14 @@ func (b *Backend) CheckSchema(ctx context.Context) error {
 func (b *Backend) AppliedMigrations(ctx context.Context) (map[int]string, error) {
 	return appliedMigrations(ctx, b.pool)
 }
+
+// MigrateTo migrates up to version only: upgrade tests make a database as
+// an earlier release left it.
+func (b *Backend) MigrateTo(ctx context.Context, version int) error {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: acquire connection: %w", safeErr(err))
+	}
+	defer conn.Release()
+	return migrations.RunTo(ctx, &migrator{conn: conn.Conn()}, version)
+}

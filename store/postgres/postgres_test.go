@@ -19,6 +19,7 @@ import (
 	"perfusion/store"
 	"perfusion/store/postgres"
 	"perfusion/store/postgres/pgtest"
+	"perfusion/store/storetest"
 )
 
 func latest(t *testing.T) int {
@@ -781,4 +782,19 @@ func TestAppendOnlyEnforcedByDatabase(t *testing.T) {
 	if err := exec(`UPDATE sample_sources SET watermark = 0 WHERE case_id = $1`); err != nil {
 		t.Errorf("watermark update refused: %v", err)
 	}
+}
+
+// TestUpgradeFromLegacyNumbering: a database the release before the
+// shared migration numbering made is renumbered and completed.
+func TestUpgradeFromLegacyNumbering(t *testing.T) {
+	ctx := context.Background()
+	b, err := postgres.Open(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	storetest.UpgradeFromLegacyNumbering(t, b, func(q string) error {
+		_, err := b.Pool().Exec(ctx, q)
+		return err
+	})
 }

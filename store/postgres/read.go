@@ -309,25 +309,47 @@ func (r reader) ScanSampleBatches(ctx context.Context, caseID uuid.UUID, f store
 		return wrap("scan sample batches", err)
 	}
 	defer rows.Close()
+	any := false
 	for rows.Next() {
-		r := &store.SampleBatchRow{CaseID: caseID}
-		if err := rows.Scan(&r.SourceID, &r.Seq, &r.RecordedAt, &r.Actor, &r.MinTimeMs, &r.MaxTimeMs, &r.SampleCount, &r.Block); err != nil {
+		any = true
+		row := &store.SampleBatchRow{CaseID: caseID}
+		if err := rows.Scan(&row.SourceID, &row.Seq, &row.RecordedAt, &row.Actor, &row.MinTimeMs, &row.MaxTimeMs, &row.SampleCount, &row.Block); err != nil {
 			return wrap("scan sample batches", err)
 		}
-		r.RecordedAt = charting.NormTime(r.RecordedAt)
-		if err := fn(r); err != nil {
+		row.RecordedAt = charting.NormTime(row.RecordedAt)
+		if err := fn(row); err != nil {
 			return err // fn's error, unchanged
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return wrap("scan sample batches", err)
 	}
-	return nil
+	if any {
+		return nil
+	}
+	// No batch row: the case may be sealed, its batches kept in its
+	// sealed form (store/sealed.go).
+	rows.Close()
+	_, err = store.SealedBatches(ctx, r, caseID, f, fn)
+	return err
 }
 
 // Links returns ledger links with sequence > after, in order, at most limit
 // of them (limit <= 0: all).
 func (r reader) Links(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
+	out, err := r.rawLinks(ctx, caseID, after, limit)
+	if err != nil || !store.LinksHaveGap(after, out) {
+		return out, err
+	}
+	// Sequences missing: a sealed case's sample links are in its sealed
+	// form (store/sealed.go).
+	return store.SealedLinks(ctx, r, caseID, after, limit, out, func(ctx context.Context, after int64, limit int) ([]charting.Link, error) {
+		return r.rawLinks(ctx, caseID, after, limit)
+	})
+}
+
+// rawLinks reads the ledger rows after a sequence, as stored.
+func (r reader) rawLinks(ctx context.Context, caseID uuid.UUID, after int64, limit int) ([]charting.Link, error) {
 	q := `SELECT seq, kind, ref, actor, reason, recorded_at, prev_hash, hash FROM ledger
 		WHERE case_id = $1 AND seq > $2 ORDER BY seq`
 	args := []any{caseID, after}

@@ -164,5 +164,6 @@ func TestConformanceAsServingRole(t *testing.T) {
 		"AuditTrail", "VerifyIntactRecord", "TamperBatchSummaryDetected", "AppendOnlyEnforced",
 		"CaseStateOnlyForward", "MetricsLifecycle", "MetricsRepair", "AccessEvents", "AccessChainVerifies", "BreakGlass",
 		"OutboxEnqueue", "OutboxClaimLifecycle", "IdentityReconciliation", "WatchFeed", "InboundJournal", "InboundIndex",
+		"SealedReadsIdentical", "SealedTamperDetected", "SealedRemovalRefused",
 	)
 }

@@ -265,6 +265,17 @@ func (t *pgTx) GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID st
 	var block []byte
 	err := t.queryRow(ctx, `SELECT block FROM sample_batches WHERE case_id = $1 AND source_id = $2 AND seq = $3`,
 		caseID, sourceID, seq).Scan(&block)
+	if errors.Is(err, pgx.ErrNoRows) {
+		k := store.SampleKey{CaseID: caseID, SourceID: sourceID, Seq: seq}
+		sealed, err := store.SealedBlocks(ctx, t, []store.SampleKey{k})
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := sealed[k]; ok {
+			return b, nil
+		}
+		return nil, wrap("get sample block", pgx.ErrNoRows)
+	}
 	if err != nil {
 		return nil, wrap("get sample block", err)
 	}

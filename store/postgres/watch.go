@@ -16,7 +16,11 @@ import (
 // watcher calls it for batches whose ledger links it has read, and a link is
 // committed with its batch, so every such key exists.
 func (b *Backend) ReadSampleBlocks(ctx context.Context, keys []store.SampleKey) (map[store.SampleKey][]byte, error) {
-	return sampleBlocks(ctx, b.pool.Query, keys)
+	out, err := sampleBlocks(ctx, b.pool.Query, keys)
+	if err != nil {
+		return nil, err
+	}
+	return withSealedBlocks(ctx, reader{q: b.pool}, keys, out)
 }
 
 // commitChannel is the NOTIFY channel of commit wakes; payloads are case

@@ -76,7 +76,7 @@ func (t *tx) SampleBlocks(ctx context.Context, keys []store.SampleKey) (map[stor
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return withSealedBlocks(ctx, t, keys, out)
 }
 
 // SourceStates reads each source's watermark and the lowest sequence

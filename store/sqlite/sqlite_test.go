@@ -22,6 +22,7 @@ import (
 	"perfusion/store"
 	"perfusion/store/sqlite"
 	"perfusion/store/sqlite/sqlitetest"
+	"perfusion/store/storetest"
 )
 
 // rawDB opens the backend's file on a connection of its own, as any other
@@ -925,4 +926,18 @@ func TestConcurrentReadWrite(t *testing.T) {
 			t.Fatalf("case %v: head %d, %d links, watermark %d; want %d", id, c.Head.Seq, len(ls), ws["hlm"], writes)
 		}
 	}
+}
+
+// TestUpgradeFromLegacyNumbering: a database the release before the
+// shared migration numbering made is renumbered and completed.
+func TestUpgradeFromLegacyNumbering(t *testing.T) {
+	b, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "perfusion.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	storetest.UpgradeFromLegacyNumbering(t, b, func(q string) error {
+		_, err := rawDB(t, b).Exec(q)
+		return err
+	})
 }

@@ -193,6 +193,14 @@ func (t *tx) GetSampleBlock(ctx context.Context, caseID uuid.UUID, sourceID stri
 	err := t.tx.QueryRowContext(ctx, `SELECT block FROM sample_batches WHERE case_id = ? AND source_id = ? AND seq = ?`,
 		caseID.String(), sourceID, seq).Scan(&block)
 	if errors.Is(err, sql.ErrNoRows) {
+		k := store.SampleKey{CaseID: caseID, SourceID: sourceID, Seq: seq}
+		sealed, err := store.SealedBlocks(ctx, t, []store.SampleKey{k})
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := sealed[k]; ok {
+			return b, nil
+		}
 		return nil, notFound("get sample block")
 	}
 	if err != nil {

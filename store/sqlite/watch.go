@@ -39,7 +39,7 @@ func (b *Backend) ReadSampleBlocks(ctx context.Context, keys []store.SampleKey) 
 		}
 		out[k] = block
 	}
-	return out, nil
+	return withSealedBlocks(ctx, reader{q: q}, keys, out)
 }
 
 // ReadEntries reads the entries of a case among ids from the read pool, one

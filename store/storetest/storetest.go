@@ -120,11 +120,14 @@ func run(t *testing.T, h Harness, only map[string]bool) {
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxList", testOutboxList},
 		{"OutboxBacklog", testOutboxBacklog},
-		{"UpgradeFromLegacyNumbering", testUpgradeFromLegacyNumbering},
 		{"OutboxOrder", testOutboxOrder},
 		{"WatchFeed", testWatchFeed},
 		{"InboundJournal", testInboundJournal},
 		{"InboundIndex", testInboundIndex},
+		{"SealedReadsIdentical", testSealedReadsIdentical},
+		{"SealedArchiveRoundTrip", testSealedArchiveRoundTrip},
+		{"SealedTamperDetected", testSealedTamperDetected},
+		{"SealedRemovalRefused", testSealedRemovalRefused},
 	}
 	for _, tc := range tests {
 		if only != nil {
