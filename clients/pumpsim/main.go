@@ -249,6 +249,12 @@ func run(ctx context.Context, cfg Config) ([]CaseResult, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// Interrupted: whether the deadline or Ctrl-C caught a call in
+			// flight (a gRPC status) or a wait between calls (the context's
+			// error) is chance; the run was interrupted either way.
+			err = fmt.Errorf("%w: %w", cerr, err)
+		}
 		// The state stays, so that the next run resumes these cases.
 		return results, fmt.Errorf("%w (the same command resumes the cases; their state is in %s)", err, sf.path)
 	}
