@@ -18,3 +18,7 @@ func SetQueryRuns(s *Store, on bool) { s.ignoreRuns = !on }
 
 // RollupsUsed returns how many sealed frames' rollups trends have added.
 func RollupsUsed(s *Store) int64 { return s.rollupsUsed.Load() }
+
+// SetLegacyChunks makes the compactor write chunk rows as one-series
+// samplecodec blocks, as before issue 21, for benchmarks to compare.
+func SetLegacyChunks(s *Store, on bool) { s.legacyChunks = on }

@@ -157,8 +157,8 @@ func (s *Store) extent(ctx context.Context, c *charting.Case, plan *queryPlan, q
 
 // bucketSeries accumulates one (channel, source) series.
 type bucketSeries struct {
-	d *charting.Downsampler
-	// acc replaces d in a sealed case's trend (sealedquery.go).
+	// acc holds the buckets as charting.Downsampler would, and takes
+	// column frames' rollups where they are exact (sealedquery.go).
 	acc  *rollAcc
 	last int64 // time of the last sample added
 	any  bool  // a sample has been added
@@ -250,6 +250,11 @@ func (s *Store) scanBuckets(ctx context.Context, c *charting.Case, plan *queryPl
 		}
 		return nil, fmt.Errorf("query samples: %w", err)
 	}
+	for _, bs := range sc.keys {
+		if bs.acc.tooLarge() {
+			return nil, errUnordered // a rollup's sum may not be exact here
+		}
+	}
 	return sc.keys, nil
 }
 
@@ -324,11 +329,7 @@ func (sc *bucketScan) series(src *sourceSlots, sourceID string, pick int, name [
 }
 
 func (sc *bucketScan) newSeries(channel string) *bucketSeries {
-	if sc.sealed {
-		// Sealed columns may add a frame's rollup (sealedquery.go).
-		return &bucketSeries{acc: newRollAcc(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets, sc.cat.Flagging(channel))}
-	}
-	return &bucketSeries{d: charting.NewDownsampler(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets).Flagging(sc.cat.Flagging(channel))}
+	return &bucketSeries{acc: newRollAcc(sc.q.FromMs, sc.q.ToMs, sc.q.Buckets, sc.cat.Flagging(channel))}
 }
 
 // scanRunsThenBatches is how a bucketed query reads a case: the chunk
@@ -383,7 +384,13 @@ func (sc *bucketScan) run(row *SampleChunkRow, lo, hi int64) error {
 	}
 	bs := sc.series(sc.source(row.SourceID), row.SourceID, pick, []byte(row.Channel))
 	if row.col != nil {
-		return sc.foldColumn(bs, row.col, lo, hi)
+		return sc.foldColumn(bs, row.col, lo, hi, false) // a sealed column
+	}
+	if col, ok, err := chunkColumn(row); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		return sc.foldColumn(bs, col, lo, hi, true)
 	}
 	err := sc.w.Walk(row.Block, nil, func(_ []byte, sr charting.Series) error {
 		return bs.add(sr, lo, hi, true)
@@ -467,10 +474,6 @@ func (bs *bucketSeries) add(sr charting.Series, from, to int64, run bool) error 
 	if sr.Invalid != nil {
 		sub.Invalid = sr.Invalid[lo:hi]
 	}
-	if bs.acc != nil {
-		bs.acc.add(sub)
-		return nil
-	}
-	bs.d.Add(sub)
+	bs.acc.add(sub)
 	return nil
 }

@@ -95,13 +95,16 @@ func loadQueryCase(tb testing.TB, backend store.Backend, secs, batchSecs, compac
 	ctx := context.Background()
 	s := store.New(backend, store.Config{})
 	chans := charting.DefaultCatalogue().Channels()[:40]
-	c, err := s.CreateCase(ctx, "bench", store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-Q", ScheduledStart: time.Now()})
+	// Scheduled when its data begins: a case longer than a day would
+	// otherwise begin before its device window (a day before it is
+	// scheduled), and those batches would be judged as from a clock far off.
+	start := time.Now().Add(-time.Duration(secs+10) * time.Second).Truncate(time.Second).UnixMilli()
+	c, err := s.CreateCase(ctx, "bench", store.NewCase{Kind: charting.KindCPB, Site: "MAIN", Room: "OR-Q", ScheduledStart: time.UnixMilli(start)})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	walk := newWalk(chans, 1)
 	rng := rand.New(rand.NewPCG(3, 5))
-	start := time.Now().Add(-time.Duration(secs+10) * time.Second).Truncate(time.Second).UnixMilli()
 	var pending []*charting.SampleBatch
 	flush := func() {
 		for _, r := range s.AppendSamples(ctx, "gateway-or-01", pending) {

@@ -454,12 +454,16 @@ func SealedBlocks(ctx context.Context, r SealedReader, keys []SampleKey) (map[Sa
 			return nil, err
 		}
 		type where struct{ seg, i int }
+		want := make(map[SampleKey]bool, len(ks))
+		for _, k := range ks {
+			want[k] = true
+		}
 		at := make(map[SampleKey]where)
 		segs := make(map[int]bool)
 		for seg, m := range x.mans {
 			for i, bt := range m.batches {
 				k := SampleKey{caseID, m.sources[bt.source], bt.seq}
-				if slices.Contains(ks, k) {
+				if want[k] {
 					at[k] = where{seg, i}
 					segs[seg] = true
 				}

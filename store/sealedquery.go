@@ -165,7 +165,12 @@ func (col *sealedCol) decode() (charting.Series, error) {
 // answer is bit for bit the reference path's. Channels of finer
 // resolution (flows in 0.01 L/min, temperatures in 0.1 °C) are added
 // sample by sample.
-func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64) error {
+//
+// run: the column is a chunk run's (chunks.go), whose first sample must
+// come strictly after those added before it (see bucketSeries.add); a
+// sealed column holds its batches in scan order and needs no more than
+// order.
+func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64, run bool) error {
 	tc, err := samplecodec.NewTimeColumn(col.times)
 	if err != nil {
 		return err
@@ -197,14 +202,14 @@ func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64)
 		if f.Last < lo || f.First >= hi {
 			continue
 		}
-		if bs.any && f.First < bs.last {
-			return errUnordered
-		}
 		k, inside := a.within(f.First, f.Last)
 		inside = inside && f.First >= lo && f.Last < hi
+		if inside && bs.any && (f.First < bs.last || f.First == bs.last && (run || bs.afterRun)) {
+			return errUnordered
+		}
 		if inside && col.integers && a.exact(k, r, mixed) {
 			a.addRollup(k, r)
-			bs.any, bs.last = true, f.Last
+			bs.any, bs.last, bs.afterRun = true, f.Last, run
 			if sc.rollups != nil {
 				sc.rollups.Add(1)
 			}
@@ -227,18 +232,15 @@ func (sc *bucketScan) foldColumn(bs *bucketSeries, col *sealedCol, lo, hi int64)
 			// The frame's times never decrease, so its samples are added
 			// in time order, as the reference adds them.
 			a.addFrame(k, vs, flags)
-			bs.any, bs.last = true, f.Last
+			bs.any, bs.last, bs.afterRun = true, f.Last, run
 			continue
 		}
 		if ts, err = tc.Decode(ts[:0]); err != nil {
 			return err
 		}
-		if err := bs.add(charting.Series{TimesMs: ts, Values: vs, Invalid: flags}, lo, hi, false); err != nil {
+		if err := bs.add(charting.Series{TimesMs: ts, Values: vs, Invalid: flags}, lo, hi, run); err != nil {
 			return err
 		}
-	}
-	if a.tooLarge() {
-		return errUnordered // sums no longer exact: the reference path answers
 	}
 	return nil
 }
@@ -252,12 +254,28 @@ type rollAcc struct {
 	b            []charting.Bucket
 	sum          []float64
 	rolled       []bool // a rollup went into the bucket
-	lo, hi       float64
+	nonInt       []bool // a sample that is not a small integer went into the bucket
+	// conflict: a bucket took both, so its sum may not be the reference's
+	// (the query then takes the reference path).
+	conflict bool
+	lo, hi   float64
 }
 
 func newRollAcc(start, end int64, n int, ch charting.Channel) *rollAcc {
 	return &rollAcc{start: start, width: charting.BucketWidth(start, end, n), b: make([]charting.Bucket, n), sum: make([]float64, n),
-		rolled: make([]bool, n), lo: ch.Min, hi: ch.Max}
+		rolled: make([]bool, n), nonInt: make([]bool, n), lo: ch.Min, hi: ch.Max}
+}
+
+// smallInt reports whether v is an integer of magnitude below 2^31, so that
+// sums of fewer than 2^22 of them are exact in any order.
+func smallInt(v float64) bool { return v == math.Trunc(v) && math.Abs(v) < 1<<31 }
+
+// summed notes a sample that went into bucket k's sum.
+func (a *rollAcc) summed(k int64, v float64) {
+	if !a.nonInt[k] && !smallInt(v) {
+		a.nonInt[k] = true
+		a.conflict = a.conflict || a.rolled[k]
+	}
 }
 
 // add adds the samples of s that fall in the range (charting.Downsampler.Add).
@@ -288,6 +306,7 @@ func (a *rollAcc) add(s charting.Series) {
 		}
 		b.Count++
 		a.sum[k] += v
+		a.summed(k, v)
 	}
 }
 
@@ -312,6 +331,7 @@ func (a *rollAcc) addFrame(k int, vs []float64, inv []bool) {
 		}
 		b.Count++
 		sum += v
+		a.summed(int64(k), v)
 	}
 	a.sum[k] = sum
 }
@@ -333,6 +353,9 @@ func (a *rollAcc) within(first, last int64) (int, bool) {
 // range), small integers, and no column of the series with other than
 // integers overlaps the bucket.
 func (a *rollAcc) exact(k int, r samplecodec.Rollup, mixed [][2]int64) bool {
+	if a.nonInt[k] {
+		return false
+	}
 	if r.Count > r.Invalid {
 		if !(r.Min >= a.lo && r.Max <= a.hi) || math.Abs(r.Min) > 1<<31 || math.Abs(r.Max) > 1<<31 {
 			return false
@@ -364,9 +387,12 @@ func (a *rollAcc) addRollup(k int, r samplecodec.Rollup) {
 	a.rolled[k] = true
 }
 
-// tooLarge reports a bucket that took a rollup and holds so many samples
-// that its sum may no longer be exact.
+// tooLarge reports a bucket that took a rollup and holds so many samples,
+// or samples of other than small integers, that its sum may not be exact.
 func (a *rollAcc) tooLarge() bool {
+	if a.conflict {
+		return true
+	}
 	for k, b := range a.b {
 		if a.rolled[k] && b.Count > 1<<22 {
 			return true
@@ -392,9 +418,4 @@ func (a *rollAcc) buckets() []charting.Bucket {
 }
 
 // buckets returns a series' buckets.
-func (bs *bucketSeries) buckets() []charting.Bucket {
-	if bs.acc != nil {
-		return bs.acc.buckets()
-	}
-	return bs.d.Buckets()
-}
+func (bs *bucketSeries) buckets() []charting.Bucket { return bs.acc.buckets() }

@@ -74,6 +74,9 @@ type Store struct {
 	queryParts int
 	// ignoreRuns makes bucketed queries read batches only (benchmarks).
 	ignoreRuns bool
+	// legacyChunks makes the compactor write chunk rows in their earlier
+	// form (benchmarks compare the two).
+	legacyChunks bool
 	// rollupsUsed counts the sealed frames whose rollups trends added
 	// (sealedquery.go; tests check they are used).
 	rollupsUsed atomic.Int64

@@ -17,10 +17,14 @@ import (
 // channels, 7,257,600 samples; the trend reads 10 of them either way), on
 // both stores, in the same run:
 //
-//   - "chunks": closed and compacted, as a case stands before sealing:
-//     the trend reads the chunk runs of its channels (store/chunks.go);
+//   - "chunks-blocks": closed and compacted as before issue 21, the chunk
+//     rows one-series samplecodec blocks: the current path of a case
+//     before sealing;
 //   - "sealed": the same case sealed (sealed.go): the trend reads the
-//     channels' value columns (sealedquery.go).
+//     channels' value columns (sealedquery.go);
+//   - "chunks-columns": a second case with the same data compacted as the
+//     compactor does now, chunk rows in the column form with rollups (an
+//     open case's long trend, or a closed one's before it is sealed).
 //
 // Loading a 7-day case takes minutes; run it once per -benchtime:
 //
@@ -41,18 +45,25 @@ func BenchmarkLongTrend(b *testing.B) {
 		for _, l := range lengths {
 			b.Run(be.name+"/"+l.name, func(b *testing.B) {
 				ctx := context.Background()
-				s, q := loadTrendCase(b, be.open(b), l.secs, l.channels)
+				backend := be.open(b)
+				s, q := loadTrendCase(b, backend, l.secs, l.channels, true)
 				if _, err := s.CloseCase(ctx, "bench", q.CaseID); err != nil {
 					b.Fatal(err)
 				}
 				compactAll(b, s)
-				b.Run("chunks", func(b *testing.B) { benchQuery(b, s.QuerySamples, q) })
+				b.Run("chunks-blocks", func(b *testing.B) { benchQuery(b, s.QuerySamples, q) })
 				res, err := s.SealCase(ctx, q.CaseID)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.Logf("sealed %d samples in %v", res.Samples, res.Took)
 				b.Run("sealed", func(b *testing.B) { benchQuery(b, s.QuerySamples, q) })
+				s2, q2 := loadTrendCase(b, backend, l.secs, l.channels, false)
+				if _, err := s2.CloseCase(ctx, "bench", q2.CaseID); err != nil {
+					b.Fatal(err)
+				}
+				compactAll(b, s2)
+				b.Run("chunks-columns", func(b *testing.B) { benchQuery(b, s2.QuerySamples, q2) })
 			})
 		}
 	}
@@ -73,10 +84,11 @@ func compactAll(tb testing.TB, s *store.Store) {
 // loadTrendCase stores secs seconds of the first `channels` channels at
 // 1 Hz in 1-s batches, random walks at each channel's resolution, and
 // returns the store and the 10-channel, 600-bucket query over the whole
-// range.
-func loadTrendCase(tb testing.TB, backend store.Backend, secs, channels int) (*store.Store, store.SampleQuery) {
+// range. legacyChunks: chunk rows in their earlier form.
+func loadTrendCase(tb testing.TB, backend store.Backend, secs, channels int, legacyChunks bool) (*store.Store, store.SampleQuery) {
 	ctx := context.Background()
 	s := store.New(backend, store.Config{})
+	store.SetLegacyChunks(s, legacyChunks)
 	chans := charting.DefaultCatalogue().Channels()[:channels]
 	// Scheduled when its data begins, so every sample lies in the case's
 	// device window (a day before its schedule to an hour past receipt).
