@@ -330,7 +330,7 @@ func decodeManifest(data []byte) (*manifest, error) {
 	if vs := r.bytes(n); vs != nil {
 		for i := range m.batches {
 			m.batches[i].version = vs[i]
-			if v := vs[i]; v != samplecodec.Version && v != samplecodec.Version2 && r.err == nil {
+			if v := vs[i]; v != samplecodec.Version1 && v != samplecodec.Version2 && r.err == nil {
 				r.err = sealedCorrupt("batch %d: block format %d", i, v)
 			}
 		}
@@ -431,7 +431,7 @@ func encodeSegment(caseID uuid.UUID, seg int, batches []origBatch, resolution fu
 		case bytes.Equal(samplecodec.EncodeBlock(ob.series, resolution), ob.row.Block):
 			version = samplecodec.Version2
 		case bytes.Equal(samplecodec.EncodeBlockV1(ob.series, resolution), ob.row.Block):
-			version = samplecodec.Version
+			version = samplecodec.Version1
 		default:
 			return nil, fmt.Errorf("batch %s: its stored block is not what this version writes for its samples", charting.SampleRef(ob.row.SourceID, ob.row.Seq))
 		}
@@ -732,7 +732,7 @@ func (ds *decodedSegment) rowOf(caseID uuid.UUID, i int, withBlock bool) *Sample
 	}
 	if withBlock {
 		res := ds.resolution(bt.source)
-		if bt.version == samplecodec.Version {
+		if bt.version == samplecodec.Version1 {
 			row.Block = samplecodec.EncodeBlockV1(series, res)
 		} else {
 			row.Block = samplecodec.EncodeBlock(series, res)

@@ -10,10 +10,10 @@ import (
 	"perfusion/charting"
 )
 
-// Version is the first block format version, which EncodeBlockV1 writes and
+// Version1 is the first block format version, which EncodeBlockV1 writes and
 // DecodeBlock reads. It is part of the stored data: a different layout must
 // get a new version (see Version2), never a change to this one.
-const Version = 1
+const Version1 = 1
 
 // ErrCorrupt is wrapped by every decoding error, so that callers can tell a
 // damaged or foreign block (errors.Is(err, ErrCorrupt)) from their own
@@ -61,7 +61,7 @@ func EncodeBlockV1(series []charting.Series, resolution func(channel string) flo
 		size += len(series[i].Channel) + 16 + 3*len(series[i].TimesMs)
 	}
 	dst := make([]byte, 0, size)
-	dst = append(dst, Version)
+	dst = append(dst, Version1)
 	dst = binary.AppendUvarint(dst, uint64(len(series)))
 	for _, s := range series {
 		r := 0.0
@@ -86,7 +86,7 @@ func DecodeBlock(b []byte) ([]charting.Series, error) {
 	if b[0] == Version2 {
 		return decodeBlockV2(b[1:])
 	}
-	if b[0] != Version {
+	if b[0] != Version1 {
 		return nil, corrupt("unknown block version %d", b[0])
 	}
 	count, k := binary.Uvarint(b[1:])

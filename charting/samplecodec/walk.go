@@ -34,7 +34,7 @@ func (w *Walker) Walk(block []byte, want func(channel []byte) bool, fn func(chan
 	if block[0] == Version2 {
 		return w.walkV2(block[1:], want, fn)
 	}
-	if block[0] != Version {
+	if block[0] != Version1 {
 		return corrupt("unknown block version %d", block[0])
 	}
 	count, k := binary.Uvarint(block[1:])
