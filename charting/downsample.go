@@ -76,14 +76,25 @@ func (d *Downsampler) Add(s Series) {
 // goes through it, so they agree to the last bit: the same comparisons and
 // the same order of additions.
 func (b *Bucket) add(s Series, i int, r plausible) {
-	if s.IsInvalid(i) {
-		b.InvalidCount++
-		return
-	}
 	v := s.Values[i]
-	if !(v >= r.lo && v <= r.hi) { // as Channel.Plausible
+	if b.Admit(v, s.IsInvalid(i), r.lo, r.hi) {
+		b.sum += v
+	}
+}
+
+// Admit counts one sample in the bucket — invalid, out of the plausible
+// range [lo, hi] (as Channel.Plausible), or counted with its minimum and
+// maximum — and reports whether it is counted, when the caller adds v to
+// the bucket's sum. Paths that keep the sum elsewhere (sealed storage's
+// rollups) call it so every path compares exactly alike.
+func (b *Bucket) Admit(v float64, invalid bool, lo, hi float64) bool {
+	if invalid {
+		b.InvalidCount++
+		return false
+	}
+	if !(v >= lo && v <= hi) { // as Channel.Plausible
 		b.OutOfRangeCount++
-		return
+		return false
 	}
 	if b.Count == 0 {
 		b.Min, b.Max = v, v
@@ -91,7 +102,7 @@ func (b *Bucket) add(s Series, i int, r plausible) {
 		b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
 	}
 	b.Count++
-	b.sum += v
+	return true
 }
 
 // Buckets returns the buckets that hold any sample, in time order.

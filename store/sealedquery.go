@@ -289,24 +289,11 @@ func (a *rollAcc) add(s charting.Series) {
 		if k >= n {
 			continue
 		}
-		b := &a.b[k]
-		if s.IsInvalid(i) {
-			b.InvalidCount++
-			continue
-		}
 		v := s.Values[i]
-		if !(v >= a.lo && v <= a.hi) { // as Channel.Plausible
-			b.OutOfRangeCount++
-			continue
+		if a.b[k].Admit(v, s.IsInvalid(i), a.lo, a.hi) {
+			a.sum[k] += v
+			a.summed(k, v)
 		}
-		if b.Count == 0 {
-			b.Min, b.Max = v, v
-		} else {
-			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
-		}
-		b.Count++
-		a.sum[k] += v
-		a.summed(k, v)
 	}
 }
 
@@ -316,22 +303,10 @@ func (a *rollAcc) addFrame(k int, vs []float64, inv []bool) {
 	b := &a.b[k]
 	sum := a.sum[k]
 	for i, v := range vs {
-		if inv != nil && inv[i] {
-			b.InvalidCount++
-			continue
+		if b.Admit(v, inv != nil && inv[i], a.lo, a.hi) {
+			sum += v
+			a.summed(int64(k), v)
 		}
-		if !(v >= a.lo && v <= a.hi) { // as Channel.Plausible
-			b.OutOfRangeCount++
-			continue
-		}
-		if b.Count == 0 {
-			b.Min, b.Max = v, v
-		} else {
-			b.Min, b.Max = math.Min(b.Min, v), math.Max(b.Max, v)
-		}
-		b.Count++
-		sum += v
-		a.summed(int64(k), v)
 	}
 	a.sum[k] = sum
 }
