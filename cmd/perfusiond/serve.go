@@ -265,7 +265,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	log.Info("listening", "addr", lis.Addr().String())
 	if a.onMetricsListen != nil && tel != nil {
-		a.onMetricsListen(tel.lis.Addr())
+		a.onMetricsListen(tel.http.lis.Addr())
 	}
 	if a.onWebListen != nil && browser != nil {
 		a.onWebListen(browser.lis.Addr())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -39,9 +38,7 @@ func telemetryFlags(fs *flag.FlagSet, env envFlags) *telemetryConfig {
 // observers are nil interfaces then, never typed nils.
 type telemetry struct {
 	m    *metrics.Metrics
-	srv  *http.Server
-	lis  net.Listener
-	done chan error
+	http *httpService // web.go
 }
 
 func (c *telemetryConfig) build() *telemetry {
@@ -97,21 +94,13 @@ func (t *telemetry) start(c *telemetryConfig, db store.Backend, srv *server.Serv
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", t.m.Handler())
-	t.lis, t.done = lis, make(chan error, 1)
-	t.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
-	go func() { t.done <- t.srv.Serve(lis) }()
+	t.http = serveHTTP("metrics endpoint", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}, lis, lis)
 	log.Info("serving metrics", "addr", lis.Addr().String())
 	return nil
 }
 
 func (t *telemetry) shutdown(ctx context.Context) {
-	if t == nil || t.srv == nil {
-		return
-	}
-	if err := t.srv.Shutdown(ctx); err != nil {
-		t.srv.Close()
-	}
-	if err := <-t.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Default().Warn("metrics endpoint stopped", "err", err.Error())
+	if t != nil {
+		t.http.shutdown(ctx)
 	}
 }

@@ -71,18 +71,46 @@ func (c *webConfig) check(a *authConfig) error {
 	return nil
 }
 
-// webServer is the running browser face.
-type webServer struct {
+// httpService is an http.Server running on its listener: the browser
+// face and the metrics endpoint.
+type httpService struct {
+	name string // for the log line should it stop on its own
 	srv  *http.Server
 	lis  net.Listener
 	done chan error
+}
+
+// serveHTTP serves srv on served (lis, perhaps wrapped), with TLS when
+// srv.TLSConfig is set, until shutdown.
+func serveHTTP(name string, srv *http.Server, lis, served net.Listener) *httpService {
+	h := &httpService{name: name, srv: srv, lis: lis, done: make(chan error, 1)}
+	if srv.TLSConfig != nil {
+		go func() { h.done <- srv.ServeTLS(served, "", "") }()
+	} else {
+		go func() { h.done <- srv.Serve(served) }()
+	}
+	return h
+}
+
+// shutdown lets calls finish until ctx ends, then closes what is left
+// (WatchCase streams on the browser face).
+func (h *httpService) shutdown(ctx context.Context) {
+	if h == nil {
+		return
+	}
+	if err := h.srv.Shutdown(ctx); err != nil {
+		h.srv.Close()
+	}
+	if err := <-h.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		slog.Default().Warn(h.name+" stopped", "err", err.Error())
+	}
 }
 
 // start listens and serves the browser face, or returns nil when
 // --http-listen is empty. grpcSrv supplies the API; devKey, when the
 // development tokens are trusted, enables the tablet's development
 // sign-in.
-func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.Config, devKey *server.DevKey, do2iThreshold float64, log *slog.Logger) (*webServer, error) {
+func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.Config, devKey *server.DevKey, do2iThreshold float64, log *slog.Logger) (*httpService, error) {
 	if c.listen == "" {
 		return nil, nil
 	}
@@ -111,40 +139,22 @@ func (c *webConfig) start(grpcSrv *server.Server, auth *authConfig, tlsCfg *tls.
 		return nil, usageErrorf("development sign-in needs a loopback --http-listen, and %s is not", lis.Addr())
 	}
 	limits := grpcSrv.Limits()
-	w := &webServer{lis: lis, done: make(chan error, 1)}
-	w.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: limits.ConnectionTimeout,
 		IdleTimeout:       limits.MaxConnectionIdle,
 		MaxHeaderBytes:    limits.MaxHeaderListSize,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	served := netutil.LimitListener(lis, limits.MaxConnections)
 	if tlsCfg != nil {
 		// ServeTLS offers HTTP/2 and HTTP/1.1 by ALPN; client
 		// certificates are asked for but not required, as on --listen.
-		w.srv.TLSConfig = tlsCfg.Clone()
-		w.srv.TLSConfig.NextProtos = nil
-		go func() { w.done <- w.srv.ServeTLS(served, "", "") }()
-	} else {
-		go func() { w.done <- w.srv.Serve(served) }()
+		srv.TLSConfig = tlsCfg.Clone()
+		srv.TLSConfig.NextProtos = nil
 	}
+	w := serveHTTP("browser face", srv, lis, netutil.LimitListener(lis, limits.MaxConnections))
 	log.Info("serving the charting tablet and the browser API", "addr", lis.Addr().String(), "tls", tlsCfg != nil, "dev_sign_in", devKey != nil, "oidc", oidc != nil)
 	return w, nil
-}
-
-// shutdown lets calls finish until ctx ends, then closes what is left,
-// WatchCase streams included.
-func (w *webServer) shutdown(ctx context.Context) {
-	if w == nil {
-		return
-	}
-	if err := w.srv.Shutdown(ctx); err != nil {
-		w.srv.Close()
-	}
-	if err := <-w.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Default().Warn("browser face stopped", "err", err.Error())
-	}
 }
 
 // webShutdownGrace bounds how long open WatchCase streams hold shutdown:
