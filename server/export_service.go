@@ -223,6 +223,20 @@ func (s *exportService) ListDeliveries(ctx context.Context, req *pb.ListDeliveri
 	return out, nil
 }
 
+// ofCase fails unless delivery id belongs to caseID. The case is what
+// access is checked on, so a delivery of another case is not found,
+// whoever asks.
+func (s *exportService) ofCase(ctx context.Context, caseID, id uuid.UUID) error {
+	cur, err := s.h.store.GetDelivery(ctx, id)
+	if err != nil {
+		return s.outboxFail(err)
+	}
+	if cur.CaseID != caseID {
+		return s.h.fail(charting.ErrNotFound)
+	}
+	return nil
+}
+
 // RetryDelivery requeues a failed or pending delivery.
 func (s *exportService) RetryDelivery(ctx context.Context, req *pb.RetryDeliveryRequest) (*pb.RetryDeliveryResponse, error) {
 	var p parser
@@ -231,14 +245,8 @@ func (s *exportService) RetryDelivery(ctx context.Context, req *pb.RetryDelivery
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
-	// The case is what access is checked on: a delivery of another case is
-	// not found, whoever asks.
-	cur, err := s.h.store.GetDelivery(ctx, id)
-	if err != nil {
-		return nil, s.outboxFail(err)
-	}
-	if cur.CaseID != caseID {
-		return nil, s.h.fail(charting.ErrNotFound)
+	if err := s.ofCase(ctx, caseID, id); err != nil {
+		return nil, err
 	}
 	d, err := s.h.store.RetryDelivery(ctx, id)
 	if err != nil {
@@ -260,14 +268,8 @@ func (s *exportService) SupersedeDelivery(ctx context.Context, req *pb.Supersede
 	if err := p.err(); err != nil {
 		return nil, s.h.fail(err)
 	}
-	// Access is checked on the case: a delivery of another case is not
-	// found, whoever asks.
-	cur, err := s.h.store.GetDelivery(ctx, id)
-	if err != nil {
-		return nil, s.outboxFail(err)
-	}
-	if cur.CaseID != caseID {
-		return nil, s.h.fail(charting.ErrNotFound)
+	if err := s.ofCase(ctx, caseID, id); err != nil {
+		return nil, err
 	}
 	d, err := s.h.store.SupersedeDelivery(ctx, who, id, req.GetReason())
 	if err != nil {
